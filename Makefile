@@ -1,0 +1,45 @@
+# CoRAL reproduction kit. The two commands a user needs:
+#   make test        unit tests, fuzz smokes, namespace integration tests
+#   make reproduce   every experiment, figures and results/REPORT.md
+# QUICK=1 runs every experiment in its short shape.
+
+CARGO ?= cargo
+QUICK ?=
+RELEASE_BIN := target/release
+QUICK_FLAG := $(if $(QUICK),--quick,)
+
+.PHONY: all build release deps test test-unit test-netns reproduce plot report fuzz fmt clippy clean
+
+all: build
+
+## Install what the kit needs on a fresh Debian machine (idempotent).
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --workspace --release
+
+## Everything: unit tests (parallel), then namespace tests (one at a time).
+test: deps build test-unit test-netns
+
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+
+## Namespace integration tests share 2 cores: one at a time. Fails if none ran.
+test-netns:
+	bash scripts/test-netns.sh
+
+reproduce: deps release
+	bash scripts/reproduce.sh $(QUICK_FLAG)
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

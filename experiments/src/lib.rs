@@ -1,0 +1,9 @@
+//! # experiments: the kit's driver (`coral-exp`)
+//!
+//! - [`commands`]: `up`, `down`, `exec`, `fault`, `run` (docs/CLI.md).
+//! - [`plot`]: `coral-exp plot`, figures from the results tree.
+//! - [`report`]: `coral-exp report`, `results/REPORT.md` from the results tree.
+
+pub mod commands;
+pub mod plot;
+pub mod report;

@@ -1,0 +1,2 @@
+//! # faultinject: the faults the experiments inject
+//! (under construction)
