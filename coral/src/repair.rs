@@ -1,0 +1,445 @@
+//! TCP_REPAIR: rebuild a live TCP connection in the local kernel from state
+//! observed elsewhere, and take a connection down without a single segment.
+//!
+//! This is the I/O shell for DESIGN.md section 5 step 2. The values come from
+//! the core's takeover query; this module only performs the system calls, in
+//! the order the kernel requires (each step records what failed when it was
+//! done differently on this machine):
+//!
+//! 1. `socket`, `TCP_REPAIR = 1`;
+//! 2. `TCP_QUEUE_SEQ` for the send queue and the receive queue;
+//! 3. optional `IP_TRANSPARENT` (bind a service address that is not local yet)
+//!    and `SO_MARK`; `bind` (never `SO_REUSEADDR` after repair mode: it breaks
+//!    the forced reuse), `connect` (no SYN is sent in repair mode);
+//! 4. `TCP_REPAIR_OPTIONS` (after connect, before data);
+//! 5. `TCP_TIMESTAMP`;
+//! 6. the receive queue filled with the unanswered request bytes;
+//! 7. `TCP_REPAIR_WINDOW` (without it the send window starts at 0);
+//! 8. `TCP_REPAIR = 0`.
+//!
+//! Bytes that must still reach the client are NOT put into the repair send
+//! queue (they would count as already sent and wait for a retransmission
+//! timeout); the caller writes them as ordinary data afterwards.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// `TCP_REPAIR_QUEUE` selector: no queue.
+const TCP_NO_QUEUE: libc::c_int = 0;
+/// `TCP_REPAIR_QUEUE` selector: the receive queue.
+const TCP_RECV_QUEUE: libc::c_int = 1;
+/// `TCP_REPAIR_QUEUE` selector: the send queue.
+const TCP_SEND_QUEUE: libc::c_int = 2;
+
+/// TCP option codes accepted by `TCP_REPAIR_OPTIONS`.
+const TCPOPT_MSS: u32 = 2;
+const TCPOPT_WINDOW: u32 = 3;
+const TCPOPT_SACK_PERM: u32 = 4;
+const TCPOPT_TIMESTAMP: u32 = 8;
+
+/// `tcpi_options` bits (include/uapi/linux/tcp.h).
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+const TCPI_OPT_SACK: u8 = 2;
+const TCPI_OPT_WSCALE: u8 = 4;
+const TCPI_OPT_USEC_TS: u8 = 64;
+
+/// `struct tcp_repair_opt` from include/uapi/linux/tcp.h.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct TcpRepairOpt {
+    opt_code: u32,
+    opt_val: u32,
+}
+
+/// `struct tcp_repair_window` from include/uapi/linux/tcp.h: the window state
+/// `TCP_REPAIR_WINDOW` reads and writes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairWindow {
+    /// Sequence number of the segment that last updated the send window
+    /// (the client's last sequence number seen).
+    pub snd_wl1: u32,
+    /// Send window in bytes, already scaled (client window << client wscale).
+    pub snd_wnd: u32,
+    /// Largest send window seen.
+    pub max_window: u32,
+    /// Receive window we advertise, in bytes.
+    pub rcv_wnd: u32,
+    /// `rcv_nxt` at the last window update we sent (at most `rcv_nxt`).
+    pub rcv_wup: u32,
+}
+
+/// The TCP options a repaired socket continues with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// MSS the client announced.
+    pub mss: u16,
+    /// Window scale of the client's windows (`tcpi_snd_wscale`); `None` with
+    /// window scaling off.
+    pub snd_wscale: Option<u8>,
+    /// Window scale we announced (`tcpi_rcv_wscale`).
+    pub rcv_wscale: Option<u8>,
+    /// SACK permitted.
+    pub sack: bool,
+    /// Timestamps on.
+    pub timestamps: bool,
+}
+
+/// Everything needed to rebuild one connection (DESIGN.md section 5 step 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairSpec {
+    /// Our end: the service address and port.
+    pub local: SocketAddrV4,
+    /// The client's address and port.
+    pub remote: SocketAddrV4,
+    /// Send-queue sequence: the client's cumulative ACK (our `snd_una`).
+    pub send_seq: u32,
+    /// Receive-queue sequence: where `recv_queue` starts in client sequence
+    /// space (start of the first request without a complete logged reply).
+    pub recv_seq: u32,
+    /// Client bytes to place in the receive queue (unanswered requests).
+    pub recv_queue: Vec<u8>,
+    /// Negotiated options.
+    pub options: RepairOptions,
+    /// Value for `TCP_TIMESTAMP` (bit 0 clear unless microsecond timestamps).
+    pub timestamp: Option<u32>,
+    /// Window state; required (without it the send window starts at 0).
+    pub window: RepairWindow,
+    /// Set `IP_TRANSPARENT` so `local` may be an address not (yet) local.
+    pub transparent: bool,
+    /// `SO_MARK` for the socket (0 = none).
+    pub mark: u32,
+}
+
+/// What the kernel reports of a live connection: used to verify a rebuild
+/// and to take a connection over from a socket in this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairDump {
+    /// Next sequence number to be written (`write_seq`).
+    pub send_seq: u32,
+    /// Next sequence number expected from the peer (`rcv_nxt`).
+    pub recv_seq: u32,
+    /// Window state.
+    pub window: RepairWindow,
+    /// Current `TCP_TIMESTAMP` value.
+    pub timestamp: u32,
+    /// Negotiated options from `TCP_INFO`.
+    pub info: TcpInfoLite,
+}
+
+/// The fields of `struct tcp_info` CoRAL uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpInfoLite {
+    /// `tcpi_state` (1 = ESTABLISHED).
+    pub state: u8,
+    /// Timestamps negotiated.
+    pub timestamps: bool,
+    /// SACK negotiated.
+    pub sack: bool,
+    /// Window scaling negotiated.
+    pub wscale: bool,
+    /// Microsecond timestamps (`TCPI_OPT_USEC_TS`).
+    pub usec_ts: bool,
+    /// Scale applied to the peer's windows.
+    pub snd_wscale: u8,
+    /// Scale we announced.
+    pub rcv_wscale: u8,
+    /// `tcpi_snd_mss`.
+    pub snd_mss: u32,
+    /// `tcpi_rcv_mss`.
+    pub rcv_mss: u32,
+}
+
+impl TcpInfoLite {
+    /// The options a rebuild of this connection needs.
+    pub fn repair_options(&self, peer_mss: u16) -> RepairOptions {
+        RepairOptions {
+            mss: peer_mss,
+            snd_wscale: self.wscale.then_some(self.snd_wscale),
+            rcv_wscale: self.wscale.then_some(self.rcv_wscale),
+            sack: self.sack,
+            timestamps: self.timestamps,
+        }
+    }
+}
+
+fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points to a live `T` of the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            val as *const T as *const libc::c_void,
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn setsockopt_slice<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    vals: &[T],
+) -> io::Result<()> {
+    // SAFETY: the slice is live for the call and its byte length is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            vals.as_ptr() as *const libc::c_void,
+            std::mem::size_of_val(vals) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt<T: Copy + Default>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    let mut val = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is a live, writable `T` and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut val as *mut T as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(val)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn step<T>(what: &'static str, r: io::Result<T>) -> io::Result<T> {
+    r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// Switch repair mode on or off for a socket.
+pub fn set_repair(fd: RawFd, on: bool) -> io::Result<()> {
+    step(
+        "TCP_REPAIR",
+        setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_REPAIR,
+            &(on as libc::c_int),
+        ),
+    )
+}
+
+fn set_queue(fd: RawFd, queue: libc::c_int) -> io::Result<()> {
+    step(
+        "TCP_REPAIR_QUEUE",
+        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, &queue),
+    )
+}
+
+/// Rebuild one connection from `spec`; the returned stream is ESTABLISHED,
+/// out of repair mode, and the client sees no segment until it is used.
+pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    let fd = sock.as_raw_fd();
+    set_repair(fd, true)?;
+    set_queue(fd, TCP_SEND_QUEUE)?;
+    step(
+        "TCP_QUEUE_SEQ send",
+        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &spec.send_seq),
+    )?;
+    set_queue(fd, TCP_RECV_QUEUE)?;
+    step(
+        "TCP_QUEUE_SEQ recv",
+        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &spec.recv_seq),
+    )?;
+    set_queue(fd, TCP_NO_QUEUE)?;
+    if spec.transparent {
+        step("IP_TRANSPARENT", sock.set_ip_transparent(true))?;
+    }
+    if spec.mark != 0 {
+        step("SO_MARK", sock.set_mark(spec.mark))?;
+    }
+    step(
+        "bind",
+        sock.bind(&SockAddr::from(SocketAddr::V4(spec.local))),
+    )?;
+    step(
+        "connect",
+        sock.connect(&SockAddr::from(SocketAddr::V4(spec.remote))),
+    )?;
+
+    let o = &spec.options;
+    let mut opts = vec![TcpRepairOpt {
+        opt_code: TCPOPT_MSS,
+        opt_val: u32::from(o.mss),
+    }];
+    if let (Some(snd), Some(rcv)) = (o.snd_wscale, o.rcv_wscale) {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_WINDOW,
+            opt_val: u32::from(snd) | (u32::from(rcv) << 16),
+        });
+    }
+    if o.sack {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_SACK_PERM,
+            opt_val: 0,
+        });
+    }
+    if o.timestamps {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_TIMESTAMP,
+            opt_val: 0,
+        });
+    }
+    step(
+        "TCP_REPAIR_OPTIONS",
+        setsockopt_slice(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_OPTIONS, &opts),
+    )?;
+    if let Some(ts) = spec.timestamp {
+        step(
+            "TCP_TIMESTAMP",
+            setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, &ts),
+        )?;
+    }
+    if !spec.recv_queue.is_empty() {
+        set_queue(fd, TCP_RECV_QUEUE)?;
+        let mut off = 0;
+        while off < spec.recv_queue.len() {
+            let n = step("fill receive queue", sock.send(&spec.recv_queue[off..]))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "fill receive queue: kernel took 0 bytes",
+                ));
+            }
+            off += n;
+        }
+        set_queue(fd, TCP_NO_QUEUE)?;
+    }
+    step(
+        "TCP_REPAIR_WINDOW",
+        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW, &spec.window),
+    )?;
+    set_repair(fd, false)?;
+    // SAFETY: ownership of the descriptor moves from `sock` to the stream.
+    Ok(unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) })
+}
+
+/// Read the kernel's view of a live connection. Puts the socket into repair
+/// mode and leaves it there: the caller either closes it silently
+/// ([`close_silently`]) or calls [`set_repair`]`(fd, false)`.
+pub fn dump(fd: RawFd) -> io::Result<RepairDump> {
+    let info = tcp_info(fd)?;
+    set_repair(fd, true)?;
+    set_queue(fd, TCP_SEND_QUEUE)?;
+    let send_seq: u32 = step(
+        "TCP_QUEUE_SEQ send",
+        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ),
+    )?;
+    set_queue(fd, TCP_RECV_QUEUE)?;
+    let recv_seq: u32 = step(
+        "TCP_QUEUE_SEQ recv",
+        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ),
+    )?;
+    set_queue(fd, TCP_NO_QUEUE)?;
+    let window: RepairWindow = step(
+        "TCP_REPAIR_WINDOW",
+        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW),
+    )?;
+    let timestamp: u32 = step(
+        "TCP_TIMESTAMP",
+        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP),
+    )?;
+    Ok(RepairDump {
+        send_seq,
+        recv_seq,
+        window,
+        timestamp,
+        info,
+    })
+}
+
+/// Close a connection without the kernel sending anything (no FIN, no RST):
+/// repair mode on, then close. Used by fencing and after a dump.
+pub fn close_silently<F: IntoRawFd>(sock: F) -> io::Result<()> {
+    let fd = sock.into_raw_fd();
+    let r = set_repair(fd, true);
+    // SAFETY: we own `fd` (taken from `sock`) and close it exactly once.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// `getsockopt(TCP_INFO)`, reduced to what CoRAL needs.
+pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
+    // struct tcp_info starts: u8 state, ca_state, retransmits, probes, backoff,
+    // options, wscale (snd:4 | rcv:4), delivery_rate_app_limited..., then u32
+    // rto, ato, snd_mss, rcv_mss. Read a prefix large enough for those.
+    let raw: [u8; 104] = step(
+        "TCP_INFO",
+        getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO),
+    )?;
+    let options = raw[5];
+    let wscale = raw[6];
+    let u32_at =
+        |off: usize| u32::from_ne_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]]);
+    Ok(TcpInfoLite {
+        state: raw[0],
+        timestamps: options & TCPI_OPT_TIMESTAMPS != 0,
+        sack: options & TCPI_OPT_SACK != 0,
+        wscale: options & TCPI_OPT_WSCALE != 0,
+        usec_ts: options & TCPI_OPT_USEC_TS != 0,
+        snd_wscale: wscale & 0x0f,
+        rcv_wscale: wscale >> 4,
+        snd_mss: u32_at(16),
+        rcv_mss: u32_at(20),
+    })
+}
+
+fn getsockopt_bytes<const N: usize>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    let mut len = N as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(buf)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
