@@ -1,2 +1,416 @@
 //! # faultinject: the faults the experiments inject
-//! (under construction)
+//!
+//! Each fault is a real change to a running topology, made from outside the
+//! processes it hurts:
+//!
+//! - [`Fault::LinkCut`] / [`Fault::LinkRestore`]: set one end of a veth down
+//!   / up (the kit cuts the switch-side end: the paper's unplugged cable).
+//! - [`Fault::Kill`], [`Fault::Stop`], [`Fault::Cont`]: SIGKILL, SIGSTOP,
+//!   SIGCONT to a host's service processes.
+//! - [`Fault::Partition`] / [`Fault::Heal`]: an nft rule (bridge family) in
+//!   the switch's namespace that drops every frame between two MAC addresses,
+//!   in both directions, and its removal.
+//!
+//! Every injected fault can be appended to an `events.csv`
+//! (`t_unix_ns,host,source,event,detail`, see [`events`]) with
+//! [`inject_and_record`]. Namespaces are named as under `/run/netns` (what
+//! `ip netns add` creates), and every operation opens `/run/netns/NAME`
+//! itself, so it works from whichever namespace the caller is in.
+
+pub mod events;
+pub mod netns;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use std::path::Path;
+use std::process::Stdio;
+
+pub use events::{append_event, now_unix_ns, read_events, Event};
+
+/// Name of the nft table (bridge family) holding partition rules.
+pub const PARTITION_TABLE: &str = "coral_fault";
+
+/// Errors of fault injection.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    /// An external command (`ip`, `nft`) failed.
+    #[error("`{cmd}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// What it printed on stderr (or the spawn error).
+        stderr: String,
+    },
+    /// None of the target processes exists any more.
+    #[error("no live process among pids {0:?}")]
+    NoLiveProcess(Vec<u32>),
+    /// A signal could not be delivered.
+    #[error("signal {sig} to pid {pid}: {err}")]
+    Signal {
+        /// Target pid.
+        pid: u32,
+        /// Signal name.
+        sig: String,
+        /// The OS error.
+        err: nix::Error,
+    },
+    /// `heal` found no partition between the two hosts.
+    #[error("no partition labelled `{0}` is in place")]
+    NoSuchPartition(String),
+    /// A namespace does not exist under /run/netns.
+    #[error("network namespace `{0}` does not exist under /run/netns")]
+    NoNetns(String),
+    /// Bad input (a MAC address, an interface name...).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// Writing events.csv failed.
+    #[error("events file: {0}")]
+    Events(String),
+}
+
+/// One fault, with everything needed to inject it (no topology lookup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Set interface `dev` in namespace `netns` down.
+    LinkCut {
+        /// Namespace holding the interface (the switch, for LAN hosts).
+        netns: String,
+        /// Interface name inside that namespace.
+        dev: String,
+    },
+    /// Set interface `dev` in namespace `netns` up.
+    LinkRestore {
+        /// Namespace holding the interface.
+        netns: String,
+        /// Interface name inside that namespace.
+        dev: String,
+    },
+    /// SIGKILL every live process in `pids`.
+    Kill {
+        /// Target pids.
+        pids: Vec<u32>,
+    },
+    /// SIGSTOP every live process in `pids`.
+    Stop {
+        /// Target pids.
+        pids: Vec<u32>,
+    },
+    /// SIGCONT every live process in `pids`.
+    Cont {
+        /// Target pids.
+        pids: Vec<u32>,
+    },
+    /// Drop every bridged frame between `mac_a` and `mac_b` in `netns`.
+    Partition {
+        /// Namespace of the bridge.
+        netns: String,
+        /// First MAC address.
+        mac_a: String,
+        /// Second MAC address.
+        mac_b: String,
+        /// Label identifying this partition (used by [`Fault::Heal`]).
+        label: String,
+    },
+    /// Remove the partition rules labelled `label` in `netns`.
+    Heal {
+        /// Namespace of the bridge.
+        netns: String,
+        /// Label given to [`Fault::Partition`].
+        label: String,
+    },
+}
+
+impl Fault {
+    /// The event name written to events.csv (`link-cut`, `kill`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::LinkCut { .. } => "link-cut",
+            Fault::LinkRestore { .. } => "link-restore",
+            Fault::Kill { .. } => "kill",
+            Fault::Stop { .. } => "stop",
+            Fault::Cont { .. } => "cont",
+            Fault::Partition { .. } => "partition",
+            Fault::Heal { .. } => "heal",
+        }
+    }
+}
+
+/// Injects `fault` and returns a human-readable detail of what was done.
+pub fn inject(fault: &Fault) -> Result<String, FaultError> {
+    match fault {
+        Fault::LinkCut { netns, dev } => {
+            link_set(netns, dev, false)?;
+            Ok(format!("{netns}/{dev} down"))
+        }
+        Fault::LinkRestore { netns, dev } => {
+            link_set(netns, dev, true)?;
+            Ok(format!("{netns}/{dev} up"))
+        }
+        Fault::Kill { pids } => signal_pids(pids, Signal::SIGKILL),
+        Fault::Stop { pids } => signal_pids(pids, Signal::SIGSTOP),
+        Fault::Cont { pids } => signal_pids(pids, Signal::SIGCONT),
+        Fault::Partition {
+            netns,
+            mac_a,
+            mac_b,
+            label,
+        } => {
+            partition(netns, mac_a, mac_b, label)?;
+            Ok(format!("{netns}: drop {mac_a} <-> {mac_b} ({label})"))
+        }
+        Fault::Heal { netns, label } => {
+            let n = heal(netns, label)?;
+            Ok(format!("{netns}: removed {n} rules ({label})"))
+        }
+    }
+}
+
+/// Injects `fault` and appends one row to `events_path` (created with its
+/// header if missing): `host` is the host the fault hit, `source` who injected
+/// it. Returns the event written.
+pub fn inject_and_record(
+    fault: &Fault,
+    host: &str,
+    source: &str,
+    events_path: &Path,
+) -> Result<Event, FaultError> {
+    let t = now_unix_ns();
+    let detail = inject(fault)?;
+    let ev = Event {
+        t_unix_ns: t,
+        host: host.to_string(),
+        source: source.to_string(),
+        event: fault.name().to_string(),
+        detail,
+    };
+    append_event(events_path, &ev).map_err(|e| FaultError::Events(format!("{e:#}")))?;
+    Ok(ev)
+}
+
+fn check_name(what: &str, s: &str) -> Result<(), FaultError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FaultError::Invalid(format!("{what} `{s}`")))
+    }
+}
+
+fn check_mac(s: &str) -> Result<(), FaultError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        Ok(())
+    } else {
+        Err(FaultError::Invalid(format!("MAC address `{s}`")))
+    }
+}
+
+fn run(cmd: &mut std::process::Command, input: Option<&str>) -> Result<String, FaultError> {
+    use std::io::Write;
+    let line = format!("{cmd:?}");
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| FaultError::Command {
+        cmd: line.clone(),
+        stderr: e.to_string(),
+    })?;
+    if let Some(text) = input {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| FaultError::Command {
+        cmd: line.clone(),
+        stderr: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(FaultError::Command {
+            cmd: line,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Sets `dev` in namespace `netns` up or down (`ip -n NETNS link set`).
+pub fn link_set(netns: &str, dev: &str, up: bool) -> Result<(), FaultError> {
+    check_name("namespace", netns)?;
+    check_name("interface", dev)?;
+    netns::require(netns)?;
+    run(
+        std::process::Command::new("ip")
+            .args(["-n", netns, "link", "set", "dev", dev])
+            .arg(if up { "up" } else { "down" }),
+        None,
+    )?;
+    Ok(())
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // state is the field after the ")" closing the command name
+            match s.rfind(')') {
+                Some(i) => !matches!(s[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+                None => false,
+            }
+        }
+        Err(_) => false,
+    }
+}
+
+/// Sends `sig` to every live pid; fails if none was alive.
+pub fn signal_pids(pids: &[u32], sig: Signal) -> Result<String, FaultError> {
+    let mut hit = Vec::new();
+    for &pid in pids {
+        if pid == 0 || pid > i32::MAX as u32 || !pid_alive(pid) {
+            continue;
+        }
+        match nix::sys::signal::kill(Pid::from_raw(pid as i32), sig) {
+            Ok(()) => hit.push(pid),
+            Err(nix::Error::ESRCH) => {}
+            Err(err) => {
+                return Err(FaultError::Signal {
+                    pid,
+                    sig: sig.as_str().to_string(),
+                    err,
+                })
+            }
+        }
+    }
+    if hit.is_empty() {
+        return Err(FaultError::NoLiveProcess(pids.to_vec()));
+    }
+    Ok(format!("{} to pids {hit:?}", sig.as_str()))
+}
+
+/// Adds rules dropping frames between `mac_a` and `mac_b` (both directions)
+/// to the bridge-family table [`PARTITION_TABLE`] in `netns`.
+pub fn partition(netns: &str, mac_a: &str, mac_b: &str, label: &str) -> Result<(), FaultError> {
+    check_name("namespace", netns)?;
+    check_mac(mac_a)?;
+    check_mac(mac_b)?;
+    check_name("label", label)?;
+    netns::require(netns)?;
+    let t = PARTITION_TABLE;
+    let script = format!(
+        "add table bridge {t}\n\
+         add chain bridge {t} forward {{ type filter hook forward priority 0; policy accept; }}\n\
+         add rule bridge {t} forward ether saddr {mac_a} ether daddr {mac_b} drop comment \"{label}\"\n\
+         add rule bridge {t} forward ether saddr {mac_b} ether daddr {mac_a} drop comment \"{label}\"\n"
+    );
+    run(
+        &mut netns::command_in(netns, "nft", &["-f", "-"])?,
+        Some(&script),
+    )?;
+    Ok(())
+}
+
+/// Removes the rules labelled `label`; returns how many were removed, and
+/// fails with [`FaultError::NoSuchPartition`] if there were none.
+pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
+    check_name("namespace", netns)?;
+    check_name("label", label)?;
+    netns::require(netns)?;
+    let listing = run(
+        &mut netns::command_in(
+            netns,
+            "nft",
+            &["-a", "list", "chain", "bridge", PARTITION_TABLE, "forward"],
+        )?,
+        None,
+    )
+    .map_err(|_| FaultError::NoSuchPartition(label.to_string()))?;
+    let needle = format!("comment \"{label}\"");
+    let handles: Vec<String> = listing
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| {
+            l.rsplit_once("# handle ")
+                .map(|(_, h)| h.trim().to_string())
+        })
+        .collect();
+    if handles.is_empty() {
+        return Err(FaultError::NoSuchPartition(label.to_string()));
+    }
+    let script: String = handles
+        .iter()
+        .map(|h| format!("delete rule bridge {PARTITION_TABLE} forward handle {h}\n"))
+        .collect();
+    run(
+        &mut netns::command_in(netns, "nft", &["-f", "-"])?,
+        Some(&script),
+    )?;
+    Ok(handles.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("x", "cx12ab-switch").is_ok());
+        assert!(check_name("x", "a b").is_err());
+        assert!(check_name("x", "").is_err());
+        assert!(check_name("x", "$(rm)").is_err());
+        assert!(check_mac("02:00:c0:00:02:0b").is_ok());
+        assert!(check_mac("02:00:c0:00:02").is_err());
+        assert!(check_mac("02:00:c0:00:02:zz").is_err());
+    }
+
+    #[test]
+    fn signal_to_dead_pids_fails() {
+        // pid 0 and an out-of-range pid are skipped: nothing alive to hit.
+        let r = signal_pids(&[0, u32::MAX], Signal::SIGCONT);
+        assert!(matches!(r, Err(FaultError::NoLiveProcess(_))));
+    }
+
+    #[test]
+    fn signal_reaches_a_real_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(pid_alive(pid));
+        signal_pids(&[pid], Signal::SIGKILL).unwrap();
+        let st = child.wait().unwrap();
+        assert!(!st.success());
+        assert!(!pid_alive(pid));
+    }
+
+    #[test]
+    fn missing_namespace_is_an_error() {
+        let r = link_set("cx-no-such-ns-zz", "eth0", false);
+        assert!(matches!(r, Err(FaultError::NoNetns(_))), "{r:?}");
+    }
+
+    #[test]
+    fn fault_names() {
+        let f = Fault::Kill { pids: vec![] };
+        assert_eq!(f.name(), "kill");
+        assert_eq!(
+            Fault::Heal {
+                netns: "a".into(),
+                label: "b".into()
+            }
+            .name(),
+            "heal"
+        );
+    }
+}
