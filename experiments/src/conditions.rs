@@ -1,0 +1,247 @@
+//! Paper-faithful run conditions (DESIGN.md sections 7 and 8): a 100 Mb/s
+//! switched LAN (`tbf` on switch ports) and a server capacity set by a
+//! cgroup v1 CPU quota that covers every process of a server host.
+//!
+//! `tc` is called as a command (no well-kept crate covers qdiscs); cgroups
+//! are plain files under `/sys/fs/cgroup/cpu`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where cgroup v1's cpu controller is mounted on these machines.
+pub const CPU_CGROUP_ROOT: &str = "/sys/fs/cgroup/cpu";
+
+/// Where cgroup v1's cpuacct controller is mounted (CPU time accounting).
+pub const CPUACCT_CGROUP_ROOT: &str = "/sys/fs/cgroup/cpuacct";
+
+/// The CFS period used for quotas, in microseconds.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// The conditions of one run, recorded in its `config.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conditions {
+    /// Rate limit of every switch port in Mbit/s (`tbf`); `None` = unlimited.
+    pub lan_mbit: Option<u32>,
+    /// CPU quota of each server host as a fraction of one core
+    /// (0.5 = half a core); `None` = no quota.
+    pub server_cpu: Option<f64>,
+}
+
+impl Conditions {
+    /// Check the values are usable; a clear error otherwise.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(m) = self.lan_mbit {
+            if m == 0 || m > 100_000 {
+                bail!("--lan-mbit must be between 1 and 100000, got {m}");
+            }
+        }
+        if let Some(c) = self.server_cpu {
+            if !(c.is_finite() && c >= 0.01 && c <= 64.0) {
+                bail!("--server-cpu must be a fraction of a core between 0.01 and 64, got {c}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Limit egress of `dev` inside namespace `netns` to `mbit` Mbit/s with a
+/// token bucket filter sized for that rate.
+pub fn apply_lan_rate(netns: &str, dev: &str, mbit: u32) -> Result<()> {
+    // Burst: at least one 64 KB offloaded frame plus a little, so TSO/GSO
+    // frames pass; latency bound keeps the queue short (a switch port).
+    let burst = (u64::from(mbit) * 1_000_000 / 8 / 250).max(96 * 1024);
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", netns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+        ])
+        .args([
+            "rate",
+            &format!("{mbit}mbit"),
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "20ms",
+        ])
+        .output()
+        .context("running tc")?;
+    if !out.status.success() {
+        bail!(
+            "tc qdisc replace dev {dev} (netns {netns}) tbf rate {mbit}mbit failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A cgroup v1 CPU group for one server host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuGroup {
+    /// Its directory under [`CPU_CGROUP_ROOT`].
+    pub path: PathBuf,
+}
+
+impl CpuGroup {
+    /// Create (or reuse) group `name` with a quota of `cores` CPUs.
+    pub fn create(name: &str, cores: f64) -> Result<CpuGroup> {
+        Self::create_under(Path::new(CPU_CGROUP_ROOT), name, cores)
+    }
+
+    /// Like [`CpuGroup::create`] under another cpu-controller directory.
+    pub fn create_under(root: &Path, name: &str, cores: f64) -> Result<CpuGroup> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            bail!("bad cgroup name {name:?}");
+        }
+        if !root.join("cpu.cfs_quota_us").exists() {
+            bail!(
+                "{} is not a cgroup v1 cpu controller (no cpu.cfs_quota_us); CPU quotas need it",
+                root.display()
+            );
+        }
+        let path = root.join(name);
+        fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        let g = CpuGroup { path };
+        let quota = (cores * CFS_PERIOD_US as f64).round() as u64;
+        g.write("cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+        g.write("cpu.cfs_quota_us", &quota.max(1000).to_string())?;
+        Ok(g)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<()> {
+        let p = self.path.join(file);
+        fs::write(&p, value).with_context(|| format!("writing {value} to {}", p.display()))
+    }
+
+    /// Move process `pid` (all its threads) into the group, and into the
+    /// cpuacct group of the same name when one exists (see [`CpuGroup::usage_ns`]).
+    pub fn add_pid(&self, pid: u32) -> Result<()> {
+        self.write("cgroup.procs", &pid.to_string())?;
+        if let Some(acct) = self.acct_path() {
+            fs::write(acct.join("cgroup.procs"), pid.to_string())
+                .with_context(|| format!("adding {pid} to {}", acct.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The matching cpuacct group, created on first use (only for groups
+    /// under [`CPU_CGROUP_ROOT`], and only where cpuacct is mounted apart).
+    fn acct_path(&self) -> Option<PathBuf> {
+        let name = self.path.strip_prefix(CPU_CGROUP_ROOT).ok()?;
+        let root = Path::new(CPUACCT_CGROUP_ROOT);
+        if !root.join("cpuacct.usage").exists() || root == Path::new(CPU_CGROUP_ROOT) {
+            return None;
+        }
+        let p = root.join(name);
+        fs::create_dir_all(&p).ok()?;
+        Some(p)
+    }
+
+    /// CPU time used by the group's processes so far, in nanoseconds
+    /// (cpuacct), or `None` where cpuacct is not available.
+    pub fn usage_ns(&self) -> Option<u64> {
+        let p = self.acct_path()?.join("cpuacct.usage");
+        fs::read_to_string(p).ok()?.trim().parse().ok()
+    }
+
+    /// The processes now in the group.
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        let p = self.path.join("cgroup.procs");
+        let s = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// The quota written, in microseconds per [`CFS_PERIOD_US`].
+    pub fn quota_us(&self) -> Result<i64> {
+        let p = self.path.join("cpu.cfs_quota_us");
+        let s = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        s.trim()
+            .parse()
+            .with_context(|| format!("parsing {}", p.display()))
+    }
+
+    /// Remove the group; processes still in it are moved to the root group
+    /// first (the caller kills them beforehand in normal operation).
+    pub fn remove(&self) -> Result<()> {
+        if !self.path.exists() {
+            return Ok(());
+        }
+        let root_procs = self.path.parent().map(|p| p.join("cgroup.procs"));
+        if let (Ok(pids), Some(root_procs)) = (self.pids(), root_procs) {
+            for pid in pids {
+                let _ = fs::write(&root_procs, pid.to_string());
+            }
+        }
+        if let Some(acct) = self.acct_path() {
+            if let Ok(pids) = fs::read_to_string(acct.join("cgroup.procs")) {
+                for pid in pids.lines() {
+                    let _ = fs::write(Path::new(CPUACCT_CGROUP_ROOT).join("cgroup.procs"), pid);
+                }
+            }
+            let _ = fs::remove_dir(&acct);
+        }
+        fs::remove_dir(&self.path).with_context(|| format!("removing {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert!(Conditions {
+            lan_mbit: Some(0),
+            server_cpu: None
+        }
+        .validate()
+        .is_err());
+        assert!(Conditions {
+            lan_mbit: None,
+            server_cpu: Some(f64::NAN)
+        }
+        .validate()
+        .is_err());
+        assert!(Conditions {
+            lan_mbit: None,
+            server_cpu: Some(0.0)
+        }
+        .validate()
+        .is_err());
+        assert!(Conditions {
+            lan_mbit: Some(100),
+            server_cpu: Some(0.5)
+        }
+        .validate()
+        .is_ok());
+        assert!(Conditions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn bad_cgroup_names_are_refused() {
+        let root = Path::new(CPU_CGROUP_ROOT);
+        assert!(CpuGroup::create_under(root, "../x", 0.5).is_err());
+        assert!(CpuGroup::create_under(root, "", 0.5).is_err());
+        assert!(CpuGroup::create_under(Path::new("/nonexistent"), "x", 0.5).is_err());
+    }
+
+    #[test]
+    fn quota_is_written_and_processes_join() {
+        let name = format!("coral-test-{}", std::process::id());
+        let g = CpuGroup::create(&name, 0.25).expect("cgroup v1 cpu controller (run as root)");
+        assert_eq!(g.quota_us().unwrap(), 25_000);
+        let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+        g.add_pid(child.id()).unwrap();
+        assert_eq!(g.pids().unwrap(), vec![child.id()]);
+        assert!(
+            g.usage_ns().is_some(),
+            "cpuacct group follows the cpu group"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        g.remove().unwrap();
+        assert!(!g.path.exists());
+    }
+}
