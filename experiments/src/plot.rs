@@ -1,9 +1,241 @@
-//! (under construction) `coral-exp plot`.
+//! `coral-exp plot`: the figures, drawn from the results tree only.
+//!
+//! For every `<experiment>/<variant>` it draws, from the variant's typical
+//! repetition ([`data::Variant::typical_rep`]):
+//! - `<experiment>-<variant>-throughput.{png,svg}`: successful requests per
+//!   1 s bin (paper Fig. 2), with the one- and two-unreplicated-server peaks
+//!   (median `throughput_rps` of `baseline/one-server` and
+//!   `baseline/two-servers`) as dashed lines and the fault instant marked;
+//! - `<experiment>-<variant>-latency.{png,svg}`: every request's latency over
+//!   time (paper Fig. 3), errors as red crosses, with a zoom on the fault.
+//!
+//! and, for every experiment with two or more variants that have summaries
+//! (`baseline`: one vs two servers), `<experiment>-throughput-bars.{png,svg}`.
+//! Text uses the DejaVu Sans font embedded in the binary, never system fonts.
+
+pub mod data;
+pub mod figures;
+pub mod stats;
+
+use anyhow::{Context, Result};
 use clap::Args;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+use data::{Experiment, Variant};
+use figures::{BarsFig, LatencyFig, ThroughputFig};
+use stats::{Spread, NS_PER_S};
+
+/// The embedded font (DejaVu Sans; license in experiments/assets/fonts/).
+static DEJAVU_SANS: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
 /// Arguments of `coral-exp plot`.
-#[derive(Args, Debug)]
-pub struct PlotArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// The results tree to read.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Where to write the figures.
+    #[arg(long, default_value = "paper-figures")]
+    pub out: PathBuf,
+}
 
-/// `coral-exp plot`; returns the process exit code.
-pub fn run(_a: PlotArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+/// Kinds of per-variant figures, as they appear in file names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FigureKind {
+    /// Fig. 2 style: requests per second over time.
+    Throughput,
+    /// Fig. 3 style: latency of every request over time, with a zoom.
+    Latency,
+}
+
+impl FigureKind {
+    /// The suffix used in file names.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            FigureKind::Throughput => "throughput",
+            FigureKind::Latency => "latency",
+        }
+    }
+}
+
+/// File stem (no extension) of a per-variant figure.
+pub fn figure_stem(experiment: &str, variant: &str, kind: FigureKind) -> String {
+    format!("{experiment}-{variant}-{}", kind.suffix())
+}
+
+/// File stem (no extension) of an experiment's bar chart.
+pub fn bars_stem(experiment: &str) -> String {
+    format!("{experiment}-throughput-bars")
+}
+
+/// Registers the embedded font with plotters under [`figures::FONT`].
+pub fn register_fonts() -> Result<()> {
+    plotters::style::register_font(figures::FONT, FontStyle::Normal, DEJAVU_SANS)
+        .map_err(|_| anyhow::anyhow!("the embedded DejaVu Sans font could not be loaded"))?;
+    Ok(())
+}
+
+/// Median `throughput_rps` over a variant's repetitions.
+pub fn median_throughput(v: &Variant) -> Option<f64> {
+    let xs: Vec<f64> = v.summaries().map(|(_, s)| s.throughput_rps).collect();
+    stats::median(&xs)
+}
+
+/// The one- and two-unreplicated-server peaks from `baseline`, if present.
+pub fn baseline_peaks(experiments: &[Experiment]) -> (Option<f64>, Option<f64>) {
+    let Some(b) = experiments.iter().find(|e| e.name == "baseline") else {
+        return (None, None);
+    };
+    (
+        b.variant("one-server").and_then(median_throughput),
+        b.variant("two-servers").and_then(median_throughput),
+    )
+}
+
+/// Writes `<out>/<stem>.png` and `.svg` with the same drawing function.
+macro_rules! render_both {
+    ($out:expr, $stem:expr, $size:expr, $draw:path, $data:expr) => {{
+        let png = $out.join(format!("{}.png", $stem));
+        let svg = $out.join(format!("{}.svg", $stem));
+        {
+            let area = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(&area, $data).with_context(|| format!("writing {}", png.display()))?;
+        }
+        {
+            let area = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw(&area, $data).with_context(|| format!("writing {}", svg.display()))?;
+        }
+        vec![png, svg]
+    }};
+}
+
+/// Most successful points drawn in a latency figure's full-run panel; above
+/// this, every k-th is drawn (and the legend says so). The zoom shows all.
+pub const MAX_SCATTER_POINTS: usize = 20_000;
+
+/// Draws the throughput and latency figures of one variant; returns the files.
+fn plot_variant(
+    out: &Path,
+    exp: &Experiment,
+    v: &Variant,
+    peaks: (Option<f64>, Option<f64>),
+) -> Result<Vec<PathBuf>> {
+    let rep = v.typical_rep().context("no repetition")?;
+    let records = data::load_requests(rep)?;
+    let events = match data::load_events(rep) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("coral-exp plot: warning: {e:#} (fault instant from summary.json only)");
+            Vec::new()
+        }
+    };
+    let (t0, t_end) = stats::request_span(&records)
+        .with_context(|| format!("{}: no requests", rep.dir.join("requests.csv").display()))?;
+    let secs = |t: u64| (t as f64 - t0 as f64) / 1e9;
+    let fault_s = data::fault_instant(rep, &events).map(secs);
+    let span_s = secs(t_end);
+    let what = format!("{} / {}, rep-{}", exp.name, v.name, rep.n);
+
+    let mut files = Vec::new();
+    let tf = ThroughputFig {
+        title: format!("{what}: throughput per second"),
+        bins: stats::success_bins(&records, t0, t_end, NS_PER_S),
+        fault_s,
+        one_peak: peaks.0,
+        two_peak: peaks.1,
+    };
+    let stem = figure_stem(&exp.name, &v.name, FigureKind::Throughput);
+    files.extend(render_both!(out, stem, (1200, 700), figures::draw_throughput, &tf));
+
+    let ok: Vec<(f64, f64)> = records
+        .iter()
+        .filter(|r| r.is_ok())
+        .map(|r| (secs(r.start_unix_ns), r.latency_us as f64 / 1000.0))
+        .collect();
+    let errors: Vec<(f64, f64)> = records
+        .iter()
+        .filter(|r| !r.is_ok())
+        .map(|r| (secs(r.start_unix_ns), r.latency_us as f64 / 1000.0))
+        .collect();
+    let stall_s = rep.summary.as_ref().map(|s| s.max_stall_ms / 1000.0).unwrap_or(0.0);
+    let zoom = fault_s.map(|f| {
+        let right = 0.5f64.max((stall_s + 0.25).min(10.0));
+        ((f - 0.5).max(0.0), (f + right).min(span_s.max(f + 0.001)))
+    });
+    let lf = LatencyFig {
+        title: format!("{what}: client-observed latency of every request"),
+        stride: ok.len().div_ceil(MAX_SCATTER_POINTS).max(1),
+        ok,
+        errors,
+        span_s,
+        fault_s,
+        zoom,
+    };
+    let stem = figure_stem(&exp.name, &v.name, FigureKind::Latency);
+    files.extend(render_both!(out, stem, (1500, 650), figures::draw_latency, &lf));
+    Ok(files)
+}
+
+/// Draws an experiment's throughput bar chart if two or more variants have
+/// summaries; returns the files written.
+fn plot_bars(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
+    let bars: Vec<(String, Spread)> = exp
+        .variants
+        .iter()
+        .filter_map(|v| {
+            let xs: Vec<f64> = v.summaries().map(|(_, s)| s.throughput_rps).collect();
+            Spread::of(&xs).map(|s| (v.name.clone(), s))
+        })
+        .collect();
+    if bars.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let bf = BarsFig { title: format!("{}: throughput by variant (bars: median; whiskers: spread)", exp.name), bars };
+    let stem = bars_stem(&exp.name);
+    Ok(render_both!(out, stem, (1000, 650), figures::draw_bars, &bf))
+}
+
+/// `coral-exp plot`; returns the process exit code (1 if some figure failed,
+/// after drawing all the others).
+pub fn run(a: PlotArgs) -> Result<i32> {
+    register_fonts()?;
+    let experiments = data::load_tree(&a.results)?;
+    if experiments.is_empty() {
+        anyhow::bail!("no results under {} (expected <experiment>/<variant>/rep-<n>/)", a.results.display());
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let peaks = baseline_peaks(&experiments);
+    let total: usize = experiments.iter().map(|e| e.variants.len()).sum();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    let mut failures = 0;
+    let mut written = 0;
+    for exp in &experiments {
+        for v in &exp.variants {
+            bar.set_message(format!("{}/{}", exp.name, v.name));
+            for rep in &v.reps {
+                for w in &rep.warnings {
+                    bar.suspend(|| eprintln!("coral-exp plot: warning: {w}"));
+                }
+            }
+            match plot_variant(&a.out, exp, v, peaks) {
+                Ok(files) => written += files.len(),
+                Err(e) => {
+                    failures += 1;
+                    bar.suspend(|| eprintln!("coral-exp plot: {}/{}: {e:#}", exp.name, v.name));
+                }
+            }
+            bar.inc(1);
+        }
+        match plot_bars(&a.out, exp) {
+            Ok(files) => written += files.len(),
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("coral-exp plot: {} bars: {e:#}", exp.name));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("coral-exp plot: wrote {written} files to {}", a.out.display());
+    Ok(if failures > 0 { 1 } else { 0 })
+}
