@@ -3,6 +3,8 @@
 //! Thin layers that move bytes between the kernel and the sans-IO core
 //! (`coral-core`). Each module owns one kind of system interface:
 //!
+//! - [`afpacket`]: the front's packet socket (`PACKET_VNET_HDR`).
 //! - [`repair`]: `TCP_REPAIR` rebuilds of live connections, silent closes.
 
+pub mod afpacket;
 pub mod repair;
