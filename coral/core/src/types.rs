@@ -73,3 +73,35 @@ pub struct NegotiatedOptions {
     /// Microsecond timestamps (Linux 6.7+, `TCPI_OPT_USEC_TS`).
     pub usec_ts: bool,
 }
+
+/// Identity of one CoRAL node (or of the witness) on every control channel.
+///
+/// Carried, authenticated, in the header of every control frame; the replay
+/// window is kept per `NodeId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node{}", self.0)
+    }
+}
+
+/// An ownership epoch: the witness grants each service address to at most
+/// one node per epoch, and epochs only grow. A node that sees a higher epoch
+/// for an address it serves has been deposed and must fence itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The next epoch (saturating at `u64::MAX`).
+    pub fn next(self) -> Epoch {
+        Epoch(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
