@@ -146,7 +146,13 @@ fn plot_variant(
         two_peak: peaks.1,
     };
     let stem = figure_stem(&exp.name, &v.name, FigureKind::Throughput);
-    files.extend(render_both!(out, stem, (1200, 700), figures::draw_throughput, &tf));
+    files.extend(render_both!(
+        out,
+        stem,
+        (1200, 700),
+        figures::draw_throughput,
+        &tf
+    ));
 
     let ok: Vec<(f64, f64)> = records
         .iter()
@@ -158,7 +164,11 @@ fn plot_variant(
         .filter(|r| !r.is_ok())
         .map(|r| (secs(r.start_unix_ns), r.latency_us as f64 / 1000.0))
         .collect();
-    let stall_s = rep.summary.as_ref().map(|s| s.max_stall_ms / 1000.0).unwrap_or(0.0);
+    let stall_s = rep
+        .summary
+        .as_ref()
+        .map(|s| s.max_stall_ms / 1000.0)
+        .unwrap_or(0.0);
     let zoom = fault_s.map(|f| {
         let right = 0.5f64.max((stall_s + 0.25).min(10.0));
         ((f - 0.5).max(0.0), (f + right).min(span_s.max(f + 0.001)))
@@ -173,7 +183,13 @@ fn plot_variant(
         zoom,
     };
     let stem = figure_stem(&exp.name, &v.name, FigureKind::Latency);
-    files.extend(render_both!(out, stem, (1500, 650), figures::draw_latency, &lf));
+    files.extend(render_both!(
+        out,
+        stem,
+        (1500, 650),
+        figures::draw_latency,
+        &lf
+    ));
     Ok(files)
 }
 
@@ -191,9 +207,21 @@ fn plot_bars(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
     if bars.len() < 2 {
         return Ok(Vec::new());
     }
-    let bf = BarsFig { title: format!("{}: throughput by variant (bars: median; whiskers: spread)", exp.name), bars };
+    let bf = BarsFig {
+        title: format!(
+            "{}: throughput by variant (bars: median; whiskers: spread)",
+            exp.name
+        ),
+        bars,
+    };
     let stem = bars_stem(&exp.name);
-    Ok(render_both!(out, stem, (1000, 650), figures::draw_bars, &bf))
+    Ok(render_both!(
+        out,
+        stem,
+        (1000, 650),
+        figures::draw_bars,
+        &bf
+    ))
 }
 
 /// `coral-exp plot`; returns the process exit code (1 if some figure failed,
@@ -202,7 +230,10 @@ pub fn run(a: PlotArgs) -> Result<i32> {
     register_fonts()?;
     let experiments = data::load_tree(&a.results)?;
     if experiments.is_empty() {
-        anyhow::bail!("no results under {} (expected <experiment>/<variant>/rep-<n>/)", a.results.display());
+        anyhow::bail!(
+            "no results under {} (expected <experiment>/<variant>/rep-<n>/)",
+            a.results.display()
+        );
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let peaks = baseline_peaks(&experiments);
@@ -236,6 +267,9 @@ pub fn run(a: PlotArgs) -> Result<i32> {
         }
     }
     bar.finish_and_clear();
-    eprintln!("coral-exp plot: wrote {written} files to {}", a.out.display());
+    eprintln!(
+        "coral-exp plot: wrote {written} files to {}",
+        a.out.display()
+    );
     Ok(if failures > 0 { 1 } else { 0 })
 }

@@ -69,7 +69,9 @@ impl Experiment {
 impl Variant {
     /// Summaries of the repetitions that have one.
     pub fn summaries(&self) -> impl Iterator<Item = (&Rep, &Summary)> {
-        self.reps.iter().filter_map(|r| r.summary.as_ref().map(|s| (r, s)))
+        self.reps
+            .iter()
+            .filter_map(|r| r.summary.as_ref().map(|s| (r, s)))
     }
 
     /// The "typical" repetition to draw: the one whose `max_stall_ms` is the
@@ -93,7 +95,9 @@ fn rep_number(name: &str) -> Option<u32> {
 
 fn sorted_subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
         let path = entry.path();
         if !path.is_dir() {
@@ -115,7 +119,10 @@ pub fn load_rep(n: u32, dir: &Path) -> Rep {
     let mut warnings = Vec::new();
     let config = match std::fs::read_to_string(dir.join("config.json")) {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-            warnings.push(format!("{}: not valid JSON: {e}", dir.join("config.json").display()));
+            warnings.push(format!(
+                "{}: not valid JSON: {e}",
+                dir.join("config.json").display()
+            ));
             serde_json::Value::Null
         }),
         Err(_) => {
@@ -127,7 +134,10 @@ pub fn load_rep(n: u32, dir: &Path) -> Rep {
         Ok(text) => match serde_json::from_str::<Summary>(&text) {
             Ok(s) => Some(s),
             Err(e) => {
-                warnings.push(format!("{}: not a summary: {e}", dir.join("summary.json").display()));
+                warnings.push(format!(
+                    "{}: not a summary: {e}",
+                    dir.join("summary.json").display()
+                ));
                 None
             }
         },
@@ -136,7 +146,13 @@ pub fn load_rep(n: u32, dir: &Path) -> Rep {
             None
         }
     };
-    Rep { n, dir: dir.to_path_buf(), config, summary, warnings }
+    Rep {
+        n,
+        dir: dir.to_path_buf(),
+        config,
+        summary,
+        warnings,
+    }
 }
 
 /// Reads the results tree under `root`: every `<experiment>/<variant>/rep-<n>`
@@ -145,7 +161,10 @@ pub fn load_rep(n: u32, dir: &Path) -> Rep {
 /// Fails only if `root` itself cannot be read.
 pub fn load_tree(root: &Path) -> Result<Vec<Experiment>> {
     if !root.is_dir() {
-        anyhow::bail!("results directory {} does not exist (run `coral-exp run EXPERIMENT` first)", root.display());
+        anyhow::bail!(
+            "results directory {} does not exist (run `coral-exp run EXPERIMENT` first)",
+            root.display()
+        );
     }
     let mut experiments = Vec::new();
     for (ename, epath) in sorted_subdirs(root)? {
@@ -161,7 +180,10 @@ pub fn load_tree(root: &Path) -> Result<Vec<Experiment>> {
             }
         }
         if !variants.is_empty() {
-            experiments.push(Experiment { name: ename, variants });
+            experiments.push(Experiment {
+                name: ename,
+                variants,
+            });
         }
     }
     Ok(experiments)
@@ -170,7 +192,8 @@ pub fn load_tree(root: &Path) -> Result<Vec<Experiment>> {
 /// Reads a repetition's `requests.csv`.
 pub fn load_requests(rep: &Rep) -> Result<Vec<RequestRecord>> {
     let path = rep.dir.join("requests.csv");
-    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
     for (i, row) in reader.deserialize::<RequestRecord>().enumerate() {
         out.push(row.with_context(|| format!("{}: row {}", path.display(), i + 2))?);
@@ -214,7 +237,10 @@ pub fn fault_instant(rep: &Rep, events: &[EventRow]) -> Option<u64> {
 
 /// Looks up the first of `keys` present in a JSON object, also inside its
 /// `conditions` object; dotted keys (`a.b`) descend.
-pub fn config_lookup<'a>(config: &'a serde_json::Value, keys: &[&str]) -> Option<&'a serde_json::Value> {
+pub fn config_lookup<'a>(
+    config: &'a serde_json::Value,
+    keys: &[&str],
+) -> Option<&'a serde_json::Value> {
     for key in keys {
         let mut v = Some(config);
         for part in key.split('.') {
@@ -223,7 +249,11 @@ pub fn config_lookup<'a>(config: &'a serde_json::Value, keys: &[&str]) -> Option
         if let Some(v) = v.filter(|v| !v.is_null()) {
             return Some(v);
         }
-        if let Some(v) = config.get("conditions").and_then(|c| c.get(*key)).filter(|v| !v.is_null()) {
+        if let Some(v) = config
+            .get("conditions")
+            .and_then(|c| c.get(*key))
+            .filter(|v| !v.is_null())
+        {
             return Some(v);
         }
     }
@@ -253,8 +283,14 @@ mod tests {
     fn config_lookup_descends_and_checks_conditions() {
         let c: serde_json::Value =
             serde_json::json!({"clients": 8, "conditions": {"lan_rate": "100mbit"}, "a": {"b": 1}});
-        assert_eq!(config_lookup(&c, &["nope", "clients"]), Some(&serde_json::json!(8)));
-        assert_eq!(config_lookup(&c, &["lan_rate"]), Some(&serde_json::json!("100mbit")));
+        assert_eq!(
+            config_lookup(&c, &["nope", "clients"]),
+            Some(&serde_json::json!(8))
+        );
+        assert_eq!(
+            config_lookup(&c, &["lan_rate"]),
+            Some(&serde_json::json!("100mbit"))
+        );
         assert_eq!(config_lookup(&c, &["a.b"]), Some(&serde_json::json!(1)));
         assert_eq!(config_lookup(&serde_json::Value::Null, &["x"]), None);
     }

@@ -75,7 +75,12 @@ fn legend_solid(color: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32
     move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
 }
 
-type Dashes<DB> = plotters::element::ComposedElement<(i32, i32), DB, PathElement<(i32, i32)>, PathElement<(i32, i32)>>;
+type Dashes<DB> = plotters::element::ComposedElement<
+    (i32, i32),
+    DB,
+    PathElement<(i32, i32)>,
+    PathElement<(i32, i32)>,
+>;
 
 fn legend_dashed<DB: DrawingBackend>(color: RGBColor) -> impl Fn((i32, i32)) -> Dashes<DB> {
     move |(x, y)| {
@@ -86,7 +91,10 @@ fn legend_dashed<DB: DrawingBackend>(color: RGBColor) -> impl Fn((i32, i32)) -> 
 }
 
 /// Draws a Fig. 2 style plot on `area`.
-pub fn draw_throughput<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &ThroughputFig) -> Result<()> {
+pub fn draw_throughput<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    f: &ThroughputFig,
+) -> Result<()> {
     area.fill(&WHITE).map_err(de)?;
     let n = f.bins.len().max(1) as f64;
     let top = f
@@ -115,7 +123,12 @@ pub fn draw_throughput<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Th
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(de)?;
-    let pts: Vec<(f64, f64)> = f.bins.iter().enumerate().map(|(i, &b)| (i as f64 + 0.5, b as f64)).collect();
+    let pts: Vec<(f64, f64)> = f
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (i as f64 + 0.5, b as f64))
+        .collect();
     chart
         .draw_series(LineSeries::new(pts.clone(), OK_COLOR.stroke_width(2)))
         .map_err(de)?
@@ -130,7 +143,12 @@ pub fn draw_throughput<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Th
     ] {
         if let Some(y) = peak {
             chart
-                .draw_series(DashedLineSeries::new(vec![(0.0, y), (n, y)], 10, 6, color.stroke_width(2)))
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, y), (n, y)],
+                    10,
+                    6,
+                    color.stroke_width(2),
+                ))
                 .map_err(de)?
                 .label(format!("{label}: {} req/s", fmt_num(y.round())))
                 .legend(legend_dashed(color));
@@ -138,7 +156,12 @@ pub fn draw_throughput<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Th
     }
     if let Some(x) = f.fault_s {
         chart
-            .draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, top)], 6, 4, FAULT_COLOR.stroke_width(2)))
+            .draw_series(DashedLineSeries::new(
+                vec![(x, 0.0), (x, top)],
+                6,
+                4,
+                FAULT_COLOR.stroke_width(2),
+            ))
             .map_err(de)?
             .label(format!("fault injected (t = {} s)", fmt_num(x)))
             .legend(legend_dashed(FAULT_COLOR));
@@ -179,7 +202,12 @@ fn latency_panel<DB: DrawingBackend>(
     legend: bool,
 ) -> Result<()> {
     let in_x = |p: &&(f64, f64)| p.0 >= x.0 && p.0 <= x.1;
-    let (ylo, yhi) = log_bounds(f.ok.iter().filter(in_x).chain(f.errors.iter().filter(in_x)).map(|p| p.1));
+    let (ylo, yhi) = log_bounds(
+        f.ok.iter()
+            .filter(in_x)
+            .chain(f.errors.iter().filter(in_x))
+            .map(|p| p.1),
+    );
     let clamp = |v: f64| v.max(ylo);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 20))
@@ -200,28 +228,52 @@ fn latency_panel<DB: DrawingBackend>(
         .draw()
         .map_err(de)?;
     let shown: Vec<(f64, f64)> =
-        f.ok.iter().filter(in_x).step_by(stride.max(1)).map(|p| (p.0, clamp(p.1))).collect();
+        f.ok.iter()
+            .filter(in_x)
+            .step_by(stride.max(1))
+            .map(|p| (p.0, clamp(p.1)))
+            .collect();
     let ok_label = if stride > 1 {
-        format!("successful request (every {stride}th of {} shown)", f.ok.len())
+        format!(
+            "successful request (every {stride}th of {} shown)",
+            f.ok.len()
+        )
     } else {
         "successful request".to_string()
     };
     chart
-        .draw_series(shown.iter().map(|&p| Circle::new(p, 2, OK_COLOR.mix(0.6).filled())))
+        .draw_series(
+            shown
+                .iter()
+                .map(|&p| Circle::new(p, 2, OK_COLOR.mix(0.6).filled())),
+        )
         .map_err(de)?
         .label(ok_label)
         .legend(|(x, y)| Circle::new((x + 9, y), 3, OK_COLOR.filled()));
-    let errs: Vec<(f64, f64)> = f.errors.iter().filter(in_x).map(|p| (p.0, clamp(p.1))).collect();
+    let errs: Vec<(f64, f64)> = f
+        .errors
+        .iter()
+        .filter(in_x)
+        .map(|p| (p.0, clamp(p.1)))
+        .collect();
     if !errs.is_empty() {
         chart
-            .draw_series(errs.iter().map(|&p| Cross::new(p, 5, FAULT_COLOR.stroke_width(2))))
+            .draw_series(
+                errs.iter()
+                    .map(|&p| Cross::new(p, 5, FAULT_COLOR.stroke_width(2))),
+            )
             .map_err(de)?
             .label(format!("failed request ({} in this panel)", errs.len()))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, FAULT_COLOR.stroke_width(2)));
     }
     if let Some(t) = f.fault_s.filter(|t| *t >= x.0 && *t <= x.1) {
         chart
-            .draw_series(DashedLineSeries::new(vec![(t, ylo), (t, yhi)], 6, 4, FAULT_COLOR.stroke_width(2)))
+            .draw_series(DashedLineSeries::new(
+                vec![(t, ylo), (t, yhi)],
+                6,
+                4,
+                FAULT_COLOR.stroke_width(2),
+            ))
             .map_err(de)?
             .label("fault injected")
             .legend(legend_dashed(FAULT_COLOR));
@@ -241,7 +293,10 @@ fn latency_panel<DB: DrawingBackend>(
 
 /// Draws a Fig. 3 style plot: the whole run on the left, the zoom around
 /// the fault on the right (or the whole run alone when there is no fault).
-pub fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &LatencyFig) -> Result<()> {
+pub fn draw_latency<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    f: &LatencyFig,
+) -> Result<()> {
     area.fill(&WHITE).map_err(de)?;
     let titled = area.titled(&f.title, (FONT, 24)).map_err(de)?;
     let full = (0.0, f.span_s.max(0.001));
@@ -249,7 +304,18 @@ pub fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Laten
         Some(z) => {
             let (left, right) = titled.split_horizontally((55).percent_width());
             latency_panel(&left, "whole run", f, full, f.stride, true)?;
-            latency_panel(&right, &format!("zoom on the fault ({} s to {} s)", fmt_num(z.0), fmt_num(z.1)), f, z, 1, true)?;
+            latency_panel(
+                &right,
+                &format!(
+                    "zoom on the fault ({} s to {} s)",
+                    fmt_num(z.0),
+                    fmt_num(z.1)
+                ),
+                f,
+                z,
+                1,
+                true,
+            )?;
         }
         None => latency_panel(&titled, "whole run (no fault)", f, full, f.stride, true)?,
     }
@@ -261,7 +327,12 @@ pub fn draw_latency<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &Laten
 pub fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &BarsFig) -> Result<()> {
     area.fill(&WHITE).map_err(de)?;
     let n = f.bars.len().max(1);
-    let top = f.bars.iter().map(|b| b.1.hi.max(b.1.median)).fold(1.0f64, f64::max) * 1.2;
+    let top = f
+        .bars
+        .iter()
+        .map(|b| b.1.hi.max(b.1.median))
+        .fold(1.0f64, f64::max)
+        * 1.2;
     let names: Vec<String> = f.bars.iter().map(|b| b.0.clone()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(&f.title, (FONT, 24))
@@ -289,7 +360,10 @@ pub fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &BarsFig)
     chart
         .draw_series(f.bars.iter().enumerate().map(|(i, (_, s))| {
             let mut r = Rectangle::new(
-                [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), s.median)],
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), s.median),
+                ],
                 OK_COLOR.mix(0.75).filled(),
             );
             r.set_margin(0, 0, 30, 30);
@@ -297,14 +371,31 @@ pub fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &BarsFig)
         }))
         .map_err(de)?;
     chart
-        .draw_series(f.bars.iter().enumerate().filter(|(_, (_, s))| s.n > 1).map(|(i, (_, s))| {
-            ErrorBar::new_vertical(SegmentValue::CenterOf(i), s.lo, s.median, s.hi, BLACK.stroke_width(2), 16)
-        }))
+        .draw_series(
+            f.bars
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, s))| s.n > 1)
+                .map(|(i, (_, s))| {
+                    ErrorBar::new_vertical(
+                        SegmentValue::CenterOf(i),
+                        s.lo,
+                        s.median,
+                        s.hi,
+                        BLACK.stroke_width(2),
+                        16,
+                    )
+                }),
+        )
         .map_err(de)?;
     chart
         .draw_series(f.bars.iter().enumerate().map(|(i, (_, s))| {
             let label = format!("{} req/s (n={})", fmt_num(s.median.round()), s.n);
-            Text::new(label, (SegmentValue::CenterOf(i), s.hi.max(s.median) + top * 0.03), (FONT, 16).into_font())
+            Text::new(
+                label,
+                (SegmentValue::CenterOf(i), s.hi.max(s.median) + top * 0.03),
+                (FONT, 16).into_font(),
+            )
         }))
         .map_err(de)?;
     area.present().map_err(de)?;

@@ -13,7 +13,12 @@ pub const NS_PER_S: u64 = 1_000_000_000;
 /// `t_end_ns`, so a partial last second never shows as a false dip. Requests
 /// that completed before `t0_ns` or in the partial tail are not counted.
 /// Returns an empty vector if `width_ns` is zero or `t_end_ns <= t0_ns`.
-pub fn success_bins(records: &[RequestRecord], t0_ns: u64, t_end_ns: u64, width_ns: u64) -> Vec<u64> {
+pub fn success_bins(
+    records: &[RequestRecord],
+    t0_ns: u64,
+    t_end_ns: u64,
+    width_ns: u64,
+) -> Vec<u64> {
     if width_ns == 0 || t_end_ns <= t0_ns {
         return Vec::new();
     }
@@ -35,7 +40,10 @@ pub fn success_bins(records: &[RequestRecord], t0_ns: u64, t_end_ns: u64, width_
 /// (ns). `None` for an empty slice.
 pub fn request_span(records: &[RequestRecord]) -> Option<(u64, u64)> {
     let start = records.iter().map(|r| r.start_unix_ns).min()?;
-    let end = records.iter().map(|r| r.end_unix_ns.max(r.start_unix_ns)).max()?;
+    let end = records
+        .iter()
+        .map(|r| r.end_unix_ns.max(r.start_unix_ns))
+        .max()?;
     Some((start, end))
 }
 
@@ -97,11 +105,25 @@ impl Spread {
         let v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
         let median = median(&v)?;
         let (kind, lo, hi) = if v.len() >= P5_P95_MIN_REPS {
-            (SpreadKind::P5P95, percentile(&v, 5.0)?, percentile(&v, 95.0)?)
+            (
+                SpreadKind::P5P95,
+                percentile(&v, 5.0)?,
+                percentile(&v, 95.0)?,
+            )
         } else {
-            (SpreadKind::MinMax, percentile(&v, 0.0)?, percentile(&v, 100.0)?)
+            (
+                SpreadKind::MinMax,
+                percentile(&v, 0.0)?,
+                percentile(&v, 100.0)?,
+            )
         };
-        Some(Spread { median, lo, hi, n: v.len(), kind })
+        Some(Spread {
+            median,
+            lo,
+            hi,
+            n: v.len(),
+            kind,
+        })
     }
 }
 
@@ -115,7 +137,11 @@ pub fn fmt_num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         return format!("{}", x as i64);
     }
-    let s = if x.abs() >= 100.0 { format!("{x:.1}") } else { format!("{x:.3}") };
+    let s = if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    };
     let s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     if s == "-0" {
         "0".to_string()
@@ -143,7 +169,11 @@ mod tests {
             bytes: 1024,
             digest_ok: ok,
             served_by: "server-a".into(),
-            error_kind: if ok { None } else { Some(workload::records::ErrorKind::Reset) },
+            error_kind: if ok {
+                None
+            } else {
+                Some(workload::records::ErrorKind::Reset)
+            },
         }
     }
 
@@ -151,13 +181,13 @@ mod tests {
     fn bins_count_successes_by_end_time_whole_bins_only() {
         let t0 = 100 * NS_PER_S;
         let rs = vec![
-            rec(99.9, true),   // before t0: not counted
-            rec(100.0, true),  // bin 0 (inclusive start)
-            rec(100.5, true),  // bin 0
+            rec(99.9, true),    // before t0: not counted
+            rec(100.0, true),   // bin 0 (inclusive start)
+            rec(100.5, true),   // bin 0
             rec(100.99, false), // error: not counted
-            rec(101.0, true),  // bin 1
-            rec(102.2, true),  // bin 2
-            rec(103.1, true),  // partial tail: dropped
+            rec(101.0, true),   // bin 1
+            rec(102.2, true),   // bin 2
+            rec(103.1, true),   // partial tail: dropped
         ];
         let bins = success_bins(&rs, t0, t0 + 3 * NS_PER_S + NS_PER_S / 2, NS_PER_S);
         assert_eq!(bins, vec![2, 1, 1]);
@@ -197,7 +227,10 @@ mod tests {
     #[test]
     fn spread_min_max_below_threshold_p5_p95_above() {
         let s = Spread::of(&[10.0, 30.0, 20.0]).unwrap();
-        assert_eq!((s.median, s.lo, s.hi, s.n, s.kind), (20.0, 10.0, 30.0, 3, SpreadKind::MinMax));
+        assert_eq!(
+            (s.median, s.lo, s.hi, s.n, s.kind),
+            (20.0, 10.0, 30.0, 3, SpreadKind::MinMax)
+        );
         let v: Vec<f64> = (0..=20).map(f64::from).collect(); // 21 reps
         let s = Spread::of(&v).unwrap();
         assert_eq!(s.kind, SpreadKind::P5P95);
