@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(out, KNOWN);
         // fill_checksum reproduces it after corruption.
         let mut p = Ipv4Packet::new_checked(&mut buf[..]).unwrap();
-        p.buffer.as_mut()[10] = 0;
+        p.buffer[10] = 0;
         assert!(!p.verify_checksum());
         p.fill_checksum();
         assert_eq!(p.checksum(), 0xb861);

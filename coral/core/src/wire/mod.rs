@@ -149,7 +149,7 @@ impl<'a> TcpSegment<'a> {
             (from, &self.payload[skip as usize..])
         } else {
             // Only a FIN may remain, and only if it sits at or after `from`.
-            if !(self.flags.fin() && !from.after(end)) {
+            if !self.flags.fin() || from.after(end) {
                 return None;
             }
             (end, &self.payload[self.payload.len()..])
