@@ -1,29 +1,337 @@
-//! (under construction) `up`, `down`, `exec`, `fault`, `run`.
-use clap::Args;
+//! `coral-exp up`, `down`, `exec`, `fault`, `run` (docs/CLI.md).
+//!
+//! Every command takes `--state DIR` (topology.json lives there) and works
+//! from inside any namespace of the topology: namespaces are reached through
+//! /run/netns paths, never through the caller's own.
+
+use crate::live::{self, UpOptions};
+use crate::topology::{self, Status};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Default state directory.
+pub const DEFAULT_STATE: &str = "results/live";
 
 /// Arguments of `coral-exp up`.
-#[derive(Args, Debug)]
-pub struct UpArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Service to run: unreplicated (coral, haproxy, nginx, keepalived: not built yet).
+    #[arg(long)]
+    pub service: String,
+    /// Topology backend: netns (docker: not built yet).
+    #[arg(long, default_value = "netns")]
+    pub topology: String,
+    /// Servers running the unreplicated service (server-a, and server-b).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub servers: u8,
+    /// State directory (topology.json, service logs, events.csv).
+    #[arg(long, default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// CoRAL heartbeat period in ms (for --service coral).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Missed heartbeats that declare the peer failed (for --service coral).
+    #[arg(long)]
+    pub misses: Option<u32>,
+    /// Dual role: each server fronts one address (for --service coral).
+    #[arg(long)]
+    pub dual_role: bool,
+    /// Name prefix of every namespace (default: a fresh `cx` + 4 hex digits).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
 /// Arguments of `coral-exp down`.
-#[derive(Args, Debug)]
-pub struct DownArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct DownArgs {
+    /// State directory of the topology to remove.
+    #[arg(long, default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// Instead: remove every kit topology whose owning process is gone
+    /// (and kit namespaces no state file knows), wherever its state is.
+    #[arg(long)]
+    pub stale: bool,
+}
+
 /// Arguments of `coral-exp exec`.
-#[derive(Args, Debug)]
-pub struct ExecArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// State directory of the topology.
+    #[arg(long, default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// Host name (client, router, switch, server-a, server-b, spare, lb) or role.
+    pub host: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<OsString>,
+}
+
+/// Kinds of fault.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Set the switch-side end of HOST's link down.
+    LinkCut,
+    /// Set it up again.
+    LinkRestore,
+    /// SIGKILL HOST's service processes.
+    Kill,
+    /// SIGSTOP them.
+    Stop,
+    /// SIGCONT them.
+    Cont,
+    /// Drop frames between HOST_A and HOST_B on the switch.
+    Partition,
+    /// Remove that partition.
+    Heal,
+}
+
 /// Arguments of `coral-exp fault`.
-#[derive(Args, Debug)]
-pub struct FaultArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct FaultArgs {
+    /// State directory of the topology (events.csv is appended there).
+    #[arg(long, default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// The fault.
+    pub kind: FaultKind,
+    /// HOST (or HOST_A HOST_B for partition/heal): a host name or a role
+    /// (primary, backup, primary:VIP, backup:VIP).
+    #[arg(required = true, num_args = 1..=2)]
+    pub hosts: Vec<String>,
+}
+
 /// Arguments of `coral-exp run`.
-#[derive(Args, Debug)]
-pub struct RunArgs {}
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Experiment: baseline, baseline-crash.
+    pub experiment: String,
+    /// The short shape (1 repetition, short runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Topology backend: netns.
+    #[arg(long, default_value = "netns")]
+    pub topology: String,
+    /// Results directory.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Repetitions per variant (default: 1 with --quick, else 5).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: Option<u32>,
+    /// Only this variant (default: all of the experiment's).
+    #[arg(long)]
+    pub variant: Option<String>,
+}
 
 /// `coral-exp up`; returns the process exit code.
-pub fn up(_a: UpArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+pub fn up(a: UpArgs) -> Result<i32> {
+    if a.service != "coral" && (a.heartbeat_ms.is_some() || a.misses.is_some() || a.dual_role) {
+        bail!("--heartbeat-ms, --misses and --dual-role apply to --service coral only");
+    }
+    if a.heartbeat_ms == Some(0) || a.misses == Some(0) {
+        bail!("--heartbeat-ms and --misses must be at least 1");
+    }
+    let cancel = live::install_signal_flag()?;
+    let opts = UpOptions {
+        service: a.service,
+        topology: a.topology,
+        servers: a.servers,
+        state_dir: a.state.clone(),
+        prefix: a.prefix,
+    };
+    let t0 = std::time::Instant::now();
+    let l = live::bring_up(&opts, &cancel)?;
+    let st = l.state().clone();
+    l.detach()?;
+    println!(
+        "up: {} ({}, {} server(s)) in {:.0} ms; client namespace {}; {}",
+        st.prefix,
+        st.service,
+        opts.servers,
+        t0.elapsed().as_secs_f64() * 1e3,
+        st.client_ns,
+        topology::StateHandle::path_in(&a.state).display()
+    );
+    for u in &st.service_urls {
+        println!("  {u}");
+    }
+    Ok(0)
+}
+
 /// `coral-exp down`.
-pub fn down(_a: DownArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+pub fn down(a: DownArgs) -> Result<i32> {
+    if a.stale {
+        return down_stale();
+    }
+    let path = topology::StateHandle::path_in(&a.state);
+    if !path.exists() {
+        println!(
+            "down: no topology.json in {}: nothing to do",
+            a.state.display()
+        );
+        return Ok(0);
+    }
+    let (backend, mut h) = live::load(&a.state)?;
+    let t0 = std::time::Instant::now();
+    let was = h.state.status;
+    backend.destroy(&mut h)?;
+    println!(
+        "down: {} removed in {:.0} ms{}",
+        h.state.prefix,
+        t0.elapsed().as_secs_f64() * 1e3,
+        if was == Status::Down {
+            " (was already down)"
+        } else {
+            ""
+        }
+    );
+    Ok(0)
+}
+
+fn owner_gone(pid: Option<u32>) -> bool {
+    match pid {
+        Some(p) => !faultinject::pid_alive(p),
+        None => false,
+    }
+}
+
+fn down_stale() -> Result<i32> {
+    let mut removed = Vec::new();
+    let mut failed = Vec::new();
+    let mut known = Vec::new();
+    for e in topology::registry() {
+        known.push(e.prefix.clone());
+        let dir = e
+            .state_path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let loaded = live::load(&dir)
+            .ok()
+            .filter(|(_, h)| h.state.prefix == e.prefix);
+        let stale = match &loaded {
+            // The state file says who owns it now.
+            Some((_, h)) => h.state.status == Status::Down || owner_gone(h.state.owner_pid),
+            // Its state file is gone: nobody can `down` it but us.
+            None => true,
+        };
+        if !stale {
+            continue;
+        }
+        let r = match loaded {
+            Some((b, mut h)) => b.destroy(&mut h),
+            None => topology::Topology::destroy_prefix(&topology::netns::Netns, &e.prefix),
+        };
+        match r {
+            Ok(()) => removed.push(e.prefix),
+            Err(err) => failed.push(format!("{}: {err:#}", e.prefix)),
+        }
+    }
+    // Kit namespaces no registry entry knows about (e.g. a registry wiped by
+    // a reboot of /run is impossible, but a crash before registering is not).
+    let b = topology::netns::Netns;
+    for p in topology::Topology::existing_prefixes(&b) {
+        if known.contains(&p) {
+            continue;
+        }
+        match topology::Topology::destroy_prefix(&b, &p) {
+            Ok(()) => removed.push(p),
+            Err(err) => failed.push(format!("{p}: {err:#}")),
+        }
+    }
+    println!(
+        "down --stale: removed {} topolog{}{}",
+        removed.len(),
+        if removed.len() == 1 { "y" } else { "ies" },
+        if removed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", removed.join(", "))
+        }
+    );
+    if !failed.is_empty() {
+        bail!("could not remove: {}", failed.join("; "));
+    }
+    Ok(0)
+}
+
 /// `coral-exp exec`.
-pub fn exec(_a: ExecArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+pub fn exec(a: ExecArgs) -> Result<i32> {
+    let (backend, h) = live::load(&a.state)?;
+    let host = h.state.resolve_host(&a.host)?;
+    let mut cmd = backend.command(&h.state, &host, &a.cmd)?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("run {:?} on {host}", a.cmd))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (st.code(), st.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    })
+}
+
 /// `coral-exp fault`.
-pub fn fault(_a: FaultArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+pub fn fault(a: FaultArgs) -> Result<i32> {
+    let (backend, h) = live::load(&a.state)?;
+    if h.state.status == Status::Down {
+        bail!("the topology in {} is down", a.state.display());
+    }
+    let two = matches!(a.kind, FaultKind::Partition | FaultKind::Heal);
+    match (two, a.hosts.len()) {
+        (true, 2) | (false, 1) => {}
+        (true, _) => bail!("partition/heal take two hosts: HOST_A HOST_B"),
+        (false, _) => bail!("this fault takes one host"),
+    }
+    let mut names = Vec::new();
+    for spec in &a.hosts {
+        names.push(h.state.resolve_host(spec)?);
+    }
+    let s = &h.state;
+    let fault = match a.kind {
+        FaultKind::LinkCut => backend.link_fault(s, &names[0], false)?,
+        FaultKind::LinkRestore => backend.link_fault(s, &names[0], true)?,
+        FaultKind::Partition => backend.partition_fault(s, &names[0], &names[1], false)?,
+        FaultKind::Heal => backend.partition_fault(s, &names[0], &names[1], true)?,
+        FaultKind::Kill | FaultKind::Stop | FaultKind::Cont => {
+            let pids = s.host(&names[0])?.pids.clone();
+            if pids.is_empty() {
+                bail!("host {} runs no service process of the kit", names[0]);
+            }
+            match a.kind {
+                FaultKind::Kill => faultinject::Fault::Kill { pids },
+                FaultKind::Stop => faultinject::Fault::Stop { pids },
+                _ => faultinject::Fault::Cont { pids },
+            }
+        }
+    };
+    let t = faultinject::now_unix_ns();
+    let detail = faultinject::inject(&fault)?;
+    let roles: Vec<String> = a
+        .hosts
+        .iter()
+        .zip(&names)
+        .filter(|(spec, name)| spec != name)
+        .map(|(spec, name)| format!("{spec}={name}"))
+        .collect();
+    let detail = if roles.is_empty() {
+        detail
+    } else {
+        format!("{detail} [role {}]", roles.join(" "))
+    };
+    let ev = faultinject::Event {
+        t_unix_ns: t,
+        host: names.join("+"),
+        source: "faultinject".into(),
+        event: fault.name().into(),
+        detail,
+    };
+    faultinject::append_event(&a.state.join("events.csv"), &ev)?;
+    println!("{} {}: {}", ev.event, ev.host, ev.detail);
+    Ok(0)
+}
+
 /// `coral-exp run`.
-pub fn run(_a: RunArgs) -> anyhow::Result<i32> { anyhow::bail!("not built yet") }
+pub fn run(a: RunArgs) -> Result<i32> {
+    crate::runner::run(&a)
+}

@@ -7,5 +7,8 @@
 
 pub mod commands;
 pub mod conditions;
+pub mod live;
 pub mod plot;
 pub mod report;
+pub mod runner;
+pub mod topology;

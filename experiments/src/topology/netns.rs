@@ -1,0 +1,553 @@
+//! The network-namespace backend.
+//!
+//! Every host is a namespace `<prefix>-<host>` under /run/netns, created with
+//! `ip netns add` (it makes the /run/netns bind mount shared and is what
+//! `ip netns exec` expects; a hand-written unshare + bind mount would only
+//! duplicate it). Links, addresses and routes are set with `ip -n NS`
+//! (iproute2's netlink client) rather than the rtnetlink crate: see the
+//! module docs of [`crate::topology`] and the report; it keeps every
+//! namespace switch inside a child process, so no thread of ours changes
+//! namespace. Sysctls are written by a child that `setns`es first.
+//!
+//! ```text
+//!  client 198.51.100.10 --- router 198.51.100.1 | 192.0.2.1
+//!                                   |
+//!              switch (bridge br0, ports p-<host>)
+//!          |          |          |         |
+//!        lb .10  server-a .11 server-b .12 spare .13     (192.0.2.0/24)
+//! ```
+
+use super::{
+    check_cancel, HostInfo, LinkEnd, Resource, ServiceSpec, StateHandle, Status, Topology,
+    TopologyState,
+};
+use anyhow::{bail, Context, Result};
+use faultinject::Fault;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// The netns backend (stateless: everything is in topology.json).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Netns;
+
+/// Host names of the kit's topology, in creation order.
+pub const HOSTS: [&str; 7] = [
+    "client", "router", "switch", "server-a", "server-b", "spare", "lb",
+];
+
+/// Client-side subnet address of the router.
+pub const ROUTER_CLIENT_ADDR: &str = "198.51.100.1";
+/// LAN address of the router (servers' default gateway).
+pub const ROUTER_LAN_ADDR: &str = "192.0.2.1";
+/// The client's address.
+pub const CLIENT_ADDR: &str = "198.51.100.10";
+
+/// LAN hosts: (name, address, host-side interface). Addresses 192.0.2.100+
+/// are left free for service addresses (VIPs).
+pub const LAN_HOSTS: [(&str, &str, &str); 5] = [
+    ("router", ROUTER_LAN_ADDR, "eth1"),
+    ("lb", "192.0.2.10", "eth0"),
+    ("server-a", "192.0.2.11", "eth0"),
+    ("server-b", "192.0.2.12", "eth0"),
+    ("spare", "192.0.2.13", "eth0"),
+];
+
+/// Name of the bridge in the switch namespace.
+pub const BRIDGE: &str = "br0";
+
+/// Switch-side port name of a LAN host (a link cut sets it down).
+pub fn switch_port(host: &str) -> String {
+    format!("p-{host}")
+}
+
+/// Locally administered MAC derived from an IPv4 address: 02:00:a:b:c:d.
+pub fn mac_for(addr: &str) -> String {
+    let o: Vec<u8> = addr.split('.').filter_map(|x| x.parse().ok()).collect();
+    if o.len() != 4 {
+        return "02:00:00:00:00:00".into();
+    }
+    format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+/// Namespace name of `host` under `prefix`.
+pub fn ns_name(prefix: &str, host: &str) -> String {
+    format!("{prefix}-{host}")
+}
+
+fn run_cmd(cmd: &mut Command, input: Option<&str>) -> Result<String> {
+    let line = format!("{cmd:?}");
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("spawn {line}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{line} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            input
+                .map(|i| format!("\ninput was:\n{i}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip -n NS -batch -` with the given lines.
+fn ip_batch(ns: &str, lines: &[String]) -> Result<()> {
+    let text = lines.join("\n") + "\n";
+    run_cmd(
+        Command::new("ip").args(["-n", ns, "-batch", "-"]),
+        Some(&text),
+    )?;
+    Ok(())
+}
+
+/// Writes sysctls inside namespace `ns` (a child enters it, then runs
+/// `sysctl`: /proc/sys/net follows the writer's namespace).
+fn sysctls(ns: &str, kv: &[(&str, &str)]) -> Result<()> {
+    let args: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut a: Vec<&str> = vec!["-q", "-w"];
+    a.extend(args.iter().map(String::as_str));
+    let mut cmd = faultinject::netns::command_in(ns, "sysctl", &a)?;
+    run_cmd(&mut cmd, None)?;
+    Ok(())
+}
+
+fn netns_exists(name: &str) -> bool {
+    faultinject::netns::path(name).exists()
+}
+
+/// Pids of every process in namespace `ns` (`ip netns pids`).
+fn pids_in(ns: &str) -> Vec<u32> {
+    if !netns_exists(ns) {
+        return Vec::new();
+    }
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILLs `pids`, reaps our own children among them, and waits up to 3 s
+/// for them to be gone. Returns the ones still alive.
+fn kill_and_wait(pids: &[u32]) -> Vec<u32> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    use nix::unistd::Pid;
+    let me = std::process::id();
+    let pids: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| p != 0 && p != me && p <= i32::MAX as u32)
+        .collect();
+    for &p in &pids {
+        // A stopped process dies of SIGKILL too; no need to SIGCONT it.
+        let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        for &p in &pids {
+            let _ = waitpid(Pid::from_raw(p as i32), Some(WaitPidFlag::WNOHANG));
+        }
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| faultinject::pid_alive(p))
+            .collect();
+        if alive.is_empty() || Instant::now() > deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn delete_netns(name: &str) -> Result<()> {
+    if !netns_exists(name) {
+        return Ok(());
+    }
+    let left = kill_and_wait(&pids_in(name));
+    if !left.is_empty() {
+        bail!("processes {left:?} in namespace {name} survived SIGKILL");
+    }
+    run_cmd(Command::new("ip").args(["netns", "del", name]), None)?;
+    Ok(())
+}
+
+impl Netns {
+    fn add_host(
+        &self,
+        h: &mut StateHandle,
+        host: &str,
+        info: HostInfo,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        check_cancel(cancel)?;
+        let ns = info.netns.clone();
+        // Record first: a crash between the two leaves a name `down` skips
+        // if absent, never a namespace nobody knows about.
+        h.state.hosts.insert(host.to_string(), info);
+        h.record(Resource::Netns { name: ns.clone() })?;
+        run_cmd(Command::new("ip").args(["netns", "add", &ns]), None)?;
+        let fwd = if host == "router" { "1" } else { "0" };
+        // New namespaces copy IPv4 settings from the root namespace, so set
+        // every one that matters explicitly (DESIGN.md section 7).
+        sysctls(
+            &ns,
+            &[
+                ("net.ipv4.ip_forward", fwd),
+                ("net.ipv4.conf.all.forwarding", fwd),
+                ("net.ipv4.conf.default.forwarding", fwd),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv4.conf.all.send_redirects", "0"),
+                ("net.ipv4.conf.default.send_redirects", "0"),
+                ("net.ipv4.conf.all.arp_ignore", "0"),
+                ("net.ipv4.conf.all.arp_announce", "0"),
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ],
+        )
+        .with_context(|| format!("sysctls in {ns}"))?;
+        ip_batch(&ns, &["link set lo up".to_string()])?;
+        Ok(())
+    }
+}
+
+impl Topology for Netns {
+    fn kind(&self) -> &'static str {
+        "netns"
+    }
+
+    fn build(&self, h: &mut StateHandle, cancel: &AtomicBool) -> Result<()> {
+        let prefix = h.state.prefix.clone();
+        let ns = |host: &str| ns_name(&prefix, host);
+        let sw = ns("switch");
+        h.state.client_ns = ns("client");
+        h.save()?;
+
+        // 1. Namespaces, with sysctls and lo.
+        let lan = |name: &str| LAN_HOSTS.iter().find(|(n, _, _)| *n == name).copied();
+        for host in HOSTS {
+            let info = match host {
+                "client" => HostInfo {
+                    netns: ns(host),
+                    addr: CLIENT_ADDR.into(),
+                    mac: mac_for(CLIENT_ADDR),
+                    dev: "eth0".into(),
+                    link: Some(LinkEnd {
+                        netns: ns("router"),
+                        dev: "eth0".into(),
+                    }),
+                    ..Default::default()
+                },
+                "switch" => HostInfo {
+                    netns: ns(host),
+                    dev: BRIDGE.into(),
+                    ..Default::default()
+                },
+                _ => {
+                    let (_, addr, dev) = lan(host).context("host plan")?;
+                    HostInfo {
+                        netns: ns(host),
+                        addr: addr.into(),
+                        mac: mac_for(addr),
+                        dev: dev.into(),
+                        link: Some(LinkEnd {
+                            netns: sw.clone(),
+                            dev: switch_port(host),
+                        }),
+                        on_switch: true,
+                        ..Default::default()
+                    }
+                }
+            };
+            self.add_host(h, host, info, cancel)?;
+        }
+
+        // 2. The switch: a bridge that forwards at once (no STP, no delay).
+        check_cancel(cancel)?;
+        ip_batch(
+            &sw,
+            &[
+                format!("link add {BRIDGE} type bridge stp_state 0 forward_delay 0"),
+                format!("link set {BRIDGE} up"),
+            ],
+        )?;
+
+        // 3. client <-> router, a direct veth pair.
+        check_cancel(cancel)?;
+        run_cmd(
+            Command::new("ip").args([
+                "-n",
+                &ns("client"),
+                "link",
+                "add",
+                "eth0",
+                "address",
+                &mac_for(CLIENT_ADDR),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "address",
+                &mac_for(ROUTER_CLIENT_ADDR),
+                "netns",
+                &ns("router"),
+            ]),
+            None,
+        )?;
+        ip_batch(
+            &ns("client"),
+            &[
+                "link set eth0 up".into(),
+                format!("addr add {CLIENT_ADDR}/24 dev eth0"),
+                format!("route add default via {ROUTER_CLIENT_ADDR}"),
+            ],
+        )?;
+
+        // 4. LAN hosts: veth to a bridge port in the switch namespace.
+        for (host, addr, dev) in LAN_HOSTS {
+            check_cancel(cancel)?;
+            let port = switch_port(host);
+            run_cmd(
+                Command::new("ip").args([
+                    "-n",
+                    &sw,
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    dev,
+                    "address",
+                    &mac_for(addr),
+                    "netns",
+                    &ns(host),
+                ]),
+                None,
+            )?;
+            ip_batch(&sw, &[format!("link set {port} master {BRIDGE} up")])?;
+            let mut lines = vec![
+                format!("link set {dev} up"),
+                format!("addr add {addr}/24 dev {dev}"),
+            ];
+            if host == "router" {
+                lines.push("link set eth0 up".into());
+                lines.push(format!("addr add {ROUTER_CLIENT_ADDR}/24 dev eth0"));
+            } else {
+                lines.push(format!("route add default via {ROUTER_LAN_ADDR}"));
+            }
+            ip_batch(&ns(host), &lines)?;
+        }
+        h.save()?;
+        Ok(())
+    }
+
+    fn spawn_service(&self, h: &mut StateHandle, spec: &ServiceSpec) -> Result<u32> {
+        let info = h.state.host(&spec.host)?.clone();
+        let prog = spec.argv.first().context("empty argv")?;
+        let nsfile = std::fs::File::open(faultinject::netns::path(&info.netns))
+            .with_context(|| format!("open namespace {}", info.netns))?;
+        if let Some(d) = spec.log.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .with_context(|| format!("open {}", spec.log.display()))?;
+        let mut cmd = Command::new(prog);
+        cmd.args(&spec.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: setns(2) and setsid(2) are async-signal-safe; the namespace
+        // file was opened before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {} on {}", prog.to_string_lossy(), spec.host))?;
+        let pid = child.id();
+        // The child is reaped in destroy (waitpid) or by init once we exit.
+        drop(child);
+        if let Some(hi) = h.state.hosts.get_mut(&spec.host) {
+            hi.pids.push(pid);
+        }
+        h.record(Resource::Process {
+            host: spec.host.clone(),
+            pid,
+            program: std::path::Path::new(prog)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        })?;
+        Ok(pid)
+    }
+
+    fn command(&self, s: &TopologyState, host: &str, argv: &[OsString]) -> Result<Command> {
+        let info = s.host(host)?;
+        if !netns_exists(&info.netns) {
+            bail!("namespace {} of host {host} does not exist", info.netns);
+        }
+        if argv.is_empty() {
+            bail!("no command given");
+        }
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &info.netns]).args(argv);
+        Ok(cmd)
+    }
+
+    fn link_fault(&self, s: &TopologyState, host: &str, up: bool) -> Result<Fault> {
+        let info = s.host(host)?;
+        let Some(l) = &info.link else {
+            bail!("host {host} has no link to cut");
+        };
+        Ok(if up {
+            Fault::LinkRestore {
+                netns: l.netns.clone(),
+                dev: l.dev.clone(),
+            }
+        } else {
+            Fault::LinkCut {
+                netns: l.netns.clone(),
+                dev: l.dev.clone(),
+            }
+        })
+    }
+
+    fn partition_fault(&self, s: &TopologyState, a: &str, b: &str, heal: bool) -> Result<Fault> {
+        if a == b {
+            bail!("cannot partition {a} from itself");
+        }
+        let (ia, ib) = (s.host(a)?, s.host(b)?);
+        for (n, i) in [(a, ia), (b, ib)] {
+            if !i.on_switch {
+                bail!("{n} is not on the LAN switch (partition works between LAN hosts: router, lb, server-a, server-b, spare)");
+            }
+        }
+        let (x, y) = if a < b { (a, b) } else { (b, a) };
+        let label = format!("part_{x}_{y}");
+        let netns = ns_name(&s.prefix, "switch");
+        Ok(if heal {
+            Fault::Heal { netns, label }
+        } else {
+            Fault::Partition {
+                netns,
+                mac_a: ia.mac.clone(),
+                mac_b: ib.mac.clone(),
+                label,
+            }
+        })
+    }
+
+    fn destroy(&self, h: &mut StateHandle) -> Result<()> {
+        let prefix = h.state.prefix.clone();
+        let mut problems = Vec::new();
+        let left = kill_and_wait(&h.state.processes());
+        if !left.is_empty() {
+            problems.push(format!("processes {left:?} survived SIGKILL"));
+        }
+        let mut names = h.state.namespaces();
+        for n in existing_namespaces(&prefix) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        for n in names.iter().rev() {
+            if let Err(e) = delete_netns(n) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        h.state.status = Status::Down;
+        h.state.owner_pid = None;
+        h.save()?;
+        if !problems.is_empty() {
+            bail!("teardown of {prefix} incomplete: {}", problems.join("; "));
+        }
+        super::unregister(&prefix);
+        Ok(())
+    }
+
+    fn existing_prefixes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/run/netns") {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                for host in HOSTS {
+                    if let Some(p) = name.strip_suffix(&format!("-{host}")) {
+                        if super::check_prefix(p).is_ok() && !out.iter().any(|x| x == p) {
+                            out.push(p.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn destroy_prefix(&self, prefix: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        for n in existing_namespaces(prefix) {
+            if let Err(e) = delete_netns(&n) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if !problems.is_empty() {
+            bail!("teardown of {prefix} incomplete: {}", problems.join("; "));
+        }
+        super::unregister(prefix);
+        Ok(())
+    }
+}
+
+/// The kit's namespaces of `prefix` that exist now.
+pub fn existing_namespaces(prefix: &str) -> Vec<String> {
+    HOSTS
+        .iter()
+        .map(|h| ns_name(prefix, h))
+        .filter(|n| netns_exists(n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_and_names() {
+        assert_eq!(mac_for("192.0.2.11"), "02:00:c0:00:02:0b");
+        assert_eq!(mac_for("bad"), "02:00:00:00:00:00");
+        assert_eq!(ns_name("cx12ab", "server-a"), "cx12ab-server-a");
+        assert!(switch_port("server-a").len() <= 15);
+    }
+}
