@@ -41,7 +41,9 @@ impl ErrorKind {
     }
 }
 
-/// One request as the load driver saw it.
+/// One request as the load driver saw it. A connection attempt that failed
+/// (refused, unreachable, timed out) is recorded too, as the request it was
+/// opened for, with `local_port` 0 and `new_connection` false.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
     /// Client index, 0-based.
@@ -54,7 +56,8 @@ pub struct RequestRecord {
     pub local_port: u16,
     /// Whether this request opened a new TCP connection.
     pub new_connection: bool,
-    /// When the first byte of the request was written (unix ns).
+    /// When the first byte of the request was written (unix ns); if the
+    /// request opened its own connection, when that connect began.
     pub start_unix_ns: u64,
     /// When the reply completed or the error was seen (unix ns).
     pub end_unix_ns: u64,
@@ -68,13 +71,25 @@ pub struct RequestRecord {
     pub digest_ok: bool,
     /// `X-Coral-Served-By` of the reply, empty if none.
     pub served_by: String,
-    /// Empty on success, else the [`ErrorKind`] name.
+    /// Empty on success, else the [`ErrorKind`] name. Also empty for a
+    /// request that was still unanswered when the run ended (see `lost`).
     pub error_kind: Option<ErrorKind>,
+    /// Sent, never answered, and no error by the end of the run (the driver
+    /// stopped waiting for it: run end plus its drain time). Always false
+    /// when `error_kind` is set. Added column; absent in old files = false.
+    #[serde(default)]
+    pub lost: bool,
 }
 
 impl RequestRecord {
     /// True if the request got a complete, digest-correct 200 reply.
     pub fn is_ok(&self) -> bool {
-        self.error_kind.is_none()
+        self.error_kind.is_none() && !self.lost
+    }
+
+    /// True if the request was sent but neither answered nor failed by the
+    /// end of the run.
+    pub fn is_lost(&self) -> bool {
+        self.error_kind.is_none() && self.lost
     }
 }
