@@ -154,27 +154,17 @@ pub fn fmt_num(x: f64) -> String {
 mod tests {
     use super::*;
 
+    /// A record built through serde, as read from requests.csv.
     fn rec(end_s: f64, ok: bool) -> RequestRecord {
         let end = (end_s * 1e9) as u64;
-        RequestRecord {
-            client: 0,
-            seq: 0,
-            url: "http://192.0.2.100/cgi-bin/webstone?size=1024".into(),
-            local_port: 40000,
-            new_connection: false,
-            start_unix_ns: end.saturating_sub(1_000_000),
-            end_unix_ns: end,
-            latency_us: 1000,
-            status: if ok { 200 } else { 0 },
-            bytes: 1024,
-            digest_ok: ok,
-            served_by: "server-a".into(),
-            error_kind: if ok {
-                None
-            } else {
-                Some(workload::records::ErrorKind::Reset)
-            },
-        }
+        serde_json::from_value(serde_json::json!({
+            "client": 0, "seq": 0, "url": "http://192.0.2.100/cgi-bin/webstone?size=1024",
+            "local_port": 40000, "new_connection": false,
+            "start_unix_ns": end.saturating_sub(1_000_000), "end_unix_ns": end, "latency_us": 1000,
+            "status": if ok { 200 } else { 0 }, "bytes": 1024, "digest_ok": ok, "served_by": "server-a",
+            "error_kind": if ok { None } else { Some("reset") },
+        }))
+        .expect("a valid record")
     }
 
     #[test]

@@ -1,0 +1,405 @@
+//! `coral-exp plot` and `coral-exp report` on a synthetic results tree with
+//! known numbers: the real binary runs, and its files are checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use workload::summary::Summary;
+
+const T0: u64 = 1_795_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_coral-exp")
+}
+
+fn paper_values() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("paper_values.csv")
+}
+
+/// One synthetic request: (client, seq, start ns, end ns, failed).
+type Req = (u32, u64, u64, u64, bool);
+
+/// Closed-loop requests of 8 clients for `secs` seconds, each taking
+/// `lat_ms`; with a fault at `fault_s`, every request outstanding at the fault
+/// completes `stall_ms` later and client 0's fails with a reset.
+fn requests(secs: u64, lat_ms: u64, fault: Option<(u64, u64)>) -> Vec<Req> {
+    let mut out = Vec::new();
+    for client in 0..8u32 {
+        let mut t = T0 + u64::from(client) * 100_000;
+        let mut seq = 0;
+        while t < T0 + secs * 1000 * MS {
+            let mut end = t + lat_ms * MS;
+            let mut failed = false;
+            if let Some((f, stall)) = fault {
+                let fault_at = T0 + f * 1000 * MS;
+                if t <= fault_at && end > fault_at {
+                    end = fault_at + stall * MS;
+                    failed = client == 0;
+                }
+            }
+            out.push((client, seq, t, end, failed));
+            t = end + 50_000;
+            seq += 1;
+        }
+    }
+    out
+}
+
+/// requests.csv as the load driver writes it (docs/CLI.md columns), written
+/// as text so the test checks the file format, not just our own serde.
+fn requests_csv(reqs: &[Req]) -> String {
+    let mut s = String::from(
+        "client,seq,url,local_port,new_connection,start_unix_ns,end_unix_ns,latency_us,status,bytes,digest_ok,served_by,error_kind\n",
+    );
+    for &(client, seq, start, end, failed) in reqs {
+        let (status, bytes, ok, kind) = if failed {
+            (0, 0, false, "reset")
+        } else {
+            (200, 1024, true, "")
+        };
+        s.push_str(&format!(
+            "{client},{seq},http://192.0.2.100/cgi-bin/webstone?size=1024,{},{},{start},{end},{},{status},{bytes},{ok},server-a,{kind}\n",
+            40000 + client,
+            seq == 0,
+            (end - start) / 1000
+        ));
+    }
+    s
+}
+
+struct RepSpec<'a> {
+    exp: &'a str,
+    variant: &'a str,
+    rep: u32,
+    throughput: f64,
+    stall_ms: f64,
+    fault: Option<(u64, u64)>,
+    failover: Option<&'a [(&'a str, f64)]>,
+}
+
+fn write_rep(root: &Path, s: &RepSpec) {
+    let dir = root
+        .join(s.exp)
+        .join(s.variant)
+        .join(format!("rep-{}", s.rep));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recs = requests(6, 5, s.fault);
+    std::fs::write(dir.join("requests.csv"), requests_csv(&recs)).unwrap();
+    let mut ev = String::from("t_unix_ns,host,source,event,detail\n");
+    if let Some((f, _)) = s.fault {
+        ev.push_str(&format!(
+            "{},server-a,faultinject,link-cut,veth down\n",
+            T0 + f * 1000 * MS
+        ));
+    }
+    std::fs::write(dir.join("events.csv"), ev).unwrap();
+    let errors = recs.iter().filter(|r| r.4).count() as u64;
+    let summary = Summary {
+        schema_version: 1,
+        requests: recs.len() as u64,
+        ok: recs.len() as u64 - errors,
+        errors,
+        errors_by_kind: if errors > 0 {
+            [("reset".to_string(), errors)].into()
+        } else {
+            Default::default()
+        },
+        max_stall_ms: s.stall_ms,
+        p50_ms: 5.0,
+        p99_ms: 5.0,
+        throughput_rps: s.throughput,
+        // The summary's own fault instant is left out: plot must find it in events.csv.
+        fault_at_unix_ns: None,
+        failover: s
+            .failover
+            .map(|f| f.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        ..Default::default()
+    };
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap(),
+    )
+    .unwrap();
+    let config = serde_json::json!({
+        "experiment": s.exp, "variant": s.variant, "rep": s.rep, "quick": true,
+        "service": "unreplicated", "clients": 8, "size": 1024, "duration": "6s",
+        "heartbeat": "100ms", "conditions": {"lan_rate": "100mbit", "cpu_quota": "synthetic-quota-42"}
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+/// The synthetic tree: baseline (known throughputs), a fault experiment
+/// (known stalls and failover steps), table3-overhead (known overhead) and an
+/// experiment with a name the report has never seen.
+fn synthetic_tree(root: &Path) {
+    let r = |exp, variant, rep, throughput, stall_ms, fault, failover| RepSpec {
+        exp,
+        variant,
+        rep,
+        throughput,
+        stall_ms,
+        fault,
+        failover,
+    };
+    for (rep, x) in [(1, 512.5), (2, 530.5), (3, 498.0)] {
+        write_rep(root, &r("baseline", "one-server", rep, x, 5.0, None, None));
+    }
+    for (rep, x) in [(1, 1001.0), (2, 987.5), (3, 1010.75)] {
+        write_rep(root, &r("baseline", "two-servers", rep, x, 5.0, None, None));
+    }
+    let f1: &[(&str, f64)] = &[
+        ("kernel_ops", 0.25),
+        ("total", 1.25),
+        ("detection_ms_synthetic", 210.0),
+    ];
+    let f2: &[(&str, f64)] = &[
+        ("kernel_ops", 0.35),
+        ("total", 1.75),
+        ("detection_ms_synthetic", 230.0),
+    ];
+    write_rep(
+        root,
+        &r(
+            "fig2-throughput",
+            "coral",
+            1,
+            900.0,
+            310.0,
+            Some((3, 300)),
+            Some(f1),
+        ),
+    );
+    write_rep(
+        root,
+        &r(
+            "fig2-throughput",
+            "coral",
+            2,
+            910.0,
+            290.0,
+            Some((3, 300)),
+            Some(f2),
+        ),
+    );
+    write_rep(
+        root,
+        &r("table3-overhead", "one-server", 1, 500.0, 5.0, None, None),
+    );
+    write_rep(
+        root,
+        &r("table3-overhead", "two-servers", 1, 1000.0, 5.0, None, None),
+    );
+    write_rep(
+        root,
+        &r("table3-overhead", "coral", 1, 700.0, 5.0, None, None),
+    );
+    write_rep(root, &r("my-new-exp", "only", 1, 123.0, 5.0, None, None));
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(exe())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("coral-exp runs")
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn check_png(p: &Path) {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(bytes.len() > 1000, "{} is too small", p.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        p.display()
+    );
+}
+
+fn svg(p: &Path) -> String {
+    let s = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(s.contains("<svg"), "{} is not an SVG", p.display());
+    s
+}
+
+#[test]
+fn plot_and_report_from_a_synthetic_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    synthetic_tree(&dir.join("results"));
+
+    let o = run(dir, &["plot"]);
+    assert_ok(&o, "plot");
+    let figs = dir.join("paper-figures");
+    for stem in [
+        "baseline-one-server-throughput",
+        "baseline-one-server-latency",
+        "baseline-two-servers-throughput",
+        "baseline-throughput-bars",
+        "fig2-throughput-coral-throughput",
+        "fig2-throughput-coral-latency",
+        "table3-overhead-throughput-bars",
+        "my-new-exp-only-latency",
+    ] {
+        check_png(&figs.join(format!("{stem}.png")));
+        svg(&figs.join(format!("{stem}.svg")));
+    }
+    // Axis titles with units, the baseline peaks (medians 512.5 -> "513" rounded
+    // and 1001) and the fault from events.csv on the Fig. 2 style plot.
+    let f2 = svg(&figs.join("fig2-throughput-coral-throughput.svg"));
+    assert!(f2.contains("time since run start (s)"), "x title missing");
+    assert!(
+        f2.contains("successful requests per second (req/s)"),
+        "y title missing"
+    );
+    assert!(
+        f2.contains("two unreplicated servers (peak): 1001 req/s"),
+        "two-server peak missing"
+    );
+    assert!(
+        f2.contains("one unreplicated server (peak): 513 req/s"),
+        "one-server peak missing"
+    );
+    assert!(
+        f2.contains("fault injected (t = 3 s)"),
+        "fault line missing"
+    );
+    let f3 = svg(&figs.join("fig2-throughput-coral-latency.svg"));
+    assert!(
+        f3.contains("request latency (ms, log scale)"),
+        "latency y title missing"
+    );
+    assert!(f3.contains("zoom on the fault"), "zoom panel missing");
+    assert!(
+        f3.contains("failed request (1 in this panel)"),
+        "the one reset is not drawn"
+    );
+    // No fault in baseline: no zoom, no fault line.
+    let b = svg(&figs.join("baseline-one-server-latency.svg"));
+    assert!(!b.contains("zoom on the fault") && !b.contains("fault injected"));
+
+    let pv = paper_values();
+    let o = run(dir, &["report", "--paper-values", pv.to_str().unwrap()]);
+    assert_ok(&o, "report");
+    let md = std::fs::read_to_string(dir.join("results/REPORT.md")).unwrap();
+
+    // Medians and spreads over the synthetic repetitions, exactly.
+    assert!(
+        md.contains("| throughput (req/s) | 512.5 (498–530.5) | 1001 (987.5–1010.8) |"),
+        "baseline row:\n{md}"
+    );
+    assert!(
+        md.contains("| max stall (ms) | 300 (290–310) |"),
+        "stall row:\n{md}"
+    );
+    assert!(
+        md.contains("| Total (`total`) | 1.5 | 1.5 (1.25–1.75) |"),
+        "failover total:\n{md}"
+    );
+    assert!(md
+        .contains("| Kernel Notification and Operations (`kernel_ops`) | 0.3 | 0.3 (0.25–0.35) |"));
+    assert!(md.contains("| `detection_ms_synthetic` | — | 220 (210–230) |"));
+    assert!(md.contains("| errors: reset | 1 |"));
+    // Overhead 1 - 700/1000 = 30 %, against one server 1 - 700/500 = -40 %.
+    assert!(
+        md.contains("| coral | 700 | 30 % | -40 % | 30 % |"),
+        "overhead row:\n{md}"
+    );
+    // Every paper value of the tables present, from paper_values.csv.
+    let text = std::fs::read_to_string(&pv).unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    for row in rows.records() {
+        let row = row.unwrap();
+        if matches!(&row[0], "table1" | "table3" | "settings") {
+            assert!(
+                md.contains(&row[3]),
+                "paper value {} ({}) missing",
+                &row[3],
+                &row[2]
+            );
+            assert!(md.contains(&row[2]), "paper label {} missing", &row[2]);
+        }
+    }
+    // Configuration from config.json, sources named, figures embedded relatively.
+    assert!(md.contains("synthetic-quota-42"));
+    assert!(md.contains("`results/baseline/one-server/rep-{1,2,3}/summary.json`"));
+    assert!(md.contains("](../paper-figures/fig2-throughput-coral-throughput.png)"));
+    // Sections: present ones headed as the paper names them, absent ones absent.
+    assert!(
+        md.contains("## Fig. 2: service throughput before and after a fault (`fig2-throughput`)")
+    );
+    assert!(md.contains("## Table 3: throughput overhead (`table3-overhead`)"));
+    assert!(md.contains("## Experiment `my-new-exp`"));
+    for absent in [
+        "## Fig. 3",
+        "## Table 1",
+        "## Table 2",
+        "load balancers",
+        "baseline-crash",
+        "Identity Restoration",
+    ] {
+        assert!(
+            !md.contains(absent),
+            "section for an absent experiment: {absent}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_repetition_is_reported_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("results");
+    synthetic_tree(&root);
+    std::fs::write(
+        root.join("baseline/one-server/rep-3/summary.json"),
+        "{ not json",
+    )
+    .unwrap();
+    let o = run(
+        tmp.path(),
+        &["report", "--paper-values", paper_values().to_str().unwrap()],
+    );
+    assert_ok(&o, "report");
+    let md = std::fs::read_to_string(root.join("REPORT.md")).unwrap();
+    // Median of the two readable reps (512.5, 530.5), and the problem listed.
+    assert!(
+        md.contains("| throughput (req/s) | 521.5 (512.5–530.5) |"),
+        "{md}"
+    );
+    assert!(md.contains("## Problems found in the results tree"));
+    assert!(md.contains("results/baseline/one-server/rep-3/summary.json: not a summary"));
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["plot", "--results", "no-such-dir"][..],
+        &["report", "--results", "no-such-dir"][..],
+    ] {
+        let o = run(tmp.path(), args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no-such-dir") && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // An empty tree, and a paper-values file that is not there.
+    std::fs::create_dir_all(tmp.path().join("results")).unwrap();
+    let o = run(tmp.path(), &["plot"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no results under"));
+    synthetic_tree(&tmp.path().join("results"));
+    let o = run(tmp.path(), &["report", "--paper-values", "missing.csv"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.csv"));
+}
