@@ -1,1 +1,1112 @@
-//! (under construction)
+//! The mode machine per service address (VIP) and the per-connection mode
+//! (DESIGN.md sections 4-6), sans-IO.
+//!
+//! Each node runs one [`VipMachine`] per service address it has a role for.
+//! Inputs ([`Input`]) come from the detector, the witness client, peer
+//! heartbeats and the join protocol; outputs are [`Action`]s the shells carry
+//! out in the order given. Timers (witness retries, the takeover wait) fire
+//! in [`VipMachine::poll`]; [`VipMachine::next_deadline`] says when.
+//!
+//! ```text
+//!            PeerFailed (Backup)                      GrantReceived        voice_at
+//!  Duplex ───────────────────────> WaitingForGrant ──────────────> TakingOver ────> Simplex
+//!    │ │     PeerFailed (Primary)   │   │ GrantReceived (primary)                     │  ^
+//!    │ └───────────────────────────>┘   └────────────────────────────────────────────>┘  │
+//!    │   GrantRefused / EpochSeen(higher) from any serving mode                         │  │JoinCompleted
+//!    └──────────────────────> Fenced (terminal; rejoin as a new server)     JoinAccepted │  │
+//!                                                                                       v  │
+//!  Joining (new server) ── JoinAccepted, JoinCompleted ──> Duplex     Joining (simplex node)
+//! ```
+//!
+//! ## The kernel-enforced lease and the takeover wait
+//!
+//! A node that serves connections may send from a service address only while
+//! its nft lease element exists; every authenticated heartbeat received
+//! refreshes it with timeout [`Timing::lease_timeout_ns`] = (K-1) x H, at
+//! least 8 ms (nft truncates timeouts to 4 ms jiffies). The node taking over
+//! stops sending heartbeats when it declares the peer failed, so the peer's
+//! lease is refreshed for the last time by a heartbeat sent at or before
+//! `last_sent`. The new owner therefore gets its voice (permanent lease,
+//! address added, logged replies written) only at
+//!
+//! `voice_at = max(last_heard + K x H, last_sent + lease + margin)`
+//!
+//! which is at least `last_heard + `[`Timing::takeover_wait_ns`] (=
+//! max(K x H, lease + margin)) when both sides lost contact at the same time,
+//! and stays safe when only the peer's heartbeats were lost (the peer kept
+//! hearing ours and kept refreshing its lease). Shells that accept the risk
+//! of that asymmetric case may pass `last_sent = last_heard`.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use crate::codec::{ModeTag, RefuseReason};
+use crate::types::{Epoch, Instant, NodeId};
+
+/// Shortest lease the kernel enforces reliably (two 4 ms jiffies).
+pub const MIN_LEASE_NS: u64 = 8_000_000;
+
+/// Timing shared by the detector, the lease and the mode machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Heartbeat interval H, nanoseconds.
+    pub heartbeat_ns: u64,
+    /// Misses K that declare the peer failed (>= 1).
+    pub misses: u32,
+    /// Extra wait beyond the peer's lease, nanoseconds (jiffy truncation,
+    /// heartbeat transit, scheduling).
+    pub margin_ns: u64,
+    /// How often to repeat an unanswered witness request, nanoseconds.
+    pub witness_retry_ns: u64,
+}
+
+impl Timing {
+    /// H and K with a 4 ms margin and a witness retry of max(H, 10 ms).
+    pub fn new(heartbeat_ns: u64, misses: u32) -> Self {
+        Timing {
+            heartbeat_ns,
+            misses,
+            margin_ns: 4_000_000,
+            witness_retry_ns: heartbeat_ns.max(10_000_000),
+        }
+    }
+
+    /// K x H (saturating).
+    pub fn failure_timeout_ns(&self) -> u64 {
+        self.heartbeat_ns.saturating_mul(u64::from(self.misses))
+    }
+
+    /// Lease timeout: (K-1) x H, raised to [`MIN_LEASE_NS`].
+    pub fn lease_timeout_ns(&self) -> u64 {
+        self.heartbeat_ns
+            .saturating_mul(u64::from(self.misses.saturating_sub(1)))
+            .max(MIN_LEASE_NS)
+    }
+
+    /// The lease timeout in whole milliseconds for nft, rounded up.
+    pub fn lease_timeout_ms(&self) -> u64 {
+        self.lease_timeout_ns().div_ceil(1_000_000)
+    }
+
+    /// max(K x H, lease + margin): the takeover wait counted from the last
+    /// heartbeat heard, when both sides lost contact at the same time.
+    pub fn takeover_wait_ns(&self) -> u64 {
+        self.failure_timeout_ns()
+            .max(self.lease_timeout_ns().saturating_add(self.margin_ns))
+    }
+
+    /// When the node taking over may speak for the address (module docs).
+    pub fn voice_at(&self, last_heard: Instant, last_sent: Instant) -> Instant {
+        let a = last_heard.plus_ns(self.failure_timeout_ns());
+        let b = last_sent.plus_ns(self.lease_timeout_ns().saturating_add(self.margin_ns));
+        a.max(b)
+    }
+}
+
+/// This node's role for one service address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Serves the connections on ordinary kernel TCP; the peer fronts.
+    Primary,
+    /// Fronts the address (packet engine), shadows and logs; no kernel
+    /// sockets for its connections until takeover.
+    Backup,
+    /// Both: the address is on this node's LAN interface and it serves alone.
+    Sole,
+}
+
+/// Why a node waits for the witness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantPurpose {
+    /// The backup takes over the failed primary's connections.
+    Takeover,
+    /// The primary goes simplex after its backup failed.
+    GoSimplex,
+}
+
+/// Why a node fenced itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FenceReason {
+    /// The witness refused this node's request.
+    GrantRefused(RefuseReason),
+    /// Another node holds a higher epoch for the address.
+    HigherEpoch(Epoch),
+}
+
+/// The mode of one service address on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VipMode {
+    /// Both nodes up; replies logged before they are written.
+    Duplex,
+    /// Peer declared failed; asked the witness for `requested`.
+    WaitingForGrant {
+        /// What the grant is for.
+        purpose: GrantPurpose,
+        /// Epoch asked for.
+        requested: Epoch,
+        /// Last fresh heartbeat from the peer.
+        last_heard: Instant,
+        /// Last heartbeat this node sent.
+        last_sent: Instant,
+        /// When to repeat the request.
+        next_retry: Instant,
+    },
+    /// Granted; repaired sockets being built; silent until `voice_at`.
+    TakingOver {
+        /// When the old owner's lease has surely lapsed.
+        voice_at: Instant,
+    },
+    /// Serving alone.
+    Simplex,
+    /// Deposed: connections dropped, address removed. Terminal.
+    Fenced {
+        /// Why.
+        reason: FenceReason,
+    },
+    /// Reintegrating: a new server waiting to take its role, or the simplex
+    /// node handing the address's front over to it.
+    Joining,
+}
+
+impl VipMode {
+    /// The tag reported in heartbeats.
+    pub fn tag(&self) -> ModeTag {
+        match self {
+            VipMode::Duplex => ModeTag::Duplex,
+            VipMode::WaitingForGrant { .. } => ModeTag::WaitingForGrant,
+            VipMode::TakingOver { .. } => ModeTag::TakingOver,
+            VipMode::Simplex => ModeTag::Simplex,
+            VipMode::Fenced { .. } => ModeTag::Fenced,
+            VipMode::Joining => ModeTag::Joining,
+        }
+    }
+}
+
+/// Inputs to a [`VipMachine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The detector declared the peer failed.
+    PeerFailed {
+        /// Last fresh heartbeat from the peer (`DetectorEvent::PeerFailed`).
+        last_heard: Instant,
+        /// Last heartbeat this node sent (`Detector::last_sent`, or
+        /// `last_heard` if none).
+        last_sent: Instant,
+    },
+    /// The witness granted this node the address for `epoch`.
+    GrantReceived {
+        /// Granted epoch.
+        epoch: Epoch,
+    },
+    /// The witness refused this node's request for `epoch`.
+    GrantRefused {
+        /// The epoch that was requested.
+        epoch: Epoch,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// Some authenticated message (peer heartbeat `VipStatus`, witness reply)
+    /// showed this epoch for the address.
+    EpochSeen {
+        /// The epoch seen.
+        epoch: Epoch,
+    },
+    /// Join accepted (on the simplex node: it accepted a new server; on the
+    /// new server: its request was accepted). Both run in `epoch` from now.
+    JoinAccepted {
+        /// The pair's epoch.
+        epoch: Epoch,
+    },
+    /// Join finished (on the new server: the simplex node released the
+    /// address; on the simplex node: the new server fronts it).
+    JoinCompleted,
+}
+
+/// Where a service address is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Iface {
+    /// The LAN interface: the kernel answers ARP for it.
+    Lan,
+    /// Loopback, with `arp_ignore=1`, `arp_announce=2` (primary in duplex).
+    Loopback,
+}
+
+/// The nft lease element for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lease {
+    /// Refreshed on every authenticated heartbeat with this timeout (ms).
+    Refreshed {
+        /// Timeout, milliseconds ([`Timing::lease_timeout_ms`]).
+        timeout_ms: u64,
+    },
+    /// No timeout: a witness grant made this node the only voice.
+    Permanent,
+}
+
+/// What the shells must do, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Atomically: stop forwarding the address's frames (keep the packet
+    /// socket open), snapshot the shadow state, and stop acknowledging log
+    /// messages (from then on the old primary cannot write a byte).
+    SnapshotAndStopAckingLog {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Stop sending heartbeats to the peer (lets the peer's lease lapse).
+    StopHeartbeats,
+    /// Start (or resume) heartbeats to the peer.
+    StartHeartbeats,
+    /// Send (or resend) a grant request to the witness.
+    AskWitness {
+        /// Address.
+        vip: Ipv4Addr,
+        /// Requesting node (this one).
+        node: NodeId,
+        /// Requested epoch.
+        epoch: Epoch,
+    },
+    /// Build a `TCP_REPAIR` socket for every snapshotted connection of the
+    /// address (its output is still dropped by nft: no lease yet).
+    BuildRepairedSockets {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Set the nft lease element for the address.
+    SetLease {
+        /// Address.
+        vip: Ipv4Addr,
+        /// Lease kind.
+        lease: Lease,
+    },
+    /// Add the address on an interface (for the LAN: also fill in the
+    /// neighbour entries already known).
+    AddVip {
+        /// Address.
+        vip: Ipv4Addr,
+        /// Interface.
+        iface: Iface,
+    },
+    /// Remove the address from an interface.
+    RemoveVip {
+        /// Address.
+        vip: Ipv4Addr,
+        /// Interface.
+        iface: Iface,
+    },
+    /// Re-read the capture socket and inject client data that arrived after
+    /// the snapshot into the local stack.
+    InjectLateFrames {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Write the logged but unacknowledged reply bytes on the repaired
+    /// sockets, then hand them to the HTTP server.
+    FlushLoggedReplies {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Gratuitous ARP for the address, confirmed with a ping from it to the
+    /// outside host (resend until answered).
+    SendGratuitousArp {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Stop waiting for log acknowledgements: release every writer blocked on
+    /// one at once; new connections of the address are simplex.
+    GoSimplex {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Deposed: drop every connection of the address silently (`TCP_REPAIR`
+    /// on, close), stop fronting it and acknowledging log messages, remove it
+    /// from every interface and remove its lease element.
+    Fence {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Open the log channel to the peer (primary side).
+    StartLogChannel,
+    /// Start fronting the address: the packet engine answers ARP for it,
+    /// shadows and forwards its frames to the primary.
+    StartFronting {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Connections opened in simplex stay simplex: end each after its next
+    /// response with `Connection: close`.
+    CloseSimplexConnectionsAfterNextResponse {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// The mode changed (for the event log; no work).
+    ModeChanged {
+        /// Address.
+        vip: Ipv4Addr,
+        /// Old mode.
+        from: ModeTag,
+        /// New mode.
+        to: ModeTag,
+    },
+}
+
+/// The mode of one client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnMode {
+    /// Shadowed and logged: survives the primary's failure.
+    Duplex,
+    /// Served by a lone node: not protected.
+    Simplex,
+    /// Opened in simplex, now paired again: close after the next response.
+    CloseAfterNextResponse,
+}
+
+impl ConnMode {
+    /// After the node went simplex (grant received).
+    pub fn on_go_simplex(self) -> ConnMode {
+        match self {
+            ConnMode::Duplex => ConnMode::Simplex,
+            m => m,
+        }
+    }
+
+    /// After a join completed: simplex connections are ended after their
+    /// next response; duplex ones are unaffected.
+    pub fn on_join(self) -> ConnMode {
+        match self {
+            ConnMode::Simplex => ConnMode::CloseAfterNextResponse,
+            m => m,
+        }
+    }
+}
+
+/// The mode machine of one service address on one node.
+#[derive(Debug, Clone)]
+pub struct VipMachine {
+    vip: Ipv4Addr,
+    node: NodeId,
+    role: Role,
+    mode: VipMode,
+    epoch: Epoch,
+    timing: Timing,
+    actions: VecDeque<Action>,
+    /// Role to take when a join completes (for a joining node).
+    join_role: Role,
+}
+
+impl VipMachine {
+    /// A machine in duplex mode with `role` in `epoch`.
+    pub fn duplex(vip: Ipv4Addr, node: NodeId, role: Role, epoch: Epoch, timing: Timing) -> Self {
+        VipMachine {
+            vip,
+            node,
+            role,
+            mode: VipMode::Duplex,
+            epoch,
+            timing,
+            actions: VecDeque::new(),
+            join_role: role,
+        }
+    }
+
+    /// A machine for a node serving the address alone (e.g. started without
+    /// a peer) in `epoch`.
+    pub fn simplex(vip: Ipv4Addr, node: NodeId, epoch: Epoch, timing: Timing) -> Self {
+        VipMachine {
+            vip,
+            node,
+            role: Role::Sole,
+            mode: VipMode::Simplex,
+            epoch,
+            timing,
+            actions: VecDeque::new(),
+            join_role: Role::Primary,
+        }
+    }
+
+    /// A machine for a new server joining a simplex node; it will take
+    /// `role` (normally [`Role::Backup`]: it fronts the address).
+    pub fn joining(vip: Ipv4Addr, node: NodeId, role: Role, timing: Timing) -> Self {
+        VipMachine {
+            vip,
+            node,
+            role,
+            mode: VipMode::Joining,
+            epoch: Epoch(0),
+            timing,
+            actions: VecDeque::new(),
+            join_role: role,
+        }
+    }
+
+    /// The service address.
+    pub fn vip(&self) -> Ipv4Addr {
+        self.vip
+    }
+
+    /// Current mode.
+    pub fn mode(&self) -> &VipMode {
+        &self.mode
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The epoch this node holds for the address.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The timing.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// The mode a connection accepted now gets, or `None` if this node does
+    /// not serve new connections of the address in its current mode.
+    pub fn new_connection_mode(&self) -> Option<ConnMode> {
+        match (self.mode, self.role) {
+            (VipMode::Duplex | VipMode::WaitingForGrant { .. }, Role::Primary | Role::Backup) => {
+                Some(ConnMode::Duplex)
+            }
+            (VipMode::Simplex, _) | (VipMode::Joining, Role::Sole) => Some(ConnMode::Simplex),
+            _ => None,
+        }
+    }
+
+    fn set_mode(&mut self, mode: VipMode) {
+        let (from, to) = (self.mode.tag(), mode.tag());
+        self.mode = mode;
+        if from != to {
+            self.actions.push_back(Action::ModeChanged {
+                vip: self.vip,
+                from,
+                to,
+            });
+        }
+    }
+
+    fn fence(&mut self, reason: FenceReason) {
+        self.actions.push_back(Action::Fence { vip: self.vip });
+        self.actions.push_back(Action::StopHeartbeats);
+        self.set_mode(VipMode::Fenced { reason });
+    }
+
+    /// Feed one input at `now`; actions are queued for [`VipMachine::poll`].
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        let vip = self.vip;
+        match (self.mode, input) {
+            (VipMode::Fenced { .. }, _) => {}
+            (
+                VipMode::Duplex,
+                Input::PeerFailed {
+                    last_heard,
+                    last_sent,
+                },
+            ) => {
+                let purpose = match self.role {
+                    Role::Backup => {
+                        self.actions
+                            .push_back(Action::SnapshotAndStopAckingLog { vip });
+                        GrantPurpose::Takeover
+                    }
+                    Role::Primary => GrantPurpose::GoSimplex,
+                    Role::Sole => return,
+                };
+                let requested = self.epoch.next();
+                self.actions.push_back(Action::StopHeartbeats);
+                self.actions.push_back(Action::AskWitness {
+                    vip,
+                    node: self.node,
+                    epoch: requested,
+                });
+                let next_retry = now.plus_ns(self.timing.witness_retry_ns);
+                self.set_mode(VipMode::WaitingForGrant {
+                    purpose,
+                    requested,
+                    last_heard,
+                    last_sent,
+                    next_retry,
+                });
+            }
+            (
+                VipMode::WaitingForGrant {
+                    purpose,
+                    requested,
+                    last_heard,
+                    last_sent,
+                    ..
+                },
+                Input::GrantReceived { epoch },
+            ) if epoch == requested => {
+                self.epoch = epoch;
+                match purpose {
+                    GrantPurpose::Takeover => {
+                        self.actions.push_back(Action::BuildRepairedSockets { vip });
+                        let voice_at = self.timing.voice_at(last_heard, last_sent);
+                        self.set_mode(VipMode::TakingOver { voice_at });
+                        self.poll_timers(now);
+                    }
+                    GrantPurpose::GoSimplex => {
+                        self.actions.extend([
+                            Action::SetLease {
+                                vip,
+                                lease: Lease::Permanent,
+                            },
+                            Action::GoSimplex { vip },
+                            Action::AddVip {
+                                vip,
+                                iface: Iface::Lan,
+                            },
+                            Action::RemoveVip {
+                                vip,
+                                iface: Iface::Loopback,
+                            },
+                            Action::SendGratuitousArp { vip },
+                        ]);
+                        self.role = Role::Sole;
+                        self.set_mode(VipMode::Simplex);
+                    }
+                }
+            }
+            (VipMode::WaitingForGrant { requested, .. }, Input::GrantRefused { epoch, reason })
+                if epoch == requested =>
+            {
+                self.fence(FenceReason::GrantRefused(reason));
+            }
+            // While waiting, any epoch above ours (including the one we asked
+            // for) was granted to someone else: we lost.
+            (
+                VipMode::Duplex
+                | VipMode::WaitingForGrant { .. }
+                | VipMode::TakingOver { .. }
+                | VipMode::Simplex,
+                Input::EpochSeen { epoch },
+            ) if epoch > self.epoch => {
+                self.fence(FenceReason::HigherEpoch(epoch));
+            }
+            // Simplex node accepts a new server that will front the address.
+            (VipMode::Simplex, Input::JoinAccepted { epoch }) => {
+                self.epoch = self.epoch.max(epoch);
+                self.actions.extend([
+                    Action::StartLogChannel,
+                    Action::StartHeartbeats,
+                    Action::SetLease {
+                        vip,
+                        lease: Lease::Refreshed {
+                            timeout_ms: self.timing.lease_timeout_ms(),
+                        },
+                    },
+                    Action::AddVip {
+                        vip,
+                        iface: Iface::Loopback,
+                    },
+                    Action::RemoveVip {
+                        vip,
+                        iface: Iface::Lan,
+                    },
+                ]);
+                self.join_role = Role::Primary;
+                self.set_mode(VipMode::Joining);
+            }
+            // New server: its join was accepted.
+            (VipMode::Joining, Input::JoinAccepted { epoch }) if self.role != Role::Sole => {
+                self.epoch = epoch;
+                self.actions.push_back(Action::StartHeartbeats);
+                if self.join_role == Role::Primary {
+                    self.actions.extend([
+                        Action::StartLogChannel,
+                        Action::SetLease {
+                            vip,
+                            lease: Lease::Refreshed {
+                                timeout_ms: self.timing.lease_timeout_ms(),
+                            },
+                        },
+                        Action::AddVip {
+                            vip,
+                            iface: Iface::Loopback,
+                        },
+                    ]);
+                }
+            }
+            (VipMode::Joining, Input::JoinCompleted) => {
+                match (self.role, self.join_role) {
+                    (Role::Sole, _) => {
+                        self.actions
+                            .push_back(Action::CloseSimplexConnectionsAfterNextResponse { vip });
+                        self.role = Role::Primary;
+                    }
+                    (_, Role::Backup) => {
+                        self.actions.extend([
+                            Action::StartFronting { vip },
+                            Action::SendGratuitousArp { vip },
+                        ]);
+                    }
+                    _ => {}
+                }
+                self.set_mode(VipMode::Duplex);
+            }
+            _ => {}
+        }
+    }
+
+    fn poll_timers(&mut self, now: Instant) {
+        let vip = self.vip;
+        match self.mode {
+            VipMode::WaitingForGrant {
+                purpose,
+                requested,
+                last_heard,
+                last_sent,
+                next_retry,
+            } if now >= next_retry => {
+                self.actions.push_back(Action::AskWitness {
+                    vip,
+                    node: self.node,
+                    epoch: requested,
+                });
+                let next_retry = now.plus_ns(self.timing.witness_retry_ns);
+                self.mode = VipMode::WaitingForGrant {
+                    purpose,
+                    requested,
+                    last_heard,
+                    last_sent,
+                    next_retry,
+                };
+            }
+            VipMode::TakingOver { voice_at } if now >= voice_at => {
+                self.actions.extend([
+                    Action::SetLease {
+                        vip,
+                        lease: Lease::Permanent,
+                    },
+                    Action::AddVip {
+                        vip,
+                        iface: Iface::Lan,
+                    },
+                    Action::InjectLateFrames { vip },
+                    Action::FlushLoggedReplies { vip },
+                    Action::SendGratuitousArp { vip },
+                ]);
+                self.role = Role::Sole;
+                self.set_mode(VipMode::Simplex);
+            }
+            _ => {}
+        }
+    }
+
+    /// Advance timers to `now` and return the next action, if any.
+    pub fn poll(&mut self, now: Instant) -> Option<Action> {
+        self.poll_timers(now);
+        self.actions.pop_front()
+    }
+
+    /// When [`VipMachine::poll`] next has timer work (witness retry or the
+    /// end of the takeover wait).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.mode {
+            VipMode::WaitingForGrant { next_retry, .. } => Some(next_retry),
+            VipMode::TakingOver { voice_at } => Some(voice_at),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+
+    fn t(ms: u64) -> Instant {
+        Instant(ms * MS)
+    }
+
+    fn drain(m: &mut VipMachine, now: Instant) -> Vec<Action> {
+        std::iter::from_fn(|| m.poll(now))
+            .filter(|a| !matches!(a, Action::ModeChanged { .. }))
+            .collect()
+    }
+
+    fn timing() -> Timing {
+        Timing::new(10 * MS, 3)
+    }
+
+    #[test]
+    fn lease_arithmetic() {
+        let t = Timing::new(100 * MS, 3);
+        assert_eq!(t.lease_timeout_ns(), 200 * MS);
+        assert_eq!(t.lease_timeout_ms(), 200);
+        assert_eq!(t.takeover_wait_ns(), 300 * MS);
+        // Short heartbeats: the lease is raised to 8 ms and the wait follows it.
+        let t = Timing::new(MS, 3);
+        assert_eq!(t.lease_timeout_ns(), 8 * MS);
+        assert_eq!(t.takeover_wait_ns(), 12 * MS);
+        let t = Timing {
+            margin_ns: 0,
+            ..Timing::new(MS, 1)
+        };
+        assert_eq!(t.lease_timeout_ns(), 8 * MS);
+        assert_eq!(t.takeover_wait_ns(), 8 * MS);
+        // Non-whole milliseconds round up for nft.
+        let t = Timing::new(4_500_000, 3);
+        assert_eq!(t.lease_timeout_ns(), 9 * MS);
+        assert_eq!(Timing::new(4_600_000, 3).lease_timeout_ms(), 10);
+        // voice_at: symmetric loss = last_heard + takeover wait.
+        let t = Timing::new(MS, 3);
+        assert_eq!(t.voice_at(t0(), t0()), t0().plus_ns(t.takeover_wait_ns()));
+        // Asymmetric: we kept sending until 3 ms later.
+        assert_eq!(t.voice_at(t0(), t0().plus_ms(3)), t0().plus_ms(15));
+    }
+
+    fn t0() -> Instant {
+        t(1000)
+    }
+
+    #[test]
+    fn backup_takeover_waits_for_grant_then_lease() {
+        let mut m = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(4), timing());
+        assert_eq!(m.new_connection_mode(), Some(ConnMode::Duplex));
+        m.handle(
+            t(130),
+            Input::PeerFailed {
+                last_heard: t(100),
+                last_sent: t(125),
+            },
+        );
+        assert_eq!(
+            drain(&mut m, t(130)),
+            vec![
+                Action::SnapshotAndStopAckingLog { vip: VIP },
+                Action::StopHeartbeats,
+                Action::AskWitness {
+                    vip: VIP,
+                    node: NodeId(2),
+                    epoch: Epoch(5)
+                }
+            ]
+        );
+        assert_eq!(m.mode().tag(), ModeTag::WaitingForGrant);
+        // Unanswered: retried after the retry interval (10 ms), not before.
+        assert_eq!(m.next_deadline(), Some(t(140)));
+        assert_eq!(drain(&mut m, t(139)), vec![]);
+        assert_eq!(
+            drain(&mut m, t(140)),
+            vec![Action::AskWitness {
+                vip: VIP,
+                node: NodeId(2),
+                epoch: Epoch(5)
+            }]
+        );
+        // A grant for another epoch is ignored.
+        m.handle(t(141), Input::GrantReceived { epoch: Epoch(9) });
+        assert_eq!(drain(&mut m, t(141)), vec![]);
+        m.handle(t(142), Input::GrantReceived { epoch: Epoch(5) });
+        assert_eq!(
+            drain(&mut m, t(142)),
+            vec![Action::BuildRepairedSockets { vip: VIP }]
+        );
+        assert_eq!(m.epoch(), Epoch(5));
+        // voice_at = max(100 + 30, 125 + 20 + 4) = 149.
+        assert_eq!(m.mode(), &VipMode::TakingOver { voice_at: t(149) });
+        assert_eq!(m.new_connection_mode(), None);
+        assert_eq!(drain(&mut m, t(148)), vec![]);
+        assert_eq!(
+            drain(&mut m, t(149)),
+            vec![
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Permanent
+                },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+                Action::InjectLateFrames { vip: VIP },
+                Action::FlushLoggedReplies { vip: VIP },
+                Action::SendGratuitousArp { vip: VIP },
+            ]
+        );
+        assert_eq!(m.mode(), &VipMode::Simplex);
+        assert_eq!(m.role(), Role::Sole);
+        assert_eq!(m.next_deadline(), None);
+    }
+
+    #[test]
+    fn late_grant_speaks_at_once() {
+        let mut m = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(0), timing());
+        m.handle(
+            t(130),
+            Input::PeerFailed {
+                last_heard: t(100),
+                last_sent: t(120),
+            },
+        );
+        drain(&mut m, t(130));
+        m.handle(t(500), Input::GrantReceived { epoch: Epoch(1) });
+        let acts = drain(&mut m, t(500));
+        assert_eq!(
+            acts.first(),
+            Some(&Action::BuildRepairedSockets { vip: VIP })
+        );
+        assert!(acts.contains(&Action::SendGratuitousArp { vip: VIP }));
+        assert_eq!(m.mode(), &VipMode::Simplex);
+    }
+
+    #[test]
+    fn backup_failure_primary_asks_grant_then_simplex() {
+        let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
+        m.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        assert_eq!(
+            drain(&mut m, t(50)),
+            vec![
+                Action::StopHeartbeats,
+                Action::AskWitness {
+                    vip: VIP,
+                    node: NodeId(1),
+                    epoch: Epoch(3)
+                }
+            ]
+        );
+        // Still serving (writers wait for log acks) until the grant.
+        assert_eq!(m.new_connection_mode(), Some(ConnMode::Duplex));
+        m.handle(t(51), Input::GrantReceived { epoch: Epoch(3) });
+        assert_eq!(
+            drain(&mut m, t(51)),
+            vec![
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Permanent
+                },
+                Action::GoSimplex { vip: VIP },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+                Action::RemoveVip {
+                    vip: VIP,
+                    iface: Iface::Loopback
+                },
+                Action::SendGratuitousArp { vip: VIP },
+            ]
+        );
+        assert_eq!(m.mode(), &VipMode::Simplex);
+        assert_eq!(m.new_connection_mode(), Some(ConnMode::Simplex));
+        assert_eq!(ConnMode::Duplex.on_go_simplex(), ConnMode::Simplex);
+    }
+
+    #[test]
+    fn refused_grant_fences() {
+        for role in [Role::Primary, Role::Backup] {
+            let mut m = VipMachine::duplex(VIP, NodeId(1), role, Epoch(2), timing());
+            m.handle(
+                t(50),
+                Input::PeerFailed {
+                    last_heard: t(20),
+                    last_sent: t(45),
+                },
+            );
+            drain(&mut m, t(50));
+            let reason = RefuseReason::AlreadyGranted { holder: NodeId(2) };
+            // A refusal for another epoch is ignored.
+            m.handle(
+                t(51),
+                Input::GrantRefused {
+                    epoch: Epoch(7),
+                    reason,
+                },
+            );
+            assert_eq!(m.mode().tag(), ModeTag::WaitingForGrant);
+            m.handle(
+                t(52),
+                Input::GrantRefused {
+                    epoch: Epoch(3),
+                    reason,
+                },
+            );
+            assert_eq!(
+                drain(&mut m, t(52)),
+                vec![Action::Fence { vip: VIP }, Action::StopHeartbeats]
+            );
+            assert_eq!(
+                m.mode(),
+                &VipMode::Fenced {
+                    reason: FenceReason::GrantRefused(reason)
+                }
+            );
+            assert_eq!(m.new_connection_mode(), None);
+            // Terminal: nothing moves a fenced machine.
+            m.handle(t(53), Input::GrantReceived { epoch: Epoch(3) });
+            m.handle(t(53), Input::JoinCompleted);
+            assert_eq!(drain(&mut m, t(1000)), vec![]);
+            assert_eq!(m.mode().tag(), ModeTag::Fenced);
+        }
+    }
+
+    #[test]
+    fn higher_epoch_fences_from_every_serving_mode() {
+        // Duplex.
+        let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
+        m.handle(t(1), Input::EpochSeen { epoch: Epoch(2) });
+        assert_eq!(m.mode(), &VipMode::Duplex, "same epoch is no deposition");
+        m.handle(t(1), Input::EpochSeen { epoch: Epoch(3) });
+        assert_eq!(
+            drain(&mut m, t(1)),
+            vec![Action::Fence { vip: VIP }, Action::StopHeartbeats]
+        );
+        assert_eq!(
+            m.mode(),
+            &VipMode::Fenced {
+                reason: FenceReason::HigherEpoch(Epoch(3))
+            }
+        );
+        // Simplex.
+        let mut m = VipMachine::simplex(VIP, NodeId(1), Epoch(5), timing());
+        m.handle(t(1), Input::EpochSeen { epoch: Epoch(6) });
+        assert_eq!(m.mode().tag(), ModeTag::Fenced);
+        // Waiting for a grant: someone else got the epoch we asked for.
+        let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Backup, Epoch(2), timing());
+        m.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        m.handle(t(51), Input::EpochSeen { epoch: Epoch(3) });
+        assert_eq!(m.mode().tag(), ModeTag::Fenced);
+        // Taking over.
+        let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Backup, Epoch(2), timing());
+        m.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        m.handle(t(51), Input::GrantReceived { epoch: Epoch(3) });
+        m.handle(t(52), Input::EpochSeen { epoch: Epoch(3) });
+        assert_eq!(m.mode().tag(), ModeTag::TakingOver, "our own epoch");
+        m.handle(t(52), Input::EpochSeen { epoch: Epoch(4) });
+        assert_eq!(m.mode().tag(), ModeTag::Fenced);
+        assert!(drain(&mut m, t(1000))
+            .iter()
+            .all(|a| !matches!(a, Action::SetLease { .. } | Action::AddVip { .. })));
+    }
+
+    #[test]
+    fn join_returns_both_sides_to_duplex() {
+        // The simplex node.
+        let mut s = VipMachine::simplex(VIP, NodeId(1), Epoch(3), timing());
+        s.handle(t(1), Input::JoinAccepted { epoch: Epoch(3) });
+        assert_eq!(
+            drain(&mut s, t(1)),
+            vec![
+                Action::StartLogChannel,
+                Action::StartHeartbeats,
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Refreshed { timeout_ms: 20 }
+                },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Loopback
+                },
+                Action::RemoveVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+            ]
+        );
+        assert_eq!(s.mode(), &VipMode::Joining);
+        assert_eq!(s.new_connection_mode(), Some(ConnMode::Simplex));
+        // The new server.
+        let mut n = VipMachine::joining(VIP, NodeId(3), Role::Backup, timing());
+        assert_eq!(n.new_connection_mode(), None);
+        n.handle(t(2), Input::JoinAccepted { epoch: Epoch(3) });
+        assert_eq!(drain(&mut n, t(2)), vec![Action::StartHeartbeats]);
+        n.handle(t(3), Input::JoinCompleted);
+        assert_eq!(
+            drain(&mut n, t(3)),
+            vec![
+                Action::StartFronting { vip: VIP },
+                Action::SendGratuitousArp { vip: VIP }
+            ]
+        );
+        assert_eq!(
+            (n.mode(), n.role(), n.epoch()),
+            (&VipMode::Duplex, Role::Backup, Epoch(3))
+        );
+        s.handle(t(4), Input::JoinCompleted);
+        assert_eq!(
+            drain(&mut s, t(4)),
+            vec![Action::CloseSimplexConnectionsAfterNextResponse { vip: VIP }]
+        );
+        assert_eq!((s.mode(), s.role()), (&VipMode::Duplex, Role::Primary));
+        assert_eq!(s.new_connection_mode(), Some(ConnMode::Duplex));
+        assert_eq!(
+            ConnMode::Simplex.on_join(),
+            ConnMode::CloseAfterNextResponse
+        );
+        assert_eq!(ConnMode::Duplex.on_join(), ConnMode::Duplex);
+        // And the pair can fail over again: the new backup takes over.
+        n.handle(
+            t(100),
+            Input::PeerFailed {
+                last_heard: t(60),
+                last_sent: t(95),
+            },
+        );
+        assert!(drain(&mut n, t(100)).contains(&Action::AskWitness {
+            vip: VIP,
+            node: NodeId(3),
+            epoch: Epoch(4)
+        }));
+    }
+
+    #[test]
+    fn mode_changes_reported() {
+        let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
+        m.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        let changes: Vec<_> = std::iter::from_fn(|| m.poll(t(50)))
+            .filter(|a| matches!(a, Action::ModeChanged { .. }))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![Action::ModeChanged {
+                vip: VIP,
+                from: ModeTag::Duplex,
+                to: ModeTag::WaitingForGrant
+            }]
+        );
+    }
+
+    #[test]
+    fn peer_failure_ignored_when_sole() {
+        let mut m = VipMachine::simplex(VIP, NodeId(1), Epoch(1), timing());
+        m.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        assert_eq!(drain(&mut m, t(50)), vec![]);
+        assert_eq!(m.mode(), &VipMode::Simplex);
+    }
+}
