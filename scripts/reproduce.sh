@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Run every experiment, then draw the figures and write results/REPORT.md.
+#
+#   bash scripts/reproduce.sh [--quick]
+#
+# Builds nothing: `make reproduce` runs `cargo build --release` first. Stops at
+# the first failure and says which step failed; on exit or interrupt it
+# removes any topology left behind (`coral-exp down --stale`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The experiments, in order. Add a name here when `coral-exp run` learns it.
+EXPERIMENTS=(
+  baseline
+  baseline-crash
+)
+
+BIN=${CORAL_EXP:-target/release/coral-exp}
+RESULTS=${RESULTS:-results}
+FIGURES=${FIGURES:-paper-figures}
+QUICK=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=(--quick) ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "reproduce: unknown argument '$arg' (only --quick)" >&2; exit 2 ;;
+  esac
+done
+
+if [ ! -x "$BIN" ]; then
+  echo "reproduce: $BIN not found; run 'make reproduce' (it builds the release binary first)" >&2
+  exit 1
+fi
+
+step="starting"
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  "$BIN" down --stale >/dev/null 2>&1 || echo "reproduce: warning: 'coral-exp down --stale' failed; check 'ip netns list'" >&2
+  if [ "$rc" -ne 0 ]; then
+    echo "reproduce: FAILED at step: $step (exit $rc)" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "reproduce: interrupted" >&2; exit 130' INT TERM
+
+start=$(date +%s)
+for exp in "${EXPERIMENTS[@]}"; do
+  step="coral-exp run $exp ${QUICK[*]}"
+  echo "reproduce: == $step"
+  "$BIN" run "$exp" "${QUICK[@]}" --results "$RESULTS"
+done
+
+step="coral-exp plot"
+echo "reproduce: == $step"
+"$BIN" plot --results "$RESULTS" --out "$FIGURES"
+
+step="coral-exp report"
+echo "reproduce: == $step"
+"$BIN" report --results "$RESULTS" --figures "$FIGURES" --out "$RESULTS/REPORT.md"
+
+echo "reproduce: done in $(( $(date +%s) - start )) s: $RESULTS/REPORT.md, figures in $FIGURES/"
