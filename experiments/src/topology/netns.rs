@@ -126,6 +126,19 @@ fn sysctls(ns: &str, kv: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// Environment variable: milliseconds to sleep before creating each
+/// namespace (lets tests interrupt `up` half-way; unset in normal use).
+pub const STEP_DELAY_ENV: &str = "CORAL_EXP_STEP_DELAY_MS";
+
+fn step_delay() {
+    if let Some(ms) = std::env::var(STEP_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    }
+}
+
 fn netns_exists(name: &str) -> bool {
     faultinject::netns::path(name).exists()
 }
@@ -202,6 +215,7 @@ impl Netns {
         cancel: &AtomicBool,
     ) -> Result<()> {
         check_cancel(cancel)?;
+        step_delay();
         let ns = info.netns.clone();
         // Record first: a crash between the two leaves a name `down` skips
         // if absent, never a namespace nobody knows about.

@@ -1,0 +1,236 @@
+//! Namespace integration tests of `coral-exp up/down/exec`: real namespaces,
+//! real webstone-server processes, real curl and Python clients. Run as root,
+//! one at a time (scripts/test-netns.sh).
+
+#[path = "netns_util/mod.rs"]
+mod util;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use util::*;
+
+#[test]
+fn netns_up_serves_verified_replies_and_down_removes_everything() {
+    let t = Topo::up(2);
+    let v = t.json();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["topology"], "netns");
+    assert_eq!(v["service"], "unreplicated");
+    assert_eq!(v["status"], "up");
+    let urls: Vec<String> = v["service_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        urls,
+        vec![
+            "http://192.0.2.11/cgi-bin/webstone",
+            "http://192.0.2.12/cgi-bin/webstone"
+        ]
+    );
+    assert_eq!(v["service_url"], urls[0].as_str());
+    assert_eq!(namespaces_with(&t.prefix).len(), 7);
+    assert_eq!(v["hosts"]["server-a"]["roles"][0]["role"], "primary");
+
+    // curl from the client namespace, digest checked against the header.
+    assert_eq!(t.fetch(&urls[0], 1000).as_deref(), Some("server-a"));
+    assert_eq!(t.fetch(&urls[1], 1000).as_deref(), Some("server-b"));
+
+    // A Python stdlib client, keep-alive, several requests on one connection.
+    let py = format!(
+        r#"
+import hashlib, http.client
+c = http.client.HTTPConnection("192.0.2.11", 80, timeout=5)
+for n in (1, 1000, 70000):
+    c.request("GET", "/cgi-bin/webstone?size=%d" % n)
+    r = c.getresponse()
+    b = r.read()
+    assert r.status == 200, r.status
+    assert len(b) == n, (len(b), n)
+    assert hashlib.sha256(b).hexdigest() == r.getheader("X-Coral-Digest"), "digest"
+    assert r.getheader("X-Coral-Served-By") == "server-a"
+print("py-ok")
+"#
+    );
+    let o = t.in_client(&["python3", "-c", &py]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("py-ok"),
+        "python client: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The router forwards, nobody else does.
+    let fwd = |host: &str| {
+        let o = coral(&[
+            "exec",
+            "--state",
+            t.state(),
+            host,
+            "--",
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(fwd("router"), "1");
+    assert_eq!(fwd("server-a"), "0");
+    assert_eq!(fwd("client"), "0");
+
+    let pids = recorded_pids(&v);
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|&p| alive(p)));
+    let t0 = Instant::now();
+    coral_ok(&["down", "--state", t.state()]);
+    eprintln!("down took {:?}", t0.elapsed());
+    assert!(namespaces_with(&t.prefix).is_empty());
+    assert!(pids.iter().all(|&p| !alive(p)), "service process left");
+    assert_eq!(t.json()["status"], "down");
+    assert!(!std::path::Path::new(&format!("/run/coral-exp/{}.json", t.prefix)).exists());
+    // No interface of ours in the caller's namespace either.
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("p-server-a"));
+    // Idempotent.
+    coral_ok(&["down", "--state", t.state()]);
+}
+
+#[test]
+fn netns_exec_passes_status_and_stdio_through() {
+    let t = Topo::up(1);
+    let o = coral(&[
+        "exec",
+        "--state",
+        t.state(),
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "echo out-$(cat /proc/sys/net/ipv4/ip_forward); echo err >&2; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "out-0");
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "err");
+    // A role resolves to its host.
+    let o = coral(&["exec", "--state", t.state(), "primary", "--", "true"]);
+    assert!(o.status.success());
+    // Unknown host: a clear error, non-zero.
+    let o = coral(&["exec", "--state", t.state(), "nosuch", "--", "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch"));
+    // --service coral is refused clearly, and creates nothing.
+    let d = tempfile::tempdir().unwrap();
+    let o = coral(&[
+        "up",
+        "--service",
+        "coral",
+        "--state",
+        d.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
+    assert!(!d.path().join("topology.json").exists());
+}
+
+/// Starts `up` with a per-namespace delay, waits until topology.json lists
+/// at least 3 namespaces, and returns the child (still running).
+fn start_slow_up(state: &str, prefix: &str) -> std::process::Child {
+    let child = Command::new(exe())
+        .args([
+            "up",
+            "--service",
+            "unreplicated",
+            "--servers",
+            "2",
+            "--state",
+            state,
+            "--prefix",
+            prefix,
+        ])
+        .env("CORAL_EXP_STEP_DELAY_MS", "300")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let path = std::path::Path::new(state).join("topology.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                let n = v["created"].as_array().map(|a| a.len()).unwrap_or(0);
+                if n >= 3 && namespaces_with(prefix).len() >= 3 {
+                    assert_eq!(v["status"], "building");
+                    return child;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "up never got to 3 namespaces");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn netns_down_cleans_up_after_a_killed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let prefix = test_prefix();
+    let mut child = start_slow_up(state, &prefix);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up itself
+    child.wait().unwrap();
+    assert!(
+        namespaces_with(&prefix).len() >= 3,
+        "half-built topology expected"
+    );
+    coral_ok(&["down", "--state", state]);
+    assert!(namespaces_with(&prefix).is_empty());
+}
+
+#[test]
+fn netns_down_stale_cleans_up_after_a_killed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let prefix = test_prefix();
+    let mut child = start_slow_up(state, &prefix);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!namespaces_with(&prefix).is_empty());
+    // Also a topology that is up and detached: --stale must leave it alone.
+    let keep = Topo::up(1);
+    coral_ok(&["down", "--stale"]);
+    assert!(namespaces_with(&prefix).is_empty());
+    assert_eq!(
+        namespaces_with(&keep.prefix).len(),
+        7,
+        "--stale removed a live topology"
+    );
+    assert!(keep
+        .fetch("http://192.0.2.11/cgi-bin/webstone", 10)
+        .is_some());
+}
+
+#[test]
+fn netns_interrupted_up_tears_itself_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let prefix = test_prefix();
+    let child = start_slow_up(state, &prefix);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "interrupted up must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        namespaces_with(&prefix).is_empty(),
+        "Ctrl-C left namespaces"
+    );
+    let v = read_json(&dir.path().join("topology.json"));
+    assert_eq!(v["status"], "down");
+}

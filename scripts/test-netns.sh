@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Namespace integration tests (experiments/tests/netns_*.rs): real network
+# namespaces, run as root, one test at a time (they share 2 cores).
+# Fails if no namespace test ran, or if a test namespace (cxt*) is left.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARGO=${CARGO:-cargo}
+if [ "$(id -u)" != 0 ]; then
+  echo "test-netns: must run as root (network namespaces)" >&2
+  exit 1
+fi
+leftover() { ls /run/netns 2>/dev/null | grep -E '^cxt[0-9a-f]{4}-' || true; }
+before=$(leftover)
+if [ -n "$before" ]; then
+  echo "test-netns: test namespaces already present before the run:" >&2
+  echo "$before" >&2
+  exit 1
+fi
+# The tests start sibling binaries (webstone-server, coral-load) next to
+# coral-exp: build them first.
+$CARGO build -p workload -p faultinject --bins
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+$CARGO test -p experiments --test 'netns_*' -- --test-threads=1 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+ran=$(grep -cE '^test netns_[a-z0-9_]+ \.\.\. ok$' "$log" || true)
+left=$(leftover)
+if [ -n "$left" ]; then
+  echo "test-netns: FAIL: namespaces left behind:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+if [ "$rc" != 0 ]; then
+  echo "test-netns: FAIL: cargo test exited $rc" >&2
+  exit "$rc"
+fi
+if [ "$ran" -eq 0 ]; then
+  echo "test-netns: FAIL: no namespace test ran" >&2
+  exit 1
+fi
+echo "test-netns: $ran namespace tests passed, no namespace left"
