@@ -1,0 +1,136 @@
+//! `coral-load`: the closed-loop WebStone-like load driver (see `workload::driver`).
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use workload::driver::{self, ConnectionMode, DriverConfig};
+
+/// N closed-loop clients, each sending one request and waiting for the whole
+/// reply before the next. Every request is sent exactly once (no retries),
+/// verified (status 200, Content-Length == size == body bytes, sha256 ==
+/// X-Coral-Digest) and recorded. After an error the client closes the
+/// connection and reconnects after a back-off of 10 ms doubling to 1 s.
+/// The run stops by itself; requests in flight at the end of --duration-s get
+/// --drain-s more, then are recorded as lost. Prints a one-line summary.
+#[derive(Parser, Debug)]
+#[command(name = "coral-load", version)]
+struct Args {
+    /// Service URL (http://HOST[:PORT]/PATH[?QUERY]); repeat for several,
+    /// assigned to clients round-robin.
+    #[arg(long = "url", required = true, value_name = "URL")]
+    urls: Vec<String>,
+    /// Number of closed-loop clients.
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+    /// Run length in seconds [default: 10 unless --requests is given].
+    #[arg(long, value_name = "SECONDS")]
+    duration_s: Option<f64>,
+    /// Total number of requests over all clients together (each request is
+    /// claimed from a shared counter). With --duration-s too, whichever
+    /// comes first ends the run.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// Reply size in bytes, appended as ?size=N to URLs without a query.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
+    size: u64,
+    /// Seconds at the start excluded from throughput and latency statistics
+    /// (every request is still recorded).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    warmup_s: f64,
+    /// Per-request timeout in seconds (connect plus whole reply).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    timeout_s: f64,
+    /// After --duration-s, how long requests in flight may still complete
+    /// before they are recorded as lost.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    drain_s: f64,
+    /// Open a new connection per request (Connection: close), as WebStone
+    /// 2.0; the default is HTTP/1.1 keep-alive.
+    #[arg(long)]
+    connection_per_request: bool,
+    /// Fault instant (unix ns) for throughput before/after in summary.json.
+    #[arg(long, value_name = "UNIX_NS")]
+    fault_at_unix_ns: Option<u64>,
+    /// Write DIR/requests.csv (every request) and DIR/summary.json.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+fn seconds(name: &str, v: f64, allow_zero: bool) -> Result<Duration, String> {
+    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) || v > 1e9 {
+        return Err(format!(
+            "--{name} must be a {} number of seconds, got {v}",
+            if allow_zero {
+                "non-negative"
+            } else {
+                "positive"
+            }
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn config(a: &Args) -> Result<DriverConfig, String> {
+    if a.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    if a.requests == Some(0) {
+        return Err("--requests must be at least 1".into());
+    }
+    let duration = match (a.duration_s, a.requests) {
+        (Some(d), _) => Some(seconds("duration-s", d, false)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    Ok(DriverConfig {
+        urls: a.urls.clone(),
+        clients: a.clients,
+        mode: if a.connection_per_request {
+            ConnectionMode::PerRequest
+        } else {
+            ConnectionMode::KeepAlive
+        },
+        duration,
+        total_requests: a.requests,
+        size: a.size,
+        warmup: seconds("warmup-s", a.warmup_s, true)?,
+        timeout: seconds("timeout-s", a.timeout_s, false)?,
+        drain: seconds("drain-s", a.drain_s, true)?,
+        fault_at_unix_ns: a.fault_at_unix_ns,
+        ..DriverConfig::default()
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coral-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coral-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = match rt.block_on(driver::run(&cfg)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coral-load: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = &args.out {
+        if let Err(e) = driver::write_outputs(dir, &res) {
+            eprintln!("coral-load: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("{}", driver::one_line(&res.summary));
+    ExitCode::SUCCESS
+}
