@@ -405,9 +405,12 @@ fn results_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     );
 }
 
+/// Per variant, the repetitions that have a `failover` map, with it.
+type FailoverCols<'a> = Vec<(&'a Variant, Vec<(&'a Rep, &'a BTreeMap<String, f64>)>)>;
+
 /// The failover (or integration) breakdown with the paper's table beside.
 fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String) {
-    let cols: Vec<(&Variant, Vec<(&Rep, &BTreeMap<String, f64>)>)> = exp
+    let cols: FailoverCols = exp
         .variants
         .iter()
         .map(|v| {
