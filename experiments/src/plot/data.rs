@@ -272,6 +272,64 @@ pub fn json_text(v: &serde_json::Value) -> String {
 mod tests {
     use super::*;
 
+    fn rep(n: u32, stall: Option<f64>, fault: Option<u64>) -> Rep {
+        Rep {
+            n,
+            dir: PathBuf::from(format!("rep-{n}")),
+            config: serde_json::Value::Null,
+            summary: stall.map(|s| Summary {
+                max_stall_ms: s,
+                fault_at_unix_ns: fault,
+                ..Default::default()
+            }),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn event(t: u64, source: &str, event: &str) -> EventRow {
+        EventRow {
+            t_unix_ns: t,
+            host: "server-a".into(),
+            source: source.into(),
+            event: event.into(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn typical_rep_is_the_median_stall() {
+        let v = Variant {
+            name: "coral".into(),
+            reps: vec![
+                rep(1, Some(900.0), None),
+                rep(2, Some(100.0), None),
+                rep(3, Some(300.0), None),
+                rep(4, None, None),
+            ],
+        };
+        assert_eq!(v.typical_rep().map(|r| r.n), Some(3));
+        let v = Variant {
+            name: "x".into(),
+            reps: vec![rep(5, None, None), rep(6, None, None)],
+        };
+        assert_eq!(v.typical_rep().map(|r| r.n), Some(5));
+    }
+
+    #[test]
+    fn fault_instant_prefers_summary_then_fault_events() {
+        let events = vec![
+            event(5, "coral", "heartbeat-miss"),
+            event(9, "faultinject", "link-cut"),
+            event(7, "x", "kill"),
+        ];
+        assert_eq!(
+            fault_instant(&rep(1, Some(1.0), Some(42)), &events),
+            Some(42)
+        );
+        assert_eq!(fault_instant(&rep(1, Some(1.0), None), &events), Some(7));
+        assert_eq!(fault_instant(&rep(1, None, None), &events[..1]), None);
+    }
+
     #[test]
     fn rep_numbers() {
         assert_eq!(rep_number("rep-3"), Some(3));

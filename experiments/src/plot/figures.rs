@@ -6,6 +6,7 @@ use super::stats::{fmt_num, Spread};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Family name under which the embedded DejaVu Sans is registered.
 pub const FONT: &str = "sans-serif";
@@ -366,7 +367,7 @@ pub fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &BarsFig)
                 ],
                 OK_COLOR.mix(0.75).filled(),
             );
-            r.set_margin(0, 0, 30, 30);
+            r.set_margin(0, 0, 60, 60);
             r
         }))
         .map_err(de)?;
@@ -391,10 +392,12 @@ pub fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, f: &BarsFig)
     chart
         .draw_series(f.bars.iter().enumerate().map(|(i, (_, s))| {
             let label = format!("{} req/s (n={})", fmt_num(s.median.round()), s.n);
+            let style =
+                TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             Text::new(
                 label,
-                (SegmentValue::CenterOf(i), s.hi.max(s.median) + top * 0.03),
-                (FONT, 16).into_font(),
+                (SegmentValue::CenterOf(i), s.hi.max(s.median) + top * 0.015),
+                style,
             )
         }))
         .map_err(de)?;
