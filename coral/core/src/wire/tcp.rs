@@ -126,7 +126,7 @@ impl TcpOptions {
                     o.sack_permitted = true;
                 }
                 5 => {
-                    if body.is_empty() || body.len() % 8 != 0 || body.len() > 32 {
+                    if body.is_empty() || !body.len().is_multiple_of(8) || body.len() > 32 {
                         return Err(WireError::Malformed("tcp sack option length"));
                     }
                     o.sack_len = 0;
