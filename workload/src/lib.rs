@@ -6,6 +6,8 @@
 //! - [`records`]: the `requests.csv` row ([`records::RequestRecord`]).
 //! - [`summary`]: `summary.json` computed from the rows ([`summary::Summary`]).
 
+#![warn(missing_docs)]
+
 pub mod cgi;
 pub mod driver;
 pub mod records;

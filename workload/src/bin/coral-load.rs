@@ -16,7 +16,7 @@ use workload::driver::{self, ConnectionMode, DriverConfig};
 #[derive(Parser, Debug)]
 #[command(name = "coral-load", version)]
 struct Args {
-    /// Service URL (http://HOST[:PORT]/PATH[?QUERY]); repeat for several,
+    /// Service URL, http://HOST:PORT/PATH?QUERY (port and query optional); repeat for several,
     /// assigned to clients round-robin.
     #[arg(long = "url", required = true, value_name = "URL")]
     urls: Vec<String>,
