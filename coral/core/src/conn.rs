@@ -235,6 +235,11 @@ pub struct TakeoverState {
     pub client_fin: bool,
     /// Complete requests in `recv_queue`.
     pub pending_requests: usize,
+    /// Client data received beyond a hole (after `rcv_nxt`), as
+    /// (sequence number, bytes) runs. The repair queue cannot hold it; the
+    /// shell may re-inject it like late segments (step 4), or leave it to
+    /// the client's retransmission.
+    pub out_of_order: Vec<(SeqNum, Vec<u8>)>,
 }
 
 /// Why a connection cannot be rebuilt now.
@@ -266,6 +271,9 @@ pub enum NotRestorable {
     /// the receive point is unknown until the rest of it arrives.
     #[error("reply logged before its request was complete")]
     ReplyAheadOfRequest,
+    /// Internal bookkeeping disagrees with itself (a bug; never expected).
+    #[error("inconsistent shadow state: {0}")]
+    Inconsistent(&'static str),
 }
 
 /// One shadowed connection (see the module docs).
@@ -468,12 +476,16 @@ impl Conn {
         let unacked_replies = self
             .log
             .bytes_from(acked)
-            .expect("replies are collected only below the client's ACK");
+            .ok_or(NotRestorable::Inconsistent(
+                "acknowledged reply bytes missing",
+            ))?;
         let recv_off = self.log.answered_upto();
-        let recv_queue = self
-            .reasm
-            .contiguous_from(recv_off)
-            .expect("unanswered bytes are never released");
+        let recv_queue =
+            self.reasm
+                .contiguous_from(recv_off)
+                .ok_or(NotRestorable::Inconsistent(
+                    "unanswered request bytes missing",
+                ))?;
         let recv_queue_seq = self.reasm.seq_at(recv_off);
         let rcv_nxt = self.reasm.seq_at(self.reasm.end());
 
@@ -527,6 +539,11 @@ impl Conn {
             window,
             client_fin,
             pending_requests: self.log.pending_requests().len(),
+            out_of_order: self
+                .reasm
+                .out_of_order_runs()
+                .map(|(off, b)| (self.reasm.seq_at(off), b.to_vec()))
+                .collect(),
         })
     }
 

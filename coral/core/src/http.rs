@@ -325,7 +325,12 @@ impl Framer {
             match &mut self.state {
                 State::Head => {
                     let old = self.head.len();
-                    let room = self.limits.max_head + 1 - old;
+                    let room = self
+                        .limits
+                        .max_head
+                        .saturating_add(1)
+                        .saturating_sub(old)
+                        .max(1);
                     let take = room.min(data.len() - i);
                     self.head.extend_from_slice(&data[i..i + take]);
                     let parsed = if head_may_be_complete(&self.head, old) {

@@ -201,6 +201,12 @@ impl Reassembler {
         }
     }
 
+    /// The out-of-order runs held beyond `end()`, as (offset, bytes), in
+    /// order; runs never overlap or touch.
+    pub fn out_of_order_runs(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.ooo.iter().map(|(&k, v)| (k, v.as_slice()))
+    }
+
     /// Forget contiguous bytes before offset `upto` (clamped to `end()`).
     pub fn release(&mut self, upto: u64) {
         let upto = upto.min(self.end());

@@ -270,3 +270,107 @@ impl ShadowTcp {
         self.last_seen
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{TcpFlags, TcpSegment};
+    use std::net::Ipv4Addr;
+
+    fn seg(
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        ts: Option<(u32, u32)>,
+    ) -> TcpSegment<'static> {
+        TcpSegment {
+            src_ip: Ipv4Addr::new(198, 51, 100, 1),
+            dst_ip: Ipv4Addr::new(192, 0, 2, 100),
+            src_port: 1234,
+            dst_port: 80,
+            seq: SeqNum(seq),
+            ack: SeqNum(ack),
+            flags: TcpFlags(flags),
+            window,
+            options: TcpOptions {
+                timestamps: ts,
+                wscale: Some(2),
+                ..Default::default()
+            },
+            payload: b"",
+            ttl: 64,
+        }
+    }
+
+    #[test]
+    fn server_isn_from_first_ack_and_ack_offsets_across_wrap() {
+        let mut s = ShadowTcp::from_syn(&seg(10, 0, TcpFlags::SYN, 100, Some((1, 0))), Instant(0));
+        assert!(!s.established());
+        assert_eq!(s.snd_una(), None);
+        // A segment without ACK teaches nothing.
+        s.on_segment(&seg(11, 0, 0, 100, None), Instant(1));
+        assert!(!s.established());
+        let up = s.on_segment(&seg(11, 0, TcpFlags::ACK, 100, Some((2, 50))), Instant(2));
+        assert!(up.established);
+        assert_eq!(s.server_isn(), Some(SeqNum(u32::MAX)));
+        assert_eq!(s.acked_offset(), 0);
+        assert_eq!(s.server_seq_at(5), Some(SeqNum(5)));
+        let up = s.on_segment(
+            &seg(11, 70_000, TcpFlags::ACK, 100, Some((3, 60))),
+            Instant(3),
+        );
+        assert!(up.ack_advanced);
+        assert_eq!(s.acked_offset(), 70_000);
+        // An older ACK does not move it back nor update the window.
+        s.on_segment(
+            &seg(11, 60_000, TcpFlags::ACK, 5, Some((4, 60))),
+            Instant(4),
+        );
+        assert_eq!(s.acked_offset(), 70_000);
+        assert_eq!(s.window_raw(), 100);
+        assert_eq!(s.window_scaled(), 400);
+        // TSecr: newest kept with its first-seen instant; TSval newest.
+        assert_eq!(s.last_tsecr(), Some((60, Instant(3))));
+        assert_eq!(s.last_tsval(), Some((4, Instant(4))));
+    }
+
+    #[test]
+    fn window_update_rule_and_fin() {
+        let mut s = ShadowTcp::from_syn(&seg(u32::MAX, 0, TcpFlags::SYN, 100, None), Instant(0));
+        s.on_segment(&seg(0, 1, TcpFlags::ACK, 100, None), Instant(1));
+        // Newer seq updates the window.
+        s.on_segment(&seg(50, 1, TcpFlags::ACK, 300, None), Instant(2));
+        assert_eq!((s.window_raw(), s.snd_wl1()), (300, SeqNum(50)));
+        // An older seq (reordered) does not.
+        s.on_segment(&seg(20, 1, TcpFlags::ACK, 7, None), Instant(3));
+        assert_eq!(s.window_raw(), 300);
+        assert_eq!(s.max_window_scaled(), 1200);
+        let mut f = seg(50, 1, TcpFlags::ACK | TcpFlags::FIN, 300, None);
+        f.payload = b"abc";
+        s.on_segment(&f, Instant(4));
+        assert_eq!(s.client_fin(), Some(SeqNum(53)));
+    }
+
+    #[test]
+    fn fallback_options_follow_the_syn_and_local_sysctls() {
+        let s = ShadowTcp::from_syn(&seg(1, 0, TcpFlags::SYN, 100, Some((1, 0))), Instant(0));
+        let local = LocalTcpDefaults {
+            window_scaling: true,
+            rcv_wscale: 9,
+            sack: true,
+            timestamps: false,
+        };
+        let (o, from_primary) = s.server_options(&local);
+        assert!(!from_primary);
+        assert_eq!(o.mss, DEFAULT_MSS);
+        assert_eq!((o.snd_wscale, o.rcv_wscale), (Some(2), Some(9)));
+        assert!(!o.sack, "the SYN did not permit SACK");
+        assert!(!o.timestamps, "local timestamps are off");
+        let local = LocalTcpDefaults {
+            window_scaling: false,
+            ..local
+        };
+        assert_eq!(s.server_options(&local).0.rcv_wscale, None);
+    }
+}

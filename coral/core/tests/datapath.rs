@@ -855,3 +855,52 @@ fn new_incarnation_replaces_unestablished_conn() {
     assert_eq!(t.get(&tuple(7)).unwrap().shadow().client_isn(), SeqNum(999));
     assert_eq!(t.takeover_all(ms(3), &TakeoverParams::default()).len(), 1);
 }
+
+#[test]
+fn out_of_order_data_is_reported_for_reinjection() {
+    let mut t = ConnTable::new(TableConfig::default());
+    let (p, c, s) = (40050, u32::MAX - 5, 3);
+    established(&mut t, p, c, s);
+    let req = b"GET /x HTTP/1.1\r\n\r\n";
+    feed(
+        &mut t,
+        &frame(
+            p,
+            c.wrapping_add(1),
+            s + 1,
+            PSH_ACK,
+            1000,
+            TcpOptions::default(),
+            req,
+        ),
+        ms(2),
+    );
+    // A hole of 10 bytes, then 6 bytes.
+    let far = c.wrapping_add(1).wrapping_add(req.len() as u32 + 10);
+    feed(
+        &mut t,
+        &frame(
+            p,
+            far,
+            s + 1,
+            PSH_ACK,
+            1000,
+            TcpOptions::default(),
+            b"GET /y",
+        ),
+        ms(3),
+    );
+    let q = t
+        .takeover(&tuple(p), ms(3), &TakeoverParams::default())
+        .unwrap();
+    assert_eq!(
+        q.rcv_nxt,
+        SeqNum(c.wrapping_add(1).wrapping_add(req.len() as u32))
+    );
+    assert_eq!(q.recv_queue, req.to_vec());
+    assert_eq!(q.out_of_order, vec![(SeqNum(far), b"GET /y".to_vec())]);
+    // Kernel checks of TCP_REPAIR_WINDOW hold.
+    assert!(q.window.max_window >= q.window.snd_wnd);
+    assert!(!SeqNum(q.window.snd_wl1).after(q.rcv_nxt + q.window.rcv_wnd));
+    assert!(!SeqNum(q.window.rcv_wup).after(q.rcv_nxt));
+}

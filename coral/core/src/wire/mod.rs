@@ -444,3 +444,36 @@ mod tests {
         assert_eq!(parse_frame(&f).unwrap().payload, FramePayload::Other);
     }
 }
+
+#[cfg(test)]
+mod fuzzish {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Random bytes and random corruptions of a valid frame never panic.
+        #[test]
+        fn parse_frame_never_panics(
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+            flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..8),
+            cut in 0usize..200,
+        ) {
+            let _ = parse_frame(&junk);
+            let repr = TcpRepr {
+                src_port: 1, dst_port: 80, seq: SeqNum(1), ack: SeqNum(2),
+                flags: TcpFlags(TcpFlags::ACK), window: 10,
+                options: TcpOptions { mss: Some(1), timestamps: Some((1, 2)), ..Default::default() },
+            };
+            let mut f = build_tcp_frame(EthernetAddress([1; 6]), EthernetAddress([2; 6]),
+                Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(192, 0, 2, 1), 64, 0, &repr, b"data").unwrap();
+            for (i, b) in flips {
+                let n = f.len();
+                f[i % n] = b;
+            }
+            let _ = parse_frame(&f);
+            let _ = parse_frame(&f[..cut.min(f.len())]);
+            let _ = TcpSegment::parse_ipv4(&f[14..]);
+            let _ = recompute_frame_checksums(&mut f);
+        }
+    }
+}
