@@ -129,12 +129,13 @@ impl ReplyLog {
     /// A complete request was framed in the client stream. Returns true if
     /// it was already answered (its reply was logged before it completed).
     pub fn push_request(&mut self, r: RequestRecord) -> bool {
-        self.framer.expect_request(r.is_head);
         if self.answers_ahead > 0 {
+            // Its response was already framed (as a non-HEAD answer).
             self.answers_ahead -= 1;
             self.answered_upto = self.answered_upto.max(r.end);
             true
         } else {
+            self.framer.expect_request(r.is_head);
             self.requests.push_back(r);
             false
         }
@@ -379,6 +380,15 @@ mod tests {
         }));
         assert_eq!(l.answers_ahead(), 0);
         assert_eq!(l.answered_upto(), 40);
+        // The next request is HEAD: its response (with a Content-Length but
+        // no body) must frame as complete, so requests and responses stay
+        // aligned after the early answer.
+        assert!(!l.push_request(RequestRecord { start: 40, end: 60, is_head: true }));
+        let head_rsp = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n";
+        let at = l.log_end();
+        assert_eq!(l.log_reply(at, head_rsp).unwrap().answered, 1);
+        assert_eq!(l.answered_upto(), 60);
+        assert!(!l.reply_in_progress());
     }
 
     #[test]

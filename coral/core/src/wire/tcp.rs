@@ -494,6 +494,32 @@ mod tests {
     }
 
     #[test]
+    fn known_good_syn_checksum() {
+        // A Linux-style SYN (40000 -> 80, seq 0xfffffff0, window 64240,
+        // options MSS 1460, SACK-perm, TS 0x01020304/0, NOP, wscale 7)
+        // between 198.51.100.7 and 192.0.2.100. Its checksum, 0xbfe8, was
+        // computed by an independent Python implementation of RFC 1071.
+        let mut seg = vec![
+            0x9c, 0x40, 0x00, 0x50, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0xa0, 0x02, 0xfa, 0xf0, 0,
+            0, 0, 0, 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let src = Ipv4Addr::new(198, 51, 100, 7);
+        let dst = Ipv4Addr::new(192, 0, 2, 100);
+        let mut p = TcpPacket::new_checked(&mut seg[..]).unwrap();
+        p.fill_checksum(src, dst).unwrap();
+        assert_eq!(p.checksum(), 0xbfe8);
+        assert!(p.verify_checksum(src, dst));
+        assert_eq!(p.seq(), SeqNum(0xffff_fff0));
+        assert!(p.flags().syn() && !p.flags().ack());
+        let o = p.options().unwrap();
+        assert_eq!(
+            (o.mss, o.wscale, o.sack_permitted),
+            (Some(1460), Some(7), true)
+        );
+        assert_eq!(o.timestamps, Some((0x0102_0304, 0)));
+    }
+
+    #[test]
     fn header_length_checks() {
         let mut b = [0u8; 20];
         b[12] = 0x40; // data offset 4
