@@ -199,7 +199,7 @@ pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
 
 /// Waits until the process's log says "listening on", or fails if it exits
 /// first, 10 s pass, or `cancel` is set.
-fn wait_ready(pid: u32, log: &Path, cancel: &AtomicBool) -> Result<()> {
+pub fn wait_ready(pid: u32, log: &Path, cancel: &AtomicBool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -1,7 +1,456 @@
-//! `coral-exp run`: experiments and the results tree.
-use crate::commands::RunArgs;
+//! `coral-exp run EXPERIMENT`: each repetition brings up its own topology,
+//! runs `coral-load` in the client namespace, injects the experiment's fault
+//! at a set time, tears the topology down, and writes
+//! `RESULTS/<experiment>/<variant>/rep-<n>/` with `config.json`,
+//! `requests.csv`, `events.csv` and `summary.json` (docs/CLI.md).
+//!
+//! Experiments:
+//! - `baseline`: peak throughput of unreplicated servers, no fault. Variants
+//!   `one-server` (8 clients on server-a) and `two-servers` (8 clients split
+//!   round-robin over server-a and server-b, both serving at once).
+//! - `baseline-crash`: variant `one-server`; server-a is SIGKILLed mid-run and
+//!   restarted 1.5 s later (what a supervisor would do): what clients of a
+//!   server without fault tolerance see (errors, refused connects, then
+//!   reconnects).
 
-/// Runs an experiment; returns the exit code.
-pub fn run(_a: &RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not built yet")
+use crate::commands::RunArgs;
+use crate::live::{self, Live, UpOptions};
+use crate::topology::{self, ServiceSpec};
+use anyhow::{bail, Context, Result};
+use faultinject::{Event, Fault};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use workload::summary::{self, SummaryOptions};
+
+/// Closed-loop clients of every experiment here.
+pub const CLIENTS: u32 = 8;
+/// Reply size in bytes.
+pub const REPLY_SIZE: u64 = 1024;
+
+/// A fault the runner injects during the load.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultPlan {
+    /// `kill` (only kind used so far).
+    pub kind: String,
+    /// Host it hits.
+    pub host: String,
+    /// Seconds after the load driver started.
+    pub at_s: f64,
+    /// Restart the service this many seconds after the fault (None: never).
+    pub restart_after_s: Option<f64>,
+}
+
+/// One variant of an experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    /// Directory name under the experiment.
+    pub name: String,
+    /// Service (`unreplicated`).
+    pub service: String,
+    /// Servers brought up.
+    pub servers: u8,
+    /// The fault, if any.
+    pub fault: Option<FaultPlan>,
+}
+
+/// The timing shape of a run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Shape {
+    /// Load duration in seconds (warm-up included, as `coral-load` counts).
+    pub duration_s: f64,
+    /// Warm-up at the start, excluded from statistics.
+    pub warmup_s: f64,
+    /// Repetitions per variant.
+    pub reps: u32,
+}
+
+/// Experiments `run` knows, with their variants, for the given shape.
+pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
+    let shape = if quick {
+        Shape {
+            duration_s: 6.0,
+            warmup_s: 1.0,
+            reps: 1,
+        }
+    } else {
+        Shape {
+            duration_s: 20.0,
+            warmup_s: 2.0,
+            reps: 5,
+        }
+    };
+    let v = |name: &str, servers: u8, fault: Option<FaultPlan>| Variant {
+        name: name.into(),
+        service: "unreplicated".into(),
+        servers,
+        fault,
+    };
+    let variants = match name {
+        "baseline" => vec![v("one-server", 1, None), v("two-servers", 2, None)],
+        "baseline-crash" => vec![v(
+            "one-server",
+            1,
+            Some(FaultPlan {
+                kind: "kill".into(),
+                host: "server-a".into(),
+                at_s: (shape.duration_s * 0.5).max(shape.warmup_s + 1.0),
+                restart_after_s: Some(1.5),
+            }),
+        )],
+        "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
+        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep"
+        | "lb-compare" => bail!("experiment `{name}` is not built yet"),
+        other => bail!("unknown experiment `{other}` (baseline, baseline-crash)"),
+    };
+    Ok((variants, shape))
+}
+
+/// `config.json` of one repetition.
+#[derive(Debug, Serialize)]
+struct RepConfig<'a> {
+    schema_version: u32,
+    experiment: &'a str,
+    variant: &'a str,
+    rep: u32,
+    quick: bool,
+    topology: &'a str,
+    service: &'a str,
+    servers: u8,
+    clients: u32,
+    size: u64,
+    connection: &'a str,
+    duration_s: f64,
+    warmup_s: f64,
+    fault: Option<&'a FaultPlan>,
+    service_urls: &'a [String],
+    prefix: &'a str,
+    conditions: serde_json::Value,
+    started_unix_ns: u64,
+    coral_exp_version: &'a str,
+}
+
+/// `coral-exp run`; returns the exit code.
+pub fn run(a: &RunArgs) -> Result<i32> {
+    let (mut variants, mut shape) = experiment(&a.experiment, a.quick)?;
+    if let Some(r) = a.reps {
+        shape.reps = r;
+    }
+    if let Some(only) = &a.variant {
+        variants.retain(|v| &v.name == only);
+        if variants.is_empty() {
+            bail!("experiment {} has no variant `{only}`", a.experiment);
+        }
+    }
+    topology::backend(&a.topology)?;
+    let load_bin = topology::sibling_binary("coral-load")?;
+    topology::sibling_binary("webstone-server")?;
+    let cancel = live::install_signal_flag()?;
+    let t0 = Instant::now();
+    for v in &variants {
+        for rep in 1..=shape.reps {
+            let dir = a
+                .results
+                .join(&a.experiment)
+                .join(&v.name)
+                .join(format!("rep-{rep}"));
+            let line = run_rep(a, v, shape, rep, &dir, &load_bin, &cancel)
+                .with_context(|| format!("{} {} rep {rep}", a.experiment, v.name))?;
+            println!("{}/{}/rep-{rep}: {line}", a.experiment, v.name);
+        }
+    }
+    println!(
+        "run {}: {} variant(s) x {} rep(s) in {:.1} s, results in {}",
+        a.experiment,
+        variants.len(),
+        shape.reps,
+        t0.elapsed().as_secs_f64(),
+        a.results.join(&a.experiment).display()
+    );
+    Ok(0)
+}
+
+fn event(host: &str, event: &str, detail: String) -> Event {
+    Event {
+        t_unix_ns: faultinject::now_unix_ns(),
+        host: host.into(),
+        source: "coral-exp".into(),
+        event: event.into(),
+        detail,
+    }
+}
+
+/// Sleeps until `until`, failing if `cancel` is set.
+fn sleep_until(until: Instant, cancel: &AtomicBool) -> Result<()> {
+    while Instant::now() < until {
+        if cancel.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_rep(
+    a: &RunArgs,
+    v: &Variant,
+    shape: Shape,
+    rep: u32,
+    dir: &Path,
+    load_bin: &Path,
+    cancel: &AtomicBool,
+) -> Result<String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let state_dir = dir.join("topology");
+    let runner_events = state_dir.join("runner-events.csv");
+    let live = live::bring_up(
+        &UpOptions {
+            service: v.service.clone(),
+            topology: a.topology.clone(),
+            servers: v.servers,
+            state_dir: state_dir.clone(),
+            prefix: None,
+        },
+        cancel,
+    )?;
+    let st = live.state().clone();
+    let up_ms = (st.up_done_unix_ns.saturating_sub(st.up_started_unix_ns)) as f64 / 1e6;
+    faultinject::append_event(
+        &runner_events,
+        &event(
+            "client",
+            "topology-up",
+            format!("{} in {up_ms:.0} ms", st.prefix),
+        ),
+    )?;
+    let cfg = RepConfig {
+        schema_version: 1,
+        experiment: &a.experiment,
+        variant: &v.name,
+        rep,
+        quick: a.quick,
+        topology: &a.topology,
+        service: &v.service,
+        servers: v.servers,
+        clients: CLIENTS,
+        size: REPLY_SIZE,
+        connection: "keep-alive",
+        duration_s: shape.duration_s,
+        warmup_s: shape.warmup_s,
+        fault: v.fault.as_ref(),
+        service_urls: &st.service_urls,
+        prefix: &st.prefix,
+        conditions: serde_json::json!({"lan_mbit": null, "server_cpu": null}),
+        started_unix_ns: faultinject::now_unix_ns(),
+        coral_exp_version: env!("CARGO_PKG_VERSION"),
+    };
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)? + "\n",
+    )?;
+
+    // The load, in the client namespace.
+    let load_dir = dir.join("load");
+    let mut argv: Vec<OsString> = vec![load_bin.into()];
+    for u in &st.service_urls {
+        argv.push("--url".into());
+        argv.push(u.into());
+    }
+    for (k, val) in [
+        ("--clients", CLIENTS.to_string()),
+        ("--duration-s", shape.duration_s.to_string()),
+        ("--warmup-s", shape.warmup_s.to_string()),
+        ("--size", REPLY_SIZE.to_string()),
+    ] {
+        argv.push(k.into());
+        argv.push(val.into());
+    }
+    argv.push("--out".into());
+    argv.push(load_dir.clone().into());
+    let log = std::fs::File::create(dir.join("load.log"))?;
+    let mut cmd = live.backend.command(live.state(), "client", &argv)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let started = Instant::now();
+    faultinject::append_event(
+        &runner_events,
+        &event("client", "load-start", format!("{CLIENTS} clients")),
+    )?;
+    let mut child = cmd.spawn().context("start coral-load")?;
+    let mut load = LoadGuard(Some(&mut child));
+    let mut live = Some(live);
+
+    let mut fault_at = None;
+    if let Some(f) = &v.fault {
+        sleep_until(started + Duration::from_secs_f64(f.at_s), cancel)?;
+        let l = live.as_mut().context("topology gone")?;
+        fault_at = Some(inject_planned(l, f)?);
+        if let Some(r) = f.restart_after_s {
+            sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
+            restart(l, &f.host, cancel)?;
+            faultinject::append_event(
+                &runner_events,
+                &event(&f.host, "restart", "webstone-server started again".into()),
+            )?;
+        }
+    }
+    // Wait for the driver: its duration, its drain (2 s) and a margin.
+    let limit = started + Duration::from_secs_f64(shape.duration_s + 30.0);
+    let status = loop {
+        if let Some(s) = load.0.as_mut().context("load")?.try_wait()? {
+            break s;
+        }
+        if cancel.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        if Instant::now() > limit {
+            bail!("coral-load did not finish within its duration + 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    load.0 = None;
+    faultinject::append_event(
+        &runner_events,
+        &event("client", "load-end", format!("coral-load {status}")),
+    )?;
+    if !status.success() {
+        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
+        bail!("coral-load failed ({status}): {}", text.trim());
+    }
+    let t_down = Instant::now();
+    if let Some(l) = live.take() {
+        l.down()?;
+    }
+    faultinject::append_event(
+        &runner_events,
+        &event(
+            "client",
+            "topology-down",
+            format!(
+                "{} in {:.0} ms",
+                st.prefix,
+                t_down.elapsed().as_secs_f64() * 1e3
+            ),
+        ),
+    )?;
+
+    // Results: requests.csv, summary.json (with the real fault instant),
+    // events.csv merged in time order.
+    let records = summary::read_requests_csv(load_dir.join("requests.csv"))?;
+    let driver_summary = summary::read_summary_json(load_dir.join("summary.json"))?;
+    let opts = SummaryOptions {
+        run_start_unix_ns: driver_summary.run_start_unix_ns,
+        warmup_end_unix_ns: driver_summary.warmup_end_unix_ns,
+        run_end_unix_ns: driver_summary.run_end_unix_ns,
+        fault_at_unix_ns: fault_at,
+    };
+    let s = summary::compute(&records, &opts);
+    std::fs::rename(load_dir.join("requests.csv"), dir.join("requests.csv"))?;
+    summary::write_summary_json(dir.join("summary.json"), &s)?;
+    // The driver's own summary (without the fault instant) would only confuse.
+    let _ = std::fs::remove_dir_all(&load_dir);
+    faultinject::events::merge_sorted(
+        &[&runner_events, &state_dir.join("events.csv")],
+        &dir.join("events.csv"),
+    )?;
+    Ok(format!(
+        "{} ok, {} errors, {} reconnects, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+        s.ok, s.errors, s.reconnects, s.throughput_rps, s.p50_ms, s.p99_ms
+    ))
+}
+
+/// Kills coral-load if the rep ends early (error, interrupt).
+struct LoadGuard<'a>(Option<&'a mut std::process::Child>);
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Injects a planned fault into `l`, records it in the topology's
+/// events.csv; returns its instant.
+fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<u64> {
+    let st = l.state();
+    let host = st.resolve_host(&f.host)?;
+    let fault = match f.kind.as_str() {
+        "kill" => Fault::Kill {
+            pids: st.host(&host)?.pids.clone(),
+        },
+        "link-cut" => l.backend.link_fault(st, &host, false)?,
+        other => bail!("fault kind `{other}` is not supported by the runner"),
+    };
+    let ev = faultinject::inject_and_record(
+        &fault,
+        &host,
+        "faultinject",
+        &l.handle.dir().join("events.csv"),
+    )?;
+    Ok(ev.t_unix_ns)
+}
+
+/// Starts webstone-server on `host` again and waits until it listens.
+fn restart(l: &mut Live, host: &str, cancel: &AtomicBool) -> Result<()> {
+    let bin = topology::sibling_binary("webstone-server")?;
+    let log = l.handle.dir().join(format!("{host}.restart.log"));
+    let spec = ServiceSpec {
+        host: host.into(),
+        argv: vec![
+            bin.into(),
+            "--listen".into(),
+            "0.0.0.0:80".into(),
+            "--served-by".into(),
+            host.into(),
+        ],
+        log: log.clone(),
+    };
+    let pid = l.backend.spawn_service(&mut l.handle, &spec)?;
+    live::wait_ready(pid, &log, cancel)
+}
+
+/// The results directory of one repetition.
+pub fn rep_dir(results: &Path, experiment: &str, variant: &str, rep: u32) -> PathBuf {
+    results
+        .join(experiment)
+        .join(variant)
+        .join(format!("rep-{rep}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiments_and_shapes() {
+        let (v, s) = experiment("baseline", true).unwrap();
+        assert_eq!(
+            v.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+            vec!["one-server", "two-servers"]
+        );
+        assert_eq!(s.reps, 1);
+        let (v, s) = experiment("baseline-crash", false).unwrap();
+        let f = v[0].fault.as_ref().unwrap();
+        assert!(f.at_s > s.warmup_s && f.at_s + 1.0 < s.duration_s);
+        assert_eq!(s.reps, 5);
+        assert!(experiment("fig2-throughput", true)
+            .unwrap_err()
+            .to_string()
+            .contains("not built yet"));
+        assert!(experiment("nope", true).is_err());
+        assert_eq!(
+            rep_dir(Path::new("r"), "e", "v", 2),
+            PathBuf::from("r/e/v/rep-2")
+        );
+    }
 }
