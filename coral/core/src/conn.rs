@@ -517,7 +517,7 @@ impl Conn {
         let max_window = (self.shadow.max_window_scaled().min(cap) as u32).max(snd_wnd);
         let ahead = self.reasm.highest_received() - self.reasm.end();
         let base = 65535u64 << options.rcv_wscale.unwrap_or(0);
-        let rcv_wnd = ahead.max(base).min(cap) as u32;
+        let rcv_wnd = ahead.min(65535 << 14).max(base).min(cap) as u32;
         let window = RepairWindow {
             snd_wl1: self.shadow.snd_wl1().min_seq(rcv_nxt).0,
             snd_wnd,
