@@ -130,11 +130,23 @@ fn plot_variant(
             Vec::new()
         }
     };
-    let (t0, t_end) = stats::request_span(&records)
+    let (first, last) = stats::request_span(&records)
         .with_context(|| format!("{}: no requests", rep.dir.join("requests.csv").display()))?;
-    let secs = |t: u64| (t as f64 - t0 as f64) / 1e9;
+    // The driver's own marks when summary.json has them, else the requests' span.
+    let marks = rep
+        .summary
+        .as_ref()
+        .map(|s| (s.run_start_unix_ns, s.warmup_end_unix_ns, s.run_end_unix_ns));
+    let t0 = marks
+        .map(|m| m.0)
+        .filter(|&t| t > 0 && t <= first)
+        .unwrap_or(first);
+    let t_end = marks.map(|m| m.2).filter(|&t| t > t0).unwrap_or(last);
+    let warmup_ns = marks.map(|m| m.1).filter(|&t| t > t0);
+    let secs = |t: u64| (t as i128 - t0 as i128) as f64 / 1e9;
     let fault_s = data::fault_instant(rep, &events).map(secs);
-    let span_s = secs(t_end);
+    let span_s = secs(t_end.max(last));
+    let warmup_s = warmup_ns.map(secs);
     let what = format!("{} / {}, rep-{}", exp.name, v.name, rep.n);
 
     let mut files = Vec::new();
@@ -142,6 +154,7 @@ fn plot_variant(
         title: format!("{what}: throughput per second"),
         bins: stats::success_bins(&records, t0, t_end, NS_PER_S),
         fault_s,
+        warmup_s,
         one_peak: peaks.0,
         two_peak: peaks.1,
     };
@@ -180,6 +193,7 @@ fn plot_variant(
         errors,
         span_s,
         fault_s,
+        warmup_s,
         zoom,
     };
     let stem = figure_stem(&exp.name, &v.name, FigureKind::Latency);

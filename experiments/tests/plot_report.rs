@@ -110,6 +110,9 @@ fn write_rep(root: &Path, s: &RepSpec) {
         throughput_rps: s.throughput,
         // The summary's own fault instant is left out: plot must find it in events.csv.
         fault_at_unix_ns: None,
+        run_start_unix_ns: T0 - 500 * MS,
+        warmup_end_unix_ns: T0 + 1000 * MS,
+        run_end_unix_ns: T0 + 6000 * MS,
         failover: s
             .failover
             .map(|f| f.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
@@ -255,7 +258,10 @@ fn plot_and_report_from_a_synthetic_tree() {
     // Axis titles with units, the baseline peaks (medians 512.5 -> "513" rounded
     // and 1001) and the fault from events.csv on the Fig. 2 style plot.
     let f2 = svg(&figs.join("fig2-throughput-coral-throughput.svg"));
-    assert!(f2.contains("time since run start (s)"), "x title missing");
+    assert!(
+        f2.contains("time since run start (s), requests binned by completion"),
+        "x title missing"
+    );
     assert!(
         f2.contains("successful requests per second (req/s)"),
         "y title missing"
@@ -268,14 +274,23 @@ fn plot_and_report_from_a_synthetic_tree() {
         f2.contains("one unreplicated server (peak): 513 req/s"),
         "one-server peak missing"
     );
+    // Time zero is the driver's start from summary.json, 0.5 s before the first request.
     assert!(
-        f2.contains("fault injected (t = 3 s)"),
+        f2.contains("fault injected (t = 3.5 s)"),
         "fault line missing"
+    );
+    assert!(
+        f2.contains("end of warm-up (t = 1.5 s)"),
+        "warm-up line missing"
     );
     let f3 = svg(&figs.join("fig2-throughput-coral-latency.svg"));
     assert!(
         f3.contains("request latency (ms, log scale)"),
         "latency y title missing"
+    );
+    assert!(
+        f3.contains("request start, time since run start (s)"),
+        "latency x title missing"
     );
     assert!(f3.contains("zoom on the fault"), "zoom panel missing");
     assert!(

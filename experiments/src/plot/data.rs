@@ -222,15 +222,15 @@ pub fn load_events(rep: &Rep) -> Result<Vec<EventRow>> {
 pub const FAULT_EVENTS: &[&str] = &["link-cut", "kill", "stop", "partition", "fault"];
 
 /// The fault instant of a repetition: `summary.fault_at_unix_ns`, else the
-/// first `events.csv` row written by `faultinject` or named like a fault
-/// ([`FAULT_EVENTS`]).
+/// first `events.csv` row named like a fault ([`FAULT_EVENTS`]; recoveries
+/// such as `link-restore` or `heal` are not faults).
 pub fn fault_instant(rep: &Rep, events: &[EventRow]) -> Option<u64> {
     if let Some(t) = rep.summary.as_ref().and_then(|s| s.fault_at_unix_ns) {
         return Some(t);
     }
     events
         .iter()
-        .filter(|e| e.source == "faultinject" || FAULT_EVENTS.contains(&e.event.as_str()))
+        .filter(|e| FAULT_EVENTS.contains(&e.event.as_str()))
         .map(|e| e.t_unix_ns)
         .min()
 }
@@ -318,6 +318,7 @@ mod tests {
     #[test]
     fn fault_instant_prefers_summary_then_fault_events() {
         let events = vec![
+            event(3, "faultinject", "heal"),
             event(5, "coral", "heartbeat-miss"),
             event(9, "faultinject", "link-cut"),
             event(7, "x", "kill"),
@@ -327,7 +328,7 @@ mod tests {
             Some(42)
         );
         assert_eq!(fault_instant(&rep(1, Some(1.0), None), &events), Some(7));
-        assert_eq!(fault_instant(&rep(1, None, None), &events[..1]), None);
+        assert_eq!(fault_instant(&rep(1, None, None), &events[..2]), None);
     }
 
     #[test]

@@ -11,8 +11,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 /// Family name under which the embedded DejaVu Sans is registered.
 pub const FONT: &str = "sans-serif";
 
-/// X axis title of the time-based figures.
-pub const X_TIME: &str = "time since run start (s)";
+/// X axis title of the throughput figure (requests binned by completion).
+pub const X_TIME: &str = "time since run start (s), requests binned by completion";
+/// X axis title of the latency figure (requests are placed at their start).
+pub const X_START: &str = "request start, time since run start (s)";
 /// Y axis title of the throughput figure.
 pub const Y_THROUGHPUT: &str = "successful requests per second (req/s)";
 /// Y axis title of the latency figure.
@@ -24,6 +26,7 @@ const FAULT_COLOR: RGBColor = RGBColor(200, 30, 30);
 const OK_COLOR: RGBColor = RGBColor(31, 92, 170);
 const ONE_COLOR: RGBColor = RGBColor(110, 110, 110);
 const TWO_COLOR: RGBColor = RGBColor(20, 130, 60);
+const WARMUP_COLOR: RGBColor = RGBColor(150, 120, 40);
 
 fn de<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing failed: {e:?}")
@@ -38,6 +41,8 @@ pub struct ThroughputFig {
     pub bins: Vec<u64>,
     /// Fault instant, seconds since run start.
     pub fault_s: Option<f64>,
+    /// End of warm-up, seconds since run start.
+    pub warmup_s: Option<f64>,
     /// Peak throughput of one unreplicated server (req/s).
     pub one_peak: Option<f64>,
     /// Peak throughput of two unreplicated servers (req/s).
@@ -57,6 +62,8 @@ pub struct LatencyFig {
     pub span_s: f64,
     /// Fault instant, seconds since run start.
     pub fault_s: Option<f64>,
+    /// End of warm-up, seconds since run start.
+    pub warmup_s: Option<f64>,
     /// The zoom panel's x range (s), if a fault is known.
     pub zoom: Option<(f64, f64)>,
     /// Draw only every `stride`-th successful point in the full panel.
@@ -155,6 +162,18 @@ pub fn draw_throughput<DB: DrawingBackend>(
                 .legend(legend_dashed(color));
         }
     }
+    if let Some(x) = f.warmup_s.filter(|x| *x > 0.0 && *x < n) {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x, 0.0), (x, top)],
+                3,
+                5,
+                WARMUP_COLOR.stroke_width(2),
+            ))
+            .map_err(de)?
+            .label(format!("end of warm-up (t = {} s)", fmt_num(x)))
+            .legend(legend_dashed(WARMUP_COLOR));
+    }
     if let Some(x) = f.fault_s {
         chart
             .draw_series(DashedLineSeries::new(
@@ -219,7 +238,7 @@ fn latency_panel<DB: DrawingBackend>(
         .map_err(de)?;
     chart
         .configure_mesh()
-        .x_desc(X_TIME)
+        .x_desc(X_START)
         .y_desc(Y_LATENCY)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
@@ -266,6 +285,18 @@ fn latency_panel<DB: DrawingBackend>(
             .map_err(de)?
             .label(format!("failed request ({} in this panel)", errs.len()))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, FAULT_COLOR.stroke_width(2)));
+    }
+    if let Some(t) = f.warmup_s.filter(|t| *t > x.0 && *t < x.1) {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(t, ylo), (t, yhi)],
+                3,
+                5,
+                WARMUP_COLOR.stroke_width(2),
+            ))
+            .map_err(de)?
+            .label("end of warm-up")
+            .legend(legend_dashed(WARMUP_COLOR));
     }
     if let Some(t) = f.fault_s.filter(|t| *t >= x.0 && *t <= x.1) {
         chart
