@@ -383,7 +383,11 @@ mod tests {
         // The next request is HEAD: its response (with a Content-Length but
         // no body) must frame as complete, so requests and responses stay
         // aligned after the early answer.
-        assert!(!l.push_request(RequestRecord { start: 40, end: 60, is_head: true }));
+        assert!(!l.push_request(RequestRecord {
+            start: 40,
+            end: 60,
+            is_head: true
+        }));
         let head_rsp = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n";
         let at = l.log_end();
         assert_eq!(l.log_reply(at, head_rsp).unwrap().answered, 1);
