@@ -36,6 +36,10 @@ test-netns:
 reproduce: deps release
 	bash scripts/reproduce.sh $(QUICK_FLAG)
 
+## Fuzz every parser and codec of coral-core, FUZZ_SECONDS each (default 60).
+fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) bash scripts/fuzz-smoke.sh
+
 fmt:
 	$(CARGO) fmt --all
 

@@ -134,7 +134,10 @@ impl Key {
         Ok(Key { mac })
     }
 
-    fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
+    /// The (truncated) tag of arbitrary bytes under this key: what
+    /// [`Encoder`] appends to header and payload. Public for tests and
+    /// fuzzing, which build frames with hand-picked headers.
+    pub fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.mac.clone();
         mac.update(data);
         let full = mac.finalize().into_bytes();
@@ -180,7 +183,7 @@ pub struct Encoder {
     key: Key,
     sender: NodeId,
     epoch: Epoch,
-    next_seq: u64,
+    next_seq: Option<u64>,
 }
 
 impl Encoder {
@@ -191,7 +194,7 @@ impl Encoder {
             key,
             sender,
             epoch,
-            next_seq: first_seq,
+            next_seq: Some(first_seq),
         }
     }
 
@@ -201,28 +204,31 @@ impl Encoder {
     }
 
     /// Stamp later frames with `epoch`. Sequence numbers keep increasing
-    /// (receivers reset their window on a higher epoch anyway).
+    /// (receivers reset their window on a higher epoch anyway), except that
+    /// exhausted numbering restarts at 0 in a new epoch.
     pub fn set_epoch(&mut self, epoch: Epoch) {
+        if epoch != self.epoch && self.next_seq.is_none() {
+            self.next_seq = Some(0);
+        }
         self.epoch = epoch;
     }
 
-    /// The sequence number the next frame will carry.
-    pub fn next_seq(&self) -> u64 {
+    /// The sequence number the next frame will carry (`None` once
+    /// `u64::MAX` was used: change the epoch).
+    pub fn next_seq(&self) -> Option<u64> {
         self.next_seq
     }
 
     /// Appends one complete frame carrying `msg` to `out` and returns its
     /// header. On error nothing is appended and no sequence number is used.
     pub fn encode(&mut self, msg: &Message, out: &mut Vec<u8>) -> Result<Header, CodecError> {
-        if self.next_seq == u64::MAX {
-            return Err(CodecError::SequenceExhausted);
-        }
+        let seq = self.next_seq.ok_or(CodecError::SequenceExhausted)?;
         let header = Header {
             channel: msg.channel(),
             kind: msg.kind(),
             sender: self.sender,
             epoch: self.epoch,
-            seq: self.next_seq,
+            seq,
         };
         let mut payload = Vec::new();
         msg.encode_payload(&mut payload)?;
@@ -240,7 +246,7 @@ impl Encoder {
         out.extend_from_slice(&payload);
         let tag = self.key.tag(&out[start..]);
         out.extend_from_slice(&tag);
-        self.next_seq += 1;
+        self.next_seq = seq.checked_add(1);
         Ok(header)
     }
 
