@@ -22,7 +22,7 @@ $CARGO build -p workload -p faultinject --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-$CARGO test -p experiments --test 'netns_*' -- --test-threads=1 2>&1 | tee "$log"
+$CARGO test -p experiments --no-fail-fast --test 'netns_*' -- --test-threads=1 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 ran=$(grep -cE '^test netns_[a-z0-9_]+ \.\.\. ok$' "$log" || true)

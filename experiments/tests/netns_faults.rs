@@ -68,7 +68,10 @@ fn netns_partition_and_heal_from_inside_the_client() {
     assert!(t.fetch(A, 100).is_some(), "server-a must be unaffected");
     let o = fault(&["heal", "server-b", "router"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(t.fetch(B, 100).is_some(), "server-b unreachable after heal");
+    assert!(
+        t.fetch_within(B, 100, 10).is_some(),
+        "server-b unreachable after heal"
+    );
     // Healing again did nothing: non-zero.
     assert!(!fault(&["heal", "router", "server-b"]).status.success());
     // The client is not on the switch: a clear error.
@@ -88,7 +91,10 @@ fn netns_stop_cont_and_kill_by_role() {
     coral_ok(&["fault", "--state", t.state(), "stop", "primary"]);
     assert!(t.fetch(A, 100).is_none(), "stopped server answered");
     coral_ok(&["fault", "--state", t.state(), "cont", "primary:192.0.2.11"]);
-    assert!(t.fetch(A, 100).is_some(), "continued server silent");
+    assert!(
+        t.fetch_within(A, 100, 10).is_some(),
+        "continued server silent"
+    );
     let pid = recorded_pids(&t.json())[0];
     coral_ok(&["fault", "--state", t.state(), "kill", "server-a"]);
     assert!(!alive(pid));

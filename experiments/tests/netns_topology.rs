@@ -39,8 +39,7 @@ fn netns_up_serves_verified_replies_and_down_removes_everything() {
     assert_eq!(t.fetch(&urls[1], 1000).as_deref(), Some("server-b"));
 
     // A Python stdlib client, keep-alive, several requests on one connection.
-    let py = format!(
-        r#"
+    let py = r#"
 import hashlib, http.client
 c = http.client.HTTPConnection("192.0.2.11", 80, timeout=5)
 for n in (1, 1000, 70000):
@@ -52,9 +51,8 @@ for n in (1, 1000, 70000):
     assert hashlib.sha256(b).hexdigest() == r.getheader("X-Coral-Digest"), "digest"
     assert r.getheader("X-Coral-Served-By") == "server-a"
 print("py-ok")
-"#
-    );
-    let o = t.in_client(&["python3", "-c", &py]);
+"#;
+    let o = t.in_client(&["python3", "-c", py]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("py-ok"),
         "python client: {}",
@@ -135,7 +133,7 @@ fn netns_exec_passes_status_and_stdio_through() {
 /// Starts `up` with a per-namespace delay, waits until topology.json lists
 /// at least 3 namespaces, and returns the child (still running).
 fn start_slow_up(state: &str, prefix: &str) -> std::process::Child {
-    let child = Command::new(exe())
+    let mut child = Command::new(exe())
         .args([
             "up",
             "--service",
@@ -155,19 +153,26 @@ fn start_slow_up(state: &str, prefix: &str) -> std::process::Child {
         .unwrap();
     let path = std::path::Path::new(state).join("topology.json");
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut status = serde_json::Value::Null;
+    while Instant::now() < deadline {
         if let Ok(text) = std::fs::read_to_string(&path) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 let n = v["created"].as_array().map(|a| a.len()).unwrap_or(0);
                 if n >= 3 && namespaces_with(prefix).len() >= 3 {
-                    assert_eq!(v["status"], "building");
-                    return child;
+                    status = v["status"].clone();
+                    break;
                 }
             }
         }
-        assert!(Instant::now() < deadline, "up never got to 3 namespaces");
         std::thread::sleep(Duration::from_millis(5));
     }
+    if status != "building" {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = coral(&["down", "--state", state]);
+        panic!("up never showed a half-built topology (status {status})");
+    }
+    child
 }
 
 #[test]

@@ -160,6 +160,23 @@ impl Topo {
     }
 }
 
+impl Topo {
+    /// [`Topo::fetch`] retried for up to `secs` seconds (after a heal or a
+    /// link restore the router's ARP entry may need a new resolution).
+    pub fn fetch_within(&self, url: &str, size: usize, secs: u64) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.fetch(url, size) {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 impl Drop for Topo {
     fn drop(&mut self) {
         let _ = coral(&["down", "--state", self.state()]);
