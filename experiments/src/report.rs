@@ -623,6 +623,70 @@ fn overhead_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     let _ = writeln!(md, "\nOverhead is negative when a variant beat the reference. {note}. Source: {src_ref}, {}.\n", src_ours.join(", "));
 }
 
+/// Throughput before and after a fault against the unreplicated bounds
+/// (the reading of Fig. 2), for variants whose summaries have both.
+fn bounds_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
+    let Some(baseline) = ctx.experiments.iter().find(|e| e.name == "baseline") else {
+        return;
+    };
+    let one = baseline
+        .variant("one-server")
+        .and_then(crate::plot::median_throughput);
+    let two = baseline
+        .variant("two-servers")
+        .and_then(crate::plot::median_throughput);
+    if one.is_none() && two.is_none() {
+        return;
+    }
+    let pct = |x: Option<f64>, of: Option<f64>| match (x, of.filter(|o| *o > 0.0)) {
+        (Some(x), Some(o)) => format!("{} %", fmt_num(100.0 * x / o)),
+        _ => "—".to_string(),
+    };
+    let mut rows = Vec::new();
+    for v in &exp.variants {
+        let get = |f: fn(&Summary) -> Option<f64>| {
+            let xs: Vec<f64> = v.summaries().filter_map(|(_, s)| f(s)).collect();
+            crate::plot::stats::median(&xs)
+        };
+        let before = get(|s| s.throughput_before_rps);
+        let after = get(|s| s.throughput_after_rps);
+        if before.is_none() && after.is_none() {
+            continue;
+        }
+        rows.push(format!(
+            "| {} | {} | {} | {} | {} |",
+            cell(&v.name),
+            before.map(fmt_num).unwrap_or("—".into()),
+            pct(before, two),
+            after.map(fmt_num).unwrap_or("—".into()),
+            pct(after, one)
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Against the unreplicated bounds** (the dashed lines of Fig. 2; medians): two servers {} req/s, one server {} req/s.\n",
+        two.map(fmt_num).unwrap_or("—".into()),
+        one.map(fmt_num).unwrap_or("—".into())
+    );
+    let _ = writeln!(
+        md,
+        "| variant | before fault (req/s) | of two servers | from fault + 1 s (req/s) | of one server |\n|---|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let _ = writeln!(md, "{r}");
+    }
+    let _ = writeln!(
+        md,
+        "\nThe paper (section 4.1): before the fault the system runs at the maximum duplex throughput; after it, \
+         in simplex mode, throughput falls toward one server's. Source: `throughput_before_rps` and \
+         `throughput_after_rps` of this experiment's `summary.json` files, `throughput_rps` of \
+         `results/baseline/{{one-server,two-servers}}/rep-*/summary.json`.\n"
+    );
+}
+
 /// Paper settings beside the configurations found in the tree.
 fn settings_md(ctx: &Ctx, md: &mut String) {
     let rows = paper::table(ctx.paper, "settings");
@@ -721,6 +785,9 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
             paper_table3_md(ctx, &mut md);
         }
         results_md(ctx, e, &mut md);
+        if e.name != "baseline" {
+            bounds_md(ctx, e, &mut md);
+        }
         overhead_md(ctx, e, &mut md);
         breakdown_md(
             ctx,

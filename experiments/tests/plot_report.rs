@@ -110,6 +110,8 @@ fn write_rep(root: &Path, s: &RepSpec) {
         throughput_rps: s.throughput,
         // The summary's own fault instant is left out: plot must find it in events.csv.
         fault_at_unix_ns: None,
+        throughput_before_rps: s.fault.map(|_| s.throughput),
+        throughput_after_rps: s.fault.map(|_| s.throughput - 300.0),
         run_start_unix_ns: T0 - 500 * MS,
         warmup_end_unix_ns: T0 + 1000 * MS,
         run_end_unix_ns: T0 + 6000 * MS,
@@ -323,6 +325,11 @@ fn plot_and_report_from_a_synthetic_tree() {
         .contains("| Kernel Notification and Operations (`kernel_ops`) | 0.3 | 0.3 (0.25–0.35) |"));
     assert!(md.contains("| `detection_ms_synthetic` | — | 220 (210–230) |"));
     assert!(md.contains("| errors: reset | 1 |"));
+    // Fig. 2 reading: 900 of 1001 before, 600 of 512.5 after (synthetic summaries).
+    assert!(
+        md.contains("| coral | 905 | 90.41 % | 605 | 118 % |"),
+        "bounds row:\n{md}"
+    );
     // Overhead 1 - 700/1000 = 30 %, against one server 1 - 700/500 = -40 %.
     assert!(
         md.contains("| coral | 700 | 30 % | -40 % | 30 % |"),
