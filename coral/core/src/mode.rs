@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
-use crate::codec::{ModeTag, RefuseReason};
+use crate::codec::{ModeTag, RefuseReason, VipStatus};
 use crate::types::{Epoch, Instant, NodeId};
 
 /// Shortest lease the kernel enforces reliably (two 4 ms jiffies).
@@ -392,6 +392,8 @@ pub struct VipMachine {
     actions: VecDeque<Action>,
     /// Role to take when a join completes (for a joining node).
     join_role: Role,
+    /// In `Joining`: the join was accepted.
+    join_accepted: bool,
 }
 
 impl VipMachine {
@@ -406,6 +408,7 @@ impl VipMachine {
             timing,
             actions: VecDeque::new(),
             join_role: role,
+            join_accepted: false,
         }
     }
 
@@ -421,6 +424,7 @@ impl VipMachine {
             timing,
             actions: VecDeque::new(),
             join_role: Role::Primary,
+            join_accepted: false,
         }
     }
 
@@ -436,6 +440,7 @@ impl VipMachine {
             timing,
             actions: VecDeque::new(),
             join_role: role,
+            join_accepted: false,
         }
     }
 
@@ -462,6 +467,33 @@ impl VipMachine {
     /// The timing.
     pub fn timing(&self) -> &Timing {
         &self.timing
+    }
+
+    /// The lease this node must hold for the address now: `Refreshed` means
+    /// refresh the nft element on every fresh authenticated heartbeat;
+    /// `Permanent` means never refresh it (a timed refresh would end the
+    /// permanence); `None` means the address must have no lease element.
+    pub fn lease(&self) -> Option<Lease> {
+        let refreshed = Lease::Refreshed {
+            timeout_ms: self.timing.lease_timeout_ms(),
+        };
+        match (self.mode, self.role) {
+            (VipMode::Simplex, _) => Some(Lease::Permanent),
+            (VipMode::Duplex | VipMode::WaitingForGrant { .. }, Role::Primary) => Some(refreshed),
+            (VipMode::Joining, _) if self.join_accepted && self.join_role == Role::Primary => {
+                Some(refreshed)
+            }
+            _ => None,
+        }
+    }
+
+    /// This address's entry for the node's heartbeats.
+    pub fn status(&self) -> VipStatus {
+        VipStatus {
+            vip: self.vip,
+            epoch: self.epoch,
+            mode: self.mode.tag(),
+        }
     }
 
     /// The mode a connection accepted now gets, or `None` if this node does
@@ -609,11 +641,15 @@ impl VipMachine {
                     },
                 ]);
                 self.join_role = Role::Primary;
+                self.join_accepted = true;
                 self.set_mode(VipMode::Joining);
             }
             // New server: its join was accepted.
-            (VipMode::Joining, Input::JoinAccepted { epoch }) if self.role != Role::Sole => {
+            (VipMode::Joining, Input::JoinAccepted { epoch })
+                if self.role != Role::Sole && !self.join_accepted =>
+            {
                 self.epoch = epoch;
+                self.join_accepted = true;
                 self.actions.push_back(Action::StartHeartbeats);
                 if self.join_role == Role::Primary {
                     self.actions.extend([
@@ -631,7 +667,8 @@ impl VipMachine {
                     ]);
                 }
             }
-            (VipMode::Joining, Input::JoinCompleted) => {
+            (VipMode::Joining, Input::JoinCompleted) if self.join_accepted => {
+                self.join_accepted = false;
                 match (self.role, self.join_role) {
                     (Role::Sole, _) => {
                         self.actions
@@ -1071,6 +1108,62 @@ mod tests {
             node: NodeId(3),
             epoch: Epoch(4)
         }));
+    }
+
+    #[test]
+    fn lease_follows_mode_and_role() {
+        let refreshed = Some(Lease::Refreshed { timeout_ms: 20 });
+        let mut p = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
+        let mut b = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(2), timing());
+        assert_eq!((p.lease(), b.lease()), (refreshed, None));
+        p.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        b.handle(
+            t(50),
+            Input::PeerFailed {
+                last_heard: t(20),
+                last_sent: t(45),
+            },
+        );
+        assert_eq!((p.lease(), b.lease()), (refreshed, None));
+        b.handle(t(51), Input::GrantReceived { epoch: Epoch(3) });
+        assert_eq!(b.lease(), None, "no voice before voice_at");
+        drain(&mut b, t(100));
+        assert_eq!(b.lease(), Some(Lease::Permanent));
+        assert_eq!(
+            b.status(),
+            VipStatus {
+                vip: VIP,
+                epoch: Epoch(3),
+                mode: ModeTag::Simplex
+            }
+        );
+        p.handle(
+            t(52),
+            Input::GrantRefused {
+                epoch: Epoch(3),
+                reason: RefuseReason::AlreadyGranted { holder: NodeId(2) },
+            },
+        );
+        assert_eq!(p.lease(), None);
+        // Join: the simplex node goes back to a refreshed lease at acceptance.
+        b.handle(t(200), Input::JoinAccepted { epoch: Epoch(3) });
+        assert_eq!(b.lease(), refreshed);
+        let mut n = VipMachine::joining(VIP, NodeId(3), Role::Backup, timing());
+        n.handle(t(201), Input::JoinCompleted);
+        assert_eq!(
+            n.mode(),
+            &VipMode::Joining,
+            "completion before acceptance is ignored"
+        );
+        n.handle(t(202), Input::JoinAccepted { epoch: Epoch(3) });
+        n.handle(t(203), Input::JoinCompleted);
+        assert_eq!((n.mode(), n.lease()), (&VipMode::Duplex, None));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 include!("common.rs");
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let key = Key::new(FUZZ_KEY).expect("key");
     let mut d = DatagramDecoder::new(key, DecoderConfig::for_channel(channel_of(sel)));
     // The same datagram twice: the second is a replay if the first passed.

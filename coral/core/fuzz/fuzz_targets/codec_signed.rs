@@ -11,7 +11,9 @@ use libfuzzer_sys::fuzz_target;
 include!("common.rs");
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, body)) = data.split_first() else { return };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
     let channel = channel_of(sel);
     let mut frame = body.to_vec();
     if frame.len() < HEADER_LEN {

@@ -13,7 +13,10 @@ use libfuzzer_sys::fuzz_target;
 fn check_split<T: PartialEq + std::fmt::Debug>(whole: (Vec<T>, bool), split: (Vec<T>, bool)) {
     let ((a, a_err), (b, b_err)) = (whole, split);
     if !a_err {
-        assert!(!b_err, "stream accepted whole but rejected when split: {a:?}");
+        assert!(
+            !b_err,
+            "stream accepted whole but rejected when split: {a:?}"
+        );
         assert_eq!(a, b, "framing depends on the split");
     } else {
         let n = a.len().min(b.len());
@@ -39,7 +42,9 @@ fn run(data: &[u8], chunk: usize) -> (Vec<RequestFrame>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, stream)) = data.split_first() else { return };
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
     let whole = run(stream, stream.len());
     let split = run(stream, usize::from(chunk));
     check_split(whole, split);

@@ -13,7 +13,10 @@ use libfuzzer_sys::fuzz_target;
 fn check_split<T: PartialEq + std::fmt::Debug>(whole: (Vec<T>, bool), split: (Vec<T>, bool)) {
     let ((a, a_err), (b, b_err)) = (whole, split);
     if !a_err {
-        assert!(!b_err, "stream accepted whole but rejected when split: {a:?}");
+        assert!(
+            !b_err,
+            "stream accepted whole but rejected when split: {a:?}"
+        );
         assert_eq!(a, b, "framing depends on the split");
     } else {
         let n = a.len().min(b.len());

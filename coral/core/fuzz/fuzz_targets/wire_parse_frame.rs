@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = TcpSegment::parse_ipv4(data);
-    let Ok(parsed) = parse_frame(data) else { return };
+    let Ok(parsed) = parse_frame(data) else {
+        return;
+    };
     if let FramePayload::Tcp(seg) = parsed.payload {
         // Trim point: derived from the segment so it often falls inside it.
         let skew = data.last().copied().unwrap_or(0) as u64;
