@@ -110,8 +110,8 @@ macro_rules! render_both {
     }};
 }
 
-/// Most successful points drawn in a latency figure's full-run panel; above
-/// this, every k-th is drawn (and the legend says so). The zoom shows all.
+/// Most successful points drawn in each panel of a latency figure; above
+/// this, every k-th is drawn (and the legend says so).
 pub const MAX_SCATTER_POINTS: usize = 20_000;
 
 /// Draws the throughput and latency figures of one variant; returns the files.
@@ -188,7 +188,7 @@ fn plot_variant(
     });
     let lf = LatencyFig {
         title: format!("{what}: client-observed latency of every request"),
-        stride: ok.len().div_ceil(MAX_SCATTER_POINTS).max(1),
+        max_points: MAX_SCATTER_POINTS,
         ok,
         errors,
         span_s,

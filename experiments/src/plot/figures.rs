@@ -66,8 +66,9 @@ pub struct LatencyFig {
     pub warmup_s: Option<f64>,
     /// The zoom panel's x range (s), if a fault is known.
     pub zoom: Option<(f64, f64)>,
-    /// Draw only every `stride`-th successful point in the full panel.
-    pub stride: usize,
+    /// Most successful points drawn per panel; above it every k-th is drawn
+    /// (and the legend says so). All failed requests are always drawn.
+    pub max_points: usize,
 }
 
 /// Data of a bar chart: one bar per label.
@@ -218,7 +219,7 @@ fn latency_panel<DB: DrawingBackend>(
     caption: &str,
     f: &LatencyFig,
     x: (f64, f64),
-    stride: usize,
+    max_points: usize,
     legend: bool,
 ) -> Result<()> {
     let in_x = |p: &&(f64, f64)| p.0 >= x.0 && p.0 <= x.1;
@@ -247,17 +248,16 @@ fn latency_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(de)?;
+    let in_panel = f.ok.iter().filter(in_x).count();
+    let stride = in_panel.div_ceil(max_points.max(1)).max(1);
     let shown: Vec<(f64, f64)> =
         f.ok.iter()
             .filter(in_x)
-            .step_by(stride.max(1))
+            .step_by(stride)
             .map(|p| (p.0, clamp(p.1)))
             .collect();
     let ok_label = if stride > 1 {
-        format!(
-            "successful request (every {stride}th of {} shown)",
-            f.ok.len()
-        )
+        format!("successful request (1 in {stride} of {in_panel} drawn)")
     } else {
         "successful request".to_string()
     };
@@ -335,7 +335,7 @@ pub fn draw_latency<DB: DrawingBackend>(
     match f.zoom {
         Some(z) => {
             let (left, right) = titled.split_horizontally((55).percent_width());
-            latency_panel(&left, "whole run", f, full, f.stride, true)?;
+            latency_panel(&left, "whole run", f, full, f.max_points, true)?;
             latency_panel(
                 &right,
                 &format!(
@@ -345,11 +345,11 @@ pub fn draw_latency<DB: DrawingBackend>(
                 ),
                 f,
                 z,
-                1,
+                f.max_points,
                 true,
             )?;
         }
-        None => latency_panel(&titled, "whole run (no fault)", f, full, f.stride, true)?,
+        None => latency_panel(&titled, "whole run (no fault)", f, full, f.max_points, true)?,
     }
     area.present().map_err(de)?;
     Ok(())
