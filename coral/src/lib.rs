@@ -3,14 +3,30 @@
 //! Thin layers that move bytes between the kernel and the sans-IO core
 //! (`coral-core`). Each module owns one kind of system interface:
 //!
+//! - [`clock`]: the node's one monotonic clock.
+//! - [`events`]: the node's events.csv.
+//! - [`front`]: the backup's packet engine: ARP, record, then forward.
+//! - [`config`]: the node's TOML configuration and its validation.
 //! - [`afpacket`]: the front's packet socket (`PACKET_VNET_HDR`).
+//! - [`heartbeat`]: authenticated UDP heartbeats driving the core's detector.
+//! - [`logchan`]: the log channel (primary client, backup server).
 //! - [`logged_io`]: log before write, the primary's connection wrapper.
 //! - [`netcfg`]: addresses, neighbours and sysctls (rtnetlink, /proc/sys).
+//! - [`node`]: wiring: one node from its configuration (the only place that knows all shells).
 //! - [`nft`]: the crash fence and the kernel-enforced lease (libnftables).
+//! - [`primary`]: the application on kernel TCP behind log-before-write.
 //! - [`repair`]: `TCP_REPAIR` rebuilds of live connections, silent closes.
 
 pub mod afpacket;
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod front;
+pub mod heartbeat;
+pub mod logchan;
 pub mod logged_io;
 pub mod netcfg;
 pub mod nft;
+pub mod node;
+pub mod primary;
 pub mod repair;

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::neighbour::NeighbourState;
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{new_connection, AddressMessageBuilder, Handle};
 
 /// A netlink handle for the current network namespace.
@@ -94,6 +95,28 @@ impl NetCfg {
             .with_context(|| format!("removing {addr}/{prefix} from interface {index}"))
     }
 
+    /// The IPv4 addresses of interface `index`, in the kernel's order.
+    pub async fn addrs(&self, index: u32) -> Result<Vec<Ipv4Addr>> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = s.try_next().await.context("listing addresses")? {
+            if m.header.index != index {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(x)) = a {
+                    out.push(*x);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether interface `index` has address `addr`.
     pub async fn has_addr(&self, index: u32, addr: Ipv4Addr) -> Result<bool> {
         let mut s = self
@@ -126,6 +149,46 @@ impl NetCfg {
             .execute()
             .await
             .with_context(|| format!("setting neighbour {ip} on interface {index}"))
+    }
+}
+
+impl NetCfg {
+    /// The MAC the neighbour table holds for `ip` on interface `index`
+    /// (reachable, stale or permanent), if any.
+    pub async fn neighbour_mac(&self, index: u32, ip: Ipv4Addr) -> Result<Option<[u8; 6]>> {
+        let mut s = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute();
+        while let Some(m) = s.try_next().await.context("listing neighbours")? {
+            if m.header.ifindex != index
+                || matches!(
+                    m.header.state,
+                    NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::None
+                )
+            {
+                continue;
+            }
+            let mut dst = None;
+            let mut lladdr = None;
+            for a in &m.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(x)) => dst = Some(*x),
+                    NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                        let mut mac = [0u8; 6];
+                        mac.copy_from_slice(b);
+                        lladdr = Some(mac);
+                    }
+                    _ => {}
+                }
+            }
+            if dst == Some(ip) {
+                return Ok(lladdr);
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -66,6 +66,32 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Create a bridge `br0` in namespace `sw` (a switch).
+    pub fn bridge(&self, sw: &str) {
+        sh(&["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", sw, "link", "set", "br0", "up"]);
+    }
+
+    /// Plug host namespace `host` into the switch `sw`: `eth0` with `addr`
+    /// on the host side, `<tag>` on the switch side (set it down to cut the
+    /// link). Returns the switch-side interface name.
+    pub fn plug(&self, host: &str, addr: &str, sw: &str, tag: &str) -> String {
+        let port = format!("p-{tag}");
+        sh(&[
+            "ip", "link", "add", "tmpa0", "netns", host, "type", "veth", "peer", "name", "tmpb0",
+            "netns", sw,
+        ]);
+        sh(&["ip", "-n", host, "link", "set", "tmpa0", "name", "eth0"]);
+        sh(&["ip", "-n", sw, "link", "set", "tmpb0", "name", &port]);
+        sh(&["ip", "-n", sw, "link", "set", &port, "master", "br0"]);
+        sh(&["ip", "-n", sw, "link", "set", &port, "up"]);
+        sh(&["ip", "-n", host, "addr", "add", addr, "dev", "eth0"]);
+        sh(&["ip", "-n", host, "link", "set", "eth0", "up"]);
+        port
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         for n in &self.names {

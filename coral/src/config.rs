@@ -1,0 +1,301 @@
+//! The node's configuration file (TOML) and its validation.
+//!
+//! ```toml
+//! name = "server-a"            # host name: X-Coral-Served-By, events.csv
+//! node_id = 1
+//! lan = "eth0"                 # the LAN interface
+//! key_file = "/etc/coral/key"  # pre-shared key, hex (at least 16 bytes)
+//! heartbeat_ms = 100
+//! misses = 3
+//! events = "/var/log/coral/events.csv"   # optional
+//!
+//! [peer]
+//! node_id = 2
+//! addr = "192.0.2.12"          # the peer's LAN address
+//! # mac = "02:00:00:00:00:12"  # optional; else learned from the neighbour table
+//!
+//! [[service]]
+//! vip = "192.0.2.100"
+//! port = 80
+//! role = "primary"             # this node runs the application for it
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Default intentional-close mark (`SO_MARK`) for deliberate FINs.
+pub const DEFAULT_CLOSE_MARK: u32 = 0xc0a1;
+/// Default TCP port of the log channel (on the backup's LAN address).
+pub const DEFAULT_LOG_PORT: u16 = 7010;
+/// Default UDP port of heartbeats.
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 7011;
+
+/// This node's role for one service address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceRole {
+    /// Runs the application; the address sits on `lo`.
+    Primary,
+    /// Fronts the address: records and forwards every client frame.
+    Backup,
+}
+
+/// One service address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The service address (VIP).
+    pub vip: Ipv4Addr,
+    /// The service TCP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// This node's role for it.
+    pub role: ServiceRole,
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+/// The other node of the pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its node id.
+    pub node_id: u32,
+    /// Its LAN address.
+    pub addr: Ipv4Addr,
+    /// Its LAN MAC ("aa:bb:cc:dd:ee:ff"); learned if absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host name.
+    pub name: String,
+    /// Node id (non-zero).
+    pub node_id: u32,
+    /// LAN interface.
+    pub lan: String,
+    /// File holding the pre-shared key in hex.
+    pub key_file: PathBuf,
+    /// Heartbeat interval, ms.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Consecutive misses that declare the peer failed.
+    #[serde(default = "default_misses")]
+    pub misses: u32,
+    /// Where to append events (events.csv); none if absent.
+    #[serde(default)]
+    pub events: Option<PathBuf>,
+    /// Intentional-close mark.
+    #[serde(default = "default_close_mark")]
+    pub close_mark: u32,
+    /// Log channel TCP port.
+    #[serde(default = "default_log_port")]
+    pub log_port: u16,
+    /// Heartbeat UDP port.
+    #[serde(default = "default_heartbeat_port")]
+    pub heartbeat_port: u16,
+    /// Largest reply the application may be asked for, bytes.
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+    /// The peer.
+    pub peer: Peer,
+    /// Service addresses and this node's role for each.
+    pub service: Vec<Service>,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    100
+}
+fn default_misses() -> u32 {
+    3
+}
+fn default_close_mark() -> u32 {
+    DEFAULT_CLOSE_MARK
+}
+fn default_log_port() -> u16 {
+    DEFAULT_LOG_PORT
+}
+fn default_heartbeat_port() -> u16 {
+    DEFAULT_HEARTBEAT_PORT
+}
+fn default_max_size() -> u64 {
+    16 << 20
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// Parse and validate configuration text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let c: Config = toml::from_str(text).context("parsing TOML")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Check every value; the error names the field and what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || self.name.chars().any(|c| c.is_control() || c == ',')
+        {
+            bail!("name must be 1-64 printable characters without commas");
+        }
+        if self.node_id == 0 {
+            bail!("node_id must be non-zero");
+        }
+        if self.peer.node_id == 0 || self.peer.node_id == self.node_id {
+            bail!("peer.node_id must be non-zero and differ from node_id");
+        }
+        if self.lan.is_empty() || self.lan.len() > 15 {
+            bail!("lan must be an interface name (1-15 characters)");
+        }
+        if !(1..=10_000).contains(&self.heartbeat_ms) {
+            bail!(
+                "heartbeat_ms must be between 1 and 10000, got {}",
+                self.heartbeat_ms
+            );
+        }
+        if !(2..=100).contains(&self.misses) {
+            bail!("misses must be between 2 and 100, got {}", self.misses);
+        }
+        if self.close_mark == 0 {
+            bail!("close_mark must be non-zero");
+        }
+        if self.log_port == 0 || self.heartbeat_port == 0 {
+            bail!("log_port and heartbeat_port must be non-zero");
+        }
+        if self.service.is_empty() {
+            bail!("at least one [[service]] is needed");
+        }
+        for (i, s) in self.service.iter().enumerate() {
+            if s.port == 0 {
+                bail!("service[{i}].port must be non-zero");
+            }
+            if self.service[..i].iter().any(|o| o.vip == s.vip) {
+                bail!("service[{i}]: {} is listed twice", s.vip);
+            }
+        }
+        if let Some(m) = &self.peer.mac {
+            parse_mac(m).with_context(|| format!("peer.mac {m:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// Read the pre-shared key (hex, whitespace ignored).
+    pub fn read_key(&self) -> Result<Vec<u8>> {
+        let text = std::fs::read_to_string(&self.key_file)
+            .with_context(|| format!("reading key_file {}", self.key_file.display()))?;
+        let hexs: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let key = hex::decode(&hexs)
+            .with_context(|| format!("key_file {} is not hex", self.key_file.display()))?;
+        if key.len() < coral_core::codec::MIN_KEY_LEN {
+            bail!(
+                "key_file {} holds {} bytes; at least {} are needed",
+                self.key_file.display(),
+                key.len(),
+                coral_core::codec::MIN_KEY_LEN
+            );
+        }
+        Ok(key)
+    }
+}
+
+/// Parse "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        bail!("a MAC address has six colon-separated bytes");
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        mac[i] = u8::from_str_radix(p, 16).with_context(|| format!("byte {p:?}"))?;
+    }
+    Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "server-a"
+node_id = 1
+lan = "eth0"
+key_file = "/tmp/k"
+[peer]
+node_id = 2
+addr = "192.0.2.12"
+[[service]]
+vip = "192.0.2.100"
+role = "primary"
+"#;
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.heartbeat_ms, 100);
+        assert_eq!(c.misses, 3);
+        assert_eq!(c.service[0].port, 80);
+        assert_eq!(c.service[0].role, ServiceRole::Primary);
+        assert_eq!(c.close_mark, DEFAULT_CLOSE_MARK);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let cases = [
+            (GOOD.replace("node_id = 2", "node_id = 1"), "peer.node_id"),
+            (
+                GOOD.replace("role = \"primary\"", "role = \"leader\""),
+                "unknown variant",
+            ),
+            (
+                GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\nbogus = 1"),
+                "unknown field",
+            ),
+            (
+                GOOD.replace("vip = \"192.0.2.100\"", "vip = \"300.1.1.1\""),
+                "invalid",
+            ),
+            (
+                GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\nheartbeat_ms = 0"),
+                "heartbeat_ms must be",
+            ),
+            (
+                GOOD.replace(
+                    "addr = \"192.0.2.12\"",
+                    "addr = \"192.0.2.12\"\nmac = \"zz\"",
+                ),
+                "peer.mac",
+            ),
+            (
+                format!("{GOOD}[[service]]\nvip = \"192.0.2.100\"\nrole = \"backup\"\n"),
+                "listed twice",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert!(parse_mac("02:00:00:00:00:zz").is_err());
+    }
+}

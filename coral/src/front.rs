@@ -1,0 +1,258 @@
+//! The front: the backup's packet engine for the service addresses it
+//! fronts (DESIGN.md section 2).
+//!
+//! It owns those addresses at layer 2: it answers ARP for them, receives
+//! every client frame first, records the frame into the connection's shadow
+//! state ([`coral_core::table::ConnTable`]) and only then forwards it to the
+//! primary's MAC, with its own MAC as the source (otherwise the switch learns
+//! the client's MAC on the front's port and flaps). The virtio-net header
+//! travels with the frame, so offloaded checksums and segmentation survive.
+//!
+//! The engine runs on a thread of its own with a blocking packet socket;
+//! the table is shared with the log channel behind a mutex held only for one
+//! frame or one log entry at a time.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coral_core::conn::{ConnEvent, Verdict};
+use coral_core::table::{ConnTable, FrameOutcome};
+use coral_core::types::{FourTuple, Instant};
+use coral_core::wire::arp::{build_arp_frame, ArpPacket, ArpRepr};
+use coral_core::wire::ethernet::{rewrite_macs, EthernetAddress, EthernetFrame};
+
+use crate::afpacket::{PacketSocket, VnetHdr};
+use crate::clock::Clock;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// Counters of the engine, readable while it runs.
+#[derive(Debug, Default)]
+pub struct FrontStats {
+    /// Frames received for a fronted address.
+    pub frames: AtomicU64,
+    /// Frames forwarded to the primary.
+    pub forwarded: AtomicU64,
+    /// Frames dropped by a verdict (not recorded, so not forwarded).
+    pub dropped: AtomicU64,
+    /// Frames that could not be parsed (dropped).
+    pub malformed: AtomicU64,
+    /// ARP requests answered.
+    pub arp_replies: AtomicU64,
+    /// Nanoseconds spent handling fronted frames (record + forward).
+    pub busy_ns: AtomicU64,
+}
+
+/// Something the node should know about (written to events.csv).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontEvent {
+    /// A connection event from the table.
+    Conn(FourTuple, ConnEvent),
+    /// The engine stopped because of an I/O error.
+    Failed(String),
+}
+
+/// Static configuration of one front.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    /// LAN interface name.
+    pub lan: String,
+    /// Our MAC on it.
+    pub own_mac: [u8; 6],
+    /// The primary's MAC (where recorded frames go).
+    pub primary_mac: [u8; 6],
+    /// The service addresses fronted.
+    pub vips: Vec<Ipv4Addr>,
+}
+
+/// A running front.
+pub struct Front {
+    /// Counters.
+    pub stats: Arc<FrontStats>,
+    /// While true, recorded frames are forwarded; cleared at a takeover
+    /// snapshot (the socket stays open: closing it stalls about 10 ms).
+    pub forwarding: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<PacketSocket>>,
+}
+
+impl Front {
+    /// Start the engine on `sock` (opened on the LAN interface, in the
+    /// node's namespace). `events` receives connection events.
+    pub fn start(
+        cfg: FrontConfig,
+        sock: PacketSocket,
+        table: Arc<Mutex<ConnTable>>,
+        clock: Clock,
+        events: std::sync::mpsc::Sender<FrontEvent>,
+    ) -> io::Result<Front> {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        sock.set_recv_buffer(16 << 20)?;
+        let stats = Arc::new(FrontStats::default());
+        let forwarding = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = Engine {
+            own: EthernetAddress(cfg.own_mac),
+            primary: EthernetAddress(cfg.primary_mac),
+            vips: cfg.vips.iter().copied().collect(),
+            sock,
+            table,
+            clock,
+            events,
+            stats: stats.clone(),
+            forwarding: forwarding.clone(),
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("coral-front".into())
+            .spawn(move || engine.run())?;
+        Ok(Front {
+            stats,
+            forwarding,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop the engine and get the packet socket back.
+    pub fn stop(mut self) -> Option<PacketSocket> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Engine {
+    own: EthernetAddress,
+    primary: EthernetAddress,
+    vips: HashSet<Ipv4Addr>,
+    sock: PacketSocket,
+    table: Arc<Mutex<ConnTable>>,
+    clock: Clock,
+    events: std::sync::mpsc::Sender<FrontEvent>,
+    stats: Arc<FrontStats>,
+    forwarding: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    fn run(self) -> PacketSocket {
+        // 64 KiB GSO frames plus the virtio-net header.
+        let mut buf = vec![0u8; VnetHdr::LEN + 65_600];
+        while !self.stop.load(Ordering::Relaxed) {
+            let (hdr, len) = match self.sock.recv(&mut buf) {
+                Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    let _ = self
+                        .events
+                        .send(FrontEvent::Failed(format!("packet socket: {e}")));
+                    break;
+                }
+            };
+            let _ = hdr;
+            let frame_end = VnetHdr::LEN + len;
+            self.handle(&mut buf[..frame_end]);
+        }
+        self.sock
+    }
+
+    /// One received buffer: virtio-net header followed by the frame.
+    fn handle(&self, buf: &mut [u8]) {
+        let frame = &buf[VnetHdr::LEN..];
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        match eth.ethertype() {
+            ETHERTYPE_ARP => self.on_arp(eth.payload()),
+            ETHERTYPE_IPV4 => {
+                let ip = eth.payload();
+                if ip.len() < 20 {
+                    return;
+                }
+                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                if self.vips.contains(&dst) {
+                    self.on_vip_frame(buf);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_arp(&self, payload: &[u8]) {
+        let Ok(p) = ArpPacket::new_checked(payload) else {
+            return;
+        };
+        let req = ArpRepr::parse(&p);
+        if !self.vips.contains(&req.target_ip) {
+            return;
+        }
+        if let Some(reply) = req.reply_for(req.target_ip, self.own) {
+            let frame = build_arp_frame(self.own, req.sender_hw, &reply);
+            if self.sock.send(&VnetHdr::default(), &frame).is_ok() {
+                self.stats.arp_replies.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Record, then forward. The order is the invariant: a frame is
+    /// forwarded only after the table has taken it in.
+    fn on_vip_frame(&self, buf: &mut [u8]) {
+        let t0 = std::time::Instant::now();
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let now: Instant = self.clock.now();
+        let outcome = {
+            let mut table = self.table.lock().expect("table lock");
+            table.on_frame(&buf[VnetHdr::LEN..], now)
+        };
+        let forward = match outcome {
+            Ok(FrameOutcome::Tcp { tuple, outcome }) => {
+                if let Some(ev) = outcome.event {
+                    if !matches!(ev, ConnEvent::Untracked) {
+                        let _ = self.events.send(FrontEvent::Conn(tuple, ev));
+                    }
+                }
+                outcome.verdict == Verdict::Forward
+            }
+            // ICMP and friends to the service address: the primary answers.
+            Ok(FrameOutcome::NotTcp) => true,
+            Err(_) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        };
+        if !forward {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        } else if self.forwarding.load(Ordering::Acquire)
+            && rewrite_macs(&mut buf[VnetHdr::LEN..], self.own, self.primary).is_ok()
+            && self.sock.send_raw(buf).is_ok()
+        {
+            self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats
+            .busy_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}

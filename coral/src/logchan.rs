@@ -1,0 +1,480 @@
+//! The log channel (DESIGN.md section 2): one authenticated TCP stream from
+//! the primary to the backup carrying `ConnOpen`, `Reply` and `ConnClose`,
+//! and cumulative `LogAck`s back.
+//!
+//! - [`LogClient`] (primary): a [`ReplyLogger`]; each reply resolves when the
+//!   backup's cumulative ack covers it. In simplex mode replies resolve at
+//!   once, and [`LogClient::go_simplex`] releases every waiting writer
+//!   (paper section 3.1: waiting processes must stop waiting).
+//! - [`serve_log`] (backup): applies entries to the connection table and
+//!   acknowledges them, one cumulative ack per batch read.
+//!
+//! Garbage on the port never reaches the table: frames are checked by the
+//! core's [`StreamDecoder`] (size, magic, version, HMAC tag, replay window)
+//! and every rejection is counted; a stream that cannot be resynchronised
+//! is closed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coral_core::codec::{
+    Channel, CloseKind, DecoderConfig, Encoder, Key, LogMsg, Message, NodeConfig, RejectCounters,
+    StreamDecoder,
+};
+use coral_core::table::ConnTable;
+use coral_core::types::{Epoch, FourTuple, NegotiatedOptions, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::logged_io::{LogFuture, ReplyLogger};
+
+/// Largest reply payload put in one `Reply` message.
+pub const MAX_REPLY_PART: usize = 15 << 20;
+
+enum Cmd {
+    Entry(LogMsgKind, Option<oneshot::Sender<()>>),
+}
+
+enum LogMsgKind {
+    Open {
+        tuple: FourTuple,
+        options: NegotiatedOptions,
+    },
+    Reply {
+        tuple: FourTuple,
+        request_end: u64,
+        offset: u64,
+        last: bool,
+        bytes: Vec<u8>,
+    },
+    Close {
+        tuple: FourTuple,
+        kind: CloseKind,
+    },
+}
+
+/// Shared state of the primary's side of the channel.
+struct ClientShared {
+    simplex: AtomicBool,
+    /// Waiters by entry id, released by cumulative acks or by simplex.
+    waiters: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+    acked: AtomicU64,
+    connected: AtomicBool,
+}
+
+/// The primary's end of the log channel.
+#[derive(Clone)]
+pub struct LogClient {
+    tx: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<ClientShared>,
+}
+
+/// Everything needed to open the channel.
+#[derive(Clone, Debug)]
+pub struct LogClientConfig {
+    /// Our LAN address (source of the connection).
+    pub local: Ipv4Addr,
+    /// The backup's log endpoint.
+    pub backup: SocketAddrV4,
+    /// Our node id.
+    pub node: NodeId,
+    /// Epoch stamped on frames.
+    pub epoch: Epoch,
+    /// Our identity and configuration (sent in `Hello`).
+    pub hello: NodeConfig,
+}
+
+impl LogClient {
+    /// Start the channel: connects (retrying every 50 ms until it succeeds)
+    /// and runs until the process ends. Must be called inside a tokio runtime.
+    pub fn start(key: Key, cfg: LogClientConfig) -> LogClient {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ClientShared {
+            simplex: AtomicBool::new(false),
+            waiters: Mutex::new(BTreeMap::new()),
+            acked: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        });
+        tokio::spawn(client_task(key, cfg, rx, shared.clone()));
+        LogClient { tx, shared }
+    }
+
+    /// Whether the channel is connected and the backup said hello.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// Wait until connected, or `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Report a newly accepted connection and its negotiated options.
+    pub fn conn_open(&self, tuple: FourTuple, options: NegotiatedOptions) {
+        if !self.shared.simplex.load(Ordering::Acquire) {
+            let _ = self
+                .tx
+                .send(Cmd::Entry(LogMsgKind::Open { tuple, options }, None));
+        }
+    }
+
+    /// Report a connection's end.
+    pub fn conn_close(&self, tuple: FourTuple, kind: CloseKind) {
+        if !self.shared.simplex.load(Ordering::Acquire) {
+            let _ = self
+                .tx
+                .send(Cmd::Entry(LogMsgKind::Close { tuple, kind }, None));
+        }
+    }
+
+    /// Stop waiting for the backup: every waiting writer is released now and
+    /// later replies resolve at once (the primary is the only server).
+    pub fn go_simplex(&self) {
+        self.shared.simplex.store(true, Ordering::Release);
+        let waiters = std::mem::take(&mut *self.shared.waiters.lock().expect("waiters"));
+        for (_, w) in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    /// Whether the channel is in simplex mode.
+    pub fn is_simplex(&self) -> bool {
+        self.shared.simplex.load(Ordering::Acquire)
+    }
+
+    /// Highest entry id the backup acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.shared.acked.load(Ordering::Acquire)
+    }
+}
+
+impl ReplyLogger for LogClient {
+    fn log_reply(
+        &self,
+        tuple: FourTuple,
+        request_end: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> LogFuture {
+        if self.shared.simplex.load(Ordering::Acquire) {
+            return Box::pin(async { Ok(()) });
+        }
+        // Split only replies larger than one message may carry; only the last
+        // part is waited for (acks are cumulative and in order).
+        let (wtx, wrx) = oneshot::channel();
+        let mut wtx = Some(wtx);
+        let mut start = 0usize;
+        loop {
+            let end = (start + MAX_REPLY_PART).min(bytes.len());
+            let last = end == bytes.len();
+            let part = bytes[start..end].to_vec();
+            let msg = LogMsgKind::Reply {
+                tuple,
+                request_end,
+                offset: offset + start as u64,
+                last,
+                bytes: part,
+            };
+            let waiter = if last { wtx.take() } else { None };
+            if self.tx.send(Cmd::Entry(msg, waiter)).is_err() {
+                return Box::pin(async {
+                    Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "log channel task ended",
+                    ))
+                });
+            }
+            if last {
+                break;
+            }
+            start = end;
+        }
+        let rx = wrx;
+        Box::pin(async move {
+            // A dropped sender means the task ended; the reply stays unlogged.
+            rx.await
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "log channel closed"))
+        })
+    }
+}
+
+async fn connect(cfg: &LogClientConfig) -> io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::V4(SocketAddrV4::new(cfg.local, 0)))?;
+    let stream = s.connect(SocketAddr::V4(cfg.backup)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn client_task(
+    key: Key,
+    cfg: LogClientConfig,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    shared: Arc<ClientShared>,
+) {
+    let mut enc = Encoder::new(key.clone(), cfg.node, cfg.epoch, crate::clock::unix_ns());
+    let stream = loop {
+        match connect(&cfg).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = enc
+        .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
+        .expect("hello encodes");
+    if wr.write_all(&hello).await.is_err() {
+        return;
+    }
+    // Reader: hello, then cumulative acks.
+    let reader_shared = shared.clone();
+    let rkey = key.clone();
+    tokio::spawn(async move {
+        let mut dec = StreamDecoder::new(rkey, DecoderConfig::for_channel(Channel::Log));
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if dec.push(&buf[..n]).is_err() {
+                break;
+            }
+            while let Some(r) = dec.next_frame() {
+                match r {
+                    Ok(f) => match f.msg {
+                        Message::Log(LogMsg::Hello(_)) => {
+                            reader_shared.connected.store(true, Ordering::Release)
+                        }
+                        Message::Log(LogMsg::LogAck { id }) => {
+                            reader_shared.acked.fetch_max(id, Ordering::AcqRel);
+                            let mut w = reader_shared.waiters.lock().expect("waiters");
+                            let rest = w.split_off(&(id + 1));
+                            for (_, tx) in std::mem::replace(&mut *w, rest) {
+                                let _ = tx.send(());
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(_) if dec.poisoned().is_some() => return,
+                    Err(_) => {}
+                }
+            }
+        }
+        reader_shared.connected.store(false, Ordering::Release);
+    });
+    let mut next_id: u64 = 1;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while let Some(Cmd::Entry(kind, waiter)) = rx.recv().await {
+        // Batch whatever is queued into one write.
+        let mut batch = vec![(kind, waiter)];
+        while let Ok(Cmd::Entry(k, w)) = rx.try_recv() {
+            batch.push((k, w));
+            if batch.len() >= 64 {
+                break;
+            }
+        }
+        out.clear();
+        for (kind, waiter) in batch {
+            let id = next_id;
+            next_id += 1;
+            let msg = match kind {
+                LogMsgKind::Open { tuple, options } => LogMsg::ConnOpen {
+                    id,
+                    tuple,
+                    server_isn: 0,
+                    client_isn: 0,
+                    options,
+                },
+                LogMsgKind::Reply {
+                    tuple,
+                    request_end,
+                    offset,
+                    last,
+                    bytes,
+                } => LogMsg::Reply {
+                    id,
+                    tuple,
+                    request_end,
+                    offset,
+                    last,
+                    bytes,
+                },
+                LogMsgKind::Close { tuple, kind } => LogMsg::ConnClose { id, tuple, kind },
+            };
+            if let Some(w) = waiter {
+                if shared.simplex.load(Ordering::Acquire) {
+                    let _ = w.send(());
+                } else {
+                    shared.waiters.lock().expect("waiters").insert(id, w);
+                }
+            }
+            if enc.encode(&Message::Log(msg), &mut out).is_err() {
+                continue;
+            }
+        }
+        if wr.write_all(&out).await.is_err() {
+            // The backup is gone: waiters stay pending until the detector
+            // declares it failed and the node goes simplex.
+            shared.connected.store(false, Ordering::Release);
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+}
+
+/// Counters of the backup's side.
+#[derive(Debug, Default)]
+pub struct LogServerStats {
+    /// Entries applied.
+    pub entries: AtomicU64,
+    /// Replies logged.
+    pub replies: AtomicU64,
+    /// Entries for connections the table does not know (acknowledged anyway,
+    /// counted: those connections are not protected).
+    pub unknown_conn: AtomicU64,
+    /// Frames rejected by the decoder (all reasons).
+    pub rejected: AtomicU64,
+    /// Connections refused because they did not come from the peer.
+    pub foreign: AtomicU64,
+}
+
+/// The backup's side of the log channel: everything [`serve_log`] needs.
+#[derive(Clone)]
+pub struct LogServer {
+    /// The pre-shared key.
+    pub key: Key,
+    /// Only connections from this address (the primary) are served.
+    pub peer: Ipv4Addr,
+    /// Our node id.
+    pub me: NodeId,
+    /// Epoch stamped on our frames.
+    pub epoch: Epoch,
+    /// Our `Hello`.
+    pub hello: NodeConfig,
+    /// The front's connection table, where entries are applied.
+    pub table: Arc<Mutex<ConnTable>>,
+    /// Cleared (under the table lock) at a takeover snapshot: from then on
+    /// nothing is acknowledged, so the old primary can never write again.
+    pub acking: Arc<AtomicBool>,
+    /// Counters.
+    pub stats: Arc<LogServerStats>,
+    /// Decoder rejections by reason (of the latest connection).
+    pub rejects: Arc<Mutex<RejectCounters>>,
+}
+
+/// Accept the primary's log connection on `listener` (only from
+/// `ctx.peer`), apply entries to the table, acknowledge. Runs forever.
+pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if from.ip() != std::net::IpAddr::V4(ctx.peer) {
+            ctx.stats.foreign.fetch_add(1, Ordering::Relaxed);
+            drop(stream); // not our primary
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_one(stream, ctx.clone()));
+    }
+}
+
+async fn serve_one(stream: TcpStream, ctx: LogServer) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut enc = Encoder::new(ctx.key.clone(), ctx.me, ctx.epoch, crate::clock::unix_ns());
+    let mut dec = StreamDecoder::new(ctx.key.clone(), DecoderConfig::for_channel(Channel::Log));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut said_hello = false;
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if dec.push(&buf[..n]).is_err() {
+            break;
+        }
+        let mut ack: Option<u64> = None;
+        let mut out = Vec::new();
+        while let Some(r) = dec.next_frame() {
+            let frame = match r {
+                Ok(f) => f,
+                Err(_) => {
+                    ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    if dec.poisoned().is_some() {
+                        *ctx.rejects.lock().expect("rejects") = *dec.counters();
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Message::Log(msg) = frame.msg else {
+                continue;
+            };
+            // Entries are applied and acknowledged under the table lock, so a
+            // takeover snapshot (which clears `acking` under the same lock)
+            // is atomic with respect to acknowledgements.
+            let mut table = ctx.table.lock().expect("table");
+            if !ctx.acking.load(Ordering::Acquire) {
+                return; // snapshot taken: never acknowledge again
+            }
+            match msg {
+                LogMsg::Hello(_) => {
+                    if !said_hello {
+                        said_hello = true;
+                        let _ =
+                            enc.encode(&Message::Log(LogMsg::Hello(ctx.hello.clone())), &mut out);
+                    }
+                }
+                LogMsg::ConnOpen {
+                    id, tuple, options, ..
+                } => {
+                    if table.on_conn_open(&tuple, options).is_err() {
+                        ctx.stats.unknown_conn.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ack = Some(id);
+                }
+                LogMsg::Reply {
+                    id,
+                    tuple,
+                    offset,
+                    bytes,
+                    ..
+                } => {
+                    match table.log_reply(&tuple, offset, &bytes) {
+                        Ok(_) => {
+                            ctx.stats.replies.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            ctx.stats.unknown_conn.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    ack = Some(id);
+                }
+                LogMsg::ConnClose { id, .. } => ack = Some(id),
+                LogMsg::LogAck { .. } => {}
+            }
+            ctx.stats.entries.fetch_add(1, Ordering::Relaxed);
+        }
+        *ctx.rejects.lock().expect("rejects") = *dec.counters();
+        if let Some(id) = ack {
+            let _ = enc.encode(&Message::Log(LogMsg::LogAck { id }), &mut out);
+        }
+        if !out.is_empty() && wr.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `coral`: a CoRAL node (primary, backup, or both in dual role).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A CoRAL node: client-transparent failover of live TCP connections for a
+/// web service (Aghdaie & Tamir, PDCS 2003), on an unmodified Linux kernel.
+#[derive(Parser, Debug)]
+#[command(name = "coral", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node from its configuration file until SIGTERM/SIGINT.
+    ///
+    /// Needs root (packet sockets, TCP_REPAIR, nftables, addresses) and is
+    /// normally started inside the host's network namespace.
+    Node {
+        /// The node's TOML configuration (see docs/CLI.md, "coral").
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Parse and validate a configuration file, then exit.
+    CheckConfig {
+        /// The file to check.
+        config: PathBuf,
+    },
+    /// Print a fresh random pre-shared key (hex) for the key_file.
+    Keygen,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node { config } => coral::config::Config::load(&config).and_then(|cfg| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(coral::node::run(cfg))
+        }),
+        Command::CheckConfig { config } => coral::config::Config::load(&config).map(|c| {
+            println!(
+                "{}: ok ({} service address(es), node {})",
+                config.display(),
+                c.service.len(),
+                c.node_id
+            );
+        }),
+        Command::Keygen => {
+            let mut k = [0u8; 32];
+            match std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k))
+            {
+                Ok(()) => {
+                    println!("{}", hex::encode(k));
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("coral: error: {e:#}");
+        std::process::exit(1);
+    }
+}

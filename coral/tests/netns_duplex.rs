@@ -1,0 +1,416 @@
+//! Duplex CoRAL in real namespaces (DESIGN.md sections 2 and 4): the backup
+//! fronts the service address and records every client frame before
+//! forwarding it; the primary serves on kernel TCP and logs every response
+//! before writing it. Clients are unmodified: curl, Python's http.client,
+//! and the kit's load driver.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const VIP: &str = "192.0.2.100";
+
+struct Duplex {
+    ns: common::Netns,
+    c: String,
+    a: String,
+    b: String,
+    dir: tempfile::TempDir,
+    nodes: Vec<Child>,
+}
+
+fn coral_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coral")
+}
+
+/// A sibling binary of the workspace (built by `cargo build --workspace`).
+fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(coral_bin()).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    name: &str,
+    id: u32,
+    peer_id: u32,
+    peer: &str,
+    role: &str,
+    dir: &Path,
+    hb_ms: u64,
+    misses: u32,
+) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
+             events = \"{ev}\"\n[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+            key = dir.join("key").display(),
+            ev = dir.join(format!("{name}-events.csv")).display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+impl Duplex {
+    fn start(tag: &str, hb_ms: u64, misses: u32) -> Duplex {
+        let mut ns = common::Netns::new(tag);
+        let sw = ns.add("sw");
+        let c = ns.add("c");
+        let a = ns.add("a");
+        let b = ns.add("b");
+        ns.bridge(&sw);
+        ns.plug(&c, "192.0.2.1/24", &sw, "c");
+        ns.plug(&a, "192.0.2.11/24", &sw, "a");
+        ns.plug(&b, "192.0.2.12/24", &sw, "b");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("key"),
+            "00112233445566778899aabbccddeeff0011223344556677",
+        )
+        .unwrap();
+        let ca = config(
+            "server-a",
+            1,
+            2,
+            "192.0.2.12",
+            "primary",
+            dir.path(),
+            hb_ms,
+            misses,
+        );
+        let cb = config(
+            "server-b",
+            2,
+            1,
+            "192.0.2.11",
+            "backup",
+            dir.path(),
+            hb_ms,
+            misses,
+        );
+        let mut nodes = Vec::new();
+        for (n, cfg) in [(&b, &cb), (&a, &ca)] {
+            let log = std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap();
+            nodes.push(
+                Command::new("ip")
+                    .args(["netns", "exec", n, coral_bin(), "node", "--config"])
+                    .arg(cfg)
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        let d = Duplex {
+            ns,
+            c,
+            a,
+            b,
+            dir,
+            nodes,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.c,
+                    "curl",
+                    "-s",
+                    "-m",
+                    "1",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
+                .arg(format!("http://{VIP}/cgi-bin/webstone?size=10"))
+                .output()
+                .unwrap();
+            if out.stdout == b"200" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("CoRAL did not come up; logs:\n{}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "server-a.log",
+            "server-b.log",
+            "server-a-events.csv",
+            "server-b-events.csv",
+        ] {
+            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+            s.push_str(&format!("--- {f}\n{text}\n"));
+        }
+        s
+    }
+
+    fn events(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{host}-events.csv")))
+            .unwrap_or_default()
+    }
+
+    fn in_client(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.c])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Duplex {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+        let _ = &self.ns;
+    }
+}
+
+/// Split an HTTP/1.1 response; check status 200, length and digest.
+fn check_reply(raw: &[u8], size: usize) -> String {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head ends")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let body = &raw[end..end + size];
+    let digest = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-coral-digest: "))
+        .expect("digest header")
+        .trim()
+        .to_string();
+    assert_eq!(
+        hex::encode(Sha256::digest(body)),
+        digest,
+        "digest matches the body"
+    );
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-coral-served-by: "))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn netns_duplex_serves_unmodified_clients_through_the_front() {
+    let d = Duplex::start("dpx", 50, 20);
+
+    // curl, keep-alive, several URLs on one connection.
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("http://{VIP}/cgi-bin/webstone?size={}", 1000 + i))
+        .collect();
+    let mut args = vec![
+        "curl",
+        "-s",
+        "-i",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{num_connects}\n",
+    ];
+    for u in &urls {
+        args.push(u);
+    }
+    let out = d.in_client(&args);
+    assert!(out.status.success(), "curl failed: {}", d.logs());
+    let text = out.stdout;
+    let mut at = 0;
+    for i in 0..3 {
+        let start = at
+            + text[at..]
+                .windows(9)
+                .position(|w| w == b"HTTP/1.1 ")
+                .unwrap();
+        assert_eq!(check_reply(&text[start..], 1000 + i), "server-a");
+        at = start + 1;
+    }
+
+    // Python's standard library, keep-alive, digest checked in Python.
+    let py = "import http.client,hashlib\nc=http.client.HTTPConnection('192.0.2.100',80,timeout=10)\n\
+              for n in (1,5000,70000):\n c.request('GET','/cgi-bin/webstone?size=%d'%n)\n r=c.getresponse();b=r.read()\n \
+              assert r.status==200 and len(b)==n and hashlib.sha256(b).hexdigest()==r.getheader('X-Coral-Digest'), n\nprint('ok')";
+    let out = d.in_client(&["python3", "-c", py]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Three pipelined requests in one write.
+    let mut sock = common::in_netns(&d.c, || std::net::TcpStream::connect((VIP, 80)).unwrap());
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let one = format!("GET /cgi-bin/webstone?size=2000 HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+    sock.write_all(one.repeat(3).as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 3 || !complete3(&got) {
+        let n = sock.read(&mut buf).expect("pipelined replies");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let mut at = 0;
+    for _ in 0..3 {
+        let start = at
+            + got[at..]
+                .windows(9)
+                .position(|w| w == b"HTTP/1.1 ")
+                .unwrap();
+        check_reply(&got[start..], 2000);
+        at = start + 1;
+    }
+
+    // The kit's load driver: 8 keep-alive clients for 2 s, every reply verified.
+    let out_dir = d.dir.path().join("load");
+    let out = d.in_client(&[
+        sibling("coral-load").to_str().unwrap(),
+        "--url",
+        &format!("http://{VIP}/cgi-bin/webstone"),
+        "--clients",
+        "8",
+        "--duration-s",
+        "2",
+        "--warmup-s",
+        "0",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "coral-load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(summary["ok"].as_u64().unwrap() > 50, "{summary}");
+    assert_eq!(summary["errors"].as_u64().unwrap(), 0, "{summary}");
+    assert_eq!(
+        summary["digest_mismatches"].as_u64().unwrap(),
+        0,
+        "{summary}"
+    );
+
+    // The backup has no kernel socket on the service address.
+    let ss = Command::new("ip")
+        .args(["netns", "exec", &d.b, "ss", "-tan"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ss.stdout).contains(VIP),
+        "{}",
+        String::from_utf8_lossy(&ss.stdout)
+    );
+    // The primary has them (its listener at least).
+    let ss = Command::new("ip")
+        .args(["netns", "exec", &d.a, "ss", "-tan"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ss.stdout).contains(&format!("{VIP}:80")));
+    assert!(d.events("server-b").contains("front-ready"));
+
+    // Clients reach the service address at the backup's MAC (the front
+    // answers ARP for it; the primary never does).
+    let neigh =
+        String::from_utf8_lossy(&d.in_client(&["ip", "neigh", "show", VIP]).stdout).to_string();
+    let b_link = Command::new("ip")
+        .args(["-n", &d.b, "-br", "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    let b_mac = String::from_utf8_lossy(&b_link.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("?")
+        .to_string();
+    assert!(
+        neigh.contains(&b_mac),
+        "client resolves {VIP} to the front's MAC {b_mac}: {neigh}"
+    );
+}
+
+fn complete3(buf: &[u8]) -> bool {
+    // Three heads and three 2000-byte bodies.
+    let mut at = 0;
+    for _ in 0..3 {
+        let Some(p) = buf[at..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        at += p + 4 + 2000;
+        if at > buf.len() {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn netns_record_before_forward_holds_when_the_backup_stops() {
+    // Misses set high: the stopped backup is not declared failed here.
+    let d = Duplex::start("rbf", 100, 100);
+    let mut sock = common::in_netns(&d.c, || std::net::TcpStream::connect((VIP, 80)).unwrap());
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let req = format!("GET /cgi-bin/webstone?size=100 HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+    sock.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(
+        sock.read(&mut buf).unwrap() > 0,
+        "served while the backup runs"
+    );
+
+    let backup_pid = d.nodes[0].id().to_string();
+    common::sh(&["kill", "-STOP", &backup_pid]);
+    sock.write_all(req.as_bytes()).unwrap();
+    let r = sock.read(&mut buf);
+    let unacked = Command::new("ip")
+        .args(["netns", "exec", &d.c, "ss", "-tni", "dst", VIP])
+        .output()
+        .unwrap();
+    common::sh(&["kill", "-CONT", &backup_pid]);
+    assert!(
+        r.is_err(),
+        "no reply may come while the backup cannot record: {r:?}"
+    );
+    let text = String::from_utf8_lossy(&unacked.stdout).to_string();
+    assert!(
+        text.contains("unacked:") || text.contains("retrans"),
+        "the client's bytes stay unacknowledged: {text}"
+    );
+
+    // Once the backup runs again, the client's retransmission goes through.
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = 0;
+    while got == 0 {
+        got = sock.read(&mut buf).expect("answered after SIGCONT");
+    }
+}
