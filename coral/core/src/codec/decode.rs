@@ -291,11 +291,13 @@ pub struct DecoderConfig {
 
 impl DecoderConfig {
     /// Defaults per channel: LOG 16 MiB payloads (whole responses), JOIN
-    /// 64 KiB, HEARTBEAT and WITNESS 1 KiB (one unfragmented datagram).
+    /// 1 MiB (a maximal `NodeConfig` is about 530 KB), HEARTBEAT and WITNESS
+    /// 1 KiB (one unfragmented datagram; their largest message is 211
+    /// bytes).
     pub fn for_channel(channel: Channel) -> Self {
         let max_payload = match channel {
             Channel::Log => 16 << 20,
-            Channel::Join => 64 << 10,
+            Channel::Join => 1 << 20,
             Channel::Heartbeat | Channel::Witness => 1024,
         };
         DecoderConfig {

@@ -70,6 +70,63 @@ fn last_sequence_number_usable_then_exhausted() {
 }
 
 #[test]
+fn largest_messages_fit_default_limits() {
+    let long = "x".repeat(MAX_STR);
+    let config = NodeConfig {
+        node: NodeId(1),
+        heartbeat_interval_ns: 1,
+        misses: 1,
+        vips: vec![Ipv4Addr::LOCALHOST; MAX_VIPS],
+        kernel: vec![(long.clone(), long.clone()); MAX_KERNEL_SETTINGS],
+        software: long,
+    };
+    let vips = vec![
+        VipStatus {
+            vip: Ipv4Addr::LOCALHOST,
+            epoch: Epoch(1),
+            mode: ModeTag::Duplex
+        };
+        MAX_VIPS
+    ];
+    let refuse = RefuseReason::StaleEpoch {
+        current: Epoch(1),
+        holder: NodeId(1),
+    };
+    for msg in [
+        Message::Log(LogMsg::Hello(config.clone())),
+        Message::Join(JoinMsg::JoinAccept {
+            config,
+            epoch: Epoch(1),
+            vip: Ipv4Addr::LOCALHOST,
+        }),
+        Message::Heartbeat(Heartbeat {
+            mode: ModeTag::Duplex,
+            vips,
+        }),
+        Message::Witness(WitnessMsg::Refuse {
+            vip: Ipv4Addr::LOCALHOST,
+            node: NodeId(1),
+            epoch: Epoch(1),
+            reason: refuse,
+        }),
+    ] {
+        let f = enc(1, 1, 1).encode_to_vec(&msg).unwrap();
+        let cfg = DecoderConfig::for_channel(msg.channel());
+        assert!(
+            f.len() <= cfg.max_frame(),
+            "{:?}: {} > {}",
+            msg.channel(),
+            f.len(),
+            cfg.max_frame()
+        );
+        assert_eq!(
+            DatagramDecoder::new(key(), cfg).decode(&f).unwrap().msg,
+            msg
+        );
+    }
+}
+
+#[test]
 fn key_too_short_is_error() {
     assert_eq!(Key::new(b"short").unwrap_err(), CodecError::KeyTooShort(5));
 }
