@@ -699,8 +699,8 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
             "reply_size",
             &["size", "reply_size", "size_bytes", "reply_bytes"],
         ),
-        ("heartbeat", &["heartbeat", "heartbeat_ms"]),
-        ("lan", &["lan_rate", "lan", "rate", "conditions.lan_rate"]),
+        ("heartbeat", &["heartbeat_ms", "heartbeat"]),
+        ("lan", &["lan_mbit", "lan_rate", "lan", "rate"]),
         ("fault", &["fault"]),
     ];
     let _ = writeln!(md, "## Paper settings and ours\n");
@@ -717,6 +717,8 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
                 for rep in &v.reps {
                     if let Some(x) = data::config_lookup(&rep.config, keys) {
                         seen.insert(data::json_text(x));
+                    } else if data::config_has_key(&rep.config, keys) {
+                        seen.insert("not set (null)".to_string());
                     }
                 }
             }

@@ -260,6 +260,14 @@ pub fn config_lookup<'a>(
     None
 }
 
+/// Whether any of `keys` is present (even as `null`) in a JSON object or in
+/// its `conditions` object.
+pub fn config_has_key(config: &serde_json::Value, keys: &[&str]) -> bool {
+    keys.iter().any(|k| {
+        config.get(*k).is_some() || config.get("conditions").and_then(|c| c.get(*k)).is_some()
+    })
+}
+
 /// A JSON value as short text: strings unquoted, others compact JSON.
 pub fn json_text(v: &serde_json::Value) -> String {
     match v {
@@ -352,5 +360,8 @@ mod tests {
         );
         assert_eq!(config_lookup(&c, &["a.b"]), Some(&serde_json::json!(1)));
         assert_eq!(config_lookup(&serde_json::Value::Null, &["x"]), None);
+        let n = serde_json::json!({"conditions": {"lan_mbit": null}});
+        assert_eq!(config_lookup(&n, &["lan_mbit"]), None);
+        assert!(config_has_key(&n, &["lan_mbit"]) && !config_has_key(&n, &["x"]));
     }
 }
