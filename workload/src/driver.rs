@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Largest reply head accepted by the driver.
@@ -207,10 +208,47 @@ struct Shared {
     hard_end: Option<Instant>,
     /// Requests not yet claimed, when counting.
     remaining: Option<AtomicU64>,
+    /// Set when the run is stopped early: requests in flight are abandoned
+    /// (lost) at the instant it holds.
+    stop: watch::Receiver<Option<Instant>>,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.borrow().is_some()
+    }
+}
+
+/// Resolves once the run is stopped early.
+async fn stop_requested(mut rx: watch::Receiver<Option<Instant>>) -> Instant {
+    loop {
+        if let Some(h) = *rx.borrow_and_update() {
+            return h;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Resolves when requests in flight must be abandoned after an early stop.
+async fn stop_abandon(rx: watch::Receiver<Option<Instant>>) {
+    let h = stop_requested(rx).await;
+    tokio::time::sleep_until(h).await;
 }
 
 /// Run the clients to the end and compute the summary.
 pub async fn run(cfg: &DriverConfig) -> anyhow::Result<RunResult> {
+    run_until(cfg, std::future::pending()).await
+}
+
+/// [`run`], stopped early when `stop` resolves (e.g. on SIGTERM): no request
+/// starts after that, requests in flight get `drain` more time, then are
+/// recorded as lost; the measured window ends at the stop.
+pub async fn run_until(
+    cfg: &DriverConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<RunResult> {
     if cfg.urls.is_empty() {
         bail!("no URL given");
     }
@@ -229,7 +267,9 @@ pub async fn run(cfg: &DriverConfig) -> anyhow::Result<RunResult> {
     }
     let clock = Clock::new();
     let send_end = cfg.duration.map(|d| clock.base + d);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let shared = Arc::new(Shared {
+        stop: stop_rx,
         cfg: cfg.clone(),
         clock,
         send_end,
@@ -242,15 +282,30 @@ pub async fn run(cfg: &DriverConfig) -> anyhow::Result<RunResult> {
         let shared = shared.clone();
         tasks.push(tokio::spawn(client_loop(c, target, shared)));
     }
-    let mut records = Vec::new();
-    for t in tasks {
-        records.extend(t.await.context("a client task failed")?);
-    }
-    let finished = Instant::now();
-    let run_end = match send_end {
-        Some(e) if e <= finished => e,
-        _ => finished,
+    let join = async {
+        let mut records = Vec::new();
+        for t in tasks {
+            records.extend(t.await.context("a client task failed")?);
+        }
+        anyhow::Ok(records)
     };
+    tokio::pin!(join);
+    tokio::pin!(stop);
+    let mut stopped_at = None;
+    let mut records = tokio::select! {
+        r = &mut join => r?,
+        _ = &mut stop => {
+            let now = Instant::now();
+            stopped_at = Some(now);
+            let _ = stop_tx.send(Some(now + cfg.drain));
+            join.await?
+        }
+    };
+    let finished = Instant::now();
+    let run_end = [send_end, stopped_at]
+        .into_iter()
+        .flatten()
+        .fold(finished, Instant::min);
     records.sort_by_key(|r| (r.start_unix_ns, r.client, r.seq));
     let options = SummaryOptions {
         run_start_unix_ns: clock.base_unix_ns,
@@ -493,9 +548,12 @@ async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> V
                 Some(e) => until.min(e),
                 None => until,
             };
-            tokio::time::sleep_until(until).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stop_requested(shared.stop.clone()) => {}
+            }
         }
-        if shared.send_end.is_some_and(|e| Instant::now() >= e) {
+        if shared.stopped() || shared.send_end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
         if let Some(rem) = &shared.remaining {
@@ -530,39 +588,39 @@ async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> V
         };
         seq += 1;
 
-        let mut outcome: Result<Reply, Failure> = Err(Failure::new(ErrorKind::Other));
-        let mut hit_deadline = false;
-        if conn.is_none() {
-            match tokio::time::timeout_at(deadline, connect(target.addr)).await {
-                Ok(Ok(c)) => {
-                    rec.new_connection = true;
-                    conn = Some(c);
-                }
-                Ok(Err(kind)) => outcome = Err(Failure::new(kind)),
-                Err(_) => hit_deadline = true,
+        let had_conn = conn.is_some();
+        let req = request_bytes(&target, client, rec.seq, per_request);
+        let attempt = async {
+            if conn.is_none() {
+                conn = Some(connect(target.addr).await.map_err(Failure::new)?);
             }
-        }
-        if let Some(c) = conn.as_mut() {
-            rec.local_port = c.local_port;
-            let req = request_bytes(&target, client, rec.seq, per_request);
-            match tokio::time::timeout_at(deadline, exchange(c, &req, target.expected_size)).await {
-                Ok(r) => outcome = r,
-                Err(_) => hit_deadline = true,
+            match conn.as_mut() {
+                Some(c) => exchange(c, &req, target.expected_size).await,
+                None => Err(Failure::new(ErrorKind::Other)),
             }
-        }
+        };
+        // None: abandoned (lost); Some(Err): deadline; Some(Ok): finished.
+        let result = tokio::select! {
+            r = tokio::time::timeout_at(deadline, attempt) => Some(r),
+            _ = stop_abandon(shared.stop.clone()) => None,
+        };
         let end = Instant::now();
         rec.end_unix_ns = clock.unix_ns(end);
         rec.latency_us = end.saturating_duration_since(start).as_micros() as u64;
-        if hit_deadline {
-            conn = None;
+        rec.new_connection = !had_conn && conn.is_some();
+        rec.local_port = conn.as_ref().map_or(0, |c| c.local_port);
+        let outcome = match result {
+            Some(Ok(outcome)) => outcome,
             // The run's end came before this request's own timeout: lost.
-            if matches!(shared.hard_end, Some(h) if h < timeout_at) {
+            Some(Err(_)) if !matches!(shared.hard_end, Some(h) if h < timeout_at) => {
+                Err(Failure::new(ErrorKind::Timeout))
+            }
+            _ => {
                 rec.lost = true;
                 records.push(rec);
                 break;
             }
-            outcome = Err(Failure::new(ErrorKind::Timeout));
-        }
+        };
         match outcome {
             Ok(reply) => {
                 rec.status = reply.status;

@@ -455,3 +455,50 @@ fn bad_driver_flags_are_refused_clearly() {
         );
     }
 }
+
+#[test]
+fn sigterm_stops_the_run_early_and_still_writes_outputs() {
+    let (_srv, addr) = start_server(&["--served-by", "term"]);
+    let silent = fake_server(|_| None);
+    let dir = tempfile::tempdir().unwrap();
+    let (u0, u1) = (
+        format!("http://{addr}/cgi-bin/webstone"),
+        format!("http://{silent}/cgi-bin/webstone"),
+    );
+    let out = dir.path().to_str().unwrap();
+    let mut p = Proc::spawn(
+        LOAD,
+        &[
+            "--url",
+            &u0,
+            "--url",
+            &u1,
+            "--clients",
+            "2",
+            "--duration-s",
+            "300",
+            "--drain-s",
+            "0.5",
+            "--out",
+            out,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = p.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let st = p.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "{st:?}");
+    let recs = summary::read_requests_csv(dir.path().join("requests.csv")).unwrap();
+    let sum = summary::read_summary_json(dir.path().join("summary.json")).unwrap();
+    let m = by_client(&recs);
+    // Client 0 (the real server) got replies; client 1 (silent) one lost.
+    assert!(m[&0].iter().all(|r| r.is_ok()) && !m[&0].is_empty());
+    assert_eq!(m[&1].len(), 1);
+    assert!(m[&1][0].is_lost());
+    assert_eq!(sum.requests_lost, 1);
+    assert!(sum.run_end_unix_ns - sum.run_start_unix_ns < 300_000_000_000);
+}

@@ -12,7 +12,8 @@ use workload::driver::{self, ConnectionMode, DriverConfig};
 /// X-Coral-Digest) and recorded. After an error the client closes the
 /// connection and reconnects after a back-off of 10 ms doubling to 1 s.
 /// The run stops by itself; requests in flight at the end of --duration-s get
-/// --drain-s more, then are recorded as lost. Prints a one-line summary.
+/// --drain-s more, then are recorded as lost. SIGTERM/SIGINT end the run
+/// early the same way (outputs are still written). Prints a one-line summary.
 #[derive(Parser, Debug)]
 #[command(name = "coral-load", version)]
 struct Args {
@@ -118,7 +119,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let res = match rt.block_on(driver::run(&cfg)) {
+    // SIGTERM/SIGINT end the run early; the outputs are still written.
+    let stop = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("coral-load: stopping early on a signal");
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    let res = match rt.block_on(driver::run_until(&cfg, stop)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("coral-load: {e:#}");
