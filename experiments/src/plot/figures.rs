@@ -113,7 +113,7 @@ pub fn draw_throughput<DB: DrawingBackend>(
         .chain(f.one_peak)
         .chain(f.two_peak)
         .fold(1.0f64, f64::max)
-        * 1.18;
+        * 1.5; // headroom: the legend sits in the top third
     let mut chart = ChartBuilder::on(area)
         .caption(&f.title, (FONT, 24))
         .margin(16)
@@ -192,7 +192,7 @@ pub fn draw_throughput<DB: DrawingBackend>(
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(de)?;
     area.present().map_err(de)?;
@@ -210,7 +210,8 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.1, 10.0);
     }
     let lo = 10f64.powf(lo.max(0.001).log10().floor());
-    let hi = 10f64.powf(hi.log10().ceil().max(lo.log10() + 1.0));
+    // One decade of headroom above the data: the legend sits there.
+    let hi = 10f64.powf(hi.log10().ceil().max(lo.log10() + 1.0) + 1.0);
     (lo, hi)
 }
 
