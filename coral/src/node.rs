@@ -162,6 +162,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     // --- the front's side ---------------------------------------------
     let mut front = None;
+    let log_stats = Arc::new(LogServerStats::default());
     let acking = Arc::new(AtomicBool::new(true));
     if !fronted.is_empty() {
         netcfg::front_sysctls()?;
@@ -176,7 +177,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         let listener = TcpListener::bind((own, cfg.log_port))
             .await
             .with_context(|| format!("log port {own}:{}", cfg.log_port))?;
-        let stats = Arc::new(LogServerStats::default());
+        let stats = log_stats.clone();
         let rejects = Arc::new(Mutex::new(RejectCounters::default()));
         tokio::spawn(serve_log(
             listener,
@@ -246,7 +247,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         .collect();
     let detector = DetectorConfig::new(cfg.heartbeat_ms * 1_000_000, cfg.misses)
         .map_err(|e| anyhow!("{e}"))?;
-    let _hb = heartbeat::start(
+    let hb = heartbeat::start(
         key.clone(),
         heartbeat::HeartbeatConfig {
             local: SocketAddrV4::new(own, cfg.heartbeat_port),
@@ -266,8 +267,44 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     println!("coral node {} ready", cfg.name);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_counters = String::new();
+    let counters = |front: &Option<Front>| {
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let mut c = format!(
+            "hb_sent={} hb_received={} hb_rejected={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
+            r(&hb.stats.sent),
+            r(&hb.stats.received),
+            r(&hb.stats.rejected),
+            r(&log_stats.entries),
+            r(&log_stats.replies),
+            r(&log_stats.unknown_conn),
+            r(&log_stats.rejected),
+            r(&log_stats.foreign),
+        );
+        if let Some(f) = front {
+            c.push_str(&format!(
+                " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={}",
+                r(&f.stats.frames),
+                r(&f.stats.forwarded),
+                r(&f.stats.dropped),
+                r(&f.stats.malformed),
+                r(&f.stats.arp_replies),
+                r(&f.stats.busy_ns),
+            ));
+        }
+        c
+    };
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                // Counters change rarely once idle; write them when they do.
+                let c = counters(&front);
+                if c != last_counters {
+                    events.record("counters", &c);
+                    last_counters = c;
+                }
+            }
             ev = drx.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
@@ -285,6 +322,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    events.record("counters", &counters(&front));
     events.record("stop", "signal");
     if let Some(f) = front {
         acking.store(false, Ordering::SeqCst);

@@ -414,3 +414,147 @@ fn netns_record_before_forward_holds_when_the_backup_stops() {
         got = sock.read(&mut buf).expect("answered after SIGCONT");
     }
 }
+
+/// The latest value of counter `name` in a node's events.csv.
+fn counter(events: &str, name: &str) -> u64 {
+    events
+        .lines()
+        .filter(|l| l.contains(",counters,"))
+        .last()
+        .and_then(|l| {
+            l.split(|c| c == ' ' || c == ',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        })
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn netns_forged_malformed_and_replayed_control_traffic_is_rejected_and_counted() {
+    use coral_core::codec::{Encoder, Heartbeat, Key, Message, ModeTag};
+    use coral_core::types::{Epoch, NodeId};
+
+    let d = Duplex::start("frg", 50, 20);
+    let good_key =
+        Key::new(&hex::decode("00112233445566778899aabbccddeeff0011223344556677").unwrap())
+            .unwrap();
+    let bad_key = Key::new(b"not-the-key-at-all-0123456789").unwrap();
+    let hb = Message::Heartbeat(Heartbeat {
+        mode: ModeTag::Duplex,
+        vips: vec![],
+    });
+    let mut forged = Encoder::new(bad_key, NodeId(1), Epoch(1), u64::MAX / 2);
+    let forged = forged.encode_to_vec(&hb).unwrap();
+    // Authentic, but sent twice: the second copy is a replay.
+    let mut genuine = Encoder::new(good_key.clone(), NodeId(1), Epoch(1), u64::MAX / 2);
+    let genuine = genuine.encode_to_vec(&hb).unwrap();
+    common::in_netns(&d.a, move || {
+        let s = std::net::UdpSocket::bind("192.0.2.11:0").unwrap();
+        for dgram in [
+            &b"garbage"[..],
+            &[0u8; 3000][..],
+            &forged,
+            &genuine,
+            &genuine,
+        ] {
+            s.send_to(dgram, "192.0.2.12:7011").unwrap();
+        }
+        // Garbage on the log port from the peer's own address.
+        let mut t = std::net::TcpStream::connect("192.0.2.12:7010").unwrap();
+        let _ =
+            t.write_all(b"GET / HTTP/1.1\r\n\r\n this is not a log frame at all................");
+        let mut sink = [0u8; 16];
+        t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(
+            matches!(t.read(&mut sink), Ok(0) | Err(_)),
+            "the backup closes a garbage log stream"
+        );
+    });
+    // A log connection from a host that is not the primary is refused.
+    common::in_netns(&d.c, || {
+        let mut t = std::net::TcpStream::connect("192.0.2.12:7010").unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut sink = [0u8; 16];
+        assert!(matches!(t.read(&mut sink), Ok(0) | Err(_)));
+    });
+
+    // The node keeps serving, and says what it rejected.
+    let out = d.in_client(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-m",
+        "5",
+        &format!("http://{VIP}/cgi-bin/webstone"),
+    ]);
+    assert_eq!(out.stdout, b"200");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = d.events("server-b");
+        let (hb, log, foreign) = (
+            counter(&ev, "hb_rejected"),
+            counter(&ev, "log_rejected"),
+            counter(&ev, "log_foreign"),
+        );
+        if hb >= 4 && log >= 1 && foreign >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hb_rejected={hb} log_rejected={log} log_foreign={foreign}\n{ev}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn netns_log_before_write_no_reply_byte_before_the_backup_acks() {
+    let d = Duplex::start("lbw", 50, 100);
+    let mut sock = common::in_netns(&d.c, || std::net::TcpStream::connect((VIP, 80)).unwrap());
+    let req = format!("GET /cgi-bin/webstone?size=5000 HTTP/1.1\r\nHost: {VIP}\r\n\r\n");
+    let mut buf = vec![0u8; 65536];
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.write_all(req.as_bytes()).unwrap();
+    assert!(sock.read(&mut buf).unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(1200)); // a counters line is written
+    let logged_before = counter(&d.events("server-b"), "log_replies");
+
+    // Hold back the backup's log acknowledgements (its outbound segments from
+    // the log port); everything else flows: the request is recorded,
+    // forwarded, answered, and the reply logged at the backup.
+    common::sh(&["ip", "netns", "exec", &d.b, "nft", "add table inet hold; add chain inet hold out { type filter hook output priority 0; }; add rule inet hold out tcp sport 7010 drop"]);
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    sock.write_all(req.as_bytes()).unwrap();
+    let r = sock.read(&mut buf);
+    assert!(
+        r.is_err(),
+        "a reply byte reached the client before the backup acknowledged its log: {r:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while counter(&d.events("server-b"), "log_replies") <= logged_before {
+        assert!(Instant::now() < deadline, "the backup logged the reply");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Release the acks: the reply goes out, whole and correct.
+    common::sh(&["ip", "netns", "exec", &d.b, "nft", "delete table inet hold"]);
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5000
+        || got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| got.len() - p - 4 < 5000)
+            .unwrap_or(true)
+    {
+        let n = sock.read(&mut buf).expect("the reply after the ack");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(check_reply(&got, 5000), "server-a");
+}
