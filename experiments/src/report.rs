@@ -302,6 +302,7 @@ fn config_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             let text = match vals.len() {
                 0 => "—".to_string(),
                 1 => vals.into_iter().next().unwrap_or_default(),
+                n if n > 3 => format!("varies over repetitions ({n} distinct values)"),
                 _ => format!(
                     "varies: {}",
                     vals.into_iter().collect::<Vec<_>>().join(", ")
