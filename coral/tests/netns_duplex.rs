@@ -419,10 +419,9 @@ fn netns_record_before_forward_holds_when_the_backup_stops() {
 fn counter(events: &str, name: &str) -> u64 {
     events
         .lines()
-        .filter(|l| l.contains(",counters,"))
-        .last()
+        .rfind(|l| l.contains(",counters,"))
         .and_then(|l| {
-            l.split(|c| c == ' ' || c == ',')
+            l.split([' ', ','])
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
         })
         .and_then(|v| v.trim_matches('"').parse().ok())
