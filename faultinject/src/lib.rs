@@ -19,6 +19,7 @@
 
 pub mod events;
 pub mod netns;
+pub mod nl;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -63,6 +64,9 @@ pub enum FaultError {
     /// Bad input (a MAC address, an interface name...).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A netlink operation failed.
+    #[error("netlink: {0}")]
+    Netlink(String),
     /// Writing events.csv failed.
     #[error("events file: {0}")]
     Events(String),
@@ -245,18 +249,22 @@ fn run(cmd: &mut std::process::Command, input: Option<&str>) -> Result<String, F
     }
 }
 
-/// Sets `dev` in namespace `netns` up or down (`ip -n NETNS link set`).
+/// Sets `dev` in namespace `netns` up or down (rtnetlink, see [`nl`]).
 pub fn link_set(netns: &str, dev: &str, up: bool) -> Result<(), FaultError> {
     check_name("namespace", netns)?;
     check_name("interface", dev)?;
-    netns::require(netns)?;
-    run(
-        std::process::Command::new("ip")
-            .args(["-n", netns, "link", "set", "dev", dev])
-            .arg(if up { "up" } else { "down" }),
-        None,
-    )?;
-    Ok(())
+    let dev = dev.to_string();
+    nl::in_netns(netns, move |h| async move {
+        nl::link_set_up(&h, &dev, up).await?;
+        // Read it back: the fault is only done if the kernel says so.
+        if nl::link_is_up(&h, &dev).await? != up {
+            return Err(format!(
+                "{dev} did not go {}",
+                if up { "up" } else { "down" }
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// True if `pid` exists and is not a zombie.

@@ -3,11 +3,10 @@
 //! Every host is a namespace `<prefix>-<host>` under /run/netns, created with
 //! `ip netns add` (it makes the /run/netns bind mount shared and is what
 //! `ip netns exec` expects; a hand-written unshare + bind mount would only
-//! duplicate it). Links, addresses and routes are set with `ip -n NS`
-//! (iproute2's netlink client) rather than the rtnetlink crate: see the
-//! module docs of [`crate::topology`] and the report; it keeps every
-//! namespace switch inside a child process, so no thread of ours changes
-//! namespace. Sysctls are written by a child that `setns`es first.
+//! duplicate it). Links, addresses, routes and sysctls are set with the
+//! rtnetlink crate and /proc/sys from a dedicated thread that entered the
+//! namespace ([`faultinject::nl::in_netns`]), so the caller's own threads
+//! never change namespace.
 //!
 //! ```text
 //!  client 198.51.100.10 --- router 198.51.100.1 | 192.0.2.1
@@ -25,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use faultinject::Fault;
 use std::ffi::OsString;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -103,27 +103,6 @@ fn run_cmd(cmd: &mut Command, input: Option<&str>) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip -n NS -batch -` with the given lines.
-fn ip_batch(ns: &str, lines: &[String]) -> Result<()> {
-    let text = lines.join("\n") + "\n";
-    run_cmd(
-        Command::new("ip").args(["-n", ns, "-batch", "-"]),
-        Some(&text),
-    )?;
-    Ok(())
-}
-
-/// Writes sysctls inside namespace `ns` (a child enters it, then runs
-/// `sysctl`: /proc/sys/net follows the writer's namespace).
-fn sysctls(ns: &str, kv: &[(&str, &str)]) -> Result<()> {
-    let args: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut a: Vec<&str> = vec!["-q", "-w"];
-    a.extend(args.iter().map(String::as_str));
-    let mut cmd = faultinject::netns::command_in(ns, "sysctl", &a)?;
-    run_cmd(&mut cmd, None)?;
-    Ok(())
 }
 
 /// Environment variable: milliseconds to sleep before creating each
@@ -224,10 +203,11 @@ impl Netns {
         run_cmd(Command::new("ip").args(["netns", "add", &ns]), None)?;
         let fwd = if host == "router" { "1" } else { "0" };
         // New namespaces copy IPv4 settings from the root namespace, so set
-        // every one that matters explicitly (DESIGN.md section 7).
-        sysctls(
-            &ns,
-            &[
+        // every one that matters explicitly (DESIGN.md section 7). The
+        // writes happen on a thread inside the namespace: /proc/sys/net
+        // follows the writer's namespace.
+        nl(&ns, move |h| async move {
+            faultinject::nl::write_sysctls(&[
                 ("net.ipv4.ip_forward", fwd),
                 ("net.ipv4.conf.all.forwarding", fwd),
                 ("net.ipv4.conf.default.forwarding", fwd),
@@ -239,12 +219,30 @@ impl Netns {
                 ("net.ipv4.conf.all.arp_announce", "0"),
                 ("net.ipv6.conf.all.disable_ipv6", "1"),
                 ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ],
-        )
-        .with_context(|| format!("sysctls in {ns}"))?;
-        ip_batch(&ns, &["link set lo up".to_string()])?;
+            ])?;
+            faultinject::nl::link_set_up(&h, "lo", true).await
+        })
+        .with_context(|| format!("sysctls and lo in {ns}"))?;
         Ok(())
     }
+}
+
+/// Runs rtnetlink work inside namespace `ns` ([`faultinject::nl::in_netns`]).
+fn nl<T, F, Fut>(ns: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(faultinject::nl::rtnetlink::Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = faultinject::nl::NlResult<T>>,
+{
+    Ok(faultinject::nl::in_netns(ns, f)?)
+}
+
+fn ipv4(s: &str) -> Result<Ipv4Addr> {
+    s.parse().with_context(|| format!("bad IPv4 address {s}"))
+}
+
+fn mac(s: &str) -> Result<[u8; 6]> {
+    Ok(faultinject::nl::parse_mac(s)?)
 }
 
 impl Topology for Netns {
@@ -298,83 +296,61 @@ impl Topology for Netns {
             self.add_host(h, host, info, cancel)?;
         }
 
-        // 2. The switch: a bridge that forwards at once (no STP, no delay).
+        // 2. The switch: a bridge that forwards at once (no STP, no delay),
+        //    and one veth per LAN host, created with its host end directly in
+        //    the host's namespace.
         check_cancel(cancel)?;
-        ip_batch(
-            &sw,
-            &[
-                format!("link add {BRIDGE} type bridge stp_state 0 forward_delay 0"),
-                format!("link set {BRIDGE} up"),
-            ],
-        )?;
+        let ports: Vec<(String, String, [u8; 6], String)> = LAN_HOSTS
+            .iter()
+            .map(|(host, addr, dev)| {
+                Ok((
+                    switch_port(host),
+                    dev.to_string(),
+                    mac(&mac_for(addr))?,
+                    ns(host),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        nl(&sw, move |h| async move {
+            use faultinject::nl::{add_bridge, add_veth_to, enslave_up};
+            add_bridge(&h, BRIDGE).await?;
+            for (port, dev, m, host_ns) in &ports {
+                add_veth_to(&h, port, None, dev, *m, host_ns).await?;
+                enslave_up(&h, port, BRIDGE).await?;
+            }
+            Ok(())
+        })?;
 
         // 3. client <-> router, a direct veth pair.
         check_cancel(cancel)?;
-        run_cmd(
-            Command::new("ip").args([
-                "-n",
-                &ns("client"),
-                "link",
-                "add",
-                "eth0",
-                "address",
-                &mac_for(CLIENT_ADDR),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "address",
-                &mac_for(ROUTER_CLIENT_ADDR),
-                "netns",
-                &ns("router"),
-            ]),
-            None,
-        )?;
-        ip_batch(
-            &ns("client"),
-            &[
-                "link set eth0 up".into(),
-                format!("addr add {CLIENT_ADDR}/24 dev eth0"),
-                format!("route add default via {ROUTER_CLIENT_ADDR}"),
-            ],
-        )?;
+        let (cmac, rmac) = (
+            mac(&mac_for(CLIENT_ADDR))?,
+            mac(&mac_for(ROUTER_CLIENT_ADDR))?,
+        );
+        let (caddr, raddr) = (ipv4(CLIENT_ADDR)?, ipv4(ROUTER_CLIENT_ADDR)?);
+        let router_ns = ns("router");
+        nl(&ns("client"), move |h| async move {
+            use faultinject::nl::{add_veth_to, addr_up, default_route};
+            add_veth_to(&h, "eth0", Some(cmac), "eth0", rmac, &router_ns).await?;
+            addr_up(&h, "eth0", caddr, 24).await?;
+            default_route(&h, raddr).await
+        })?;
 
-        // 4. LAN hosts: veth to a bridge port in the switch namespace.
+        // 4. Addresses and routes of the LAN hosts.
+        let gw = ipv4(ROUTER_LAN_ADDR)?;
         for (host, addr, dev) in LAN_HOSTS {
             check_cancel(cancel)?;
-            let port = switch_port(host);
-            run_cmd(
-                Command::new("ip").args([
-                    "-n",
-                    &sw,
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    dev,
-                    "address",
-                    &mac_for(addr),
-                    "netns",
-                    &ns(host),
-                ]),
-                None,
-            )?;
-            ip_batch(&sw, &[format!("link set {port} master {BRIDGE} up")])?;
-            let mut lines = vec![
-                format!("link set {dev} up"),
-                format!("addr add {addr}/24 dev {dev}"),
-            ];
-            if host == "router" {
-                lines.push("link set eth0 up".into());
-                lines.push(format!("addr add {ROUTER_CLIENT_ADDR}/24 dev eth0"));
-            } else {
-                lines.push(format!("route add default via {ROUTER_LAN_ADDR}"));
-            }
-            ip_batch(&ns(host), &lines)?;
+            let a = ipv4(addr)?;
+            let is_router = host == "router";
+            nl(&ns(host), move |h| async move {
+                use faultinject::nl::{addr_up, default_route};
+                addr_up(&h, dev, a, 24).await?;
+                if is_router {
+                    addr_up(&h, "eth0", raddr, 24).await
+                } else {
+                    default_route(&h, gw).await
+                }
+            })?;
         }
         h.save()?;
         Ok(())
