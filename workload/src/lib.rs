@@ -5,6 +5,13 @@
 //! - [`driver`]: N closed-loop clients that record every request.
 //! - [`records`]: the `requests.csv` row ([`records::RequestRecord`]).
 //! - [`summary`]: `summary.json` computed from the rows ([`summary::Summary`]).
+//!
+//! Binaries (see `--help`):
+//! - `webstone-server --listen 0.0.0.0:80 --served-by server-a [--max-size BYTES]
+//!   [--max-head BYTES] [--log-requests]`: prints `listening on ADDR` when ready.
+//! - `coral-load --url http://192.0.2.10/cgi-bin/webstone --clients 8
+//!   --duration-s 10 --warmup-s 2 --out DIR`: writes `DIR/requests.csv` and
+//!   `DIR/summary.json`, prints a one-line summary.
 
 #![warn(missing_docs)]
 

@@ -34,7 +34,8 @@ pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
 pub struct Summary {
     /// Schema version ([`SUMMARY_SCHEMA_VERSION`]).
     pub schema_version: u32,
-    /// Requests sent.
+    /// Requests sent: the rows of `requests.csv` (a failed connect is a row,
+    /// for the request it was opened for). `requests = ok + errors + requests_lost`.
     pub requests: u64,
     /// Requests with a complete, digest-correct 200 reply.
     pub ok: u64,
