@@ -177,10 +177,21 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The results directory as the report names it (as given on the command line).
+    fn root(&self) -> String {
+        self.results
+            .display()
+            .to_string()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// How a file under the results tree is named in the report.
     fn shown(&self, p: &Path) -> String {
-        let rel = p.strip_prefix(self.results).unwrap_or(p);
-        format!("results/{}", rel.display())
+        match p.strip_prefix(self.results) {
+            Ok(rel) => format!("{}/{}", self.root(), rel.display()),
+            Err(_) => p.display().to_string(),
+        }
     }
 
     /// `results/<exp>/<variant>/rep-{1,2,3}/<file>` for a variant.
@@ -191,7 +202,14 @@ impl Ctx<'_> {
         } else {
             format!("rep-{{{}}}", ns.join(","))
         };
-        format!("`results/{}/{}/{}/{}`", exp.name, v.name, reps_part, file)
+        format!(
+            "`{}/{}/{}/{}/{}`",
+            self.root(),
+            exp.name,
+            v.name,
+            reps_part,
+            file
+        )
     }
 }
 
@@ -602,7 +620,8 @@ fn overhead_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         );
     }
     let src_ref = format!(
-        "`results/{}/{{one-server,two-servers}}/rep-*/summary.json`",
+        "`{}/{}/{{one-server,two-servers}}/rep-*/summary.json`",
+        ctx.root(),
         reference.name
     );
     let src_ours: Vec<String> = measured
@@ -684,7 +703,8 @@ fn bounds_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         "\nThe paper (section 4.1): before the fault the system runs at the maximum duplex throughput; after it, \
          in simplex mode, throughput falls toward one server's. Source: `throughput_before_rps` and \
          `throughput_after_rps` of this experiment's `summary.json` files, `throughput_rps` of \
-         `results/baseline/{{one-server,two-servers}}/rep-*/summary.json`.\n"
+         `{}/baseline/{{one-server,two-servers}}/rep-*/summary.json`.\n",
+        ctx.root()
     );
 }
 
@@ -738,7 +758,7 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
             cell(&r.citation)
         );
     }
-    let _ = writeln!(md, "\nSource: `results/*/*/rep-*/config.json`.\n");
+    let _ = writeln!(md, "\nSource: `{}/*/*/rep-*/config.json`.\n", ctx.root());
 }
 
 /// Renders the whole report.
