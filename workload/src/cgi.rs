@@ -408,7 +408,8 @@ impl<IO> HeadGuard<IO> {
                     };
                 }
                 GuardState::Head => {
-                    let take = (data.len() - i).min(self.max_head + 1 - self.head.len());
+                    let room = self.max_head.saturating_add(1) - self.head.len();
+                    let take = (data.len() - i).min(room);
                     let before = self.head.len();
                     self.head.extend_from_slice(&data[i..i + take]);
                     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -416,7 +417,7 @@ impl<IO> HeadGuard<IO> {
                     match req.parse(&self.head) {
                         Ok(httparse::Status::Complete(n)) if n <= self.max_head => {
                             let body = request_body_framing(req.headers);
-                            i += n - before;
+                            i += n.saturating_sub(before);
                             match body {
                                 Ok(next) => {
                                     self.out.extend_from_slice(&self.head[..n]);
@@ -730,6 +731,76 @@ mod tests {
         assert_eq!(b.len(), 1024);
         assert_ne!(a, b);
         assert_eq!(body(get("/cgi-bin/webstone?size=0")).await.len(), 0);
+    }
+
+    /// Drive [`serve_connection`] over an in-memory pipe, as the CoRAL
+    /// primary would over its own IO: write `chunks` one by one, read to EOF.
+    async fn over_pipe(chunks: Vec<Vec<u8>>, cfg: CgiConfig) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let task = tokio::spawn(serve_connection(TokioIo::new(server), Arc::new(cfg)));
+        for c in chunks {
+            client.write_all(&c).await.unwrap();
+            client.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        client.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut out))
+            .await
+            .expect("server closes")
+            .unwrap();
+        let _ = task.await;
+        out
+    }
+
+    fn statuses(out: &[u8]) -> Vec<u16> {
+        let text = String::from_utf8_lossy(out);
+        text.match_indices("HTTP/1.1 ")
+            .map(|(i, _)| text[i + 9..i + 12].parse().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn head_guard_handles_split_heads_bodies_and_oversize() {
+        // A head split byte by byte, then a GET with a body, then another GET.
+        let mut chunks: Vec<Vec<u8>> = b"GET /cgi-bin/webstone?size=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            .iter()
+            .map(|b| vec![*b])
+            .collect();
+        chunks.push(
+            b"GET /cgi-bin/webstone?size=3 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /cgi-bin/webstone?size=4 HTTP/1.1\r\n\r\n".to_vec(),
+        );
+        let out = over_pipe(chunks, cfg()).await;
+        assert_eq!(statuses(&out), vec![200, 200, 200]);
+        // An oversized head after a good request, split across writes.
+        let c = CgiConfig {
+            max_head: 100,
+            ..cfg()
+        };
+        let big = format!(
+            "GET /cgi-bin/webstone HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(200)
+        );
+        let out = over_pipe(
+            vec![
+                b"GET /cgi-bin/webstone?size=1 HTTP/1.1\r\n\r\n".to_vec(),
+                big.as_bytes()[..60].to_vec(),
+                big.as_bytes()[60..].to_vec(),
+                b"GET /cgi-bin/webstone HTTP/1.1\r\n\r\n".to_vec(),
+            ],
+            c,
+        )
+        .await;
+        assert_eq!(statuses(&out), vec![200, 431]);
+        assert!(String::from_utf8_lossy(&out).ends_with("request head exceeds 100 bytes\n"));
+        // A token-less copy of the internal request is just an unknown path.
+        let out = over_pipe(
+            vec![b"GET /.coral-rejected HTTP/1.1\r\nx-coral-internal-reject: 00\r\n\r\n".to_vec()],
+            cfg(),
+        )
+        .await;
+        assert_eq!(statuses(&out), vec![404]);
     }
 
     #[test]
