@@ -41,6 +41,12 @@ pub struct UpArgs {
     /// Name prefix of every namespace (default: a fresh `cx` + 4 hex digits).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Limit every LAN switch port to this rate in Mbit/s (tbf; the paper: 100).
+    #[arg(long, value_name = "MBIT")]
+    pub lan_mbit: Option<u32>,
+    /// CPU quota of each server host, in CPUs (cgroup v1; e.g. 0.5).
+    #[arg(long, value_name = "CORES")]
+    pub server_cpu: Option<f64>,
 }
 
 /// Arguments of `coral-exp down`.
@@ -121,6 +127,12 @@ pub struct RunArgs {
     /// Only this variant (default: all of the experiment's).
     #[arg(long)]
     pub variant: Option<String>,
+    /// Limit every LAN switch port to this rate in Mbit/s (tbf).
+    #[arg(long, value_name = "MBIT")]
+    pub lan_mbit: Option<u32>,
+    /// CPU quota of each server host, in CPUs (cgroup v1).
+    #[arg(long, value_name = "CORES")]
+    pub server_cpu: Option<f64>,
 }
 
 /// `coral-exp up`; returns the process exit code.
@@ -138,6 +150,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
         servers: a.servers,
         state_dir: a.state.clone(),
         prefix: a.prefix,
+        conditions: crate::conditions::Conditions {
+            lan_mbit: a.lan_mbit,
+            server_cpu: a.server_cpu,
+        },
     };
     let t0 = std::time::Instant::now();
     let l = live::bring_up(&opts, &cancel)?;

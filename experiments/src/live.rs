@@ -3,6 +3,7 @@
 //! down when dropped (error, panic, Ctrl-C) unless it was detached
 //! ([`Live::detach`], what `coral-exp up` does before returning).
 
+use crate::conditions::Conditions;
 use crate::topology::{self, ServiceSpec, StateHandle, Status, Topology, TopologyState};
 use crate::topology::{Role, TOPOLOGY_SCHEMA_VERSION};
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,8 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     /// Resource name prefix; None picks a fresh `cxNNNN`.
     pub prefix: Option<String>,
+    /// LAN rate and server CPU quota (none by default).
+    pub conditions: Conditions,
 }
 
 /// The process-wide cancel flag, set by SIGINT, SIGTERM and SIGHUP once
@@ -115,6 +118,7 @@ pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
         }
         other => bail!("unknown service `{other}` (unreplicated, coral)"),
     }
+    opts.conditions.validate()?;
     if !(1..=2).contains(&opts.servers) {
         bail!("--servers must be 1 or 2, not {}", opts.servers);
     }
@@ -154,12 +158,18 @@ pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
         armed: true,
     };
     live.backend.build(&mut live.handle, cancel)?;
+    if let Some(mbit) = opts.conditions.lan_mbit {
+        live.backend.set_lan_rate(&mut live.handle, mbit)?;
+    }
 
     // The service: webstone-server on server-a (and server-b).
     let servers: Vec<&str> = ["server-a", "server-b"][..opts.servers as usize].to_vec();
     let mut started = Vec::new();
     for s in &servers {
         topology::check_cancel(cancel)?;
+        if let Some(cores) = opts.conditions.server_cpu {
+            live.backend.set_cpu_quota(&mut live.handle, s, cores)?;
+        }
         let addr = live.handle.state.host(s)?.addr.clone();
         let log = opts.state_dir.join(format!("{s}.log"));
         let _ = std::fs::remove_file(&log);

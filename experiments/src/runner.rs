@@ -146,6 +146,7 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         }
     }
     topology::backend(&a.topology)?;
+    conditions(a).validate()?;
     let load_bin = topology::sibling_binary("coral-load")?;
     topology::sibling_binary("webstone-server")?;
     let cancel = live::install_signal_flag()?;
@@ -171,6 +172,13 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         a.results.join(&a.experiment).display()
     );
     Ok(0)
+}
+
+fn conditions(a: &RunArgs) -> crate::conditions::Conditions {
+    crate::conditions::Conditions {
+        lan_mbit: a.lan_mbit,
+        server_cpu: a.server_cpu,
+    }
 }
 
 fn event(host: &str, event: &str, detail: String) -> Event {
@@ -217,6 +225,7 @@ fn run_rep(
             servers: v.servers,
             state_dir: state_dir.clone(),
             prefix: None,
+            conditions: conditions(a),
         },
         cancel,
     )?;
@@ -247,7 +256,7 @@ fn run_rep(
         fault: v.fault.as_ref(),
         service_urls: &st.service_urls,
         prefix: &st.prefix,
-        conditions: serde_json::json!({"lan_mbit": null, "server_cpu": null}),
+        conditions: serde_json::to_value(conditions(a))?,
         started_unix_ns: faultinject::now_unix_ns(),
         coral_exp_version: env!("CARGO_PKG_VERSION"),
     };

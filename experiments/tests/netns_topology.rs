@@ -239,3 +239,75 @@ fn netns_interrupted_up_tears_itself_down() {
     let v = read_json(&dir.path().join("topology.json"));
     assert_eq!(v["status"], "down");
 }
+
+#[test]
+fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
+    let prefix = test_prefix();
+    let t = Topo {
+        dir: tempfile::tempdir().unwrap(),
+        prefix: prefix.clone(),
+    };
+    let state = t.state();
+    coral_ok(&[
+        "up",
+        "--service",
+        "unreplicated",
+        "--state",
+        state,
+        "--prefix",
+        &prefix,
+        "--lan-mbit",
+        "100",
+        "--server-cpu",
+        "0.5",
+    ]);
+    let v = t.json();
+    let q = Command::new("tc")
+        .args([
+            "-n",
+            &format!("{prefix}-switch"),
+            "qdisc",
+            "show",
+            "dev",
+            "p-server-a",
+        ])
+        .output()
+        .unwrap();
+    let q = String::from_utf8_lossy(&q.stdout);
+    assert!(q.contains("tbf") && q.contains("100Mbit"), "{q}");
+    let cg = v["hosts"]["server-a"]["cgroup"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let procs = std::fs::read_to_string(format!("{cg}/cgroup.procs")).unwrap();
+    let pid = recorded_pids(&v)[0];
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "{procs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{cg}/cpu.cfs_quota_us"))
+            .unwrap()
+            .trim(),
+        "50000"
+    );
+    assert!(t
+        .fetch("http://192.0.2.11/cgi-bin/webstone", 1000)
+        .is_some());
+    coral_ok(&["down", "--state", state]);
+    assert!(!std::path::Path::new(&cg).exists(), "cgroup left behind");
+    // Nonsense conditions: a clear error, nothing created.
+    let d2 = tempfile::tempdir().unwrap();
+    let o = coral(&[
+        "up",
+        "--service",
+        "unreplicated",
+        "--state",
+        d2.path().to_str().unwrap(),
+        "--server-cpu",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("server-cpu"));
+    assert!(!d2.path().join("topology.json").exists());
+}

@@ -76,6 +76,11 @@ pub enum Resource {
         /// Namespace name.
         name: String,
     },
+    /// A cgroup v1 cpu group (CPU quota of a server host).
+    Cgroup {
+        /// Its directory under /sys/fs/cgroup/cpu.
+        path: PathBuf,
+    },
     /// A process started by the kit.
     Process {
         /// Host it runs on.
@@ -207,6 +212,17 @@ impl TopologyState {
             .iter()
             .filter_map(|r| match r {
                 Resource::Netns { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every cgroup recorded as created.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        self.created
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Cgroup { path } => Some(path.clone()),
                 _ => None,
             })
             .collect()
@@ -364,9 +380,17 @@ pub trait Topology {
     /// an error if `cancel` becomes true.
     fn build(&self, h: &mut StateHandle, cancel: &AtomicBool) -> Result<()>;
 
+    /// Limits every LAN switch port to `mbit` Mbit/s (`tbf`, the paper's
+    /// 100 Mb/s switched LAN).
+    fn set_lan_rate(&self, h: &mut StateHandle, mbit: u32) -> Result<()>;
+
+    /// Puts `host`'s service processes (started after this) under a CPU
+    /// quota of `cores` CPUs (cgroup v1), recorded as the host's `cgroup`.
+    fn set_cpu_quota(&self, h: &mut StateHandle, host: &str, cores: f64) -> Result<()>;
+
     /// Starts a detached service process (own session, output to
-    /// `spec.log`), records its pid on the host and in `created`, and returns
-    /// the pid.
+    /// `spec.log`, in the host's cgroup if it has one), records its pid on
+    /// the host and in `created`, and returns the pid.
     fn spawn_service(&self, h: &mut StateHandle, spec: &ServiceSpec) -> Result<u32>;
 
     /// A foreground [`Command`] running `argv` on `host`.

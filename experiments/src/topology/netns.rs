@@ -73,6 +73,11 @@ pub fn mac_for(addr: &str) -> String {
     format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
+/// cgroup (cpu controller) name of `host` under `prefix`.
+pub fn cgroup_name(prefix: &str, host: &str) -> String {
+    format!("coral-{prefix}-{host}")
+}
+
 /// Namespace name of `host` under `prefix`.
 pub fn ns_name(prefix: &str, host: &str) -> String {
     format!("{prefix}-{host}")
@@ -356,6 +361,26 @@ impl Topology for Netns {
         Ok(())
     }
 
+    fn set_lan_rate(&self, h: &mut StateHandle, mbit: u32) -> Result<()> {
+        let sw = ns_name(&h.state.prefix, "switch");
+        for (host, _, _) in LAN_HOSTS {
+            crate::conditions::apply_lan_rate(&sw, &switch_port(host), mbit)?;
+        }
+        Ok(())
+    }
+
+    fn set_cpu_quota(&self, h: &mut StateHandle, host: &str, cores: f64) -> Result<()> {
+        h.state.host(host)?;
+        let name = cgroup_name(&h.state.prefix, host);
+        let path = std::path::Path::new(crate::conditions::CPU_CGROUP_ROOT).join(&name);
+        h.record(Resource::Cgroup { path: path.clone() })?;
+        let g = crate::conditions::CpuGroup::create(&name, cores)?;
+        if let Some(hi) = h.state.hosts.get_mut(host) {
+            hi.cgroup = Some(g.path.to_string_lossy().into_owned());
+        }
+        h.save()
+    }
+
     fn spawn_service(&self, h: &mut StateHandle, spec: &ServiceSpec) -> Result<u32> {
         let info = h.state.host(&spec.host)?.clone();
         let prog = spec.argv.first().context("empty argv")?;
@@ -390,6 +415,13 @@ impl Topology for Netns {
         let pid = child.id();
         // The child is reaped in destroy (waitpid) or by init once we exit.
         drop(child);
+        if let Some(cg) = &info.cgroup {
+            let g = crate::conditions::CpuGroup { path: cg.into() };
+            if let Err(e) = g.add_pid(pid) {
+                let _ = kill_and_wait(&[pid]);
+                return Err(e.context(format!("put {} into {cg}", spec.host)));
+            }
+        }
         if let Some(hi) = h.state.hosts.get_mut(&spec.host) {
             hi.pids.push(pid);
         }
@@ -467,6 +499,11 @@ impl Topology for Netns {
         if !left.is_empty() {
             problems.push(format!("processes {left:?} survived SIGKILL"));
         }
+        for path in h.state.cgroups() {
+            if let Err(e) = (crate::conditions::CpuGroup { path }).remove() {
+                problems.push(format!("{e:#}"));
+            }
+        }
         let mut names = h.state.namespaces();
         for n in existing_namespaces(&prefix) {
             if !names.contains(&n) {
@@ -510,6 +547,15 @@ impl Topology for Netns {
         for n in existing_namespaces(prefix) {
             if let Err(e) = delete_netns(&n) {
                 problems.push(format!("{e:#}"));
+            }
+        }
+        for host in HOSTS {
+            let path = std::path::Path::new(crate::conditions::CPU_CGROUP_ROOT)
+                .join(cgroup_name(prefix, host));
+            if path.exists() {
+                if let Err(e) = (crate::conditions::CpuGroup { path }).remove() {
+                    problems.push(format!("{e:#}"));
+                }
             }
         }
         if !problems.is_empty() {
