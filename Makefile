@@ -28,6 +28,7 @@ test: deps build test-unit test-netns
 test-unit:
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test -p experiments --test plot_report
+	$(CARGO) test -p workload --tests
 
 ## Namespace integration tests share 2 cores: one at a time. Fails if none ran.
 test-netns:
