@@ -126,7 +126,7 @@ pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
     let server_bin = topology::sibling_binary("webstone-server")?;
     if let Ok(old) = StateHandle::load(&opts.state_dir) {
         if old.state.status != Status::Down
-            && !crate::topology::netns::existing_namespaces(&old.state.prefix).is_empty()
+            && backend.existing_prefixes().contains(&old.state.prefix)
         {
             bail!(
                 "a topology ({}) is already up in {}: run `coral-exp down --state {}` first",
