@@ -173,6 +173,39 @@ impl PacketSocket {
         Ok(PacketSocket { fd, ifindex })
     }
 
+    /// Open a packet socket on `name` that receives nothing (protocol 0):
+    /// for sending ARP only, at no cost per received frame.
+    pub fn open_send_only(name: &str) -> io::Result<PacketSocket> {
+        let ifindex = ifindex(name)?;
+        // SAFETY: plain socket(2) call; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        check(raw, "socket(AF_PACKET)")?;
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        setopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_VNET_HDR,
+            1,
+            "PACKET_VNET_HDR",
+        )?;
+        // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = 0;
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                &sll as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        check(rc, "bind(AF_PACKET)")?;
+        Ok(PacketSocket { fd, ifindex })
+    }
+
     /// The interface index the socket is bound to.
     pub fn ifindex(&self) -> i32 {
         self.ifindex

@@ -8,6 +8,7 @@
 //! heartbeat_ms = 100
 //! misses = 3
 //! events = "/var/log/coral/events.csv"   # optional
+//! outside = "198.51.100.2"     # optional: pinged after an address takeover
 //!
 //! [peer]
 //! node_id = 2
@@ -106,6 +107,10 @@ pub struct Config {
     /// Largest reply the application may be asked for, bytes.
     #[serde(default = "default_max_size")]
     pub max_size: u64,
+    /// Outside host pinged from a service address after taking it over,
+    /// to confirm the router learned its new MAC (paper section 3.1).
+    #[serde(default)]
+    pub outside: Option<Ipv4Addr>,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,15 +70,26 @@ pub struct FrontConfig {
     pub vips: Vec<Ipv4Addr>,
 }
 
+/// Normal operation: record, then forward.
+const MODE_FORWARD: u8 = 0;
+/// Takeover under way: record and keep a copy, forward nothing.
+const MODE_HOLD: u8 = 1;
+/// After takeover: the kernel owns the address; ignore its frames.
+const MODE_IDLE: u8 = 2;
+
+/// Most bytes kept while holding (frames beyond are left to the client's
+/// retransmission).
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
 /// A running front.
 pub struct Front {
     /// Counters.
     pub stats: Arc<FrontStats>,
-    /// While true, recorded frames are forwarded; cleared at a takeover
-    /// snapshot (the socket stays open: closing it stalls about 10 ms).
-    pub forwarding: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
+    held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
+    sock: Arc<PacketSocket>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<PacketSocket>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Front {
@@ -94,18 +105,21 @@ impl Front {
         sock.set_read_timeout(Some(Duration::from_millis(50)))?;
         sock.set_recv_buffer(16 << 20)?;
         let stats = Arc::new(FrontStats::default());
-        let forwarding = Arc::new(AtomicBool::new(true));
+        let mode = Arc::new(AtomicU8::new(MODE_FORWARD));
+        let held = Arc::new(Mutex::new((Vec::new(), 0)));
+        let sock = Arc::new(sock);
         let stop = Arc::new(AtomicBool::new(false));
         let engine = Engine {
             own: EthernetAddress(cfg.own_mac),
             primary: EthernetAddress(cfg.primary_mac),
             vips: cfg.vips.iter().copied().collect(),
-            sock,
+            sock: sock.clone(),
             table,
             clock,
             events,
             stats: stats.clone(),
-            forwarding: forwarding.clone(),
+            mode: mode.clone(),
+            held: held.clone(),
             stop: stop.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -113,16 +127,40 @@ impl Front {
             .spawn(move || engine.run())?;
         Ok(Front {
             stats,
-            forwarding,
+            mode,
+            held,
+            sock,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Stop the engine and get the packet socket back.
-    pub fn stop(mut self) -> Option<PacketSocket> {
+    /// Takeover step 1: stop forwarding; from now on frames are recorded and
+    /// a copy kept for re-injection. The packet socket stays open (closing
+    /// it waits in the kernel for about 10 ms, and frames arriving meanwhile
+    /// were lost).
+    pub fn hold(&self) {
+        self.mode.store(MODE_HOLD, Ordering::SeqCst);
+    }
+
+    /// Takeover step 4: the address is local now; stop handling its frames
+    /// and return those held since [`Front::hold`], in arrival order.
+    pub fn idle_and_take_held(&self) -> Vec<Vec<u8>> {
+        self.mode.store(MODE_IDLE, Ordering::SeqCst);
+        std::mem::take(&mut self.held.lock().expect("held").0)
+    }
+
+    /// The packet socket (for gratuitous ARP after takeover).
+    pub fn socket(&self) -> Arc<PacketSocket> {
+        self.sock.clone()
+    }
+
+    /// Stop the engine thread (waits up to one read timeout, 50 ms).
+    pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().and_then(|t| t.join().ok())
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -139,17 +177,18 @@ struct Engine {
     own: EthernetAddress,
     primary: EthernetAddress,
     vips: HashSet<Ipv4Addr>,
-    sock: PacketSocket,
+    sock: Arc<PacketSocket>,
     table: Arc<Mutex<ConnTable>>,
     clock: Clock,
     events: std::sync::mpsc::Sender<FrontEvent>,
     stats: Arc<FrontStats>,
-    forwarding: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
+    held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Engine {
-    fn run(self) -> PacketSocket {
+    fn run(self) {
         // 64 KiB GSO frames plus the virtio-net header.
         let mut buf = vec![0u8; VnetHdr::LEN + 65_600];
         while !self.stop.load(Ordering::Relaxed) {
@@ -176,7 +215,6 @@ impl Engine {
             let frame_end = VnetHdr::LEN + len;
             self.handle(&mut buf[..frame_end]);
         }
-        self.sock
     }
 
     /// One received buffer: virtio-net header followed by the frame.
@@ -186,7 +224,9 @@ impl Engine {
             return;
         };
         match eth.ethertype() {
-            ETHERTYPE_ARP => self.on_arp(eth.payload()),
+            ETHERTYPE_ARP if self.mode.load(Ordering::Acquire) != MODE_IDLE => {
+                self.on_arp(eth.payload())
+            }
             ETHERTYPE_IPV4 => {
                 let ip = eth.payload();
                 if ip.len() < 20 {
@@ -194,7 +234,19 @@ impl Engine {
                 }
                 let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
                 if self.vips.contains(&dst) {
-                    self.on_vip_frame(buf);
+                    match self.mode.load(Ordering::Acquire) {
+                        MODE_FORWARD => self.on_vip_frame(buf, true),
+                        MODE_HOLD => {
+                            self.on_vip_frame(buf, false);
+                            let mut h = self.held.lock().expect("held");
+                            let frame = &buf[VnetHdr::LEN..];
+                            if h.1 + frame.len() <= MAX_HELD_BYTES {
+                                h.1 += frame.len();
+                                h.0.push(frame.to_vec());
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
             _ => {}
@@ -219,7 +271,7 @@ impl Engine {
 
     /// Record, then forward. The order is the invariant: a frame is
     /// forwarded only after the table has taken it in.
-    fn on_vip_frame(&self, buf: &mut [u8]) {
+    fn on_vip_frame(&self, buf: &mut [u8], forward_ok: bool) {
         let t0 = std::time::Instant::now();
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         let now: Instant = self.clock.now();
@@ -245,7 +297,7 @@ impl Engine {
         };
         if !forward {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        } else if self.forwarding.load(Ordering::Acquire)
+        } else if forward_ok
             && rewrite_macs(&mut buf[VnetHdr::LEN..], self.own, self.primary).is_ok()
             && self.sock.send_raw(buf).is_ok()
         {

@@ -16,8 +16,11 @@
 //! - [`nft`]: the crash fence and the kernel-enforced lease (libnftables).
 //! - [`primary`]: the application on kernel TCP behind log-before-write.
 //! - [`repair`]: `TCP_REPAIR` rebuilds of live connections, silent closes.
+//! - [`takeover`]: the backup rebuilds the failed primary's connections (DESIGN.md 5).
+//! - [`announce`]: gratuitous ARP and the confirming ping from a service address.
 
 pub mod afpacket;
+pub mod announce;
 pub mod clock;
 pub mod config;
 pub mod events;
@@ -30,3 +33,4 @@ pub mod nft;
 pub mod node;
 pub mod primary;
 pub mod repair;
+pub mod takeover;

@@ -2,15 +2,20 @@
 //! knows how the shells fit together; each shell knows only its interface.
 //!
 //! For every service address the node is primary for: direct-routing
-//! sysctls, the crash fence, the address on `lo`, the application behind
-//! log-before-write, and the log channel to the peer. For every address it
-//! fronts: no forwarding, the log server, and the packet engine once the
-//! primary's MAC is known. Heartbeats both ways in any case.
+//! sysctls, the address on `lo`, the application behind log-before-write,
+//! and the log channel to the peer. For every address it fronts: no
+//! forwarding, the log server, and the packet engine once the primary's MAC
+//! is known. In any case: the crash fence (nftables) and heartbeats.
+//!
+//! When the peer is declared failed, the node takes over what the peer did:
+//! the connections it was backing up are rebuilt ([`crate::takeover`]), and
+//! the addresses the peer fronted move to this node's LAN interface
+//! (primary going simplex: waiting writers released, no rebuild needed).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::codec::{Key, ModeTag, NodeConfig, RejectCounters, VipStatus};
@@ -20,14 +25,16 @@ use coral_core::types::{Epoch, NodeId};
 use tokio::net::TcpListener;
 
 use crate::afpacket::PacketSocket;
-use crate::clock::Clock;
-use crate::config::{parse_mac, Config, ServiceRole};
+use crate::clock::{unix_ns, Clock};
+use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::front::{Front, FrontConfig, FrontEvent};
 use crate::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
-use crate::netcfg::{self, NetCfg};
+use crate::logged_io::ReplyLogger;
+use crate::netcfg::{self, Iface, NetCfg};
 use crate::nft::{self, FenceConfig, Nft};
-use crate::{heartbeat, primary};
+use crate::takeover::{self, SimplexLogger, TakeoverCtx, TakeoverReport};
+use crate::{announce, heartbeat, primary};
 
 /// The epoch a node starts in (witness grants raise it; DESIGN.md 4).
 pub const START_EPOCH: Epoch = Epoch(1);
@@ -60,6 +67,29 @@ fn hello(cfg: &Config) -> NodeConfig {
     }
 }
 
+/// Everything a running node holds.
+struct Node {
+    cfg: Config,
+    clock: Clock,
+    events: EventLog,
+    nc: NetCfg,
+    lan: Iface,
+    lo: Iface,
+    nft: Nft,
+    fence: FenceConfig,
+    primaries: Vec<Service>,
+    fronted: Vec<Service>,
+    cgi: Arc<workload::cgi::CgiConfig>,
+    log_client: Option<LogClient>,
+    front: Option<Front>,
+    table: Arc<Mutex<ConnTable>>,
+    acking: Arc<AtomicBool>,
+    log_stats: Arc<LogServerStats>,
+    /// Send-only packet socket for gratuitous ARP (primaries).
+    arp_sock: Option<PacketSocket>,
+    failed_over: bool,
+}
+
 /// Run the node until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<()> {
     let clock = Clock::new();
@@ -77,18 +107,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("interface {} has no IPv4 address", cfg.lan))?;
     let me = NodeId(cfg.node_id);
-    let primaries: Vec<_> = cfg
-        .service
-        .iter()
-        .filter(|s| s.role == ServiceRole::Primary)
-        .cloned()
-        .collect();
-    let fronted: Vec<_> = cfg
-        .service
-        .iter()
-        .filter(|s| s.role == ServiceRole::Backup)
-        .cloned()
-        .collect();
+    let pick = |r: ServiceRole| {
+        cfg.service
+            .iter()
+            .filter(|s| s.role == r)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (primaries, fronted) = (pick(ServiceRole::Primary), pick(ServiceRole::Backup));
     events.record(
         "start",
         &format!(
@@ -100,28 +126,58 @@ pub async fn run(cfg: Config) -> Result<()> {
         ),
     );
 
+    // The crash fence guards every address this node may ever speak for;
+    // it holds a lease on those it is primary for.
+    let fence = FenceConfig {
+        table: format!("coral_{}", cfg.node_id),
+        close_mark: cfg.close_mark,
+    };
+    let mut nft = Nft::open()?;
+    let mut script = nft::fence_ruleset(&fence);
+    for s in &cfg.service {
+        script.push_str(&nft::add_vip(&fence, s.vip));
+    }
+    for s in &primaries {
+        // Until leases follow heartbeats (witness work), a primary holds a
+        // permanent lease on its own addresses.
+        script.push_str(&nft::permanent_lease(&fence, s.vip));
+    }
+    nft.run(&script).context("installing the crash fence")?;
+
+    let cgi = Arc::new(workload::cgi::CgiConfig {
+        served_by: cfg.name.clone(),
+        max_size: cfg.max_size,
+        ..Default::default()
+    });
+    let mut node = Node {
+        clock,
+        events: events.clone(),
+        nc: nc.clone(),
+        lan,
+        lo,
+        nft,
+        fence,
+        primaries: primaries.clone(),
+        fronted: fronted.clone(),
+        cgi: cgi.clone(),
+        log_client: None,
+        front: None,
+        table: Arc::new(Mutex::new(ConnTable::new(TableConfig::default()))),
+        acking: Arc::new(AtomicBool::new(true)),
+        log_stats: Arc::new(LogServerStats::default()),
+        arp_sock: None,
+        failed_over: false,
+        cfg,
+    };
+    let cfg = node.cfg.clone();
+
     // --- the primary's side -------------------------------------------
-    let mut nft_handle = None;
-    let mut log_client = None;
     if !primaries.is_empty() {
         netcfg::primary_sysctls(&cfg.lan)?;
-        let fence = FenceConfig {
-            table: format!("coral_{}", cfg.node_id),
-            close_mark: cfg.close_mark,
-        };
-        let mut n = Nft::open()?;
-        let mut script = nft::fence_ruleset(&fence);
-        for s in &primaries {
-            script.push_str(&nft::add_vip(&fence, s.vip));
-            // Until leases follow heartbeats (witness work), the primary
-            // holds a permanent lease on its own addresses.
-            script.push_str(&nft::permanent_lease(&fence, s.vip));
-        }
-        n.run(&script).context("installing the crash fence")?;
-        nft_handle = Some(n);
         for s in &primaries {
             nc.add_addr(lo.index, s.vip, 32).await?;
         }
+        node.arp_sock = Some(PacketSocket::open_send_only(&cfg.lan)?);
         let client = LogClient::start(
             key.clone(),
             LogClientConfig {
@@ -132,53 +188,35 @@ pub async fn run(cfg: Config) -> Result<()> {
                 hello: hello(&cfg),
             },
         );
-        let cgi = Arc::new(workload::cgi::CgiConfig {
-            served_by: cfg.name.clone(),
-            max_size: cfg.max_size,
-            ..Default::default()
-        });
         for s in &primaries {
             let vip = SocketAddrV4::new(s.vip, s.port);
-            let (client, cgi, mark) = (client.clone(), cgi.clone(), cfg.close_mark);
-            let ev = events.clone();
-            tokio::spawn(async move {
-                if let Err(e) = primary::serve(vip, client, cgi, mark).await {
-                    ev.record("error", &format!("serving {vip}: {e}"));
-                    eprintln!("coral: serving {vip}: {e}");
-                    std::process::exit(1);
-                }
-            });
+            let listener = primary::listen(vip).with_context(|| format!("listening on {vip}"))?;
+            let logger: Arc<dyn ReplyLogger> = Arc::new(client.clone());
+            tokio::spawn(primary::serve(
+                listener,
+                logger,
+                Some(client.clone()),
+                cgi.clone(),
+                cfg.close_mark,
+            ));
         }
-        log_client = Some(client);
-        events.record(
-            "primary-ready",
-            &primaries
-                .iter()
-                .map(|s| s.vip.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        node.log_client = Some(client);
+        events.record("primary-ready", &list(&primaries));
     }
 
     // --- the front's side ---------------------------------------------
-    let mut front = None;
-    let log_stats = Arc::new(LogServerStats::default());
-    let acking = Arc::new(AtomicBool::new(true));
     if !fronted.is_empty() {
         netcfg::front_sysctls()?;
         for s in &fronted {
             // The front's kernel must not have the address: it would answer
             // (and reset) the client's segments itself.
-            nc.del_addr(lan.index, s.vip, 24).await?;
-            nc.del_addr(lan.index, s.vip, 32).await?;
-            nc.del_addr(lo.index, s.vip, 32).await?;
+            for (idx, len) in [(lan.index, 24), (lan.index, 32), (lo.index, 32)] {
+                nc.del_addr(idx, s.vip, len).await?;
+            }
         }
-        let table = Arc::new(Mutex::new(ConnTable::new(TableConfig::default())));
         let listener = TcpListener::bind((own, cfg.log_port))
             .await
             .with_context(|| format!("log port {own}:{}", cfg.log_port))?;
-        let stats = log_stats.clone();
-        let rejects = Arc::new(Mutex::new(RejectCounters::default()));
         tokio::spawn(serve_log(
             listener,
             LogServer {
@@ -187,10 +225,10 @@ pub async fn run(cfg: Config) -> Result<()> {
                 me,
                 epoch: START_EPOCH,
                 hello: hello(&cfg),
-                table: table.clone(),
-                acking: acking.clone(),
-                stats,
-                rejects,
+                table: node.table.clone(),
+                acking: node.acking.clone(),
+                stats: node.log_stats.clone(),
+                rejects: Arc::new(Mutex::new(RejectCounters::default())),
             },
         ));
         let primary_mac = match &cfg.peer.mac {
@@ -208,7 +246,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 vips: fronted.iter().map(|s| s.vip).collect(),
             },
             sock,
-            table,
+            node.table.clone(),
             clock,
             etx,
         )?;
@@ -223,15 +261,8 @@ pub async fn run(cfg: Config) -> Result<()> {
                     }
                 }
             })?;
-        front = Some(f);
-        events.record(
-            "front-ready",
-            &fronted
-                .iter()
-                .map(|s| s.vip.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        node.front = Some(f);
+        events.record("front-ready", &list(&fronted));
     }
 
     // --- heartbeats ----------------------------------------------------
@@ -269,20 +300,75 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_counters = String::new();
-    let counters = |front: &Option<Front>| {
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // Counters change rarely once idle; write them when they do.
+                let c = node.counters(&hb);
+                if c != last_counters {
+                    events.record("counters", &c);
+                    last_counters = c;
+                }
+            }
+            ev = drx.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    DetectorEvent::PeerFailed { ever_heard, last_heard } => {
+                        let detected = unix_ns();
+                        events.record_at(detected, "peer-failed", &format!(
+                            "ever_heard={ever_heard} silent_ms={}", clock.now().since_ms(last_heard)));
+                        if !node.failed_over {
+                            node.failed_over = true;
+                            hb.mode.store(ModeTag::Simplex as u8, Ordering::Relaxed);
+                            if let Err(e) = node.fail_over().await {
+                                events.record("failover-error", &format!("{e:#}"));
+                                eprintln!("coral: failover: {e:#}");
+                            }
+                        }
+                    }
+                    DetectorEvent::PeerUp { epoch } => events.record("peer-up", &format!("epoch={}", epoch.0)),
+                    other => events.record("detector", &format!("{other:?}")),
+                }
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    events.record("counters", &node.counters(&hb));
+    events.record("stop", "signal");
+    node.shutdown().await;
+    Ok(())
+}
+
+fn list(s: &[Service]) -> String {
+    s.iter()
+        .map(|s| s.vip.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn fmt_breakdown(m: &std::collections::BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Node {
+    fn counters(&self, hb: &heartbeat::HeartbeatHandle) -> String {
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let mut c = format!(
             "hb_sent={} hb_received={} hb_rejected={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
             r(&hb.stats.sent),
             r(&hb.stats.received),
             r(&hb.stats.rejected),
-            r(&log_stats.entries),
-            r(&log_stats.replies),
-            r(&log_stats.unknown_conn),
-            r(&log_stats.rejected),
-            r(&log_stats.foreign),
+            r(&self.log_stats.entries),
+            r(&self.log_stats.replies),
+            r(&self.log_stats.unknown_conn),
+            r(&self.log_stats.rejected),
+            r(&self.log_stats.foreign),
         );
-        if let Some(f) = front {
+        if let Some(f) = &self.front {
             c.push_str(&format!(
                 " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={}",
                 r(&f.stats.frames),
@@ -294,51 +380,182 @@ pub async fn run(cfg: Config) -> Result<()> {
             ));
         }
         c
-    };
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                // Counters change rarely once idle; write them when they do.
-                let c = counters(&front);
-                if c != last_counters {
-                    events.record("counters", &c);
-                    last_counters = c;
-                }
-            }
-            ev = drx.recv() => {
-                let Some(ev) = ev else { break };
-                match ev {
-                    DetectorEvent::PeerFailed { ever_heard, .. } => {
-                        events.record("peer-failed", &format!("ever_heard={ever_heard}"));
-                        // Takeover and simplex land with the failover work; in
-                        // duplex-only operation a primary keeps waiting writers
-                        // blocked rather than write unlogged bytes.
+    }
+
+    /// The peer failed: take over what it did.
+    async fn fail_over(&mut self) -> Result<()> {
+        if let Some(client) = &self.log_client {
+            // Paper 3.1: writers waiting for log acks must stop waiting.
+            let t = Instant::now();
+            client.go_simplex();
+            self.events.record(
+                "simplex",
+                &format!("released_ms={:.3}", t.elapsed().as_secs_f64() * 1e3),
+            );
+        }
+        if self.front.is_some() {
+            self.take_over_connections().await?;
+        }
+        if !self.primaries.is_empty() {
+            self.take_fronted_addresses().await?;
+        }
+        Ok(())
+    }
+
+    /// The backup's takeover of the primary's connections (DESIGN.md 5).
+    async fn take_over_connections(&mut self) -> Result<()> {
+        let front = self.front.as_ref().expect("front");
+        let ctx = TakeoverCtx {
+            vips: self
+                .fronted
+                .iter()
+                .map(|s| SocketAddrV4::new(s.vip, s.port))
+                .collect(),
+            table: self.table.clone(),
+            acking: self.acking.clone(),
+            clock: self.clock,
+            close_mark: self.cfg.close_mark,
+            own_mac: self.lan.mac,
+            outside: self.cfg.outside,
+        };
+        let mut report = TakeoverReport::default();
+        // Steps 1-2.
+        let (restored, points) = takeover::snapshot_and_rebuild(&ctx, front, &mut report);
+        // Step 3: lease, then the address on the LAN interface.
+        let t = Instant::now();
+        let mut script = String::new();
+        for s in &self.fronted {
+            script.push_str(&nft::permanent_lease(&self.fence, s.vip));
+        }
+        self.nft
+            .run(&script)
+            .context("leasing the taken-over addresses")?;
+        let t = report.step("lease", t);
+        for s in &self.fronted {
+            self.nc.add_addr(self.lan.index, s.vip, 32).await?;
+        }
+        report.step("address", t);
+        // Step 4.
+        takeover::reinject(front, &points, &mut report)?;
+        // Step 5: unacknowledged replies out, sockets to the server.
+        let t = Instant::now();
+        let logger: Arc<dyn ReplyLogger> = Arc::new(SimplexLogger);
+        for mut r in restored {
+            report.unacked_bytes += takeover::write_unacked(&mut r)?;
+            let stream = tokio::net::TcpStream::from_std(r.stream)?;
+            let _ = stream.set_nodelay(true);
+            let rest = std::mem::take(&mut r.unacked);
+            let (tuple, logger, cgi, mark) = (
+                r.tuple,
+                logger.clone(),
+                self.cgi.clone(),
+                self.cfg.close_mark,
+            );
+            if rest.is_empty() {
+                primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
+            } else {
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    if tokio::io::AsyncWriteExt::write_all(&mut stream, &rest)
+                        .await
+                        .is_ok()
+                    {
+                        primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
                     }
-                    DetectorEvent::PeerUp { epoch } => events.record("peer-up", &format!("epoch={}", epoch.0)),
-                    other => events.record("detector", &format!("{other:?}")),
-                }
+                });
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+        }
+        let t = report.step("handoff", t);
+        // Step 7 before 6: new connections find a listener as soon as the
+        // router learns the address moved.
+        for s in &self.fronted {
+            let vip = SocketAddrV4::new(s.vip, s.port);
+            let listener = primary::listen(vip).with_context(|| format!("listening on {vip}"))?;
+            tokio::spawn(primary::serve(
+                listener,
+                logger.clone(),
+                None,
+                self.cgi.clone(),
+                self.cfg.close_mark,
+            ));
+        }
+        report.step("listen", t);
+        // Step 6: gratuitous ARP, confirmed by the outside host's reply.
+        let front = self.front.as_ref().expect("front");
+        tokio::task::block_in_place(|| takeover::announce_all(&ctx, front, &mut report));
+        self.events.record(
+            "takeover",
+            &format!(
+                "{} restored={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} skipped={:?}",
+                fmt_breakdown(&report.breakdown()),
+                report.restored,
+                report.snapshot_conns,
+                report.failed,
+                report.reinjected,
+                report.unacked_bytes,
+                report.announce_rounds,
+                report.skipped
+            ),
+        );
+        Ok(())
+    }
+
+    /// The primary lost its backup: the addresses the backup fronted move
+    /// to our LAN interface (added there first, then removed from `lo`, so
+    /// they are never non-local); gratuitous ARP tells the router.
+    async fn take_fronted_addresses(&mut self) -> Result<()> {
+        let mut report = TakeoverReport::default();
+        let t = Instant::now();
+        for s in &self.primaries {
+            self.nc.add_addr(self.lan.index, s.vip, 32).await?;
+            self.nc.del_addr(self.lo.index, s.vip, 32).await?;
+        }
+        report.step("address", t);
+        if let Some(sock) = &self.arp_sock {
+            let (mac, outside) = (self.lan.mac, self.cfg.outside);
+            let vips: Vec<Ipv4Addr> = self.primaries.iter().map(|s| s.vip).collect();
+            tokio::task::block_in_place(|| {
+                for vip in vips {
+                    match announce::announce(
+                        sock,
+                        vip,
+                        mac,
+                        outside,
+                        Duration::from_millis(100),
+                        10,
+                    ) {
+                        Ok(a) => {
+                            report.steps.push(("garp", a.garp));
+                            report.steps.push(("ping", a.ping));
+                            report.announce_rounds = report.announce_rounds.max(a.rounds);
+                        }
+                        Err(e) => eprintln!("coral: announcing {vip}: {e}"),
+                    }
+                }
+            });
+        }
+        self.events.record(
+            "simplex-address",
+            &format!(
+                "{} rounds={}",
+                fmt_breakdown(&report.breakdown()),
+                report.announce_rounds
+            ),
+        );
+        Ok(())
+    }
+
+    async fn shutdown(self) {
+        let mut nft = self.nft;
+        if let Some(f) = self.front {
+            self.acking.store(false, Ordering::SeqCst);
+            f.stop();
+        }
+        let _ = nft.run(&nft::remove_table(&self.fence));
+        for s in &self.primaries {
+            let _ = self.nc.del_addr(self.lo.index, s.vip, 32).await;
         }
     }
-    events.record("counters", &counters(&front));
-    events.record("stop", "signal");
-    if let Some(f) = front {
-        acking.store(false, Ordering::SeqCst);
-        f.stop();
-    }
-    if let (Some(mut n), true) = (nft_handle, !primaries.is_empty()) {
-        let _ = n.run(&nft::remove_table(&FenceConfig {
-            table: format!("coral_{}", cfg.node_id),
-            close_mark: cfg.close_mark,
-        }));
-    }
-    for s in &primaries {
-        let _ = nc.del_addr(lo.index, s.vip, 32).await;
-    }
-    drop(log_client);
-    Ok(())
 }
 
 async fn wait_for_mac(nc: &NetCfg, index: u32, ip: Ipv4Addr) -> Result<[u8; 6]> {

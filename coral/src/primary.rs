@@ -4,7 +4,7 @@
 //! `TCP_INFO`) and served through [`LoggedStream`] so every response is
 //! logged before it is written.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -42,38 +42,36 @@ fn tuple_of(peer: SocketAddr, local: SocketAddr) -> Option<FourTuple> {
     }
 }
 
-/// Accept and serve connections on `vip` forever. `close_mark` is the
-/// node's intentional-close mark.
-pub async fn serve(
-    vip: SocketAddrV4,
-    log: LogClient,
+/// A listener on a service address. `SO_REUSEADDR` lets it share the port
+/// with sockets rebuilt by `TCP_REPAIR` (which carry forced reuse) after a
+/// takeover.
+pub fn listen(addr: std::net::SocketAddrV4) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::V4(addr).into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+/// Serve one accepted (or rebuilt) connection through log-before-write.
+/// `log`, when given, hears of the connection's end.
+pub fn spawn_connection(
+    stream: tokio::net::TcpStream,
+    tuple: FourTuple,
+    logger: Arc<dyn ReplyLogger>,
+    log: Option<LogClient>,
     cgi: Arc<workload::cgi::CgiConfig>,
     close_mark: u32,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(SocketAddr::V4(vip)).await?;
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("coral: accept on {vip}: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(tuple) = stream.local_addr().ok().and_then(|l| tuple_of(peer, l)) else {
-            continue;
-        };
-        match negotiated_options(stream.as_raw_fd()) {
-            Ok(opts) => log.conn_open(tuple, opts),
-            Err(e) => eprintln!("coral: TCP_INFO for {tuple}: {e}"),
-        }
-        let logger: Arc<dyn ReplyLogger> = Arc::new(log.clone());
-        let log = log.clone();
-        let cgi = cgi.clone();
-        tokio::spawn(async move {
-            let io = LoggedStream::new(stream, tuple, logger, close_mark);
-            let r = workload::cgi::serve_connection(TokioIo::new(io), cgi).await;
+) {
+    tokio::spawn(async move {
+        let io = LoggedStream::new(stream, tuple, logger, close_mark);
+        let r = workload::cgi::serve_connection(TokioIo::new(io), cgi).await;
+        if let Some(log) = log {
             log.conn_close(
                 tuple,
                 if r.is_ok() {
@@ -82,6 +80,46 @@ pub async fn serve(
                     CloseKind::Abort
                 },
             );
-        });
+        }
+    });
+}
+
+/// Accept and serve connections on `listener` forever. With `log` (duplex),
+/// every connection is reported to the backup with its negotiated options
+/// before it is served; `logger` decides when a reply may be written.
+pub async fn serve(
+    listener: TcpListener,
+    logger: Arc<dyn ReplyLogger>,
+    log: Option<LogClient>,
+    cgi: Arc<workload::cgi::CgiConfig>,
+    close_mark: u32,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("coral: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(tuple) = stream.local_addr().ok().and_then(|l| tuple_of(peer, l)) else {
+            continue;
+        };
+        if let Some(log) = &log {
+            match negotiated_options(stream.as_raw_fd()) {
+                Ok(opts) => log.conn_open(tuple, opts),
+                Err(e) => eprintln!("coral: TCP_INFO for {tuple}: {e}"),
+            }
+        }
+        spawn_connection(
+            stream,
+            tuple,
+            logger.clone(),
+            log.clone(),
+            cgi.clone(),
+            close_mark,
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! 5. `TCP_TIMESTAMP`;
 //! 6. the receive queue filled with the unanswered request bytes;
 //! 7. `TCP_REPAIR_WINDOW` (without it the send window starts at 0);
-//! 8. `TCP_REPAIR = 0`.
+//! 8. `TCP_REPAIR = 0`, then `SO_REUSEADDR` (leaving repair mode drops
+//!    the forced reuse, and a listener on the service port must still bind).
 //!
 //! Bytes that must still reach the client are NOT put into the repair send
 //! queue (they would count as already sent and wait for a retransmission
@@ -346,6 +347,10 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
         setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW, &spec.window),
     )?;
     set_repair(fd, false)?;
+    // Leaving repair mode resets the forced reuse to "no reuse"; allow reuse
+    // again so a listener on the same service port can be bound afterwards
+    // (step 7). Only now: set during repair mode it breaks the forced reuse.
+    step("SO_REUSEADDR", sock.set_reuse_address(true))?;
     // SAFETY: ownership of the descriptor moves from `sock` to the stream.
     Ok(unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) })
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod duplex;
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};

@@ -1,0 +1,233 @@
+//! A CoRAL pair in real namespaces for the node's integration tests: a
+//! switch (bridge), a client (also the outside host), server-a (primary)
+//! and server-b (backup), each node started from the real `coral` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub const VIP: &str = "192.0.2.100";
+
+pub struct Duplex {
+    pub ns: super::Netns,
+    pub c: String,
+    pub a: String,
+    pub b: String,
+    pub sw: String,
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Child>,
+}
+
+pub fn coral_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coral")
+}
+
+/// A sibling binary of the workspace (built by `cargo build --workspace`).
+pub fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(coral_bin()).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    name: &str,
+    id: u32,
+    peer_id: u32,
+    peer: &str,
+    role: &str,
+    dir: &Path,
+    hb_ms: u64,
+    misses: u32,
+) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
+             events = \"{ev}\"\noutside = \"192.0.2.1\"\n[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+            key = dir.join("key").display(),
+            ev = dir.join(format!("{name}-events.csv")).display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+impl Duplex {
+    pub fn start(tag: &str, hb_ms: u64, misses: u32) -> Duplex {
+        let mut ns = super::Netns::new(tag);
+        let sw = ns.add("sw");
+        let c = ns.add("c");
+        let a = ns.add("a");
+        let b = ns.add("b");
+        ns.bridge(&sw);
+        ns.plug(&c, "192.0.2.1/24", &sw, "c");
+        ns.plug(&a, "192.0.2.11/24", &sw, "a");
+        ns.plug(&b, "192.0.2.12/24", &sw, "b");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("key"),
+            "00112233445566778899aabbccddeeff0011223344556677",
+        )
+        .unwrap();
+        let ca = config(
+            "server-a",
+            1,
+            2,
+            "192.0.2.12",
+            "primary",
+            dir.path(),
+            hb_ms,
+            misses,
+        );
+        let cb = config(
+            "server-b",
+            2,
+            1,
+            "192.0.2.11",
+            "backup",
+            dir.path(),
+            hb_ms,
+            misses,
+        );
+        let mut nodes = Vec::new();
+        for (n, cfg) in [(&b, &cb), (&a, &ca)] {
+            let log = std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap();
+            nodes.push(
+                Command::new("ip")
+                    .args(["netns", "exec", n, coral_bin(), "node", "--config"])
+                    .arg(cfg)
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        let d = Duplex {
+            ns,
+            c,
+            a,
+            b,
+            sw,
+            dir,
+            nodes,
+        };
+        d.wait_ready();
+        d
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.c,
+                    "curl",
+                    "-s",
+                    "-m",
+                    "1",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
+                .arg(format!("http://{VIP}/cgi-bin/webstone?size=10"))
+                .output()
+                .unwrap();
+            if out.stdout == b"200" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("CoRAL did not come up; logs:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "server-a.log",
+            "server-b.log",
+            "server-a-events.csv",
+            "server-b-events.csv",
+        ] {
+            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+            s.push_str(&format!("--- {f}\n{text}\n"));
+        }
+        s
+    }
+
+    pub fn events(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{host}-events.csv")))
+            .unwrap_or_default()
+    }
+
+    pub fn in_client(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.c])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Duplex {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+        let _ = &self.ns;
+    }
+}
+
+/// Split an HTTP/1.1 response; check status 200, length and digest.
+pub fn check_reply(raw: &[u8], size: usize) -> String {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head ends")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let body = &raw[end..end + size];
+    let digest = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-coral-digest: "))
+        .expect("digest header")
+        .trim()
+        .to_string();
+    assert_eq!(
+        hex::encode(Sha256::digest(body)),
+        digest,
+        "digest matches the body"
+    );
+    head.lines()
+        .find_map(|l| l.strip_prefix("x-coral-served-by: "))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// The latest value of counter `name` in a node's events.csv.
+pub fn counter(events: &str, name: &str) -> u64 {
+    events
+        .lines()
+        .rfind(|l| l.contains(",counters,"))
+        .and_then(|l| {
+            l.split([' ', ','])
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        })
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or(0)
+}
