@@ -441,7 +441,8 @@ impl Node {
         let t = Instant::now();
         let logger: Arc<dyn ReplyLogger> = Arc::new(SimplexLogger);
         for mut r in restored {
-            report.unacked_bytes += takeover::write_unacked(&mut r)?;
+            report.unacked_bytes += r.unacked.len();
+            takeover::write_unacked(&mut r)?;
             let stream = tokio::net::TcpStream::from_std(r.stream)?;
             let _ = stream.set_nodelay(true);
             let rest = std::mem::take(&mut r.unacked);

@@ -63,7 +63,7 @@ pub struct TakeoverReport {
     pub failed: usize,
     /// Segments re-injected.
     pub reinjected: usize,
-    /// Bytes of logged replies written after repair.
+    /// Bytes of logged, unacknowledged replies written after repair.
     pub unacked_bytes: usize,
     /// Step durations, in order: (name, duration).
     pub steps: Vec<(&'static str, Duration)>,
@@ -290,7 +290,7 @@ pub fn reinject(
 /// Step 5, first half: write what can be written at once of each socket's
 /// logged-but-unacknowledged reply bytes (they leave immediately; bytes put
 /// in the repair send queue would wait for a retransmission timeout).
-/// Returns what is left to write, per connection.
+/// Returns how many bytes were written now; the rest stays in `r.unacked`.
 pub fn write_unacked(r: &mut Restored) -> io::Result<usize> {
     use std::io::Write;
     r.stream.set_nonblocking(true)?;

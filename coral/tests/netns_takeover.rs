@@ -108,3 +108,219 @@ fn netns_link_cut_of_the_primary_is_invisible_to_keepalive_clients() {
     );
     eprintln!("max_stall_ms={}", s["max_stall_ms"]);
 }
+
+/// Cut server-a's link and wait until server-b reports its takeover.
+fn cut_primary_and_wait(d: &Duplex) {
+    common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
+    wait_event(d, "server-b", ",takeover,");
+}
+
+fn wait_event(d: &Duplex, host: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.events(host).contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} on {host}:\n{}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run a Python client in the client namespace. It prints `ready` when the
+/// fault should be injected, then waits for server-b's takeover event
+/// (`wait_takeover()`), and its last line is what the test checks.
+fn python_across_cut(d: &Duplex, body: &str, cut: impl FnOnce(&Duplex)) -> String {
+    use std::io::BufRead;
+    let ev = d.dir.path().join("server-b-events.csv");
+    let code = format!(
+        "{PY_HTTP}\ndef wait_takeover(): wait_for('{}', ',takeover,')\n{body}",
+        ev.display()
+    );
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &d.c, "python3", "-c", &code])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+    assert_eq!(first, "ready", "python did not get ready: {}", d.logs());
+    cut(d);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.logs()
+    );
+    rest.last().cloned().unwrap_or_default()
+}
+
+const PY_HTTP: &str = r#"
+import socket, hashlib, time, sys
+def read_reply(s, buf=b""):
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in head")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    h = {}
+    for l in head.split(b"\r\n")[1:]:
+        k, v = l.split(b":", 1); h[k.strip().lower()] = v.strip().decode()
+    n = int(h[b"content-length"])
+    while len(rest) < n:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in body")
+        rest += d
+    body, more = rest[:n], rest[n:]
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert hashlib.sha256(body).hexdigest() == h[b"x-coral-digest"], "digest"
+    return h[b"x-coral-served-by"], more
+def req(n): return ("GET /cgi-bin/webstone?size=%d HTTP/1.1\r\nHost: 192.0.2.100\r\n\r\n" % n).encode()
+def wait_for(path, what):
+    for _ in range(1000):
+        if what in open(path).read(): return
+        time.sleep(0.01)
+    raise SystemExit("no " + what)
+def ready(): print("ready", flush=True)
+"#;
+
+fn cut_a(d: &Duplex) {
+    common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
+}
+
+#[test]
+fn netns_idle_keepalive_connection_survives() {
+    let d = Duplex::start("tid", 50, 3);
+    let out = python_across_cut(
+        &d,
+        "
+s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
+s.sendall(req(1000)); a, _ = read_reply(s)
+ready(); wait_takeover()
+s.sendall(req(1000)); b, _ = read_reply(s)
+print(a, b, port == s.getsockname()[1])",
+        cut_a,
+    );
+    assert_eq!(out, "server-a server-b True");
+}
+
+#[test]
+fn netns_request_half_sent_at_the_cut_is_answered_by_the_backup() {
+    let d = Duplex::start("thr", 50, 3);
+    let out = python_across_cut(
+        &d,
+        "
+s = socket.create_connection(('192.0.2.100', 80))
+s.sendall(req(1000)); a, _ = read_reply(s)
+r = req(3000); s.sendall(r[:20]); time.sleep(0.2)
+ready(); wait_takeover()
+s.sendall(r[20:]); b, _ = read_reply(s)
+print(a, b)",
+        cut_a,
+    );
+    assert_eq!(out, "server-a server-b");
+}
+
+#[test]
+fn netns_reply_half_delivered_at_the_cut_completes_from_the_log() {
+    let d = Duplex::start("trp", 50, 3);
+    // A small receive buffer holds the 256 KB reply back: most of it is still
+    // unacknowledged (but logged) when the primary disappears.
+    let out = python_across_cut(
+        &d,
+        "
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(('192.0.2.100', 80))
+s.sendall(req(262144)); time.sleep(0.5)
+ready(); wait_takeover()
+a, _ = read_reply(s)
+s.sendall(req(1000)); b, _ = read_reply(s)
+print(a, b)",
+        cut_a,
+    );
+    // The whole 256 KB reply is the primary's (from the backup's log), the
+    // next one the backup's.
+    assert_eq!(out, "server-a server-b");
+    let ev = d.events("server-b");
+    let unacked: u64 = ev
+        .lines()
+        .find(|l| l.contains(",takeover,"))
+        .and_then(|l| {
+            l.split(' ')
+                .find_map(|kv| kv.strip_prefix("unacked_bytes="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        unacked > 100_000,
+        "most of the reply came from the log: {unacked}"
+    );
+}
+
+#[test]
+fn netns_pipelined_rounds_across_the_cut() {
+    let d = Duplex::start("tpl", 50, 3);
+    let out = python_across_cut(
+        &d,
+        "
+s = socket.create_connection(('192.0.2.100', 80))
+seen = []
+def round_():
+    s.sendall(req(1500) * 3); more = b''
+    for _ in range(3):
+        who, more = read_reply(s, more); seen.append(who)
+for i in range(5): round_()
+ready()
+t = time.time()
+while time.time() - t < 1.5: round_()
+print(seen[0], seen[-1], len(seen) % 3 == 0)",
+        cut_a,
+    );
+    assert_eq!(out, "server-a server-b True");
+}
+
+#[test]
+fn netns_sigkill_of_the_primary_process_is_fail_stop() {
+    let d = Duplex::start("tsk", 50, 3);
+    let pid = d.nodes[1].id().to_string(); // server-a's coral (ip netns exec execs it)
+    let out = python_across_cut(
+        &d,
+        "
+s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
+s.sendall(req(1000)); a, _ = read_reply(s)
+ready(); wait_takeover()
+s.sendall(req(1000)); b, _ = read_reply(s)
+print(a, b, port == s.getsockname()[1])",
+        |_| {
+            common::sh(&["kill", "-KILL", &pid])
+                .status
+                .success()
+                .then_some(())
+                .unwrap()
+        },
+    );
+    assert_eq!(out, "server-a server-b True");
+}
+
+#[test]
+fn netns_backup_failure_leaves_the_primary_serving_alone() {
+    let d = Duplex::start("tbk", 50, 3);
+    let ev = d.dir.path().join("server-a-events.csv");
+    let code = format!(
+        "
+s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
+s.sendall(req(1000)); a, _ = read_reply(s)
+ready(); wait_for('{}', ',simplex-address,')
+s.sendall(req(1000)); b, _ = read_reply(s)
+s2 = socket.create_connection(('192.0.2.100', 80)); s2.sendall(req(10)); c, _ = read_reply(s2)
+print(a, b, c, port == s.getsockname()[1])",
+        ev.display()
+    );
+    let out = python_across_cut(&d, &code, |d| {
+        common::sh(&["ip", "-n", &d.sw, "link", "set", "p-b", "down"]);
+    });
+    assert_eq!(out, "server-a server-a server-a True");
+}
