@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// CPU quota of each server host, in CPUs (cgroup v1).
     #[arg(long, value_name = "CORES")]
     pub server_cpu: Option<f64>,
+    /// Name prefix of every repetition's topology (they run one after the
+    /// other; default: a fresh `cx` + 4 hex digits each).
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 /// `coral-exp up`; returns the process exit code.

@@ -147,6 +147,9 @@ pub fn run(a: &RunArgs) -> Result<i32> {
     }
     topology::backend(&a.topology)?;
     conditions(a).validate()?;
+    if let Some(p) = &a.prefix {
+        topology::check_prefix(p)?;
+    }
     let load_bin = topology::sibling_binary("coral-load")?;
     topology::sibling_binary("webstone-server")?;
     let cancel = live::install_signal_flag()?;
@@ -224,7 +227,7 @@ fn run_rep(
             topology: a.topology.clone(),
             servers: v.servers,
             state_dir: state_dir.clone(),
-            prefix: None,
+            prefix: a.prefix.clone(),
             conditions: conditions(a),
         },
         cancel,

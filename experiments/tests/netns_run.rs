@@ -137,3 +137,61 @@ fn netns_run_baseline_crash_records_errors_and_reconnects() {
         .expect("kill event");
     assert!(kill.contains("server-a") && kill.starts_with(&fault_at.to_string()));
 }
+
+#[test]
+fn netns_run_interrupted_tears_its_topology_down() {
+    let res = tempfile::tempdir().unwrap();
+    let prefix = test_prefix();
+    let mut child = std::process::Command::new(exe())
+        .args([
+            "run",
+            "baseline",
+            "--quick",
+            "--variant",
+            "two-servers",
+            "--results",
+            res.path().to_str().unwrap(),
+            "--prefix",
+            &prefix,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the load runs (config.json is written once the topology is up).
+    let cfg = join(
+        res.path(),
+        &["baseline", "two-servers", "rep-1", "config.json"],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cfg.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let up = cfg.exists() && namespaces_with(&prefix).len() == 7;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(up, "the run never brought its topology up");
+    assert!(!status.success(), "an interrupted run must fail");
+    assert!(
+        namespaces_with(&prefix).is_empty(),
+        "Ctrl-C left the topology up"
+    );
+    // No coral-load or webstone-server of this run is left either.
+    let t = read_json(&join(
+        res.path(),
+        &[
+            "baseline",
+            "two-servers",
+            "rep-1",
+            "topology",
+            "topology.json",
+        ],
+    ));
+    assert_eq!(t["status"], "down");
+    assert!(recorded_pids(&t).iter().all(|&p| !alive(p)));
+}
