@@ -55,8 +55,10 @@ pub struct DownArgs {
     /// State directory of the topology to remove.
     #[arg(long, default_value = DEFAULT_STATE)]
     pub state: PathBuf,
-    /// Instead: remove every kit topology whose owning process is gone
-    /// (and kit namespaces no state file knows), wherever its state is.
+    /// Instead: remove every kit topology whose owning process is gone,
+    /// wherever its state is, and kit namespaces (`cxNNNN-HOST`,
+    /// `cxtNNNN-HOST`) that no state file knows. Topologies left up by
+    /// `coral-exp up` belong to the user and are kept.
     #[arg(long)]
     pub stale: bool,
 }

@@ -468,6 +468,20 @@ pub fn check_prefix(p: &str) -> Result<()> {
     Ok(())
 }
 
+/// True for the prefixes the kit generates (`cx` + 4 hex digits) or its
+/// tests use (`cxt` + 4 hex digits): the only unregistered namespaces
+/// `down --stale` will touch, so other projects' namespaces are safe.
+pub fn is_kit_prefix(p: &str) -> bool {
+    let rest = match p.strip_prefix("cxt").filter(|r| r.len() == 4) {
+        Some(r) => r,
+        None => match p.strip_prefix("cx") {
+            Some(r) => r,
+            None => return false,
+        },
+    };
+    rest.len() == 4 && rest.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+}
+
 /// Returns an error if `cancel` is set (Ctrl-C, SIGTERM).
 pub fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.load(Ordering::SeqCst) {
@@ -574,6 +588,13 @@ mod tests {
         assert!(check_prefix("abcdefghi").is_err());
         let p = new_prefix().unwrap();
         assert!(p.starts_with("cx") && p.len() == 6);
+        assert!(is_kit_prefix(&p));
+        assert!(is_kit_prefix("cxt0a9f"));
+        assert!(is_kit_prefix("cx12ab"));
+        assert!(!is_kit_prefix("cx12abc"));
+        assert!(!is_kit_prefix("cxt12"));
+        assert!(!is_kit_prefix("ct12ab"));
+        assert!(!is_kit_prefix("cxg123"));
     }
 
     #[test]

@@ -532,7 +532,7 @@ impl Topology for Netns {
                 let name = e.file_name().to_string_lossy().into_owned();
                 for host in HOSTS {
                     if let Some(p) = name.strip_suffix(&format!("-{host}")) {
-                        if super::check_prefix(p).is_ok() && !out.iter().any(|x| x == p) {
+                        if super::is_kit_prefix(p) && !out.iter().any(|x| x == p) {
                             out.push(p.to_string());
                         }
                     }
