@@ -19,6 +19,8 @@ fi
 # The tests start sibling binaries (webstone-server, coral-load) next to
 # coral-exp: build them first.
 $CARGO build -p workload -p faultinject --bins
+# The fault injector's own CLI test (real processes, no namespace).
+$CARGO test -p faultinject --test cli
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
