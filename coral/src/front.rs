@@ -81,13 +81,24 @@ const MODE_IDLE: u8 = 2;
 /// retransmission).
 pub const MAX_HELD_BYTES: usize = 64 << 20;
 
+/// Called from the engine thread when a connection caught mid-handshake at
+/// takeover completes its handshake (DESIGN.md section 5 step 7).
+pub type OnEstablished = Box<dyn Fn(FourTuple) + Send + Sync>;
+
+/// Connections still mid-handshake after a takeover, and what to do when
+/// one completes.
+struct Pending {
+    tuples: HashSet<FourTuple>,
+    on_established: OnEstablished,
+}
+
 /// A running front.
 pub struct Front {
     /// Counters.
     pub stats: Arc<FrontStats>,
     mode: Arc<AtomicU8>,
     held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
-    sock: Arc<PacketSocket>,
+    pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -107,6 +118,7 @@ impl Front {
         let stats = Arc::new(FrontStats::default());
         let mode = Arc::new(AtomicU8::new(MODE_FORWARD));
         let held = Arc::new(Mutex::new((Vec::new(), 0)));
+        let pending = Arc::new(Mutex::new(None));
         let sock = Arc::new(sock);
         let stop = Arc::new(AtomicBool::new(false));
         let engine = Engine {
@@ -120,6 +132,7 @@ impl Front {
             stats: stats.clone(),
             mode: mode.clone(),
             held: held.clone(),
+            pending: pending.clone(),
             stop: stop.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -129,7 +142,7 @@ impl Front {
             stats,
             mode,
             held,
-            sock,
+            pending,
             stop,
             thread: Some(thread),
         })
@@ -150,9 +163,37 @@ impl Front {
         std::mem::take(&mut self.held.lock().expect("held").0)
     }
 
-    /// The packet socket (for gratuitous ARP after takeover).
-    pub fn socket(&self) -> Arc<PacketSocket> {
-        self.sock.clone()
+    /// After takeover: keep recording the frames of `tuples` (connections
+    /// caught mid-handshake) and call `on_established` from the engine
+    /// thread when one completes its handshake, once per connection.
+    pub fn watch_handshakes(&self, tuples: HashSet<FourTuple>, on_established: OnEstablished) {
+        *self.pending.lock().expect("pending") = (!tuples.is_empty()).then_some(Pending {
+            tuples,
+            on_established,
+        });
+    }
+
+    /// Stop watching handshakes (those not completed by now are left to
+    /// the client's retransmissions, which the kernel will refuse).
+    pub fn forget_handshakes(&self) -> usize {
+        self.pending
+            .lock()
+            .expect("pending")
+            .take()
+            .map_or(0, |p| p.tuples.len())
+    }
+
+    /// Whether connections caught mid-handshake are still watched.
+    pub fn watching_handshakes(&self) -> bool {
+        self.pending.lock().expect("pending").is_some()
+    }
+
+    /// After a takeover: stop the engine thread without waiting for it. The
+    /// packet socket closes when the thread has let go of it (closing takes
+    /// the kernel about 10 ms: off the failover path here).
+    pub fn retire(&self) {
+        self.forget_handshakes();
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Stop the engine thread (waits up to one read timeout, 50 ms).
@@ -184,6 +225,7 @@ struct Engine {
     stats: Arc<FrontStats>,
     mode: Arc<AtomicU8>,
     held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
+    pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -245,11 +287,43 @@ impl Engine {
                                 h.0.push(frame.to_vec());
                             }
                         }
-                        _ => {}
+                        _ => self.on_pending_frame(buf),
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// After takeover: frames of connections caught mid-handshake are still
+    /// recorded; the one that completes a handshake triggers its rebuild.
+    fn on_pending_frame(&self, buf: &mut [u8]) {
+        let mut guard = self.pending.lock().expect("pending");
+        let Some(p) = guard.as_mut() else { return };
+        let Ok(parsed) = coral_core::wire::parse_frame(&buf[VnetHdr::LEN..]) else {
+            return;
+        };
+        let coral_core::wire::FramePayload::Tcp(seg) = parsed.payload else {
+            return;
+        };
+        let tuple = seg.client_tuple();
+        if !p.tuples.contains(&tuple) {
+            return;
+        }
+        let outcome = self
+            .table
+            .lock()
+            .expect("table lock")
+            .on_segment(&seg, self.clock.now());
+        if outcome.event == Some(ConnEvent::Established) {
+            p.tuples.remove(&tuple);
+            (p.on_established)(tuple);
+            let _ = self
+                .events
+                .send(FrontEvent::Conn(tuple, ConnEvent::Established));
+        }
+        if p.tuples.is_empty() {
+            *guard = None;
         }
     }
 

@@ -81,7 +81,7 @@ struct Node {
     fronted: Vec<Service>,
     cgi: Arc<workload::cgi::CgiConfig>,
     log_client: Option<LogClient>,
-    front: Option<Front>,
+    front: Option<Arc<Front>>,
     table: Arc<Mutex<ConnTable>>,
     acking: Arc<AtomicBool>,
     log_stats: Arc<LogServerStats>,
@@ -171,13 +171,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     };
     let cfg = node.cfg.clone();
 
+    node.arp_sock = Some(PacketSocket::open_send_only(&cfg.lan)?);
+
     // --- the primary's side -------------------------------------------
     if !primaries.is_empty() {
         netcfg::primary_sysctls(&cfg.lan)?;
         for s in &primaries {
             nc.add_addr(lo.index, s.vip, 32).await?;
         }
-        node.arp_sock = Some(PacketSocket::open_send_only(&cfg.lan)?);
         let client = LogClient::start(
             key.clone(),
             LogClientConfig {
@@ -261,7 +262,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                     }
                 }
             })?;
-        node.front = Some(f);
+        node.front = Some(Arc::new(f));
         events.record("front-ready", &list(&fronted));
     }
 
@@ -404,7 +405,8 @@ impl Node {
 
     /// The backup's takeover of the primary's connections (DESIGN.md 5).
     async fn take_over_connections(&mut self) -> Result<()> {
-        let front = self.front.as_ref().expect("front");
+        let front = self.front.clone().expect("front");
+        let front = &*front;
         let ctx = TakeoverCtx {
             vips: self
                 .fronted
@@ -420,7 +422,8 @@ impl Node {
         };
         let mut report = TakeoverReport::default();
         // Steps 1-2.
-        let (restored, points) = takeover::snapshot_and_rebuild(&ctx, front, &mut report);
+        let (restored, points, handshakes) =
+            takeover::snapshot_and_rebuild(&ctx, front, &mut report);
         // Step 3: lease, then the address on the LAN interface.
         let t = Instant::now();
         let mut script = String::new();
@@ -443,28 +446,32 @@ impl Node {
         for mut r in restored {
             report.unacked_bytes += r.unacked.len();
             takeover::write_unacked(&mut r)?;
-            let stream = tokio::net::TcpStream::from_std(r.stream)?;
-            let _ = stream.set_nodelay(true);
-            let rest = std::mem::take(&mut r.unacked);
-            let (tuple, logger, cgi, mark) = (
-                r.tuple,
-                logger.clone(),
-                self.cgi.clone(),
-                self.cfg.close_mark,
+            self.hand_off(r, logger.clone());
+        }
+        // Step 7, late half: handshakes completing from now on.
+        if !handshakes.is_empty() {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (table, clock, mark) = (self.table.clone(), self.clock, self.cfg.close_mark);
+            front.watch_handshakes(
+                handshakes,
+                Box::new(
+                    move |tuple| match takeover::rebuild_one(&table, clock, mark, tuple) {
+                        Ok(r) => {
+                            let _ = tx.send(r);
+                        }
+                        Err(e) => eprintln!("coral: rebuilding {tuple} after its handshake: {e}"),
+                    },
+                ),
             );
-            if rest.is_empty() {
-                primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
-            } else {
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    if tokio::io::AsyncWriteExt::write_all(&mut stream, &rest)
-                        .await
-                        .is_ok()
-                    {
-                        primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
+            let (cgi, ev, logger) = (self.cgi.clone(), self.events.clone(), logger.clone());
+            tokio::spawn(async move {
+                while let Some(mut r) = rx.recv().await {
+                    ev.record("handshake-restored", &r.tuple.to_string());
+                    if takeover::write_unacked(&mut r).is_ok() {
+                        hand_off(r, logger.clone(), cgi.clone(), mark);
                     }
-                });
-            }
+                }
+            });
         }
         let t = report.step("handoff", t);
         // Step 7 before 6: new connections find a listener as soon as the
@@ -482,14 +489,26 @@ impl Node {
         }
         report.step("listen", t);
         // Step 6: gratuitous ARP, confirmed by the outside host's reply.
-        let front = self.front.as_ref().expect("front");
-        tokio::task::block_in_place(|| takeover::announce_all(&ctx, front, &mut report));
+        let sock = self.arp_sock.as_ref().expect("arp socket");
+        tokio::task::block_in_place(|| takeover::announce_all(&ctx, sock, &mut report));
+        // The engine has nothing left to do once no handshake is pending.
+        let f = self.front.clone().expect("front");
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                if !f.watching_handshakes() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            f.retire();
+        });
         self.events.record(
             "takeover",
             &format!(
-                "{} restored={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} skipped={:?}",
+                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} skipped={:?}",
                 fmt_breakdown(&report.breakdown()),
                 report.restored,
+                report.handshakes,
                 report.snapshot_conns,
                 report.failed,
                 report.reinjected,
@@ -546,16 +565,57 @@ impl Node {
         Ok(())
     }
 
+    fn hand_off(&self, r: takeover::Restored, logger: Arc<dyn ReplyLogger>) {
+        hand_off(r, logger, self.cgi.clone(), self.cfg.close_mark);
+    }
+
     async fn shutdown(self) {
         let mut nft = self.nft;
         if let Some(f) = self.front {
             self.acking.store(false, Ordering::SeqCst);
-            f.stop();
+            f.retire();
         }
         let _ = nft.run(&nft::remove_table(&self.fence));
         for s in &self.primaries {
             let _ = self.nc.del_addr(self.lo.index, s.vip, 32).await;
         }
+    }
+}
+
+/// Step 5, second half: give a rebuilt connection to the HTTP server once
+/// the rest of its unacknowledged reply bytes are written.
+fn hand_off(
+    r: takeover::Restored,
+    logger: Arc<dyn ReplyLogger>,
+    cgi: Arc<workload::cgi::CgiConfig>,
+    mark: u32,
+) {
+    let tuple = r.tuple;
+    let rest = r.unacked;
+    let stream = match r
+        .stream
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::TcpStream::from_std(r.stream))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("coral: handing {tuple} over: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    if rest.is_empty() {
+        primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
+    } else {
+        tokio::spawn(async move {
+            let mut stream = stream;
+            if tokio::io::AsyncWriteExt::write_all(&mut stream, &rest)
+                .await
+                .is_ok()
+            {
+                primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
+            }
+        });
     }
 }
 

@@ -22,7 +22,7 @@
 //! Every step is timed; [`TakeoverReport::breakdown`] maps them onto the
 //! rows of the paper's Table 1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coral_core::conn::{TakeoverParams, TakeoverState};
+use coral_core::conn::{NotRestorable, TakeoverParams, TakeoverState};
 use coral_core::table::ConnTable;
 use coral_core::types::FourTuple;
 use coral_core::wire::{parse_frame, FramePayload};
@@ -57,6 +57,8 @@ pub struct TakeoverReport {
     pub snapshot_conns: usize,
     /// Connections rebuilt.
     pub restored: usize,
+    /// Connections caught mid-handshake (rebuilt when their ACK arrives).
+    pub handshakes: usize,
     /// Connections not restorable (by reason).
     pub skipped: BTreeMap<String, usize>,
     /// Rebuilds the kernel refused.
@@ -212,11 +214,12 @@ pub type ReceivePoints = HashMap<FourTuple, coral_core::seq::SeqNum>;
 
 /// Steps 1 and 2: hold frames, snapshot and stop acknowledging atomically,
 /// rebuild every restorable connection (the address is not local yet).
+/// Also returns the connections caught mid-handshake (step 7).
 pub fn snapshot_and_rebuild(
     ctx: &TakeoverCtx,
     front: &Front,
     report: &mut TakeoverReport,
-) -> (Vec<Restored>, ReceivePoints) {
+) -> (Vec<Restored>, ReceivePoints, HashSet<FourTuple>) {
     let t = Instant::now();
     front.hold();
     let states = {
@@ -229,6 +232,7 @@ pub fn snapshot_and_rebuild(
 
     let mut restored = Vec::new();
     let mut points = HashMap::new();
+    let mut handshakes = HashSet::new();
     for (tuple, r) in states {
         match r {
             Ok(s) => match repair::build_repaired_socket(&spec_of(&s, ctx.close_mark)) {
@@ -245,6 +249,9 @@ pub fn snapshot_and_rebuild(
                     eprintln!("coral: rebuilding {tuple}: {e}");
                 }
             },
+            Err(NotRestorable::HandshakeIncomplete) => {
+                handshakes.insert(tuple);
+            }
             Err(why) => {
                 let k = format!("{why:?}");
                 let k = k.split(['(', ' ', '{']).next().unwrap_or("?").to_string();
@@ -253,8 +260,30 @@ pub fn snapshot_and_rebuild(
         }
     }
     report.restored = restored.len();
+    report.handshakes = handshakes.len();
     report.step("repair", t);
-    (restored, points)
+    (restored, points, handshakes)
+}
+
+/// Step 7, late half: rebuild one connection whose handshake completed
+/// after the takeover (called from the front's engine thread).
+pub fn rebuild_one(
+    table: &Mutex<ConnTable>,
+    clock: Clock,
+    close_mark: u32,
+    tuple: FourTuple,
+) -> io::Result<Restored> {
+    let state = table
+        .lock()
+        .expect("table")
+        .takeover(&tuple, clock.now(), &TakeoverParams::default())
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let stream = repair::build_repaired_socket(&spec_of(&state, close_mark))?;
+    Ok(Restored {
+        tuple,
+        stream,
+        unacked: state.unacked_replies,
+    })
 }
 
 /// Step 4 (after the address is local): re-inject client data held since
@@ -308,12 +337,15 @@ pub fn write_unacked(r: &mut Restored) -> io::Result<usize> {
 }
 
 /// Step 6: gratuitous ARP and the confirming ping, per address (blocking).
-pub fn announce_all(ctx: &TakeoverCtx, front: &Front, report: &mut TakeoverReport) {
-    let sock = front.socket();
+pub fn announce_all(
+    ctx: &TakeoverCtx,
+    sock: &crate::afpacket::PacketSocket,
+    report: &mut TakeoverReport,
+) {
     let mut rounds = 0;
     for v in &ctx.vips {
         match announce::announce(
-            &sock,
+            sock,
             *v.ip(),
             ctx.own_mac,
             ctx.outside,

@@ -407,3 +407,37 @@ print(a, b, c, 'ts' if i[5] & 1 else '-', 'sack' if i[5] & 2 else '-', 'snd=%d r
     let (x, y) = ws.split_once(',').expect("ss shows wscale:a,b");
     assert_ne!(x, y, "{out}");
 }
+
+#[test]
+fn netns_connection_mid_handshake_is_restored_when_its_ack_arrives() {
+    let d = Duplex::start("ths", 50, 3);
+    // Hold the client's handshake ACK (a pure ACK of 52 bytes with
+    // timestamps): the primary stays in SYN-RECEIVED, the front never
+    // learns the server's ISN before the primary disappears.
+    common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &d.c,
+        "nft",
+        "add table inet hs; add chain inet hs out { type filter hook output priority 0; }; \
+         add rule inet hs out ip daddr 192.0.2.100 tcp flags == ack ip length 52 drop",
+    ]);
+    let out = python_across_cut(
+        &d,
+        "
+import subprocess
+s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
+time.sleep(0.2)
+ready(); wait_takeover()
+subprocess.run(['nft', 'delete', 'table', 'inet', 'hs'], check=True)
+s.sendall(req(2000)); b, _ = read_reply(s)
+s.sendall(req(2000)); c, _ = read_reply(s)
+print(b, c, port == s.getsockname()[1])",
+        cut_a,
+    );
+    assert_eq!(out, "server-b server-b True");
+    let ev = d.events("server-b");
+    assert!(ev.contains("handshakes=1"), "{ev}");
+    assert!(ev.contains(",handshake-restored,"), "{ev}");
+}
