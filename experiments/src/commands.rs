@@ -17,7 +17,8 @@ pub const DEFAULT_STATE: &str = "results/live";
 /// Arguments of `coral-exp up`.
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
-    /// Service to run: unreplicated (coral, haproxy, nginx, keepalived: not built yet).
+    /// Service to run: unreplicated, or coral (a CoRAL pair on server-a and
+    /// server-b; always both servers). haproxy, nginx, keepalived: not built yet.
     #[arg(long)]
     pub service: String,
     /// Topology backend: netns (docker: not built yet).
@@ -29,10 +30,10 @@ pub struct UpArgs {
     /// State directory (topology.json, service logs, events.csv).
     #[arg(long, default_value = DEFAULT_STATE)]
     pub state: PathBuf,
-    /// CoRAL heartbeat period in ms (for --service coral).
+    /// CoRAL heartbeat period in ms (for --service coral; default 100, the paper's).
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
-    /// Missed heartbeats that declare the peer failed (for --service coral).
+    /// Missed heartbeats that declare the peer failed (for --service coral; default 3).
     #[arg(long)]
     pub misses: Option<u32>,
     /// Dual role: each server fronts one address (for --service coral).
@@ -150,15 +151,22 @@ pub fn up(a: UpArgs) -> Result<i32> {
         bail!("--heartbeat-ms and --misses must be at least 1");
     }
     let cancel = live::install_signal_flag()?;
+    let defaults = crate::services::CoralOptions::default();
     let opts = UpOptions {
+        // CoRAL always runs on both servers.
+        servers: if a.service == "coral" { 2 } else { a.servers },
         service: a.service,
         topology: a.topology,
-        servers: a.servers,
         state_dir: a.state.clone(),
         prefix: a.prefix,
         conditions: crate::conditions::Conditions {
             lan_mbit: a.lan_mbit,
             server_cpu: a.server_cpu,
+        },
+        coral: crate::services::CoralOptions {
+            heartbeat_ms: a.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+            misses: a.misses.unwrap_or(defaults.misses),
+            dual_role: a.dual_role,
         },
     };
     let t0 = std::time::Instant::now();

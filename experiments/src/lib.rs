@@ -11,4 +11,5 @@ pub mod live;
 pub mod plot;
 pub mod report;
 pub mod runner;
+pub mod services;
 pub mod topology;

@@ -4,17 +4,15 @@
 //! ([`Live::detach`], what `coral-exp up` does before returning).
 
 use crate::conditions::Conditions;
-use crate::topology::{self, ServiceSpec, StateHandle, Status, Topology, TopologyState};
-use crate::topology::{Role, TOPOLOGY_SCHEMA_VERSION};
+use crate::topology::TOPOLOGY_SCHEMA_VERSION;
+use crate::topology::{self, StateHandle, Status, Topology, TopologyState};
 use anyhow::{bail, Context, Result};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Services `up` knows.
-pub const SERVICES: [&str; 2] = ["unreplicated", "coral"];
+pub use crate::services::SERVICES;
 
 /// How to bring a topology up.
 #[derive(Debug, Clone)]
@@ -31,6 +29,8 @@ pub struct UpOptions {
     pub prefix: Option<String>,
     /// LAN rate and server CPU quota (none by default).
     pub conditions: Conditions,
+    /// Options of the CoRAL service (ignored by the others).
+    pub coral: crate::services::CoralOptions,
 }
 
 /// The process-wide cancel flag, set by SIGINT, SIGTERM and SIGHUP once
@@ -110,20 +110,12 @@ impl Drop for Live {
 /// Builds the topology and starts the service on it; on any error (or
 /// cancel) everything created so far is removed before returning.
 pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
-    match opts.service.as_str() {
-        "unreplicated" => {}
-        "coral" => bail!("--service coral is not built yet (use --service unreplicated)"),
-        "haproxy" | "nginx" | "keepalived" => {
-            bail!("--service {} is not built yet", opts.service)
-        }
-        other => bail!("unknown service `{other}` (unreplicated, coral)"),
-    }
+    crate::services::check(opts)?;
     opts.conditions.validate()?;
     if !(1..=2).contains(&opts.servers) {
         bail!("--servers must be 1 or 2, not {}", opts.servers);
     }
     let backend = topology::backend(&opts.topology)?;
-    let server_bin = topology::sibling_binary("webstone-server")?;
     if let Ok(old) = StateHandle::load(&opts.state_dir) {
         if old.state.status != Status::Down
             && backend.existing_prefixes().contains(&old.state.prefix)
@@ -162,43 +154,7 @@ pub fn bring_up(opts: &UpOptions, cancel: &AtomicBool) -> Result<Live> {
         live.backend.set_lan_rate(&mut live.handle, mbit)?;
     }
 
-    // The service: webstone-server on server-a (and server-b).
-    let servers: Vec<&str> = ["server-a", "server-b"][..opts.servers as usize].to_vec();
-    let mut started = Vec::new();
-    for s in &servers {
-        topology::check_cancel(cancel)?;
-        if let Some(cores) = opts.conditions.server_cpu {
-            live.backend.set_cpu_quota(&mut live.handle, s, cores)?;
-        }
-        let addr = live.handle.state.host(s)?.addr.clone();
-        let log = opts.state_dir.join(format!("{s}.log"));
-        let _ = std::fs::remove_file(&log);
-        let spec = ServiceSpec {
-            host: s.to_string(),
-            argv: vec![
-                OsString::from(&server_bin),
-                "--listen".into(),
-                "0.0.0.0:80".into(),
-                "--served-by".into(),
-                OsString::from(*s),
-            ],
-            log: log.clone(),
-        };
-        let pid = live.backend.spawn_service(&mut live.handle, &spec)?;
-        started.push((s.to_string(), pid, log, addr));
-    }
-    for (s, pid, log, addr) in &started {
-        wait_ready(*pid, log, cancel).with_context(|| format!("webstone-server on {s}"))?;
-        let st = &mut live.handle.state;
-        if let Some(h) = st.hosts.get_mut(s) {
-            h.roles = vec![Role {
-                vip: addr.clone(),
-                role: "primary".into(),
-            }];
-        }
-        st.service_urls
-            .push(format!("http://{addr}/cgi-bin/webstone"));
-    }
+    crate::services::start(&mut live, opts, cancel)?;
     let st = &mut live.handle.state;
     st.service_url = st.service_urls.first().cloned().unwrap_or_default();
     st.status = Status::Up;

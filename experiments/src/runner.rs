@@ -55,6 +55,8 @@ pub struct Variant {
     pub servers: u8,
     /// The fault, if any.
     pub fault: Option<FaultPlan>,
+    /// CoRAL options (for `service == "coral"`).
+    pub coral: crate::services::CoralOptions,
 }
 
 /// The timing shape of a run.
@@ -88,6 +90,7 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
         service: "unreplicated".into(),
         servers,
         fault,
+        coral: Default::default(),
     };
     let variants = match name {
         "baseline" => vec![v("one-server", 1, None), v("two-servers", 2, None)],
@@ -229,6 +232,7 @@ fn run_rep(
             state_dir: state_dir.clone(),
             prefix: a.prefix.clone(),
             conditions: conditions(a),
+            coral: v.coral,
         },
         cancel,
     )?;

@@ -1,0 +1,182 @@
+//! `coral`: a CoRAL pair. Single role: server-a is primary for 192.0.2.100
+//! and server-b fronts it (its backup). Dual role (`--dual-role`, the paper's
+//! evaluated configuration): additionally server-b is primary for
+//! 192.0.2.101 and server-a fronts that one.
+//!
+//! Each node runs `coral node` from a configuration written into the state
+//! directory, with a fresh pre-shared key (`coral.key`), the client host as
+//! the outside host it pings after an address takeover, and its events
+//! appended to the topology's `events.csv`.
+
+use crate::live::{Live, UpOptions};
+use crate::services::wait_for_log;
+use crate::topology::{self, Role, ServiceSpec};
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// The service address server-a is primary for.
+pub const VIP_A: &str = "192.0.2.100";
+/// The service address server-b is primary for (dual role only).
+pub const VIP_B: &str = "192.0.2.101";
+
+/// Check the CoRAL options.
+pub fn check(opts: &UpOptions) -> Result<()> {
+    let c = &opts.coral;
+    if !(1..=10_000).contains(&c.heartbeat_ms) {
+        bail!(
+            "--heartbeat-ms must be between 1 and 10000, got {}",
+            c.heartbeat_ms
+        );
+    }
+    if !(2..=100).contains(&c.misses) {
+        bail!("--misses must be between 2 and 100, got {}", c.misses);
+    }
+    Ok(())
+}
+
+/// (host, node id, peer host, addresses it is primary for, addresses it fronts)
+fn plan(
+    dual: bool,
+) -> Vec<(
+    &'static str,
+    u32,
+    &'static str,
+    Vec<&'static str>,
+    Vec<&'static str>,
+)> {
+    if dual {
+        vec![
+            ("server-a", 1, "server-b", vec![VIP_A], vec![VIP_B]),
+            ("server-b", 2, "server-a", vec![VIP_B], vec![VIP_A]),
+        ]
+    } else {
+        vec![
+            ("server-a", 1, "server-b", vec![VIP_A], vec![]),
+            ("server-b", 2, "server-a", vec![], vec![VIP_A]),
+        ]
+    }
+}
+
+fn write_key(path: &Path) -> Result<()> {
+    let mut k = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut k)?;
+    let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, hex + "\n").with_context(|| format!("write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Start both nodes and wait until each says it is ready.
+pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+    let coral_bin = topology::sibling_binary("coral")?;
+    let dir = opts.state_dir.clone();
+    let key = dir.join("coral.key");
+    write_key(&key)?;
+    let events = dir.join("events.csv");
+    let outside = live.handle.state.host("client")?.addr.clone();
+    let c = opts.coral;
+    let mut started = Vec::new();
+    for (host, id, peer, primary_for, fronts) in plan(c.dual_role) {
+        topology::check_cancel(cancel)?;
+        if let Some(cores) = opts.conditions.server_cpu {
+            live.backend.set_cpu_quota(&mut live.handle, host, cores)?;
+        }
+        let h = live.handle.state.host(host)?.clone();
+        let p = live.handle.state.host(peer)?.clone();
+        let mut toml = String::new();
+        let _ = writeln!(
+            toml,
+            "name = \"{host}\"\nnode_id = {id}\nlan = \"{}\"",
+            if h.dev.is_empty() { "eth0" } else { &h.dev }
+        );
+        let _ = writeln!(
+            toml,
+            "key_file = \"{}\"\nheartbeat_ms = {}\nmisses = {}",
+            key.display(),
+            c.heartbeat_ms,
+            c.misses
+        );
+        let _ = writeln!(
+            toml,
+            "events = \"{}\"\noutside = \"{outside}\"",
+            events.display()
+        );
+        let _ = writeln!(
+            toml,
+            "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",
+            3 - id,
+            p.addr,
+            p.mac
+        );
+        for (vips, role) in [(&primary_for, "primary"), (&fronts, "backup")] {
+            for v in vips.iter() {
+                let _ = writeln!(
+                    toml,
+                    "\n[[service]]\nvip = \"{v}\"\nport = 80\nrole = \"{role}\""
+                );
+            }
+        }
+        let cfg = dir.join(format!("{host}.toml"));
+        std::fs::write(&cfg, toml).with_context(|| format!("write {}", cfg.display()))?;
+        let log = dir.join(format!("{host}.log"));
+        let _ = std::fs::remove_file(&log);
+        let spec = ServiceSpec {
+            host: host.to_string(),
+            argv: vec![
+                OsString::from(&coral_bin),
+                "node".into(),
+                "--config".into(),
+                cfg.into(),
+            ],
+            log: log.clone(),
+        };
+        let pid = live.backend.spawn_service(&mut live.handle, &spec)?;
+        started.push((host, pid, log, primary_for, fronts));
+    }
+    for (host, pid, log, primary_for, fronts) in &started {
+        wait_for_log(
+            *pid,
+            log,
+            &format!("coral node {host} ready"),
+            Duration::from_secs(40),
+            cancel,
+        )
+        .with_context(|| format!("coral node on {host}"))?;
+        let st = &mut live.handle.state;
+        if let Some(h) = st.hosts.get_mut(*host) {
+            h.roles = primary_for
+                .iter()
+                .map(|v| Role {
+                    vip: v.to_string(),
+                    role: "primary".into(),
+                })
+                .chain(fronts.iter().map(|v| Role {
+                    vip: v.to_string(),
+                    role: "backup".into(),
+                }))
+                .collect();
+        }
+    }
+    let st = &mut live.handle.state;
+    for v in if c.dual_role {
+        vec![VIP_A, VIP_B]
+    } else {
+        vec![VIP_A]
+    } {
+        st.service_urls.push(format!("http://{v}/cgi-bin/webstone"));
+    }
+    Ok(())
+}
+
+/// The configuration file `start` wrote for `host`.
+pub fn config_path(state_dir: &Path, host: &str) -> PathBuf {
+    state_dir.join(format!("{host}.toml"))
+}
