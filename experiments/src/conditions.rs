@@ -40,7 +40,7 @@ impl Conditions {
             }
         }
         if let Some(c) = self.server_cpu {
-            if !(c.is_finite() && c >= 0.01 && c <= 64.0) {
+            if !(c.is_finite() && (0.01..=64.0).contains(&c)) {
                 bail!("--server-cpu must be a fraction of a core between 0.01 and 64, got {c}");
             }
         }

@@ -38,25 +38,33 @@ pub fn check(opts: &UpOptions) -> Result<()> {
     Ok(())
 }
 
-/// (host, node id, peer host, addresses it is primary for, addresses it fronts)
-fn plan(
-    dual: bool,
-) -> Vec<(
-    &'static str,
-    u32,
-    &'static str,
-    Vec<&'static str>,
-    Vec<&'static str>,
-)> {
+/// One node of the pair: its host, node id, peer host, the addresses it is
+/// primary for and those it fronts.
+struct NodePlan {
+    host: &'static str,
+    id: u32,
+    peer: &'static str,
+    primary_for: Vec<&'static str>,
+    fronts: Vec<&'static str>,
+}
+
+fn plan(dual: bool) -> Vec<NodePlan> {
+    let n = |host, id, peer, primary_for, fronts| NodePlan {
+        host,
+        id,
+        peer,
+        primary_for,
+        fronts,
+    };
     if dual {
         vec![
-            ("server-a", 1, "server-b", vec![VIP_A], vec![VIP_B]),
-            ("server-b", 2, "server-a", vec![VIP_B], vec![VIP_A]),
+            n("server-a", 1, "server-b", vec![VIP_A], vec![VIP_B]),
+            n("server-b", 2, "server-a", vec![VIP_B], vec![VIP_A]),
         ]
     } else {
         vec![
-            ("server-a", 1, "server-b", vec![VIP_A], vec![]),
-            ("server-b", 2, "server-a", vec![], vec![VIP_A]),
+            n("server-a", 1, "server-b", vec![VIP_A], vec![]),
+            n("server-b", 2, "server-a", vec![], vec![VIP_A]),
         ]
     }
 }
@@ -84,7 +92,14 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
     let outside = live.handle.state.host("client")?.addr.clone();
     let c = opts.coral;
     let mut started = Vec::new();
-    for (host, id, peer, primary_for, fronts) in plan(c.dual_role) {
+    for NodePlan {
+        host,
+        id,
+        peer,
+        primary_for,
+        fronts,
+    } in plan(c.dual_role)
+    {
         topology::check_cancel(cancel)?;
         if let Some(cores) = opts.conditions.server_cpu {
             live.backend.set_cpu_quota(&mut live.handle, host, cores)?;
