@@ -8,7 +8,7 @@ QUICK ?=
 RELEASE_BIN := target/release
 QUICK_FLAG := $(if $(QUICK),--quick,)
 
-.PHONY: all build release deps test test-unit test-netns reproduce plot report fuzz fmt clippy clean
+.PHONY: all build release deps test test-unit test-netns test-fuzz reproduce fuzz fmt clippy clean
 
 all: build
 
@@ -22,13 +22,18 @@ build:
 release:
 	$(CARGO) build --workspace --release
 
-## Everything: unit tests (parallel), then namespace tests (one at a time).
-test: deps build test-unit test-netns
+## Everything: unit, property and loopback integration tests (parallel),
+## then namespace tests (one at a time), then a short fuzz smoke.
+test: deps build test-unit test-netns test-fuzz
 
+## Every test whose name does not start with netns_ (those need namespaces
+## and run one at a time in test-netns).
 test-unit:
-	$(CARGO) test --workspace --lib --bins
-	$(CARGO) test -p experiments --test plot_report
-	$(CARGO) test -p workload --tests
+	$(CARGO) test --workspace -- --skip netns_
+
+## A few seconds per fuzz target (make fuzz runs longer).
+test-fuzz:
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),3) bash scripts/fuzz-smoke.sh
 
 ## Namespace integration tests share 2 cores: one at a time. Fails if none ran.
 test-netns:

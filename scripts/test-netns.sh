@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Namespace integration tests (experiments/tests/netns_*.rs): real network
-# namespaces, run as root, one test at a time (they share 2 cores).
-# Fails if no namespace test ran, or if a test namespace (cxt*) is left.
+# Namespace integration tests (coral/tests/netns_*.rs and
+# experiments/tests/netns_*.rs): real network namespaces, run as root, one
+# test at a time (they share 2 cores). Fails if no namespace test ran, or if
+# a test namespace (cxt*, ct*) is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -9,23 +10,25 @@ if [ "$(id -u)" != 0 ]; then
   echo "test-netns: must run as root (network namespaces)" >&2
   exit 1
 fi
-leftover() { ls /run/netns 2>/dev/null | grep -E '^cxt[0-9a-f]{4}-' || true; }
+leftover() { ls /run/netns 2>/dev/null | grep -E '^(cxt[0-9a-f]{4}|ct[a-z]+[0-9]+)-' || true; }
 before=$(leftover)
 if [ -n "$before" ]; then
   echo "test-netns: test namespaces already present before the run:" >&2
   echo "$before" >&2
   exit 1
 fi
-# The tests start sibling binaries (webstone-server, coral-load) next to
-# coral-exp: build them first.
-$CARGO build -p workload -p faultinject --bins
-# The fault injector's own CLI test (real processes, no namespace).
-$CARGO test -p faultinject --test cli
+# The tests start sibling binaries (coral, webstone-server, coral-load)
+# next to the test binaries: build them first.
+$CARGO build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-$CARGO test -p experiments --no-fail-fast --test 'netns_*' -- --test-threads=1 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+rc=0
+for pkg in coral experiments; do
+  $CARGO test -p "$pkg" --no-fail-fast --test 'netns_*' -- --test-threads=1 2>&1 | tee -a "$log"
+  r=${PIPESTATUS[0]}
+  [ "$r" != 0 ] && rc=$r
+done
 set -e
 ran=$(grep -cE '^test netns_[a-z0-9_]+ \.\.\. ok$' "$log" || true)
 left=$(leftover)
