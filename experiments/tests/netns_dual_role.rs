@@ -1,0 +1,160 @@
+//! Dual role (paper section 3, issue 8): each server fronts one service
+//! address and is primary for the other. Clients on both addresses; when
+//! either server's link is cut, the survivor takes both roles (rebuilding the
+//! connections it was backing up, taking the address the failed node fronted
+//! for those it already served) and no client notices.
+
+mod netns_util;
+
+use netns_util::{coral, coral_ok, read_json, test_prefix};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Pair {
+    dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn up() -> Pair {
+        let p = Pair {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        coral_ok(&[
+            "up",
+            "--service",
+            "coral",
+            "--dual-role",
+            "--heartbeat-ms",
+            "50",
+            "--misses",
+            "3",
+            "--state",
+            p.state(),
+            "--prefix",
+            &test_prefix(),
+        ]);
+        p
+    }
+    fn state(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+    fn json(&self) -> serde_json::Value {
+        read_json(&self.dir.path().join("topology.json"))
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = coral(&["down", "--state", self.state()]);
+    }
+}
+
+fn survive_cut_of(victim: &str, survivor: &str) {
+    let p = Pair::up();
+    let t = p.json();
+    let urls: Vec<String> = t["service_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(urls.len(), 2, "{t}");
+    for (host, roles) in [
+        ("server-a", ["192.0.2.100", "192.0.2.101"]),
+        ("server-b", ["192.0.2.101", "192.0.2.100"]),
+    ] {
+        let r = &t["hosts"][host]["roles"];
+        assert_eq!(
+            r[0]["vip"], roles[0],
+            "{host} is primary for its own address: {r}"
+        );
+        assert_eq!(r[0]["role"], "primary");
+        assert_eq!(r[1]["vip"], roles[1], "{host} fronts the other: {r}");
+        assert_eq!(r[1]["role"], "backup");
+    }
+    let out = p.dir.path().join("load");
+    let mut load = Command::new("ip");
+    load.args(["netns", "exec", t["client_ns"].as_str().unwrap()])
+        .arg(std::path::Path::new(netns_util::exe()).with_file_name("coral-load"));
+    for u in &urls {
+        load.args(["--url", u]);
+    }
+    let child = load
+        .args([
+            "--clients",
+            "8",
+            "--duration-s",
+            "5",
+            "--warmup-s",
+            "0",
+            "--timeout-s",
+            "20",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    coral_ok(&["fault", "--state", p.state(), "link-cut", victim]);
+    let o = child.wait_with_output().unwrap();
+    let events = std::fs::read_to_string(p.dir.path().join("events.csv")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "coral-load: {}\n{events}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = read_json(&out.join("summary.json"));
+    let ctx = format!("{s}\n{events}");
+    assert_eq!(s["errors"], 0, "{ctx}");
+    assert_eq!(s["reconnects"], 0, "{ctx}");
+    assert_eq!(s["digest_mismatches"], 0, "{ctx}");
+    assert_eq!(s["requests_lost"], 0, "{ctx}");
+    // Afterwards the survivor serves both addresses, on the same connections.
+    let mut rdr = csv::Reader::from_path(out.join("requests.csv")).unwrap();
+    let h: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    for client in 0..8 {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r[col("client")] == client.to_string())
+            .collect();
+        let ports: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .map(|r| r.get(col("local_port")).unwrap())
+            .collect();
+        assert_eq!(
+            ports.len(),
+            1,
+            "client {client} kept its connection: {ports:?}"
+        );
+        assert_eq!(
+            mine.last().unwrap().get(col("served_by")),
+            Some(survivor),
+            "client {client}: {ctx}"
+        );
+    }
+    // Both kinds of failover happened on the survivor: a rebuild of the
+    // connections it backed up, and the address it served as primary moved
+    // to its LAN interface.
+    assert!(
+        events.contains(&format!("{survivor},coral,takeover,")),
+        "{events}"
+    );
+    assert!(
+        events.contains(&format!("{survivor},coral,simplex-address,")),
+        "{events}"
+    );
+}
+
+#[test]
+fn netns_dual_role_survives_the_cut_of_server_a() {
+    survive_cut_of("server-a", "server-b");
+}
+
+#[test]
+fn netns_dual_role_survives_the_cut_of_server_b() {
+    survive_cut_of("server-b", "server-a");
+}
