@@ -78,6 +78,9 @@ pub struct DriverConfig {
     pub backoff_max: Duration,
     /// Fault instant for the summary (unix ns), if a fault is injected.
     pub fault_at_unix_ns: Option<u64>,
+    /// Extra idle keep-alive connections opened (round-robin over the
+    /// URLs) before the clients start and held open, unused, to the end.
+    pub idle_conns: u32,
 }
 
 impl Default for DriverConfig {
@@ -95,6 +98,7 @@ impl Default for DriverConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             fault_at_unix_ns: None,
+            idle_conns: 0,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct RunResult {
     pub options: SummaryOptions,
     /// [`summary::compute`] of `records` with `options`.
     pub summary: Summary,
+    /// The extra idle connections (`DriverConfig::idle_conns`).
+    pub idle: IdleStats,
 }
 
 /// Clock shared by the clients: monotonic, mapped to unix time once.
@@ -265,6 +271,7 @@ pub async fn run_until(
     for u in &cfg.urls {
         targets.push(Arc::new(parse_target(u, cfg.size).await?));
     }
+    let idle_conns = open_idle(&targets, cfg.idle_conns).await?;
     let clock = Clock::new();
     let send_end = cfg.duration.map(|d| clock.base + d);
     let (stop_tx, stop_rx) = watch::channel(None);
@@ -314,16 +321,73 @@ pub async fn run_until(
         fault_at_unix_ns: cfg.fault_at_unix_ns,
     };
     let summary = summary::compute(&records, &options);
+    let idle = IdleStats {
+        opened: idle_conns.len() as u64,
+        open_at_end: idle_conns.iter().filter(|c| still_open(c)).count() as u64,
+    };
     Ok(RunResult {
         records,
         options,
         summary,
+        idle,
     })
+}
+
+/// What became of the extra idle connections of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct IdleStats {
+    /// Connections opened before the clients started.
+    pub opened: u64,
+    /// Of those, still open (no FIN, no reset, nothing unexpected to read)
+    /// when the run ended.
+    pub open_at_end: u64,
+}
+
+/// How many idle connections are connecting at once.
+const IDLE_CONNECT_BATCH: usize = 256;
+
+/// Opens `n` TCP connections round-robin over `targets`, a batch at a time;
+/// any failure fails the run (the experiment asked for exactly `n`).
+async fn open_idle(targets: &[Arc<Target>], n: u32) -> anyhow::Result<Vec<TcpStream>> {
+    let mut out = Vec::with_capacity(n as usize);
+    let mut next = 0usize;
+    while out.len() < n as usize {
+        let batch = (n as usize - out.len()).min(IDLE_CONNECT_BATCH);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let addr = targets[next % targets.len()].addr;
+            next += 1;
+            set.spawn(async move {
+                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("connecting to {addr} timed out"))?
+                    .with_context(|| format!("connecting to {addr}"))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let s = r
+                .context("an idle-connection task failed")?
+                .with_context(|| format!("opening idle connection {} of {n}", out.len() + 1))?;
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// An idle connection is still open when reading it would block.
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Write `dir/requests.csv` and `dir/summary.json` (creating `dir`).
 pub fn write_outputs(dir: &Path, res: &RunResult) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if res.idle.opened > 0 {
+        let p = dir.join("idle.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&res.idle)? + "\n")
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
     summary::write_requests_csv(dir.join("requests.csv"), &res.records)?;
     summary::write_summary_json(dir.join("summary.json"), &res.summary)
 }

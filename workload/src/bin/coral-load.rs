@@ -50,6 +50,12 @@ struct Args {
     /// 2.0; the default is HTTP/1.1 keep-alive.
     #[arg(long)]
     connection_per_request: bool,
+    /// Open N extra keep-alive connections (round-robin over the URLs)
+    /// before the clients start and hold them open, idle, to the end; their
+    /// fate is written to DIR/idle.json. Raises the open-file limit to the
+    /// hard limit first.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    idle_conns: u32,
     /// Fault instant (unix ns) for throughput before/after in summary.json.
     #[arg(long, value_name = "UNIX_NS")]
     fault_at_unix_ns: Option<u64>,
@@ -99,8 +105,43 @@ fn config(a: &Args) -> Result<DriverConfig, String> {
         timeout: seconds("timeout-s", a.timeout_s, false)?,
         drain: seconds("drain-s", a.drain_s, true)?,
         fault_at_unix_ns: a.fault_at_unix_ns,
+        idle_conns: a.idle_conns,
         ..DriverConfig::default()
     })
+}
+
+/// Raises the soft open-file limit to the hard limit; fails when even that
+/// is below `need`.
+fn raise_nofile(need: u64) -> Result<(), String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(format!(
+                "getrlimit(NOFILE): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(format!(
+                    "setrlimit(NOFILE): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+    }
+    if (lim.rlim_cur as u64) < need {
+        return Err(format!(
+            "need {need} open files (--idle-conns plus clients) but the limit is {}; raise `ulimit -Hn`",
+            lim.rlim_cur
+        ));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -112,6 +153,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = raise_nofile(u64::from(cfg.idle_conns) + u64::from(cfg.clients) + 256) {
+        eprintln!("coral-load: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
