@@ -135,7 +135,7 @@ fn raise_nofile(need: u64) -> Result<(), String> {
             }
         }
     }
-    if (lim.rlim_cur as u64) < need {
+    if lim.rlim_cur < need {
         return Err(format!(
             "need {need} open files (--idle-conns plus clients) but the limit is {}; raise `ulimit -Hn`",
             lim.rlim_cur
