@@ -245,10 +245,18 @@ fn chunked(headers: &[httparse::Header<'_>]) -> Option<bool> {
 /// Does `buf` (grown from `old_len`) now contain an empty line, i.e. the end
 /// of a head? Looks only at the new bytes (and 2 bytes before them).
 fn head_may_be_complete(buf: &[u8], old_len: usize) -> bool {
-    let from = old_len.saturating_sub(2).max(1);
+    // httparse skips empty lines before the start line (RFC 9112 2.2), so a
+    // terminator counts only once the start line has begun: otherwise a
+    // stream pushed whole would be parsed (and rejected) earlier than the
+    // same stream pushed in pieces.
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return false;
+    };
+    let from = old_len.saturating_sub(2).max(start + 1);
     (from..buf.len()).any(|i| {
         buf[i] == b'\n'
-            && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'))
+            && ((buf[i - 1] == b'\n' && i - 1 > start)
+                || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n' && i - 2 > start))
     })
 }
 
@@ -864,5 +872,28 @@ HTTP/1.1 200 OK\r\n\r\nuntil close";
             let _ = RequestFramer::new().push(&data);
             let _ = ResponseFramer::new().push(&data);
         }
+    }
+
+    #[test]
+    fn leading_empty_lines_do_not_make_the_split_matter() {
+        // Found by the fuzzer: pushed whole this was rejected at once, pushed
+        // in pieces only later. Now both wait for a real head terminator.
+        let s = b"\n\r\nn..1\r";
+        let mut whole = RequestFramer::new();
+        let w = whole.push(s);
+        let mut split = RequestFramer::new();
+        let mut r = Ok(Vec::new());
+        for piece in s.chunks(3) {
+            r = split.push(piece);
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(w.is_err(), r.is_err(), "{w:?} vs {r:?}");
+        // And leading empty lines before a valid request are still skipped.
+        let mut f = RequestFramer::new();
+        let frames = f.push(b"\r\n\nGET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!((frames[0].start, frames[0].end), (0, 21));
     }
 }
