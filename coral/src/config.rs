@@ -9,6 +9,7 @@
 //! misses = 3
 //! events = "/var/log/coral/events.csv"   # optional
 //! outside = "198.51.100.2"     # optional: pinged after an address takeover
+//! witness = "198.51.100.2:7012"  # optional but needed for safety, see below
 //!
 //! [peer]
 //! node_id = 2
@@ -20,8 +21,33 @@
 //! port = 80
 //! role = "primary"             # this node runs the application for it
 //! ```
+//!
+//! ## `witness`
+//!
+//! With a witness (`coral witness` on a third machine), a node takes over
+//! (backup) or goes simplex (primary) only after the witness granted it the
+//! service address for a new epoch; a node refused, or seeing a higher
+//! epoch, fences itself and exits (DESIGN.md 4, docs/ARCHITECTURE.md). If
+//! the witness is unreachable when a failure is detected, there is no
+//! takeover: the node keeps asking and the service stalls until the
+//! witness answers (safe default).
+//!
+//! Without a witness, a node fails over as soon as its detector declares
+//! the peer failed. That is UNSAFE under partitions, paused processes and
+//! false detections: both nodes may then speak for the same address and
+//! connections. It exists for fail-stop experiments only.
+//!
+//! ## Leases
+//!
+//! A primary may send from its service addresses only while it holds the
+//! kernel-enforced lease (nft set `lease`): refreshed on every fresh
+//! authenticated heartbeat from the peer with timeout (K-1) x H (at least
+//! 8 ms). At start it holds an initial lease of the same length, so it
+//! serves until the first heartbeat would be late anyway: a primary cannot
+//! answer a client before its backup is up (the backup fronts the address
+//! and acknowledges the log), so the lease costs nothing there.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +59,8 @@ pub const DEFAULT_CLOSE_MARK: u32 = 0xc0a1;
 pub const DEFAULT_LOG_PORT: u16 = 7010;
 /// Default UDP port of heartbeats.
 pub const DEFAULT_HEARTBEAT_PORT: u16 = 7011;
+/// Default UDP port a node sends witness requests from.
+pub const DEFAULT_WITNESS_PORT: u16 = 7013;
 
 /// This node's role for one service address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -111,6 +139,12 @@ pub struct Config {
     /// to confirm the router learned its new MAC (paper section 3.1).
     #[serde(default)]
     pub outside: Option<Ipv4Addr>,
+    /// The witness (`coral witness`) granting takeovers; see the module docs.
+    #[serde(default)]
+    pub witness: Option<SocketAddrV4>,
+    /// UDP port this node sends witness requests from (on its LAN address).
+    #[serde(default = "default_witness_port")]
+    pub witness_port: u16,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.
@@ -131,6 +165,9 @@ fn default_log_port() -> u16 {
 }
 fn default_heartbeat_port() -> u16 {
     DEFAULT_HEARTBEAT_PORT
+}
+fn default_witness_port() -> u16 {
+    DEFAULT_WITNESS_PORT
 }
 fn default_max_size() -> u64 {
     16 << 20
@@ -180,8 +217,13 @@ impl Config {
         if self.close_mark == 0 {
             bail!("close_mark must be non-zero");
         }
-        if self.log_port == 0 || self.heartbeat_port == 0 {
-            bail!("log_port and heartbeat_port must be non-zero");
+        if self.log_port == 0 || self.heartbeat_port == 0 || self.witness_port == 0 {
+            bail!("log_port, heartbeat_port and witness_port must be non-zero");
+        }
+        if let Some(w) = self.witness {
+            if w.port() == 0 || w.ip().is_unspecified() {
+                bail!("witness must be ADDR:PORT with a non-zero port, got {w}");
+            }
         }
         if self.service.is_empty() {
             bail!("at least one [[service]] is needed");
@@ -202,21 +244,27 @@ impl Config {
 
     /// Read the pre-shared key (hex, whitespace ignored).
     pub fn read_key(&self) -> Result<Vec<u8>> {
-        let text = std::fs::read_to_string(&self.key_file)
-            .with_context(|| format!("reading key_file {}", self.key_file.display()))?;
-        let hexs: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let key = hex::decode(&hexs)
-            .with_context(|| format!("key_file {} is not hex", self.key_file.display()))?;
-        if key.len() < coral_core::codec::MIN_KEY_LEN {
-            bail!(
-                "key_file {} holds {} bytes; at least {} are needed",
-                self.key_file.display(),
-                key.len(),
-                coral_core::codec::MIN_KEY_LEN
-            );
-        }
-        Ok(key)
+        read_key_file(&self.key_file)
     }
+}
+
+/// Read a pre-shared key file (hex, whitespace ignored, at least
+/// [`coral_core::codec::MIN_KEY_LEN`] bytes).
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key_file {}", path.display()))?;
+    let hexs: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let key =
+        hex::decode(&hexs).with_context(|| format!("key_file {} is not hex", path.display()))?;
+    if key.len() < coral_core::codec::MIN_KEY_LEN {
+        bail!(
+            "key_file {} holds {} bytes; at least {} are needed",
+            path.display(),
+            key.len(),
+            coral_core::codec::MIN_KEY_LEN
+        );
+    }
+    Ok(key)
 }
 
 /// Parse "aa:bb:cc:dd:ee:ff".

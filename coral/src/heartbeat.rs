@@ -8,7 +8,7 @@
 //! every fresh heartbeat (the node refreshes its kernel-enforced lease there).
 
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use coral_core::codec::{
@@ -47,18 +47,38 @@ pub struct HeartbeatConfig {
     pub epoch: Epoch,
     /// Detector timing.
     pub detector: DetectorConfig,
-    /// Service addresses reported in our heartbeats.
+    /// Service addresses reported in our heartbeats (initially; change
+    /// them through [`HeartbeatHandle::vips`]).
     pub vips: Vec<VipStatus>,
+    /// Stop sending, and never call `on_fresh` again, once the detector
+    /// declares the peer failed (witness mode: the peer's lease must lapse,
+    /// and only a grant gives this node a lease back).
+    pub stop_on_failure: bool,
+    /// Call `on_fresh` only for heartbeats that waited at most this long in
+    /// the kernel's receive queue (kernel receive timestamp): a paused or
+    /// starved process must not extend its lease on stale heartbeats.
+    pub max_refresh_age: Option<std::time::Duration>,
+    /// Where to send the peer's per-address status when it changes.
+    pub peer_vips: Option<mpsc::UnboundedSender<Vec<VipStatus>>>,
 }
 
 /// Handle to a running heartbeat task.
 pub struct HeartbeatHandle {
     /// Counters.
     pub stats: Arc<HeartbeatStats>,
+    /// Fresh heartbeats not used for a lease refresh (too old, or after
+    /// the peer was declared failed).
+    pub stale: Arc<AtomicU64>,
     /// Decoder rejections by reason.
     pub rejects: Arc<Mutex<RejectCounters>>,
     /// The mode we report (a [`ModeTag`] as u8).
     pub mode: Arc<AtomicU8>,
+    /// Our per-address status as reported.
+    pub vips: Arc<Mutex<Vec<VipStatus>>>,
+    /// Set to stop sending (receiving goes on).
+    pub silent: Arc<AtomicBool>,
+    /// When the last heartbeat was sent (the node clock's ns; 0 = never).
+    pub last_sent_ns: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -92,27 +112,64 @@ pub async fn start(
     let sock = UdpSocket::bind(SocketAddr::V4(cfg.local)).await?;
     let stats = Arc::new(HeartbeatStats::default());
     let rejects = Arc::new(Mutex::new(RejectCounters::default()));
-    let mode = Arc::new(AtomicU8::new(ModeTag::Duplex as u8));
-    let task = tokio::spawn(run(
-        sock,
-        key,
-        cfg,
-        clock,
-        events,
-        on_fresh,
-        stats.clone(),
-        rejects.clone(),
-        mode.clone(),
-    ));
+    let shared = Shared {
+        stats: stats.clone(),
+        rejects: rejects.clone(),
+        mode: Arc::new(AtomicU8::new(ModeTag::Duplex as u8)),
+        vips: Arc::new(Mutex::new(cfg.vips.clone())),
+        silent: Arc::new(AtomicBool::new(false)),
+        last_sent_ns: Arc::new(AtomicU64::new(0)),
+        stale: Arc::new(AtomicU64::new(0)),
+    };
+    let task = tokio::spawn(run(sock, key, cfg, clock, events, on_fresh, shared.clone()));
     Ok(HeartbeatHandle {
         stats,
         rejects,
-        mode,
+        mode: shared.mode,
+        vips: shared.vips,
+        silent: shared.silent,
+        last_sent_ns: shared.last_sent_ns,
+        stale: shared.stale,
         task,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+#[derive(Clone)]
+struct Shared {
+    stats: Arc<HeartbeatStats>,
+    rejects: Arc<Mutex<RejectCounters>>,
+    mode: Arc<AtomicU8>,
+    vips: Arc<Mutex<Vec<VipStatus>>>,
+    silent: Arc<AtomicBool>,
+    last_sent_ns: Arc<AtomicU64>,
+    stale: Arc<AtomicU64>,
+}
+
+/// `SIOCGSTAMP` (asm-generic sockios.h; not exported by the libc crate).
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
+
+/// How long the last datagram read from `sock` waited in the kernel
+/// (`SIOCGSTAMP`), or `None` if the kernel cannot tell.
+fn rx_age(sock: &UdpSocket) -> Option<std::time::Duration> {
+    use std::os::fd::AsRawFd;
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: SIOCGSTAMP writes one timeval into `tv`.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSTAMP as _, &mut tv) };
+    if rc != 0 {
+        return None;
+    }
+    let stamp = std::time::UNIX_EPOCH
+        + std::time::Duration::new(tv.tv_sec as u64, (tv.tv_usec as u32) * 1000);
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(stamp)
+            .unwrap_or_default(),
+    )
+}
+
 async fn run(
     sock: UdpSocket,
     key: Key,
@@ -120,26 +177,45 @@ async fn run(
     clock: Clock,
     events: mpsc::UnboundedSender<DetectorEvent>,
     on_fresh: Box<dyn Fn() + Send + Sync>,
-    stats: Arc<HeartbeatStats>,
-    rejects: Arc<Mutex<RejectCounters>>,
-    mode: Arc<AtomicU8>,
+    sh: Shared,
 ) {
+    let Shared {
+        stats,
+        rejects,
+        mode,
+        vips,
+        silent,
+        last_sent_ns,
+        stale,
+    } = sh;
     let mut det = Detector::new(cfg.detector, clock.now());
     let mut enc = Encoder::new(key.clone(), cfg.node, cfg.epoch, crate::clock::unix_ns());
     let mut dec = DatagramDecoder::new(key, DecoderConfig::for_channel(Channel::Heartbeat));
     let mut buf = vec![0u8; 2048];
     let peer = SocketAddr::V4(cfg.peer);
-    loop {
-        let now = clock.now();
-        while let Some(ev) = det.poll(now) {
+    let mut failed = false;
+    let mut last_peer_vips: Vec<VipStatus> = Vec::new();
+    // Feed the detector's timers; a failure stops refreshes (and sending)
+    // in witness mode before any queued heartbeat is looked at.
+    let poll_det = |det: &mut Detector, failed: &mut bool| {
+        while let Some(ev) = det.poll(clock.now()) {
+            if matches!(ev, DetectorEvent::PeerFailed { .. }) && cfg.stop_on_failure {
+                *failed = true;
+                silent.store(true, Ordering::SeqCst);
+            }
             let _ = events.send(ev);
         }
-        if det.poll_transmit(now) {
+    };
+    loop {
+        poll_det(&mut det, &mut failed);
+        let now = clock.now();
+        if det.poll_transmit(now) && !silent.load(Ordering::SeqCst) {
             let hb = Heartbeat {
                 mode: mode_from_u8(mode.load(Ordering::Relaxed)),
-                vips: cfg.vips.clone(),
+                vips: vips.lock().expect("vips").clone(),
             };
             if let Ok(dgram) = enc.encode_to_vec(&Message::Heartbeat(hb)) {
+                last_sent_ns.store(clock.now().0.max(1), Ordering::SeqCst);
                 if sock.send_to(&dgram, peer).await.is_ok() {
                     stats.sent.fetch_add(1, Ordering::Relaxed);
                 }
@@ -152,13 +228,26 @@ async fn run(
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
+                let age = rx_age(&sock);
+                poll_det(&mut det, &mut failed);
                 let ok_sender = from.ip() == std::net::IpAddr::V4(*cfg.peer.ip());
                 match dec.decode(&buf[..n]) {
                     Ok(frame) if ok_sender && frame.header.sender == cfg.peer_node
                         && matches!(frame.msg, Message::Heartbeat(_)) => {
                         stats.received.fetch_add(1, Ordering::Relaxed);
+                        if let (Message::Heartbeat(hb), Some(tx)) = (&frame.msg, &cfg.peer_vips) {
+                            if hb.vips != last_peer_vips {
+                                last_peer_vips = hb.vips.clone();
+                                let _ = tx.send(hb.vips.clone());
+                            }
+                        }
                         if det.on_heartbeat(clock.now(), frame.header.epoch, frame.header.seq) == HeartbeatVerdict::Fresh {
-                            on_fresh();
+                            let too_old = matches!((cfg.max_refresh_age, age), (Some(max), Some(a)) if a > max);
+                            if failed || too_old {
+                                stale.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                on_fresh();
+                            }
                         }
                     }
                     _ => {

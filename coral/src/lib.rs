@@ -18,14 +18,19 @@
 //! - [`repair`]: `TCP_REPAIR` rebuilds of live connections, silent closes.
 //! - [`takeover`]: the backup rebuilds the failed primary's connections (DESIGN.md 5).
 //! - [`announce`]: gratuitous ARP and the confirming ping from a service address.
+//! - [`witness`]: `coral witness`, the grant service (UDP shell around the core's witness).
+//! - [`leases`]: the kernel-enforced lease, refreshed by heartbeats.
+//! - [`fencing`]: the live-connection registry and the self-fence.
 
 pub mod afpacket;
 pub mod announce;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod fencing;
 pub mod front;
 pub mod heartbeat;
+pub mod leases;
 pub mod logchan;
 pub mod logged_io;
 pub mod netcfg;
@@ -34,3 +39,4 @@ pub mod node;
 pub mod primary;
 pub mod repair;
 pub mod takeover;
+pub mod witness;

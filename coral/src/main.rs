@@ -31,6 +31,30 @@ enum Command {
     },
     /// Print a fresh random pre-shared key (hex) for the key_file.
     Keygen,
+    /// Run the witness (DESIGN.md 4): grants each service address to at
+    /// most one node per epoch. Run it on a third machine (the outside
+    /// host in the test topologies). Records are persisted to --state
+    /// before any grant is sent.
+    Witness {
+        /// UDP address to listen on (ADDR:PORT).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// File with the pre-shared key in hex (the nodes' key_file).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// File holding the records (created if absent).
+        #[arg(long)]
+        state: PathBuf,
+        /// A node id allowed to ask (repeatable; with --allow-vip).
+        #[arg(long = "allow-node")]
+        allow_node: Vec<u32>,
+        /// A service address that may be granted (repeatable; with --allow-node).
+        #[arg(long = "allow-vip")]
+        allow_vip: Vec<std::net::Ipv4Addr>,
+        /// Append every decision to this events.csv.
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -49,6 +73,23 @@ fn main() {
                 c.service.len(),
                 c.node_id
             );
+        }),
+        Command::Witness {
+            listen,
+            key_file,
+            state,
+            allow_node,
+            allow_vip,
+            events,
+        } => coral::config::read_key_file(&key_file).and_then(|key| {
+            coral::witness::run(coral::witness::WitnessConfig {
+                listen,
+                key,
+                state,
+                allow_nodes: allow_node,
+                allow_vips: allow_vip,
+                events,
+            })
         }),
         Command::Keygen => {
             let mut k = [0u8; 32];

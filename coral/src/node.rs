@@ -11,6 +11,22 @@
 //! the connections it was backing up are rebuilt ([`crate::takeover`]), and
 //! the addresses the peer fronted move to this node's LAN interface
 //! (primary going simplex: waiting writers released, no rebuild needed).
+//!
+//! With a witness configured, each service address is driven by the core's
+//! [`VipMachine`]: on a detected failure the node stops its heartbeats (the
+//! peer's lease lapses), the backup snapshots and stops acknowledging the
+//! log, and both ask the witness for the next epoch. Only a grant lets the
+//! backup rebuild the connections, and it speaks (permanent lease, address,
+//! late frames, logged replies, ARP) only at the machine's `voice_at`, when
+//! the old owner's lease has surely lapsed. A refusal, or a higher epoch in
+//! a peer heartbeat, fences the node ([`Node::fence_and_exit`]): silent
+//! drop of every connection, lease revoked, address removed, front and log
+//! stopped, heartbeats stopped, `fenced` recorded, exit with status 3
+//! leaving the nft table (a zombie kernel stays silent).
+//!
+//! Leases: a primary's addresses are leased for (K-1) x H at start and on
+//! every fresh heartbeat ([`crate::leases`]); a grant (or, without a
+//! witness, the failover itself) makes the lease permanent.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,23 +34,49 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use coral_core::codec::{Key, ModeTag, NodeConfig, RejectCounters, VipStatus};
+use coral_core::codec::{
+    Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message, ModeTag, NodeConfig,
+    RejectCounters, VipStatus, WitnessMsg,
+};
 use coral_core::detector::{DetectorConfig, DetectorEvent};
+use coral_core::mode::{Action, Input, Lease, Role, Timing, VipMachine};
 use coral_core::table::{ConnTable, TableConfig};
-use coral_core::types::{Epoch, NodeId};
-use tokio::net::TcpListener;
+use coral_core::types::{Epoch, Instant as CoreInstant, NodeId};
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::afpacket::PacketSocket;
 use crate::clock::{unix_ns, Clock};
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::front::{Front, FrontConfig, FrontEvent};
+use crate::leases::Leases;
 use crate::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
 use crate::logged_io::ReplyLogger;
 use crate::netcfg::{self, Iface, NetCfg};
 use crate::nft::{self, FenceConfig, Nft};
 use crate::takeover::{self, SimplexLogger, TakeoverCtx, TakeoverReport};
-use crate::{announce, heartbeat, primary};
+use crate::{announce, fencing, heartbeat, primary, repair};
+
+/// Exit status of a node that fenced itself.
+pub const FENCED_EXIT: i32 = 3;
+
+/// A takeover between the grant (sockets rebuilt) and the voice.
+struct PendingTakeover {
+    ctx: TakeoverCtx,
+    restored: Vec<takeover::Restored>,
+    points: takeover::ReceivePoints,
+    handshakes: std::collections::HashSet<coral_core::types::FourTuple>,
+    report: TakeoverReport,
+}
+
+/// The node's side of the witness channel.
+struct WitnessClient {
+    sock: Arc<UdpSocket>,
+    to: SocketAddrV4,
+    enc: Encoder,
+    /// First request of the current round (for the round-trip event).
+    asked_at: Option<Instant>,
+}
 
 /// The epoch a node starts in (witness grants raise it; DESIGN.md 4).
 pub const START_EPOCH: Epoch = Epoch(1);
@@ -75,8 +117,7 @@ struct Node {
     nc: NetCfg,
     lan: Iface,
     lo: Iface,
-    nft: Nft,
-    fence: FenceConfig,
+    leases: Arc<Leases>,
     primaries: Vec<Service>,
     fronted: Vec<Service>,
     cgi: Arc<workload::cgi::CgiConfig>,
@@ -88,6 +129,15 @@ struct Node {
     /// Send-only packet socket for gratuitous ARP (primaries).
     arp_sock: Option<PacketSocket>,
     failed_over: bool,
+    /// One mode machine per service address (witness mode only), with the
+    /// role it started in.
+    machines: Vec<(VipMachine, ServiceRole)>,
+    witness: Option<WitnessClient>,
+    pending: Option<PendingTakeover>,
+    /// Heartbeat handle (set once heartbeats run).
+    hb: Option<heartbeat::HeartbeatHandle>,
+    snapshot_done: bool,
+    simplex_done: bool,
 }
 
 /// Run the node until SIGTERM or SIGINT.
@@ -137,12 +187,35 @@ pub async fn run(cfg: Config) -> Result<()> {
     for s in &cfg.service {
         script.push_str(&nft::add_vip(&fence, s.vip));
     }
-    for s in &primaries {
-        // Until leases follow heartbeats (witness work), a primary holds a
-        // permanent lease on its own addresses.
-        script.push_str(&nft::permanent_lease(&fence, s.vip));
-    }
     nft.run(&script).context("installing the crash fence")?;
+    let timing = Timing::new(cfg.heartbeat_ms * 1_000_000, cfg.misses);
+    let leases = Arc::new(Leases::new(
+        nft,
+        fence.clone(),
+        Duration::from_nanos(timing.lease_timeout_ns()),
+    ));
+    // Initial lease: one lease timeout, then refreshed by heartbeats. A
+    // primary cannot answer anyone before its backup is up (the backup
+    // fronts the address and acknowledges the log), so nothing is lost.
+    for s in &primaries {
+        leases
+            .start_refreshed(s.vip)
+            .context("initial lease of a primary address")?;
+    }
+    let machines: Vec<(VipMachine, ServiceRole)> = cfg
+        .service
+        .iter()
+        .map(|s| {
+            let role = match s.role {
+                ServiceRole::Primary => Role::Primary,
+                ServiceRole::Backup => Role::Backup,
+            };
+            (
+                VipMachine::duplex(s.vip, me, role, START_EPOCH, timing),
+                s.role,
+            )
+        })
+        .collect();
 
     let cgi = Arc::new(workload::cgi::CgiConfig {
         served_by: cfg.name.clone(),
@@ -155,8 +228,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         nc: nc.clone(),
         lan,
         lo,
-        nft,
-        fence,
+        leases: leases.clone(),
         primaries: primaries.clone(),
         fronted: fronted.clone(),
         cgi: cgi.clone(),
@@ -167,6 +239,16 @@ pub async fn run(cfg: Config) -> Result<()> {
         log_stats: Arc::new(LogServerStats::default()),
         arp_sock: None,
         failed_over: false,
+        machines: if cfg.witness.is_some() {
+            machines
+        } else {
+            Vec::new()
+        },
+        witness: None,
+        pending: None,
+        hb: None,
+        snapshot_done: false,
+        simplex_done: false,
         cfg,
     };
     let cfg = node.cfg.clone();
@@ -268,6 +350,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     // --- heartbeats ----------------------------------------------------
     let (dtx, mut drx) = tokio::sync::mpsc::unbounded_channel();
+    let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Vec<VipStatus>>();
     let vips: Vec<VipStatus> = cfg
         .service
         .iter()
@@ -289,27 +372,86 @@ pub async fn run(cfg: Config) -> Result<()> {
             epoch: START_EPOCH,
             detector,
             vips,
+            stop_on_failure: cfg.witness.is_some(),
+            max_refresh_age: Some(Duration::from_nanos(timing.margin_ns)),
+            peer_vips: Some(ptx),
         },
         clock,
         dtx,
-        Box::new(|| {}),
+        {
+            let leases = leases.clone();
+            Box::new(move || leases.refresh())
+        },
     )
     .await
     .context("heartbeat socket")?;
+    node.hb = Some(hb);
+
+    // --- the witness channel ----------------------------------------------
+    let (wtx, mut wrx) = tokio::sync::mpsc::unbounded_channel::<WitnessMsg>();
+    if let Some(to) = cfg.witness {
+        let sock = Arc::new(
+            UdpSocket::bind((own, cfg.witness_port))
+                .await
+                .with_context(|| format!("witness socket {own}:{}", cfg.witness_port))?,
+        );
+        let rx_sock = sock.clone();
+        let rx_key = key.clone();
+        tokio::spawn(async move {
+            let mut dec =
+                DatagramDecoder::new(rx_key, DecoderConfig::for_channel(Channel::Witness));
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = rx_sock.recv_from(&mut buf).await else {
+                    continue;
+                };
+                if from != std::net::SocketAddr::V4(to) {
+                    continue;
+                }
+                if let Ok(f) = dec.decode(&buf[..n]) {
+                    if let Message::Witness(m) = f.msg {
+                        if wtx.send(m).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        node.witness = Some(WitnessClient {
+            sock,
+            to,
+            enc: Encoder::new(key.clone(), me, START_EPOCH, unix_ns()),
+            asked_at: None,
+        });
+    }
 
     println!("coral node {} ready", cfg.name);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_counters = String::new();
     loop {
+        let wait = node
+            .machines
+            .iter()
+            .filter_map(|(m, _)| m.next_deadline())
+            .min()
+            .map(|d| Duration::from_nanos(d.since_ns(clock.now())))
+            .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = tick.tick() => {
                 // Counters change rarely once idle; write them when they do.
-                let c = node.counters(&hb);
+                let c = node.counters();
                 if c != last_counters {
                     events.record("counters", &c);
                     last_counters = c;
                 }
+            }
+            _ = tokio::time::sleep(wait) => node.drive().await,
+            m = wrx.recv() => {
+                if let Some(m) = m { node.on_witness(m).await; }
+            }
+            v = prx.recv() => {
+                if let Some(v) = v { node.on_peer_status(&v).await; }
             }
             ev = drx.recv() => {
                 let Some(ev) = ev else { break };
@@ -318,9 +460,13 @@ pub async fn run(cfg: Config) -> Result<()> {
                         let detected = unix_ns();
                         events.record_at(detected, "peer-failed", &format!(
                             "ever_heard={ever_heard} silent_ms={}", clock.now().since_ms(last_heard)));
-                        if !node.failed_over {
+                        if !node.machines.is_empty() {
+                            node.on_peer_failed(last_heard).await;
+                        } else if !node.failed_over {
                             node.failed_over = true;
-                            hb.mode.store(ModeTag::Simplex as u8, Ordering::Relaxed);
+                            if let Some(hb) = &node.hb {
+                                hb.mode.store(ModeTag::Simplex as u8, Ordering::Relaxed);
+                            }
                             if let Err(e) = node.fail_over().await {
                                 events.record("failover-error", &format!("{e:#}"));
                                 eprintln!("coral: failover: {e:#}");
@@ -335,7 +481,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    events.record("counters", &node.counters(&hb));
+    events.record("counters", &node.counters());
     events.record("stop", "signal");
     node.shutdown().await;
     Ok(())
@@ -356,13 +502,19 @@ fn fmt_breakdown(m: &std::collections::BTreeMap<String, f64>) -> String {
 }
 
 impl Node {
-    fn counters(&self, hb: &heartbeat::HeartbeatHandle) -> String {
+    fn counters(&self) -> String {
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let Some(hb) = &self.hb else {
+            return String::new();
+        };
         let mut c = format!(
-            "hb_sent={} hb_received={} hb_rejected={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
+            "hb_sent={} hb_received={} hb_rejected={} hb_stale={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
             r(&hb.stats.sent),
             r(&hb.stats.received),
             r(&hb.stats.rejected),
+            r(&hb.stale),
+            r(&self.leases.refreshes),
+            r(&self.leases.refresh_errors),
             r(&self.log_stats.entries),
             r(&self.log_stats.replies),
             r(&self.log_stats.unknown_conn),
@@ -383,7 +535,8 @@ impl Node {
         c
     }
 
-    /// The peer failed: take over what it did.
+    /// Without a witness: the peer failed, take over what it did at once
+    /// (unsafe under partitions; see the config docs).
     async fn fail_over(&mut self) -> Result<()> {
         if let Some(client) = &self.log_client {
             // Paper 3.1: writers waiting for log acks must stop waiting.
@@ -395,18 +548,273 @@ impl Node {
             );
         }
         if self.front.is_some() {
-            self.take_over_connections().await?;
+            self.build_takeover();
+            self.speak().await?;
         }
         if !self.primaries.is_empty() {
+            for s in &self.primaries {
+                self.leases.make_permanent(s.vip)?;
+            }
             self.take_fronted_addresses().await?;
         }
         Ok(())
     }
 
-    /// The backup's takeover of the primary's connections (DESIGN.md 5).
-    async fn take_over_connections(&mut self) -> Result<()> {
-        let front = self.front.clone().expect("front");
-        let front = &*front;
+    // --- witness mode ------------------------------------------------------
+
+    /// The detector declared the peer failed: feed every machine.
+    async fn on_peer_failed(&mut self, last_heard: CoreInstant) {
+        // The heartbeat task already stopped sending and refreshing; no
+        // lease is extended from now on except by a grant.
+        self.leases.stop_refreshing();
+        let sent = self
+            .hb
+            .as_ref()
+            .map(|h| h.last_sent_ns.load(Ordering::SeqCst))
+            .unwrap_or(0);
+        let last_sent = if sent == 0 {
+            last_heard
+        } else {
+            CoreInstant(sent)
+        };
+        let now = self.clock.now();
+        for (m, _) in &mut self.machines {
+            m.handle(
+                now,
+                Input::PeerFailed {
+                    last_heard,
+                    last_sent,
+                },
+            );
+        }
+        self.drive().await;
+    }
+
+    /// A reply from the witness.
+    async fn on_witness(&mut self, m: WitnessMsg) {
+        let me = NodeId(self.cfg.node_id);
+        let rtt = self
+            .witness
+            .as_mut()
+            .and_then(|w| w.asked_at.take())
+            .map(|t| t.elapsed().as_secs_f64() * 1e3)
+            .unwrap_or(f64::NAN);
+        let (vip, input) = match m {
+            WitnessMsg::Grant { vip, node, epoch } if node == me => {
+                self.events.record(
+                    "witness-grant",
+                    &format!("vip={vip} epoch={} rtt_ms={rtt:.3}", epoch.0),
+                );
+                (vip, Input::GrantReceived { epoch })
+            }
+            WitnessMsg::Refuse {
+                vip,
+                node,
+                epoch,
+                reason,
+            } if node == me => {
+                self.events.record(
+                    "witness-refused",
+                    &format!(
+                        "vip={vip} epoch={} reason={reason:?} rtt_ms={rtt:.3}",
+                        epoch.0
+                    ),
+                );
+                (vip, Input::GrantRefused { epoch, reason })
+            }
+            _ => return,
+        };
+        let now = self.clock.now();
+        for (mach, _) in &mut self.machines {
+            if mach.vip() == vip {
+                mach.handle(now, input);
+            }
+        }
+        self.drive().await;
+    }
+
+    /// The peer's heartbeat reported its per-address epochs.
+    async fn on_peer_status(&mut self, v: &[VipStatus]) {
+        let now = self.clock.now();
+        for st in v {
+            for (m, _) in &mut self.machines {
+                if m.vip() == st.vip {
+                    m.handle(now, Input::EpochSeen { epoch: st.epoch });
+                }
+            }
+        }
+        self.drive().await;
+    }
+
+    /// Run every machine's due actions, in order.
+    async fn drive(&mut self) {
+        loop {
+            let now = self.clock.now();
+            let mut next = None;
+            for (i, (m, _)) in self.machines.iter_mut().enumerate() {
+                if let Some(a) = m.poll(now) {
+                    next = Some((i, a));
+                    break;
+                }
+            }
+            let Some((i, action)) = next else { break };
+            let origin = self.machines[i].1;
+            if let Err(e) = self.act(origin, action).await {
+                self.events
+                    .record("action-error", &format!("{action:?}: {e:#}"));
+                eprintln!("coral: {action:?}: {e:#}");
+            }
+        }
+        // Report what the machines say in our heartbeats.
+        if let Some(hb) = &self.hb {
+            let st: Vec<VipStatus> = self.machines.iter().map(|(m, _)| m.status()).collect();
+            if let Some(first) = st.first() {
+                hb.mode.store(first.mode as u8, Ordering::Relaxed);
+            }
+            *hb.vips.lock().expect("vips") = st;
+        }
+    }
+
+    /// Carry out one action of a machine that started as `origin`.
+    async fn act(&mut self, origin: ServiceRole, action: Action) -> Result<()> {
+        match (origin, action) {
+            (_, Action::ModeChanged { vip, from, to }) => {
+                self.events
+                    .record("mode", &format!("vip={vip} from={from:?} to={to:?}"));
+            }
+            (_, Action::StopHeartbeats) => {
+                if let Some(hb) = &self.hb {
+                    hb.silent.store(true, Ordering::SeqCst);
+                }
+            }
+            (_, Action::AskWitness { vip, node, epoch }) => {
+                let w = self
+                    .witness
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("no witness configured"))?;
+                let d = w
+                    .enc
+                    .encode_to_vec(&Message::Witness(WitnessMsg::Request { vip, node, epoch }))
+                    .map_err(|e| anyhow!("encoding a witness request: {e}"))?;
+                let first = w.asked_at.is_none();
+                if first {
+                    w.asked_at = Some(Instant::now());
+                }
+                let sent = w.sock.send_to(&d, w.to).await;
+                if first {
+                    self.events.record(
+                        "witness-ask",
+                        &format!("vip={vip} epoch={} sent={}", epoch.0, sent.is_ok()),
+                    );
+                }
+            }
+            (_, Action::Fence { vip }) => self.fence_and_exit(vip).await,
+            (ServiceRole::Backup, Action::SnapshotAndStopAckingLog { .. })
+                if !self.snapshot_done =>
+            {
+                self.snapshot_done = true;
+                if let Some(f) = &self.front {
+                    f.hold();
+                }
+                let _table = self.table.lock().expect("table");
+                self.acking.store(false, Ordering::SeqCst);
+                self.events.record("log-acks-stopped", "");
+            }
+            (ServiceRole::Backup, Action::BuildRepairedSockets { .. })
+                if self.pending.is_none() && self.front.is_some() && !self.failed_over =>
+            {
+                self.build_takeover();
+            }
+            // The voice: lease, address, late frames, logged replies, ARP.
+            (
+                ServiceRole::Backup,
+                Action::SetLease {
+                    lease: Lease::Permanent,
+                    ..
+                },
+            ) if !self.failed_over => {
+                self.failed_over = true;
+                self.speak().await?;
+            }
+            (ServiceRole::Primary, Action::SetLease { vip, lease }) => match lease {
+                Lease::Permanent => self.leases.make_permanent(vip)?,
+                Lease::Refreshed { .. } => self.leases.start_refreshed(vip)?,
+            },
+            (ServiceRole::Primary, Action::GoSimplex { .. }) if !self.simplex_done => {
+                self.simplex_done = true;
+                if let Some(client) = &self.log_client {
+                    let t = Instant::now();
+                    client.go_simplex();
+                    self.events.record(
+                        "simplex",
+                        &format!("released_ms={:.3}", t.elapsed().as_secs_f64() * 1e3),
+                    );
+                }
+                self.take_fronted_addresses().await?;
+            }
+            // Done as part of the steps above (addresses, re-injection,
+            // flush, ARP), in the machine's order.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Deposed: drop everything silently, stop, record, exit non-zero. The
+    /// nft table stays: without a lease the kernel sends nothing from the
+    /// service addresses.
+    async fn fence_and_exit(&mut self, vip: Ipv4Addr) -> ! {
+        let t = Instant::now();
+        let vips: Vec<Ipv4Addr> = self.cfg.service.iter().map(|s| s.vip).collect();
+        let revoked = self.leases.revoke_all(&vips);
+        let (silenced, failed) = fencing::silence_all();
+        let mut pending = 0;
+        if let Some(p) = self.pending.take() {
+            for r in p.restored {
+                pending += 1;
+                let _ = repair::close_silently(r.stream);
+            }
+        }
+        for v in &vips {
+            for (idx, len) in [
+                (self.lan.index, 32),
+                (self.lan.index, 24),
+                (self.lo.index, 32),
+            ] {
+                let _ = self.nc.del_addr(idx, *v, len).await;
+            }
+        }
+        if let Some(f) = &self.front {
+            f.retire();
+        }
+        self.acking.store(false, Ordering::SeqCst);
+        if let Some(hb) = &self.hb {
+            hb.silent.store(true, Ordering::SeqCst);
+            hb.abort();
+        }
+        let reason = self
+            .machines
+            .iter()
+            .find(|(m, _)| m.vip() == vip)
+            .map(|(m, _)| format!("{:?}", m.mode()))
+            .unwrap_or_default();
+        self.events.record(
+            "fenced",
+            &format!(
+                "vip={vip} {reason} silenced={silenced} silence_failed={failed} pending_closed={pending} lease_revoked={} took_ms={:.3}",
+                revoked.is_ok(),
+                t.elapsed().as_secs_f64() * 1e3
+            ),
+        );
+        eprintln!("coral: fenced ({reason}); exiting");
+        std::process::exit(FENCED_EXIT);
+    }
+
+    /// Steps 1-2 of the takeover: snapshot, stop acking, rebuild sockets
+    /// (silent: no lease, address not local yet).
+    fn build_takeover(&mut self) {
+        let Some(front) = self.front.clone() else {
+            return;
+        };
         let ctx = TakeoverCtx {
             vips: self
                 .fronted
@@ -421,18 +829,41 @@ impl Node {
             outside: self.cfg.outside,
         };
         let mut report = TakeoverReport::default();
-        // Steps 1-2.
         let (restored, points, handshakes) =
-            takeover::snapshot_and_rebuild(&ctx, front, &mut report);
+            takeover::snapshot_and_rebuild(&ctx, &front, &mut report);
+        self.pending = Some(PendingTakeover {
+            ctx,
+            restored,
+            points,
+            handshakes,
+            report,
+        });
+    }
+
+    /// Steps 3-7 of the takeover: the backup gets its voice.
+    async fn speak(&mut self) -> Result<()> {
+        if self.pending.is_none() {
+            self.build_takeover();
+        }
+        let Some(PendingTakeover {
+            ctx,
+            restored,
+            points,
+            handshakes,
+            mut report,
+        }) = self.pending.take()
+        else {
+            return Ok(());
+        };
+        let front = self.front.clone().expect("front");
+        let front = &*front;
         // Step 3: lease, then the address on the LAN interface.
         let t = Instant::now();
-        let mut script = String::new();
         for s in &self.fronted {
-            script.push_str(&nft::permanent_lease(&self.fence, s.vip));
+            self.leases
+                .make_permanent(s.vip)
+                .context("leasing the taken-over addresses")?;
         }
-        self.nft
-            .run(&script)
-            .context("leasing the taken-over addresses")?;
         let t = report.step("lease", t);
         for s in &self.fronted {
             self.nc.add_addr(self.lan.index, s.vip, 32).await?;
@@ -570,12 +1001,11 @@ impl Node {
     }
 
     async fn shutdown(self) {
-        let mut nft = self.nft;
         if let Some(f) = self.front {
             self.acking.store(false, Ordering::SeqCst);
             f.retire();
         }
-        let _ = nft.run(&nft::remove_table(&self.fence));
+        let _ = self.leases.run(&nft::remove_table(self.leases.fence()));
         for s in &self.primaries {
             let _ = self.nc.del_addr(self.lo.index, s.vip, 32).await;
         }

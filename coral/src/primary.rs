@@ -68,7 +68,9 @@ pub fn spawn_connection(
     cgi: Arc<workload::cgi::CgiConfig>,
     close_mark: u32,
 ) {
+    let live = crate::fencing::register(stream.as_raw_fd());
     tokio::spawn(async move {
+        let _live = live;
         let io = LoggedStream::new(stream, tuple, logger, close_mark);
         let r = workload::cgi::serve_connection(TokioIo::new(io), cgi).await;
         if let Some(log) = log {

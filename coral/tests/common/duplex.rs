@@ -19,8 +19,15 @@ pub struct Duplex {
     pub b: String,
     pub sw: String,
     pub dir: tempfile::TempDir,
+    /// server-b's then server-a's `coral node` (ip netns exec execs it).
     pub nodes: Vec<Child>,
+    /// The witness (`coral witness` in the client namespace, the outside
+    /// host), if the pair uses one.
+    pub witness: Option<Child>,
 }
+
+/// Where the witness listens (the client namespace: the outside host).
+pub const WITNESS: &str = "192.0.2.1:7012";
 
 pub fn coral_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coral")
@@ -47,15 +54,21 @@ fn config(
     dir: &Path,
     hb_ms: u64,
     misses: u32,
+    witness: bool,
 ) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(
         &p,
         format!(
             "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
-             events = \"{ev}\"\noutside = \"192.0.2.1\"\n[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
             key = dir.join("key").display(),
             ev = dir.join(format!("{name}-events.csv")).display(),
+            w = if witness {
+                format!("witness = \"{WITNESS}\"\n")
+            } else {
+                String::new()
+            },
         ),
     )
     .unwrap();
@@ -63,7 +76,14 @@ fn config(
 }
 
 impl Duplex {
+    /// A pair with a witness (the safe configuration every test uses
+    /// unless it says otherwise).
     pub fn start(tag: &str, hb_ms: u64, misses: u32) -> Duplex {
+        Self::start_with(tag, hb_ms, misses, true)
+    }
+
+    /// A pair, with or without a witness.
+    pub fn start_with(tag: &str, hb_ms: u64, misses: u32, with_witness: bool) -> Duplex {
         let mut ns = super::Netns::new(tag);
         let sw = ns.add("sw");
         let c = ns.add("c");
@@ -88,6 +108,7 @@ impl Duplex {
             dir.path(),
             hb_ms,
             misses,
+            with_witness,
         );
         let cb = config(
             "server-b",
@@ -98,7 +119,32 @@ impl Duplex {
             dir.path(),
             hb_ms,
             misses,
+            with_witness,
         );
+        let witness = with_witness.then(|| {
+            let log = std::fs::File::create(dir.path().join("witness.log")).unwrap();
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &c,
+                    coral_bin(),
+                    "witness",
+                    "--listen",
+                    WITNESS,
+                ])
+                .arg("--key-file")
+                .arg(dir.path().join("key"))
+                .arg("--state")
+                .arg(dir.path().join("witness.state"))
+                .args(["--allow-node", "1", "--allow-node", "2", "--allow-vip", VIP])
+                .arg("--events")
+                .arg(dir.path().join("witness-events.csv"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        });
         let mut nodes = Vec::new();
         for (n, cfg) in [(&b, &cb), (&a, &ca)] {
             let log = std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap();
@@ -120,6 +166,7 @@ impl Duplex {
             sw,
             dir,
             nodes,
+            witness,
         };
         d.wait_ready();
         d
@@ -160,6 +207,8 @@ impl Duplex {
             "server-b.log",
             "server-a-events.csv",
             "server-b-events.csv",
+            "witness.log",
+            "witness-events.csv",
         ] {
             let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
             s.push_str(&format!("--- {f}\n{text}\n"));
@@ -183,7 +232,7 @@ impl Duplex {
 
 impl Drop for Duplex {
     fn drop(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().chain(self.witness.iter_mut()) {
             let _ = n.kill();
             let _ = n.wait();
         }
