@@ -11,6 +11,12 @@ have ping || need+=(iputils-ping)
 have tcpdump || need+=(tcpdump)
 have python3 || need+=(python3)
 have ss || need+=(iproute2)
+# The load-balancer baselines (lb-compare). Looked up in the sbin dirs too:
+# a non-root PATH may not have them.
+have_sbin() { have "$1" || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have_sbin haproxy || need+=(haproxy)
+have_sbin nginx || need+=(nginx)
+have_sbin keepalived || need+=(keepalived)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root or install them" >&2
@@ -19,5 +25,20 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The kit starts haproxy, nginx and keepalived itself, inside its own
+  # namespaces with its own configuration: keep their packages from starting
+  # the distribution's services in the root namespace. policy-rc.d exit 101
+  # is Debian's "do not start services" (invoke-rc.d, deb-systemd-invoke);
+  # one that is already there is left as it is.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || { echo "install-deps: apt-get install failed ($rc)" >&2; exit "$rc"; }
 fi

@@ -17,10 +17,20 @@ pub const DEFAULT_STATE: &str = "results/live";
 /// Arguments of `coral-exp up`.
 #[derive(Args, Debug, Clone)]
 pub struct UpArgs {
-    /// Service to run: unreplicated, or coral (a CoRAL pair on server-a and
-    /// server-b; always both servers). haproxy, nginx, keepalived: not built yet.
+    /// Service to run: unreplicated; coral (a CoRAL pair on server-a and
+    /// server-b); haproxy or nginx (on lb, in front of server-a and
+    /// server-b); keepalived (VRRP between server-a and server-b). All but
+    /// unreplicated always use both servers.
     #[arg(long)]
     pub service: String,
+    /// HAProxy profile (for --service haproxy): stock-like timeouts, or
+    /// tuned for fast failover.
+    #[arg(long, value_enum)]
+    pub lb_profile: Option<crate::services::LbProfile>,
+    /// VRRP advert interval in ms, a multiple of 10 (for --service
+    /// keepalived; default 100).
+    #[arg(long)]
+    pub advert_ms: Option<u64>,
     /// Topology backend: netns (docker: not built yet).
     #[arg(long, default_value = "netns")]
     pub topology: String,
@@ -150,11 +160,22 @@ pub fn up(a: UpArgs) -> Result<i32> {
     if a.heartbeat_ms == Some(0) || a.misses == Some(0) {
         bail!("--heartbeat-ms and --misses must be at least 1");
     }
+    if a.lb_profile.is_some() && a.service != "haproxy" {
+        bail!("--lb-profile applies to --service haproxy only");
+    }
+    if a.advert_ms.is_some() && a.service != "keepalived" {
+        bail!("--advert-ms applies to --service keepalived only");
+    }
+    let lb_defaults = crate::services::LbOptions::default();
     let cancel = live::install_signal_flag()?;
     let defaults = crate::services::CoralOptions::default();
     let opts = UpOptions {
         // CoRAL always runs on both servers.
-        servers: if a.service == "coral" { 2 } else { a.servers },
+        servers: if a.service == "unreplicated" {
+            a.servers
+        } else {
+            2
+        },
         service: a.service,
         topology: a.topology,
         state_dir: a.state.clone(),
@@ -167,6 +188,10 @@ pub fn up(a: UpArgs) -> Result<i32> {
             heartbeat_ms: a.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
             misses: a.misses.unwrap_or(defaults.misses),
             dual_role: a.dual_role,
+        },
+        lb: crate::services::LbOptions {
+            profile: a.lb_profile.unwrap_or(lb_defaults.profile),
+            advert_ms: a.advert_ms.unwrap_or(lb_defaults.advert_ms),
         },
     };
     let t0 = std::time::Instant::now();
@@ -287,8 +312,8 @@ fn down_stale() -> Result<i32> {
 
 /// `coral-exp exec`.
 pub fn exec(a: ExecArgs) -> Result<i32> {
-    let (backend, h) = live::load(&a.state)?;
-    let host = h.state.resolve_host(&a.host)?;
+    let (backend, mut h) = live::load(&a.state)?;
+    let host = topology::resolve_host_now(backend.as_ref(), &mut h, &a.host)?;
     let mut cmd = backend.command(&h.state, &host, &a.cmd)?;
     let st = cmd
         .status()
@@ -303,7 +328,7 @@ pub fn exec(a: ExecArgs) -> Result<i32> {
 
 /// `coral-exp fault`.
 pub fn fault(a: FaultArgs) -> Result<i32> {
-    let (backend, h) = live::load(&a.state)?;
+    let (backend, mut h) = live::load(&a.state)?;
     if h.state.status == Status::Down {
         bail!("the topology in {} is down", a.state.display());
     }
@@ -315,7 +340,7 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
     }
     let mut names = Vec::new();
     for spec in &a.hosts {
-        names.push(h.state.resolve_host(spec)?);
+        names.push(topology::resolve_host_now(backend.as_ref(), &mut h, spec)?);
     }
     let s = &h.state;
     let fault = match a.kind {

@@ -31,6 +31,8 @@ pub struct UpOptions {
     pub conditions: Conditions,
     /// Options of the CoRAL service (ignored by the others).
     pub coral: crate::services::CoralOptions,
+    /// Options of the haproxy and keepalived baselines (ignored by the others).
+    pub lb: crate::services::LbOptions,
 }
 
 /// The process-wide cancel flag, set by SIGINT, SIGTERM and SIGHUP once

@@ -112,6 +112,16 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
     Ok((variants, shape))
 }
 
+/// Baseline options of a variant: `haproxy-tuned` runs HAProxy's tuned
+/// profile; everything else the defaults (stock HAProxy, 100 ms VRRP adverts).
+fn lb_options(variant: &str) -> crate::services::LbOptions {
+    let mut o = crate::services::LbOptions::default();
+    if variant == "haproxy-tuned" {
+        o.profile = crate::services::LbProfile::Tuned;
+    }
+    o
+}
+
 /// `config.json` of one repetition.
 #[derive(Debug, Serialize)]
 struct RepConfig<'a> {
@@ -233,6 +243,7 @@ fn run_rep(
             prefix: a.prefix.clone(),
             conditions: conditions(a),
             coral: v.coral,
+            lb: lb_options(&v.name),
         },
         cancel,
     )?;
@@ -398,8 +409,8 @@ impl Drop for LoadGuard<'_> {
 /// Injects a planned fault into `l`, records it in the topology's
 /// events.csv; returns its instant.
 fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<u64> {
+    let host = topology::resolve_host_now(l.backend.as_ref(), &mut l.handle, &f.host)?;
     let st = l.state();
-    let host = st.resolve_host(&f.host)?;
     let fault = match f.kind.as_str() {
         "kill" => Fault::Kill {
             pids: st.host(&host)?.pids.clone(),

@@ -4,16 +4,20 @@
 //! roles and service URLs of topology.json.
 
 pub mod coral;
+pub mod haproxy;
+pub mod keepalived;
+pub mod nginx;
 pub mod unreplicated;
 
 use crate::live::{Live, UpOptions};
-use anyhow::{bail, Result};
-use std::path::Path;
+use crate::topology::{Role, Topology, TopologyState};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Services `up` knows.
-pub const SERVICES: [&str; 2] = ["unreplicated", "coral"];
+pub const SERVICES: [&str; 5] = ["unreplicated", "coral", "haproxy", "nginx", "keepalived"];
 
 /// Options of the CoRAL service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +46,8 @@ pub fn check(opts: &UpOptions) -> Result<()> {
     match opts.service.as_str() {
         "unreplicated" => Ok(()),
         "coral" => coral::check(opts),
-        "haproxy" | "nginx" | "keepalived" => bail!("--service {} is not built yet", opts.service),
+        "haproxy" | "nginx" => Ok(()),
+        "keepalived" => keepalived::check(opts),
         other => bail!(
             "unknown service `{other}` (one of: {})",
             SERVICES.join(", ")
@@ -55,6 +60,9 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
     match opts.service.as_str() {
         "unreplicated" => unreplicated::start(live, opts, cancel),
         "coral" => coral::start(live, opts, cancel),
+        "haproxy" => haproxy::start(live, opts, cancel),
+        "nginx" => nginx::start(live, opts, cancel),
+        "keepalived" => keepalived::start(live, opts, cancel),
         other => bail!("unknown service `{other}`"),
     }
 }
@@ -92,5 +100,226 @@ pub fn wait_for_log(
             );
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The lb host's address: the service address of the proxies.
+pub const LB_ADDR: &str = "192.0.2.10";
+/// server-a's LAN address.
+pub const SERVER_A_ADDR: &str = "192.0.2.11";
+/// server-b's LAN address.
+pub const SERVER_B_ADDR: &str = "192.0.2.12";
+
+/// HAProxy configuration profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LbProfile {
+    /// Stock-like timeouts: checks every 2 s, `timeout server 30s`.
+    #[default]
+    Stock,
+    /// Tuned for fast failover: 100 ms checks, `observe layer4`, retries
+    /// with redispatch, `timeout server 300ms`.
+    Tuned,
+}
+
+impl LbProfile {
+    /// `stock` or `tuned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbProfile::Stock => "stock",
+            LbProfile::Tuned => "tuned",
+        }
+    }
+}
+
+/// Options of the load-balancer baselines (haproxy, keepalived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LbOptions {
+    /// HAProxy profile.
+    pub profile: LbProfile,
+    /// VRRP advert interval of keepalived, ms (multiple of 10).
+    pub advert_ms: u64,
+}
+
+impl Default for LbOptions {
+    fn default() -> Self {
+        // 100 ms adverts: a master-down interval of about 3 adverts, the
+        // same detection budget as CoRAL's default 3 x 100 ms heartbeats.
+        LbOptions {
+            profile: LbProfile::Stock,
+            advert_ms: 100,
+        }
+    }
+}
+
+/// Fills `{{NAME}}` placeholders of `template` from `vars`; fails if one is
+/// left unfilled.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> Result<String> {
+    let mut s = template.to_string();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    if let Some(i) = s.find("{{") {
+        let name: String = s[i..].chars().take_while(|c| *c != '}').collect();
+        bail!("template placeholder {name}}}}} has no value");
+    }
+    Ok(s)
+}
+
+/// Finds a system program on PATH or in /usr/sbin, /sbin; a clear error
+/// naming the Debian package otherwise.
+pub fn find_program(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs =
+        std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from));
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("`{name}` is not installed (Debian package `{name}`; run scripts/install-deps.sh)")
+}
+
+/// `dir` as an absolute path (configuration files name their paths fully).
+pub fn abs_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::path::absolute(dir).with_context(|| format!("absolute path of {}", dir.display()))
+}
+
+/// Starts unreplicated webstone-servers on server-a and server-b for a
+/// baseline that fronts them; clears their own URLs and roles (the
+/// baseline's service address replaces them).
+pub fn start_backends(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+    let mut o = opts.clone();
+    o.servers = 2;
+    unreplicated::start(live, &o, cancel)?;
+    let st = &mut live.handle.state;
+    st.service_urls.clear();
+    for h in ["server-a", "server-b"] {
+        if let Some(i) = st.hosts.get_mut(h) {
+            i.roles.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Waits until a GET of `url` from the client host returns 200 (curl),
+/// failing if process `pid` exits (its `log` is quoted), `within` passes or
+/// `cancel` is set.
+pub fn wait_url(
+    live: &Live,
+    url: &str,
+    pid: u32,
+    log: &Path,
+    within: Duration,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let deadline = Instant::now() + within;
+    let argv: Vec<std::ffi::OsString> = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-m",
+        "1",
+        &format!("{url}?size=16"),
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    loop {
+        let out = live
+            .backend
+            .command(live.state(), "client", &argv)?
+            .output()
+            .context("run curl in the client namespace (is curl installed?)")?;
+        if String::from_utf8_lossy(&out.stdout).trim() == "200" {
+            return Ok(());
+        }
+        if !faultinject::pid_alive(pid) {
+            bail!(
+                "exited before it served; its log ({}) says: {}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_default().trim()
+            );
+        }
+        if cancel.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer 200 within {} s", within.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`wait_url`] on the lb address, naming the proxy in the error.
+pub fn wait_serving(
+    live: &Live,
+    pid: u32,
+    log: &Path,
+    name: &str,
+    within: Duration,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let url = format!("http://{LB_ADDR}/cgi-bin/webstone");
+    wait_url(live, &url, pid, log, within, cancel).with_context(|| format!("{name} on lb"))
+}
+
+/// Sets the proxies' service URL (the lb address) and their initial roles.
+pub fn set_proxy_url(live: &mut Live) {
+    let st = &mut live.handle.state;
+    st.service_urls = vec![format!("http://{LB_ADDR}/cgi-bin/webstone")];
+    let _ = refresh_roles(live.backend.as_ref(), &mut live.handle.state);
+}
+
+/// Established TCP connections on port 80 of `host` now (`ss`).
+pub fn established_on_80(backend: &dyn Topology, s: &TopologyState, host: &str) -> Result<usize> {
+    let argv: Vec<std::ffi::OsString> = ["ss", "-Htn", "state", "established", "( sport = :80 )"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    let out = backend
+        .command(s, host, &argv)?
+        .output()
+        .with_context(|| format!("run ss on {host}"))?;
+    if !out.status.success() {
+        bail!(
+            "ss on {host} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count())
+}
+
+/// Re-resolves the roles that change while a baseline runs (DESIGN.md 10):
+/// for a proxy, `primary` is the server holding the most established
+/// connections now (server-a on a tie) and the other server is `backup`; for
+/// keepalived, `primary` is the current VRRP master. Other services keep
+/// their roles.
+pub fn refresh_roles(backend: &dyn Topology, s: &mut TopologyState) -> Result<()> {
+    match s.service.as_str() {
+        "haproxy" | "nginx" => {
+            let a = established_on_80(backend, s, "server-a")?;
+            let b = established_on_80(backend, s, "server-b")?;
+            let primary = if b > a { "server-b" } else { "server-a" };
+            for h in ["server-a", "server-b"] {
+                if let Some(i) = s.hosts.get_mut(h) {
+                    i.roles = vec![Role {
+                        vip: LB_ADDR.into(),
+                        role: if h == primary { "primary" } else { "backup" }.into(),
+                    }];
+                }
+            }
+            Ok(())
+        }
+        "keepalived" => keepalived::refresh_roles(backend, s),
+        _ => Ok(()),
     }
 }

@@ -415,6 +415,18 @@ pub trait Topology {
     fn destroy_prefix(&self, prefix: &str) -> Result<()>;
 }
 
+/// Resolves `spec` like [`TopologyState::resolve_host`], after re-resolving
+/// the roles that move while a baseline runs (a proxy's busiest server, the
+/// VRRP master: [`crate::services::refresh_roles`]) and saving them to
+/// topology.json. A host name is returned as is.
+pub fn resolve_host_now(backend: &dyn Topology, h: &mut StateHandle, spec: &str) -> Result<String> {
+    if !h.state.hosts.contains_key(spec) {
+        crate::services::refresh_roles(backend, &mut h.state)?;
+        h.save()?;
+    }
+    h.state.resolve_host(spec)
+}
+
 /// The backend called `name`.
 pub fn backend(name: &str) -> Result<Box<dyn Topology>> {
     match name {
