@@ -7,16 +7,26 @@
 //! with Debian's nftables package) is loaded at run time with `libloading`,
 //! so building the kit needs no C headers; its API is four functions.
 //!
-//! The ruleset ([`fence_ruleset`]) lives in one table of its own per node:
-//! - `vips`: the service addresses this node may speak for;
-//! - `lease`: those it holds a lease on right now (per-element timeouts);
-//! - output: a segment from a service address without a lease is dropped
-//!   (a stopped, partitioned or deposed node's kernel goes silent), and a
-//!   FIN or RST from a service address is dropped unless the socket carries
-//!   the intentional-close mark (a crashed process looks fail-stop).
+//! The ruleset ([`fence_ruleset`]) lives in two tables of the same name per
+//! node:
+//! - `ip` table, output hook: a FIN or RST from a service address (set
+//!   `vips`) is dropped unless the socket carries the intentional-close
+//!   mark (a crashed process looks fail-stop);
+//! - `netdev` table, egress hook of the LAN interface: a packet from a
+//!   service address (set `vips`) without an element in set `lease`
+//!   (per-element timeouts) is dropped: a stopped, partitioned or deposed
+//!   node's kernel goes silent.
 //!
-//! Packet-socket output (the front's forwarding and ARP) does not pass
-//! netfilter and is unaffected.
+//! Why egress and not output: a segment that passed the output hook while
+//! the lease was valid can wait in the neighbour (ARP) queue while the
+//! link is down and leave when it comes back, after the lease lapsed and
+//! after the new owner spoke (seen in `netns_link_cut_restored_after_
+//! detection_fences_the_old_primary`: one stale ACK from the old primary
+//! after the backup's takeover). The egress hook runs after neighbour
+//! resolution, when the packet is handed to the device.
+//!
+//! Frames the front forwards and ARP carry no service source address (or
+//! are not IP) and pass.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt::Write as _;
@@ -119,31 +129,45 @@ impl Drop for Nft {
 /// The nftables table a node's fence lives in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FenceConfig {
-    /// Table name (family `ip`), unique per node.
+    /// Table name (families `ip` and `netdev`), unique per node.
     pub table: String,
+    /// The LAN interface (the lease is enforced at its egress hook).
+    pub lan: String,
     /// The node's intentional-close mark (`SO_MARK` set before a deliberate
     /// FIN or close).
     pub close_mark: u32,
 }
 
-/// The whole fence ruleset, replacing any older version of the table.
+/// The whole fence ruleset, replacing any older version of the tables.
 pub fn fence_ruleset(cfg: &FenceConfig) -> String {
     let t = &cfg.table;
     let mut s = String::new();
     // `add` then `delete` makes the delete succeed whether or not it existed.
     let _ = writeln!(s, "add table ip {t}");
     let _ = writeln!(s, "delete table ip {t}");
+    let _ = writeln!(s, "add table netdev {t}");
+    let _ = writeln!(s, "delete table netdev {t}");
     let _ = writeln!(s, "table ip {t} {{");
     let _ = writeln!(s, "  set vips {{ type ipv4_addr; }}");
-    let _ = writeln!(s, "  set lease {{ type ipv4_addr; flags timeout; }}");
     let _ = writeln!(s, "  chain output {{");
     let _ = writeln!(s, "    type filter hook output priority 0; policy accept;");
-    let _ = writeln!(s, "    ip saddr @vips ip saddr != @lease counter drop");
     let _ = writeln!(
         s,
         "    ip saddr @vips tcp flags & (fin | rst) != 0 meta mark != {:#x} counter drop",
         cfg.close_mark
     );
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "}}");
+    let _ = writeln!(s, "table netdev {t} {{");
+    let _ = writeln!(s, "  set vips {{ type ipv4_addr; }}");
+    let _ = writeln!(s, "  set lease {{ type ipv4_addr; flags timeout; }}");
+    let _ = writeln!(s, "  chain egress {{");
+    let _ = writeln!(
+        s,
+        "    type filter hook egress device \"{}\" priority 0; policy accept;",
+        cfg.lan
+    );
+    let _ = writeln!(s, "    ip saddr @vips ip saddr != @lease counter drop");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
@@ -157,7 +181,10 @@ fn ms(d: Duration) -> u128 {
 
 /// Command adding `vip` to the service addresses this node guards.
 pub fn add_vip(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
-    format!("add element ip {} vips {{ {vip} }}\n", cfg.table)
+    format!(
+        "add element ip {t} vips {{ {vip} }}\nadd element netdev {t} vips {{ {vip} }}\n",
+        t = cfg.table
+    )
 }
 
 /// Command removing `vip` from the guarded addresses, and its lease. (Each
@@ -165,7 +192,8 @@ pub fn add_vip(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
 /// was there: a lease may have lapsed already.)
 pub fn remove_vip(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
     format!(
-        "add element ip {t} vips {{ {vip} }}\ndelete element ip {t} vips {{ {vip} }}\n{}",
+        "add element ip {t} vips {{ {vip} }}\ndelete element ip {t} vips {{ {vip} }}\n\
+         add element netdev {t} vips {{ {vip} }}\ndelete element netdev {t} vips {{ {vip} }}\n{}",
         revoke_lease(cfg, vip),
         t = cfg.table
     )
@@ -177,7 +205,7 @@ pub fn remove_vip(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
 pub fn refresh_lease(cfg: &FenceConfig, vip: Ipv4Addr, timeout: Duration) -> String {
     let t = ms(timeout);
     format!(
-        "add element ip {} lease {{ {vip} timeout {t}ms expires {t}ms }}\n",
+        "add element netdev {} lease {{ {vip} timeout {t}ms expires {t}ms }}\n",
         cfg.table
     )
 }
@@ -186,7 +214,7 @@ pub fn refresh_lease(cfg: &FenceConfig, vip: Ipv4Addr, timeout: Duration) -> Str
 /// grant): the element is replaced by one without a timeout.
 pub fn permanent_lease(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
     format!(
-        "{}add element ip {} lease {{ {vip} }}\n",
+        "{}add element netdev {} lease {{ {vip} }}\n",
         revoke_lease(cfg, vip),
         cfg.table
     )
@@ -195,14 +223,17 @@ pub fn permanent_lease(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
 /// Command revoking the lease on `vip` at once (fencing).
 pub fn revoke_lease(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
     format!(
-        "add element ip {t} lease {{ {vip} timeout 1s }}\ndelete element ip {t} lease {{ {vip} }}\n",
+        "add element netdev {t} lease {{ {vip} timeout 1s }}\ndelete element netdev {t} lease {{ {vip} }}\n",
         t = cfg.table
     )
 }
 
-/// Command removing the node's table.
+/// Command removing the node's tables.
 pub fn remove_table(cfg: &FenceConfig) -> String {
-    format!("add table ip {t}\ndelete table ip {t}\n", t = cfg.table)
+    format!(
+        "add table ip {t}\ndelete table ip {t}\nadd table netdev {t}\ndelete table netdev {t}\n",
+        t = cfg.table
+    )
 }
 
 #[cfg(test)]
@@ -212,6 +243,7 @@ mod tests {
     fn cfg() -> FenceConfig {
         FenceConfig {
             table: "coral_t".into(),
+            lan: "eth0".into(),
             close_mark: 0xc0a1,
         }
     }
@@ -220,6 +252,7 @@ mod tests {
     fn ruleset_mentions_both_rules() {
         let r = fence_ruleset(&cfg());
         assert!(r.contains("ip saddr @vips ip saddr != @lease counter drop"));
+        assert!(r.contains("hook egress device \"eth0\""));
         assert!(r.contains("meta mark != 0xc0a1"));
         assert!(r.starts_with("add table ip coral_t\ndelete table ip coral_t\n"));
     }
@@ -233,7 +266,7 @@ mod tests {
         );
         assert_eq!(
             c,
-            "add element ip coral_t lease { 192.0.2.100 timeout 30ms expires 30ms }\n"
+            "add element netdev coral_t lease { 192.0.2.100 timeout 30ms expires 30ms }\n"
         );
         let c = refresh_lease(
             &cfg(),

@@ -180,6 +180,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     // it holds a lease on those it is primary for.
     let fence = FenceConfig {
         table: format!("coral_{}", cfg.node_id),
+        lan: cfg.lan.clone(),
         close_mark: cfg.close_mark,
     };
     let mut nft = Nft::open()?;

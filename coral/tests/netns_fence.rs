@@ -35,6 +35,7 @@ fn setup(tag: &str) -> Pair {
     );
     let cfg = FenceConfig {
         table: "coral_fence".into(),
+        lan: "eth0".into(),
         close_mark: MARK,
     };
     let script = format!(
