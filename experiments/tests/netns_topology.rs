@@ -116,12 +116,14 @@ fn netns_exec_passes_status_and_stdio_through() {
     let o = coral(&["exec", "--state", t.state(), "nosuch", "--", "true"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch"));
-    // --service coral is refused clearly, and creates nothing.
+    // A backend that is not built yet is refused clearly, and creates nothing.
     let d = tempfile::tempdir().unwrap();
     let o = coral(&[
         "up",
         "--service",
-        "coral",
+        "unreplicated",
+        "--topology",
+        "docker",
         "--state",
         d.path().to_str().unwrap(),
     ]);
