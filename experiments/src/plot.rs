@@ -15,6 +15,7 @@
 
 pub mod data;
 pub mod figures;
+pub mod lb;
 pub mod stats;
 
 use anyhow::{Context, Result};
@@ -271,6 +272,15 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                 }
             }
             bar.inc(1);
+        }
+        if exp.name == lb::EXPERIMENT {
+            match lb::plot(&a.out, exp) {
+                Ok(files) => written += files.len(),
+                Err(e) => {
+                    failures += 1;
+                    bar.suspend(|| eprintln!("coral-exp plot: {} figures: {e:#}", exp.name));
+                }
+            }
         }
         match plot_bars(&a.out, exp) {
             Ok(files) => written += files.len(),

@@ -6,6 +6,7 @@
 //! versus simple load balancers"); unknown experiments get a generic section.
 //! Every table says which files its numbers come from.
 
+pub mod lb;
 pub mod paper;
 
 use crate::plot::data::{self, Experiment, Rep, Variant};
@@ -806,6 +807,15 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
         }
         if e.name == "table3-overhead" {
             paper_table3_md(ctx, &mut md);
+        }
+        if e.name == crate::plot::lb::EXPERIMENT {
+            let root = ctx.root();
+            let w = lb::Where {
+                figures: ctx.figures,
+                out_dir: ctx.out_dir,
+                root: &root,
+            };
+            lb::section(w, e, &mut md);
         }
         results_md(ctx, e, &mut md);
         if e.name != "baseline" {

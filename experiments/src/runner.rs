@@ -40,7 +40,8 @@ pub struct FaultPlan {
     pub host: String,
     /// Seconds after the load driver started.
     pub at_s: f64,
-    /// Restart the service this many seconds after the fault (None: never).
+    /// Restart the service this many seconds after the fault (None: never);
+    /// for `link-cut`, restore the link then (failback).
     pub restart_after_s: Option<f64>,
 }
 
@@ -104,13 +105,50 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
                 restart_after_s: Some(1.5),
             }),
         )],
+        "lb-compare" => {
+            // A link cut of the target, restored later in the run (failback).
+            let at_s = (shape.duration_s * 0.4).max(shape.warmup_s + 1.5);
+            LB_COMPARE
+                .iter()
+                .map(|(name, service, target)| {
+                    let mut x = v(
+                        name,
+                        2,
+                        Some(FaultPlan {
+                            kind: "link-cut".into(),
+                            host: target.to_string(),
+                            at_s,
+                            restart_after_s: Some(shape.duration_s * 0.35),
+                        }),
+                    );
+                    x.service = service.to_string();
+                    x.coral.dual_role = *name == "coral-dual";
+                    x
+                })
+                .collect()
+        }
         "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
-        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep"
-        | "lb-compare" => bail!("experiment `{name}` is not built yet"),
-        other => bail!("unknown experiment `{other}` (baseline, baseline-crash)"),
+        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
+            bail!("experiment `{name}` is not built yet")
+        }
+        other => bail!("unknown experiment `{other}` (baseline, baseline-crash, lb-compare)"),
     };
     Ok((variants, shape))
 }
+
+/// lb-compare's variants: (name, service, fault target). The first is the
+/// reference for throughput ratios (two unreplicated servers, both serving).
+/// Targets are roles resolved when the fault is injected: a proxy's busiest
+/// server, the VRRP master, CoRAL's primary for 192.0.2.100.
+pub const LB_COMPARE: [(&str, &str, &str); 7] = [
+    ("two-unreplicated", "unreplicated", "server-a"),
+    ("haproxy-stock", "haproxy", "primary"),
+    ("haproxy-tuned", "haproxy", "primary"),
+    ("nginx", "nginx", "primary"),
+    ("keepalived", "keepalived", "primary"),
+    ("coral", "coral", "primary"),
+    ("coral-dual", "coral", "primary:192.0.2.100"),
+];
 
 /// Baseline options of a variant: `haproxy-tuned` runs HAProxy's tuned
 /// profile; everything else the defaults (stock HAProxy, 100 ms VRRP adverts).
@@ -319,8 +357,14 @@ fn run_rep(
     if let Some(f) = &v.fault {
         sleep_until(started + Duration::from_secs_f64(f.at_s), cancel)?;
         let l = live.as_mut().context("topology gone")?;
-        fault_at = Some(inject_planned(l, f)?);
-        if let Some(r) = f.restart_after_s {
+        let (t, target) = inject_planned(l, f)?;
+        fault_at = Some(t);
+        if let (Some(r), "link-cut") = (f.restart_after_s, f.kind.as_str()) {
+            sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
+            let fault = l.backend.link_fault(l.state(), &target, true)?;
+            let events = l.handle.dir().join("events.csv");
+            faultinject::inject_and_record(&fault, &target, "faultinject", &events)?;
+        } else if let Some(r) = f.restart_after_s {
             sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
             restart(l, &f.host, cancel)?;
             faultinject::append_event(
@@ -407,8 +451,8 @@ impl Drop for LoadGuard<'_> {
 }
 
 /// Injects a planned fault into `l`, records it in the topology's
-/// events.csv; returns its instant.
-fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<u64> {
+/// events.csv; returns its instant and the host it hit.
+fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<(u64, String)> {
     let host = topology::resolve_host_now(l.backend.as_ref(), &mut l.handle, &f.host)?;
     let st = l.state();
     let fault = match f.kind.as_str() {
@@ -424,7 +468,7 @@ fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<u64> {
         "faultinject",
         &l.handle.dir().join("events.csv"),
     )?;
-    Ok(ev.t_unix_ns)
+    Ok((ev.t_unix_ns, host))
 }
 
 /// Starts webstone-server on `host` again and waits until it listens.
@@ -475,6 +519,15 @@ mod tests {
             .to_string()
             .contains("not built yet"));
         assert!(experiment("nope", true).is_err());
+        let (v, s) = experiment("lb-compare", true).unwrap();
+        assert_eq!(v.len(), 7);
+        for x in &v {
+            let f = x.fault.as_ref().unwrap();
+            let back = f.at_s + f.restart_after_s.unwrap();
+            assert!(f.kind == "link-cut" && f.at_s > s.warmup_s + 1.0 && back + 1.0 < s.duration_s);
+        }
+        assert!(v.iter().any(|x| x.service == "keepalived"));
+        assert!(v.iter().filter(|x| x.coral.dual_role).count() == 1);
         assert_eq!(
             rep_dir(Path::new("r"), "e", "v", 2),
             PathBuf::from("r/e/v/rep-2")

@@ -1,0 +1,270 @@
+//! The "CoRAL versus simple load balancers" section (`lb-compare`): one row
+//! per service with fault-free throughput (as a ratio to two unreplicated
+//! servers in the same run), latency, and what clients saw across the link
+//! cut and at failback; the two figures; what the baselines do better; and
+//! the configurations the baselines ran, as rendered into the results tree.
+
+use crate::plot::data::{Experiment, Rep};
+use crate::plot::lb::{self, LbRep};
+use crate::plot::stats::Spread;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Where the section finds things and how it names them.
+#[derive(Debug, Clone, Copy)]
+pub struct Where<'a> {
+    /// The figures directory.
+    pub figures: &'a Path,
+    /// The report's directory (figure links are relative to it).
+    pub out_dir: &'a Path,
+    /// The results tree as the report names it.
+    pub root: &'a str,
+}
+
+fn spread(xs: &[f64]) -> String {
+    match Spread::of(xs) {
+        Some(s) => super::fmt_spread(&s),
+        None => "—".into(),
+    }
+}
+
+fn errors_cell(reps: &[LbRep], get: fn(&LbRep) -> &BTreeMap<String, u64>) -> String {
+    let totals: Vec<f64> = reps.iter().map(|r| lb::total(get(r)) as f64).collect();
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for r in reps {
+        for (k, n) in get(r) {
+            *kinds.entry(k.clone()).or_default() += n;
+        }
+    }
+    let mut s = spread(&totals);
+    if !kinds.is_empty() {
+        let k: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = write!(s, " [all reps: {}]", k.join(", "));
+    }
+    s
+}
+
+/// What the baselines ran: the rendered configuration files of the first
+/// repetition of each variant that has one.
+const CONFIGS: &[&str] = &["haproxy.cfg", "nginx.conf", "keepalived-server-a.conf"];
+
+/// Writes the section body (after its heading) into `md`.
+pub fn section(w: Where, exp: &Experiment, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "Every service runs on the same namespace topology with the same WebStone load (8 keep-alive \
+         clients, 1 KB replies) and the same fault: the switch port of the target server is set down \
+         (a link cut) and set up again later in the run (failback). The target is resolved when the \
+         fault is injected: for a proxy (HAProxy, nginx) the server holding the most established \
+         connections, for keepalived the VRRP master, for CoRAL the primary of 192.0.2.100; \
+         `two-unreplicated` cuts server-a, which no one replaces. \"At the cut\" counts from the cut \
+         to the link restore, \"at failback\" from the restore to the end; a stall is the longest \
+         interval one client went without a successful reply, counted in the phase where it began. \
+         Fault-free throughput is measured from the end of warm-up to the cut, as a ratio to \
+         `two-unreplicated`'s in the same run (both servers serving).\n"
+    );
+    let reference: Vec<f64> = exp
+        .variant(lb::REFERENCE)
+        .map(|v| {
+            v.reps
+                .iter()
+                .filter_map(|r| lb::analyze(r).ok())
+                .map(|a| a.before_rps)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ref_rps = crate::plot::stats::median(&reference);
+    let _ = writeln!(
+        md,
+        "| service | reps | fault-free req/s | ratio to two unreplicated | p50 ms | p99 ms | \
+         errors at the cut | reconnects | digest mismatches | requests lost | longest stall at the cut (ms) | \
+         errors at failback | longest stall at failback (ms) | cut host |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|"
+    );
+    let mut rows: Vec<(String, Vec<LbRep>)> = Vec::new();
+    let mut problems = Vec::new();
+    for v in lb::ordered(exp) {
+        let mut reps = Vec::new();
+        for r in &v.reps {
+            match lb::analyze(r) {
+                Ok(a) => reps.push(a),
+                Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
+            }
+        }
+        if reps.is_empty() {
+            continue;
+        }
+        let col = |f: fn(&LbRep) -> f64| spread(&reps.iter().map(f).collect::<Vec<_>>());
+        let ratio = match ref_rps {
+            Some(x) if x > 0.0 => {
+                spread(&reps.iter().map(|r| r.before_rps / x).collect::<Vec<_>>())
+            }
+            _ => "—".into(),
+        };
+        let hosts: std::collections::BTreeSet<&str> =
+            reps.iter().map(|r| r.target.as_str()).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            v.name,
+            reps.len(),
+            col(|r| r.before_rps),
+            ratio,
+            col(|r| r.p50_before_ms),
+            col(|r| r.p99_before_ms),
+            errors_cell(&reps, |r| &r.cut_errors),
+            col(|r| r.reconnects as f64),
+            col(|r| r.digest_mismatches as f64),
+            col(|r| r.requests_lost as f64),
+            col(|r| r.cut_stall_ms),
+            errors_cell(&reps, |r| &r.failback_errors),
+            col(|r| r.failback_stall_ms),
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        rows.push((v.name.clone(), reps));
+    }
+    let _ = writeln!(
+        md,
+        "\nCells: median over repetitions, in parentheses min–max when there are several. \
+         Source: `{}/{}/*/rep-*/{{requests.csv,events.csv,summary.json}}` (phases split at the \
+         `link-cut` and `link-restore` rows of events.csv).\n",
+        w.root, exp.name
+    );
+    for p in &problems {
+        let _ = writeln!(md, "- could not analyse {p}");
+    }
+    findings(&rows, ref_rps, md);
+    for stem in [lb::STALL_STEM, lb::TIMELINE_STEM] {
+        let png = w.figures.join(format!("{stem}.png"));
+        if png.is_file() {
+            let rel = super::relative_path(w.out_dir, &png);
+            let _ = writeln!(md, "![{stem}]({})\n", rel.display());
+        }
+    }
+    configs(exp, md);
+}
+
+fn median(reps: &[LbRep], f: fn(&LbRep) -> f64) -> f64 {
+    crate::plot::stats::median(&reps.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+}
+
+/// Plain statements drawn from the numbers, then what the baselines do
+/// better by construction.
+fn findings(rows: &[(String, Vec<LbRep>)], ref_rps: Option<f64>, md: &mut String) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "**What the numbers say** (medians):\n");
+    let zero: Vec<&str> = rows
+        .iter()
+        .filter(|(_, r)| median(r, |a| lb::total(&a.cut_errors) as f64) == 0.0)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let _ = writeln!(
+        md,
+        "- No client error across the cut: {}.",
+        if zero.is_empty() {
+            "none".into()
+        } else {
+            zero.join(", ")
+        }
+    );
+    let mut by_stall: Vec<(&str, f64)> = rows
+        .iter()
+        .map(|(n, r)| (n.as_str(), median(r, |a| a.cut_stall_ms)))
+        .collect();
+    by_stall.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let _ = writeln!(
+        md,
+        "- Longest stall at the cut, shortest first: {}.",
+        by_stall
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.0} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let fb: Vec<String> = rows
+        .iter()
+        .filter(|(_, r)| median(r, |a| lb::total(&a.failback_errors) as f64) > 0.0)
+        .map(|(n, r)| {
+            format!(
+                "{n} ({:.0})",
+                median(r, |a| lb::total(&a.failback_errors) as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "- Errors at failback: {}.",
+        if fb.is_empty() {
+            "none".into()
+        } else {
+            fb.join(", ")
+        }
+    );
+    if let Some(x) = ref_rps.filter(|x| *x > 0.0) {
+        let mut by_tp: Vec<(&str, f64)> = rows
+            .iter()
+            .map(|(n, r)| (n.as_str(), median(r, |a| a.before_rps) / x))
+            .collect();
+        by_tp.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let _ = writeln!(
+            md,
+            "- Fault-free throughput relative to two unreplicated servers, highest first: {}.",
+            by_tp
+                .iter()
+                .map(|(n, r)| format!("{n} {r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n**Where a baseline does better.** A proxy keeps no replica state: both servers serve \
+         different requests at once and more servers can be added behind it (it scales out), whereas a \
+         CoRAL pair spends the backup's CPU and the LAN on logging and forwarding every request and \
+         reply; but the proxy is itself a single host every request crosses (an extra hop, and a \
+         single point of failure that would need VRRP of its own). keepalived needs no spare CPU and \
+         no forwarding at all: only the master works, the backup only listens for adverts, so its \
+         fault-free throughput is that of one unreplicated server with nothing added; what it cannot do \
+         is keep a connection alive across the move (every open connection is reset). A proxy with \
+         short timeouts and retries hides a dead server from idempotent GETs, as CoRAL does, but only \
+         because it resends the request: a request with side effects cannot be retried that way, and a \
+         reply already half-sent is lost, which CoRAL's replicated log covers.\n"
+    );
+}
+
+/// The baselines' configurations as rendered into the first repetition.
+fn configs(exp: &Experiment, md: &mut String) {
+    let mut shown = Vec::new();
+    for v in lb::ordered(exp) {
+        let Some(rep): Option<&Rep> = v.reps.first() else {
+            continue;
+        };
+        for f in CONFIGS {
+            let p = rep.dir.join("topology").join(f);
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                shown.push((v.name.clone(), rep.n, f.to_string(), text));
+            }
+        }
+    }
+    if shown.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Configurations the baselines ran** (rendered by `coral-exp up` from `experiments/templates/`; \
+         paths point into each repetition's state directory):\n"
+    );
+    for (variant, n, file, text) in shown {
+        let _ = writeln!(
+            md,
+            "<details><summary>{variant}: <code>{file}</code> (rep-{n})</summary>\n\n```\n{}\n```\n\n</details>\n",
+            text.trim_end()
+        );
+    }
+}
