@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 EXPERIMENTS=(
   baseline
   baseline-crash
+  lb-compare
 )
 
 BIN=${CORAL_EXP:-target/release/coral-exp}
