@@ -182,7 +182,22 @@ impl CpuGroup {
             }
             let _ = fs::remove_dir(&acct);
         }
-        fs::remove_dir(&self.path).with_context(|| format!("removing {}", self.path.display()))
+        // A killed process leaves the group only once the kernel has
+        // finished its exit (rmdir says EBUSY until then): retry for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match fs::remove_dir(&self.path) {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => {
+                    return r.with_context(|| format!("removing {}", self.path.display()));
+                }
+            }
+        }
     }
 }
 

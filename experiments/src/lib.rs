@@ -5,9 +5,11 @@
 //! - [`plot`]: `coral-exp plot`, figures from the results tree.
 //! - [`report`]: `coral-exp report`, `results/REPORT.md` from the results tree.
 
+pub mod catalog;
 pub mod commands;
 pub mod conditions;
 pub mod live;
+pub mod measure;
 pub mod plot;
 pub mod report;
 pub mod runner;

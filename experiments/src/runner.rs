@@ -45,8 +45,27 @@ pub struct FaultPlan {
     pub restart_after_s: Option<f64>,
 }
 
+/// The load of a variant (`coral-load` options).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoadOptions {
+    /// Closed-loop clients.
+    pub clients: u32,
+    /// Reply size in bytes.
+    pub size: u64,
+    /// A connection per request (WebStone 2.0) instead of keep-alive.
+    pub connection_per_request: bool,
+    /// Extra idle keep-alive connections held open through the run.
+    pub idle_conns: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        crate::catalog::default_load()
+    }
+}
+
 /// One variant of an experiment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Variant {
     /// Directory name under the experiment.
     pub name: String,
@@ -58,6 +77,10 @@ pub struct Variant {
     pub fault: Option<FaultPlan>,
     /// CoRAL options (for `service == "coral"`).
     pub coral: crate::services::CoralOptions,
+    /// The load.
+    pub load: LoadOptions,
+    /// The variant's conditions; `run --lan-mbit/--server-cpu` override.
+    pub conditions: crate::conditions::Conditions,
 }
 
 /// The timing shape of a run.
@@ -91,7 +114,7 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
         service: "unreplicated".into(),
         servers,
         fault,
-        coral: Default::default(),
+        ..Variant::default()
     };
     let variants = match name {
         "baseline" => vec![v("one-server", 1, None), v("two-servers", 2, None)],
@@ -127,6 +150,7 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
                 })
                 .collect()
         }
+        n if crate::catalog::NAMES.contains(&n) => return crate::catalog::experiment(n, quick),
         "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
         | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
             bail!("experiment `{name}` is not built yet")
@@ -197,7 +221,9 @@ pub fn run(a: &RunArgs) -> Result<i32> {
         }
     }
     topology::backend(&a.topology)?;
-    conditions(a).validate()?;
+    for v in &variants {
+        conditions(a, v).validate()?;
+    }
     if let Some(p) = &a.prefix {
         topology::check_prefix(p)?;
     }
@@ -228,10 +254,11 @@ pub fn run(a: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn conditions(a: &RunArgs) -> crate::conditions::Conditions {
+/// The variant's conditions, overridden by the command line's.
+fn conditions(a: &RunArgs, v: &Variant) -> crate::conditions::Conditions {
     crate::conditions::Conditions {
-        lan_mbit: a.lan_mbit,
-        server_cpu: a.server_cpu,
+        lan_mbit: a.lan_mbit.or(v.conditions.lan_mbit),
+        server_cpu: a.server_cpu.or(v.conditions.server_cpu),
     }
 }
 
@@ -279,7 +306,7 @@ fn run_rep(
             servers: v.servers,
             state_dir: state_dir.clone(),
             prefix: a.prefix.clone(),
-            conditions: conditions(a),
+            conditions: conditions(a, v),
             coral: v.coral,
             lb: lb_options(&v.name),
         },
@@ -304,15 +331,19 @@ fn run_rep(
         topology: &a.topology,
         service: &v.service,
         servers: v.servers,
-        clients: CLIENTS,
-        size: REPLY_SIZE,
-        connection: "keep-alive",
+        clients: v.load.clients,
+        size: v.load.size,
+        connection: if v.load.connection_per_request {
+            "connection-per-request"
+        } else {
+            "keep-alive"
+        },
         duration_s: shape.duration_s,
         warmup_s: shape.warmup_s,
         fault: v.fault.as_ref(),
         service_urls: &st.service_urls,
         prefix: &st.prefix,
-        conditions: serde_json::to_value(conditions(a))?,
+        conditions: serde_json::to_value(conditions(a, v))?,
         started_unix_ns: faultinject::now_unix_ns(),
         coral_exp_version: env!("CARGO_PKG_VERSION"),
     };
@@ -329,14 +360,20 @@ fn run_rep(
         argv.push(u.into());
     }
     for (k, val) in [
-        ("--clients", CLIENTS.to_string()),
+        ("--clients", v.load.clients.to_string()),
         ("--duration-s", shape.duration_s.to_string()),
         ("--warmup-s", shape.warmup_s.to_string()),
-        ("--size", REPLY_SIZE.to_string()),
+        ("--size", v.load.size.to_string()),
+        ("--idle-conns", v.load.idle_conns.to_string()),
     ] {
         argv.push(k.into());
         argv.push(val.into());
     }
+    if v.load.connection_per_request {
+        argv.push("--connection-per-request".into());
+    }
+    let cgroups: Vec<String> = st.hosts.values().filter_map(|h| h.cgroup.clone()).collect();
+    let cpu_start = crate::measure::CpuSample::take(&cgroups);
     argv.push("--out".into());
     argv.push(load_dir.clone().into());
     let log = std::fs::File::create(dir.join("load.log"))?;
@@ -347,7 +384,11 @@ fn run_rep(
     let started = Instant::now();
     faultinject::append_event(
         &runner_events,
-        &event("client", "load-start", format!("{CLIENTS} clients")),
+        &event(
+            "client",
+            "load-start",
+            format!("{} clients", v.load.clients),
+        ),
     )?;
     let mut child = cmd.spawn().context("start coral-load")?;
     let mut load = LoadGuard(Some(&mut child));
@@ -388,6 +429,7 @@ fn run_rep(
         std::thread::sleep(Duration::from_millis(20));
     };
     load.0 = None;
+    let cpu_end = crate::measure::CpuSample::take(&cgroups);
     faultinject::append_event(
         &runner_events,
         &event("client", "load-end", format!("coral-load {status}")),
@@ -423,15 +465,23 @@ fn run_rep(
         run_end_unix_ns: driver_summary.run_end_unix_ns,
         fault_at_unix_ns: fault_at,
     };
-    let s = summary::compute(&records, &opts);
+    let mut s = summary::compute(&records, &opts);
     std::fs::rename(load_dir.join("requests.csv"), dir.join("requests.csv"))?;
-    summary::write_summary_json(dir.join("summary.json"), &s)?;
-    // The driver's own summary (without the fault instant) would only confuse.
-    let _ = std::fs::remove_dir_all(&load_dir);
     faultinject::events::merge_sorted(
         &[&runner_events, &state_dir.join("events.csv")],
         &dir.join("events.csv"),
     )?;
+    let extra = crate::measure::summary_extras(
+        &mut s,
+        &dir.join("events.csv"),
+        fault_at,
+        &records,
+        (&cpu_start, &cpu_end),
+        &load_dir.join("idle.json"),
+    )?;
+    crate::measure::write_summary_with(&dir.join("summary.json"), &s, &extra)?;
+    // The driver's own summary (without the fault instant) would only confuse.
+    let _ = std::fs::remove_dir_all(&load_dir);
     Ok(format!(
         "{} ok, {} errors, {} reconnects, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
         s.ok, s.errors, s.reconnects, s.throughput_rps, s.p50_ms, s.p99_ms
@@ -514,7 +564,7 @@ mod tests {
         let f = v[0].fault.as_ref().unwrap();
         assert!(f.at_s > s.warmup_s && f.at_s + 1.0 < s.duration_s);
         assert_eq!(s.reps, 5);
-        assert!(experiment("fig2-throughput", true)
+        assert!(experiment("table2-integration", true)
             .unwrap_err()
             .to_string()
             .contains("not built yet"));

@@ -1,0 +1,360 @@
+//! Measurements the runner adds to a repetition's `summary.json` beyond what
+//! the load driver computes, all from files of the repetition or from
+//! counters read around the load:
+//!
+//! - `failover` (ms): the CoRAL node's `takeover` event (or, when the backup
+//!   failed, the primary's `simplex-address` event) parsed from `events.csv`,
+//!   keys `kernel_ops`, `user_ops`, `gratuitous_arp`, `outside_ping`,
+//!   `total`, plus `detection_ms` (fault instant to the survivor's
+//!   `peer-failed`) and, in dual role where the survivor also takes the
+//!   address the failed node fronted, `address_move_ms` (that event's total).
+//! - counts: `false_detections` (`peer-failed` rows without a fault before
+//!   them), `takeover_restored` (connections rebuilt).
+//! - CPU: `server_cpu_ms` (cgroup cpuacct of every server host over the
+//!   load), `cpu_ms_per_request` (that per completed request) and
+//!   `machine_cpu_ms_per_request` (whole machine, `/proc/stat`).
+
+use crate::plot::data::{EventRow, FAULT_EVENTS};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The breakdown keys of a `takeover`/`simplex-address` detail, in ms.
+pub const BREAKDOWN_KEYS: &[&str] = &[
+    "kernel_ops",
+    "user_ops",
+    "gratuitous_arp",
+    "outside_ping",
+    "total",
+];
+
+/// Every `key=number` token of an event detail (other tokens are skipped).
+pub fn parse_detail(detail: &str) -> BTreeMap<String, f64> {
+    detail
+        .split_whitespace()
+        .filter_map(|tok| {
+            let (k, v) = tok.split_once('=')?;
+            let v: f64 = v.parse().ok()?;
+            v.is_finite().then(|| (k.to_string(), v))
+        })
+        .collect()
+}
+
+/// Reads an `events.csv` (merged, any order).
+pub fn read_events(path: &Path) -> Result<Vec<EventRow>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, row) in reader.deserialize::<EventRow>().enumerate() {
+        out.push(row.with_context(|| format!("{}: row {}", path.display(), i + 2))?);
+    }
+    out.sort_by_key(|e| e.t_unix_ns);
+    Ok(out)
+}
+
+/// What the events of one repetition say about failover.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailoverFacts {
+    /// The breakdown (ms) for `summary.failover`, if a survivor recorded one.
+    pub failover: Option<BTreeMap<String, f64>>,
+    /// `peer-failed` rows with no fault injected at or before them.
+    pub false_detections: u64,
+    /// Connections the survivor rebuilt (`restored=`), if it took over.
+    pub restored: Option<f64>,
+}
+
+/// Derives [`FailoverFacts`] from the merged events of a repetition whose
+/// fault (if any) was injected at `fault_at` (unix ns). The faulted host is
+/// the one named by the fault row at that instant; its own events (a cut-off
+/// node also misses heartbeats) never count as the survivor's.
+pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFacts {
+    let mut facts = FailoverFacts::default();
+    let faulted: Option<&str> = fault_at.and_then(|t| {
+        events
+            .iter()
+            .filter(|e| FAULT_EVENTS.contains(&e.event.as_str()))
+            .min_by_key(|e| e.t_unix_ns.abs_diff(t))
+            .map(|e| e.host.as_str())
+    });
+    facts.false_detections = events
+        .iter()
+        .filter(|e| e.event == "peer-failed")
+        .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
+        .count() as u64;
+    let Some(t0) = fault_at else {
+        return facts;
+    };
+    let after = |name: &str| {
+        events
+            .iter()
+            .find(|e| e.event == name && e.t_unix_ns >= t0 && Some(e.host.as_str()) != faulted)
+    };
+    let detected = after("peer-failed");
+    let takeover = after("takeover");
+    let address = after("simplex-address");
+    let main = takeover.or(address);
+    let Some(main) = main else {
+        return facts;
+    };
+    let detail = parse_detail(&main.detail);
+    let mut m: BTreeMap<String, f64> = BREAKDOWN_KEYS
+        .iter()
+        .filter_map(|k| detail.get(*k).map(|v| (k.to_string(), *v)))
+        .collect();
+    if let Some(d) = detected {
+        m.insert(
+            "detection_ms".into(),
+            d.t_unix_ns.saturating_sub(t0) as f64 / 1e6,
+        );
+    }
+    if let (Some(_), Some(a)) = (takeover, address) {
+        if a.host == main.host {
+            if let Some(t) = parse_detail(&a.detail).get("total") {
+                m.insert("address_move_ms".into(), *t);
+            }
+        }
+    }
+    facts.restored = detail.get("restored").copied();
+    facts.failover = Some(m);
+    facts
+}
+
+/// CPU counters read at the start and the end of the load.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSample {
+    /// Sum of cpuacct usage of the server hosts' groups, ns (None without
+    /// groups or cpuacct).
+    pub servers_ns: Option<u64>,
+    /// Busy (non-idle, non-iowait) CPU time of the whole machine, ns.
+    pub machine_ns: Option<u64>,
+}
+
+impl CpuSample {
+    /// Reads the counters now; `cgroups` are the server hosts' cpu groups.
+    pub fn take(cgroups: &[String]) -> CpuSample {
+        let servers_ns = if cgroups.is_empty() {
+            None
+        } else {
+            cgroups
+                .iter()
+                .map(|p| crate::conditions::CpuGroup { path: p.into() }.usage_ns())
+                .sum::<Option<u64>>()
+        };
+        CpuSample {
+            servers_ns,
+            machine_ns: machine_busy_ns(),
+        }
+    }
+}
+
+/// Busy CPU time of the machine from the first line of `/proc/stat`.
+fn machine_busy_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest counted in user).
+    let busy: u64 = v.iter().take(8).sum::<u64>() - v[3] - v[4];
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| busy * (1_000_000_000 / hz as u64))
+}
+
+/// The CPU keys for `summary.json` from two samples and the completed
+/// requests in between.
+pub fn cpu_keys(start: &CpuSample, end: &CpuSample, ok: u64) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let per = |ns: u64| {
+        if ok > 0 {
+            Some(ns as f64 / 1e6 / ok as f64)
+        } else {
+            None
+        }
+    };
+    if let (Some(a), Some(b)) = (start.servers_ns, end.servers_ns) {
+        let d = b.saturating_sub(a);
+        m.insert("server_cpu_ms".into(), d as f64 / 1e6);
+        if let Some(x) = per(d) {
+            m.insert("cpu_ms_per_request".into(), x);
+        }
+    }
+    if let (Some(a), Some(b)) = (start.machine_ns, end.machine_ns) {
+        if let Some(x) = per(b.saturating_sub(a)) {
+            m.insert("machine_cpu_ms_per_request".into(), x);
+        }
+    }
+    m
+}
+
+/// Fills `s.failover` from the repetition's merged `events.csv` and
+/// returns the other keys this module adds to `summary.json` (counts, CPU,
+/// idle connections from the driver's `idle.json` when it exists).
+pub fn summary_extras(
+    s: &mut workload::summary::Summary,
+    events_csv: &Path,
+    fault_at: Option<u64>,
+    records: &[workload::records::RequestRecord],
+    cpu: (&CpuSample, &CpuSample),
+    idle_json: &Path,
+) -> Result<BTreeMap<String, f64>> {
+    let events = if events_csv.exists() {
+        read_events(events_csv)?
+    } else {
+        Vec::new()
+    };
+    let facts = failover_facts(&events, fault_at);
+    if facts.failover.is_some() {
+        s.failover = facts.failover;
+    }
+    let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
+    let mut m = cpu_keys(cpu.0, cpu.1, ok);
+    m.insert("false_detections".into(), facts.false_detections as f64);
+    if let Some(r) = facts.restored {
+        m.insert("takeover_restored".into(), r);
+    }
+    if idle_json.exists() {
+        let text = std::fs::read_to_string(idle_json)
+            .with_context(|| format!("reading {}", idle_json.display()))?;
+        let idle: workload::driver::IdleStats = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", idle_json.display()))?;
+        m.insert("idle_conns_opened".into(), idle.opened as f64);
+        m.insert("idle_conns_open_at_end".into(), idle.open_at_end as f64);
+    }
+    Ok(m)
+}
+
+/// Writes `summary.json`: the driver's summary with `extra` as further
+/// top-level keys (readers of [`workload::summary::Summary`] ignore them;
+/// [`extra_value`] reads them).
+pub fn write_summary_with(
+    path: &Path,
+    s: &workload::summary::Summary,
+    extra: &BTreeMap<String, f64>,
+) -> Result<()> {
+    let mut v = serde_json::to_value(s)?;
+    if let Some(obj) = v.as_object_mut() {
+        for (k, x) in extra {
+            obj.insert(k.clone(), serde_json::json!(x));
+        }
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// An extra key of a repetition's `summary.json` (see [`write_summary_with`]).
+pub fn extra_value(rep_dir: &Path, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(rep_dir.join("summary.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get(key)?.as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: u64, host: &str, event: &str, detail: &str) -> EventRow {
+        EventRow {
+            t_unix_ns: t,
+            host: host.into(),
+            source: "x".into(),
+            event: event.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn detail_tokens() {
+        let d = parse_detail("gratuitous_arp=0.120 kernel_ops=1.5 restored=8 skipped={} x=nan y=");
+        assert_eq!(d["gratuitous_arp"], 0.12);
+        assert_eq!(d["restored"], 8.0);
+        assert!(!d.contains_key("skipped") && !d.contains_key("x") && !d.contains_key("y"));
+    }
+
+    #[test]
+    fn takeover_of_the_survivor_only() {
+        let s = 1_000_000_000u64;
+        let events = vec![
+            ev(s / 2, "server-b", "peer-failed", "ever_heard=true"),
+            ev(s, "server-a", "link-cut", ""),
+            ev(s + 250_000_000, "server-a", "peer-failed", ""),
+            ev(s + 290_000_000, "server-a", "takeover", "total=99"),
+            ev(s + 300_000_000, "server-b", "peer-failed", "ever_heard=true"),
+            ev(
+                s + 302_000_000,
+                "server-b",
+                "takeover",
+                "gratuitous_arp=0.100 kernel_ops=0.300 outside_ping=0.200 total=1.000 user_ops=0.400 restored=8 skipped={}",
+            ),
+            ev(s + 303_000_000, "server-b", "simplex-address", "total=0.7 rounds=1"),
+        ];
+        let f = failover_facts(&events, Some(s));
+        let m = f.failover.unwrap();
+        assert_eq!(m["total"], 1.0);
+        assert_eq!(m["kernel_ops"], 0.3);
+        assert_eq!(m["detection_ms"], 300.0);
+        assert_eq!(m["address_move_ms"], 0.7);
+        assert_eq!(f.restored, Some(8.0));
+        assert_eq!(f.false_detections, 1);
+    }
+
+    #[test]
+    fn backup_failure_uses_simplex_address() {
+        let events = vec![
+            ev(10, "server-b", "link-cut", ""),
+            ev(20, "server-a", "peer-failed", ""),
+            ev(30, "server-a", "simplex", "released_ms=0.01"),
+            ev(
+                40,
+                "server-a",
+                "simplex-address",
+                "gratuitous_arp=0.2 kernel_ops=0.1 outside_ping=0.3 total=0.6 user_ops=0 rounds=1",
+            ),
+        ];
+        let f = failover_facts(&events, Some(10));
+        let m = f.failover.unwrap();
+        assert_eq!(m["outside_ping"], 0.3);
+        assert_eq!(m["detection_ms"], 10.0 / 1e6);
+        assert!(!m.contains_key("address_move_ms"));
+        assert_eq!(f.false_detections, 0);
+    }
+
+    #[test]
+    fn no_fault_counts_every_detection_and_no_breakdown() {
+        let events = vec![
+            ev(1, "server-a", "peer-failed", ""),
+            ev(2, "server-b", "peer-failed", ""),
+        ];
+        let f = failover_facts(&events, None);
+        assert_eq!(f.failover, None);
+        assert_eq!(f.false_detections, 2);
+        // A fault with no survivor event: no breakdown at all.
+        let f = failover_facts(&[ev(5, "server-a", "link-cut", "")], Some(5));
+        assert_eq!(f.failover, None);
+    }
+
+    #[test]
+    fn cpu_per_request() {
+        let a = CpuSample {
+            servers_ns: Some(1_000_000),
+            machine_ns: Some(0),
+        };
+        let b = CpuSample {
+            servers_ns: Some(11_000_000),
+            machine_ns: Some(20_000_000),
+        };
+        let m = cpu_keys(&a, &b, 100);
+        assert_eq!(m["server_cpu_ms"], 10.0);
+        assert_eq!(m["cpu_ms_per_request"], 0.1);
+        assert_eq!(m["machine_cpu_ms_per_request"], 0.2);
+        assert!(!cpu_keys(&a, &b, 0).contains_key("cpu_ms_per_request"));
+        assert!(cpu_keys(&CpuSample::default(), &b, 5).is_empty());
+    }
+}
