@@ -13,6 +13,13 @@ cd "$(dirname "$0")/.."
 EXPERIMENTS=(
   baseline
   baseline-crash
+  fig2-throughput
+  fig3-latency
+  table1-failover
+  table3-overhead
+  detection-sweep
+  scale-sweep
+  reply-size-sweep
   lb-compare
 )
 
