@@ -187,6 +187,32 @@ fn findings(rows: &[(String, Vec<LbRep>)], ref_rps: Option<f64>, md: &mut String
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let waited: Vec<&str> = rows
+        .iter()
+        .filter(|(_, r)| {
+            let outage = median(r, |a| {
+                a.restore_ns
+                    .map(|b| b.saturating_sub(a.cut_ns) as f64 / 1e6)
+                    .unwrap_or(f64::INFINITY)
+            });
+            median(r, |a| a.cut_stall_ms) >= 0.9 * outage
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !waited.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Stalled until the link came back (their stall is the outage plus TCP's retransmission \
+             back-off, not a failover): {}.{}",
+            waited.join(", "),
+            if waited.contains(&"haproxy-stock") {
+                " For haproxy-stock the bound would otherwise be its `timeout server` of 30 s, \
+                 then an error."
+            } else {
+                ""
+            }
+        );
+    }
     let fb: Vec<String> = rows
         .iter()
         .filter(|(_, r)| median(r, |a| lb::total(&a.failback_errors) as f64) > 0.0)
@@ -234,7 +260,10 @@ fn findings(rows: &[(String, Vec<LbRep>)], ref_rps: Option<f64>, md: &mut String
          is keep a connection alive across the move (every open connection is reset). A proxy with \
          short timeouts and retries hides a dead server from idempotent GETs, as CoRAL does, but only \
          because it resends the request: a request with side effects cannot be retried that way, and a \
-         reply already half-sent is lost, which CoRAL's replicated log covers.\n"
+         reply already half-sent is lost, which CoRAL's replicated log covers. On this machine the \
+         client, the proxy and both servers share the same cores, so the throughput ratios compare the \
+         whole path's CPU cost per request rather than server capacity (`coral-exp run lb-compare \
+         --server-cpu CORES` caps each server host instead).\n"
     );
 }
 
