@@ -346,23 +346,23 @@ fn draw_timelines<DB: DrawingBackend>(
         .map_err(de)?;
     let vline =
         |x: f64, col: RGBColor| PathElement::new(vec![(x, 0.0), (x, top)], col.stroke_width(2));
-    c.draw_series(std::iter::once(vline(0.0, RGBColor(200, 30, 30))))
+    c.draw_series(std::iter::once(vline(0.0, BLACK)))
         .map_err(de)?
         .label("link cut")
         .legend(|(x, y)| {
             PathElement::new(
                 vec![(x, y), (x + 20, y)],
-                RGBColor(200, 30, 30).stroke_width(2),
+                BLACK.stroke_width(2),
             )
         });
     if let Some(r) = restore_s {
-        c.draw_series(std::iter::once(vline(*r, RGBColor(20, 130, 60))))
+        c.draw_series(std::iter::once(vline(*r, RGBColor(230, 171, 2))))
             .map_err(de)?
             .label("link restored (failback)")
             .legend(|(x, y)| {
                 PathElement::new(
                     vec![(x, y), (x + 20, y)],
-                    RGBColor(20, 130, 60).stroke_width(2),
+                    RGBColor(230, 171, 2).stroke_width(2),
                 )
             });
     }
