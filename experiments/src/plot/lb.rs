@@ -349,12 +349,7 @@ fn draw_timelines<DB: DrawingBackend>(
     c.draw_series(std::iter::once(vline(0.0, BLACK)))
         .map_err(de)?
         .label("link cut")
-        .legend(|(x, y)| {
-            PathElement::new(
-                vec![(x, y), (x + 20, y)],
-                BLACK.stroke_width(2),
-            )
-        });
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
     if let Some(r) = restore_s {
         c.draw_series(std::iter::once(vline(*r, RGBColor(230, 171, 2))))
             .map_err(de)?
