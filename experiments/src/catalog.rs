@@ -24,8 +24,10 @@
 //! - `table3-overhead`: one and two unreplicated servers, single-role and
 //!   dual-role CoRAL, no fault, same quotas.
 //! - `detection-sweep`: heartbeats 1, 5, 10, 50, 100 ms, 3 misses, primary
-//!   cut (stall); full adds a fault-free loaded run per heartbeat (false
-//!   detections; QUICK counts them before the fault).
+//!   cut (stall), without a CPU quota (CFS throttling would pause a host for
+//!   tens of ms, longer than three short heartbeats); a fault-free loaded run
+//!   per heartbeat at the [`CPU_AMPLE`] quota shows what throttling does to
+//!   detection (false detections); full adds a fault-free run without quota.
 //! - `scale-sweep`: failover with 8, 100, 1000, 10000 extra idle keep-alive
 //!   connections (QUICK: 100 and 1000).
 //! - `reply-size-sweep`: 1 KB, 16 KB, 256 KB, 1 MB replies: two unreplicated
@@ -176,15 +178,21 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             (v, s)
         }
         "detection-sweep" => {
-            let s = shape(quick, (4.0, 0.5, 1), (10.0, 1.0, 3));
+            let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
             let mut v = Vec::new();
             for h in [1u64, 5, 10, 50, 100] {
                 let mut f = coral(&format!("hb-{h:03}ms-cut"), false, h);
                 f.fault = cut("server-a", s.duration_s - 1.5);
+                f.conditions.server_cpu = None;
                 v.push(f);
                 if !quick {
-                    v.push(coral(&format!("hb-{h:03}ms-no-fault"), false, h));
+                    let mut q = coral(&format!("hb-{h:03}ms-no-fault"), false, h);
+                    q.conditions.server_cpu = None;
+                    v.push(q);
                 }
+                let p = cpu_prefix(CPU_AMPLE);
+                let p = p.trim_end_matches('-');
+                v.push(coral(&format!("hb-{h:03}ms-no-fault-{p}"), false, h));
             }
             (v, s)
         }

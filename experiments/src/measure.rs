@@ -8,8 +8,10 @@
 //!   `total`, plus `detection_ms` (fault instant to the survivor's
 //!   `peer-failed`) and, in dual role where the survivor also takes the
 //!   address the failed node fronted, `address_move_ms` (that event's total).
-//! - counts: `false_detections` (`peer-failed` rows without a fault before
-//!   them), `takeover_restored` (connections rebuilt).
+//! - counts: `false_detections` (`peer-failed` rows of a node that had
+//!   heard its peer, without a fault before them; a node starting before its
+//!   peer reports `ever_heard=false`, which is not counted),
+//!   `takeover_restored` (connections rebuilt).
 //! - CPU: `server_cpu_ms` (cgroup cpuacct of every server host over the
 //!   load), `cpu_ms_per_request` (that per completed request) and
 //!   `machine_cpu_ms_per_request` (whole machine, `/proc/stat`).
@@ -59,7 +61,8 @@ pub fn read_events(path: &Path) -> Result<Vec<EventRow>> {
 pub struct FailoverFacts {
     /// The breakdown (ms) for `summary.failover`, if a survivor recorded one.
     pub failover: Option<BTreeMap<String, f64>>,
-    /// `peer-failed` rows with no fault injected at or before them.
+    /// `peer-failed` rows with no fault injected at or before them, from a
+    /// node that had heard its peer (`ever_heard=false` is start-up).
     pub false_detections: u64,
     /// Connections the survivor rebuilt (`restored=`), if it took over.
     pub restored: Option<f64>,
@@ -80,7 +83,7 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
     });
     facts.false_detections = events
         .iter()
-        .filter(|e| e.event == "peer-failed")
+        .filter(|e| e.event == "peer-failed" && !e.detail.contains("ever_heard=false"))
         .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
         .count() as u64;
     let Some(t0) = fault_at else {
@@ -330,7 +333,8 @@ mod tests {
     fn no_fault_counts_every_detection_and_no_breakdown() {
         let events = vec![
             ev(1, "server-a", "peer-failed", ""),
-            ev(2, "server-b", "peer-failed", ""),
+            ev(2, "server-b", "peer-failed", "ever_heard=true silent_ms=4"),
+            ev(3, "server-b", "peer-failed", "ever_heard=false silent_ms=3"),
         ];
         let f = failover_facts(&events, None);
         assert_eq!(f.failover, None);

@@ -4,8 +4,9 @@
 //! repetition ([`data::Variant::typical_rep`]):
 //! - `<experiment>-<variant>-throughput.{png,svg}`: successful requests per
 //!   1 s bin (paper Fig. 2), with the one- and two-unreplicated-server peaks
-//!   (median `throughput_rps` of `baseline/one-server` and
-//!   `baseline/two-servers`) as dashed lines and the fault instant marked;
+//!   (median `throughput_rps` of the experiment's own `one-server` and
+//!   `two-servers` variants when it has them, see [`experiment_peaks`], else
+//!   of `baseline`'s) as dashed lines and the fault instant marked;
 //! - `<experiment>-<variant>-latency.{png,svg}`: every request's latency over
 //!   time (paper Fig. 3), errors as red crosses, with a zoom on the fault.
 //!
@@ -92,6 +93,45 @@ pub fn baseline_peaks(experiments: &[Experiment]) -> (Option<f64>, Option<f64>) 
         b.variant("one-server").and_then(median_throughput),
         b.variant("two-servers").and_then(median_throughput),
     )
+}
+
+/// The peaks drawn with variant `v` of `exp`: the experiment's own
+/// unreplicated variants measured in the same run and conditions when it has
+/// them (`[cpuNNN-]one-server[-connection-per-request|-NNNNKB]`, the same
+/// prefix and suffix as `v`), else `fallback` (from `baseline`).
+pub fn experiment_peaks(
+    exp: &Experiment,
+    v: &Variant,
+    fallback: (Option<f64>, Option<f64>),
+) -> (Option<f64>, Option<f64>) {
+    let name = v.name.as_str();
+    let prefix = name
+        .split_once('-')
+        .filter(|(p, _)| p.starts_with("cpu") && p[3..].chars().all(|c| c.is_ascii_digit()))
+        .map(|(p, _)| format!("{p}-"))
+        .unwrap_or_default();
+    let suffix = if name.ends_with("-connection-per-request") {
+        "-connection-per-request".to_string()
+    } else {
+        match name.rsplit_once('-') {
+            Some((_, s))
+                if s.ends_with("KB") && s[..s.len() - 2].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                format!("-{s}")
+            }
+            _ => String::new(),
+        }
+    };
+    let get = |n: &str| {
+        exp.variant(&format!("{prefix}{n}{suffix}"))
+            .and_then(median_throughput)
+    };
+    let (one, two) = (get("one-server"), get("two-servers"));
+    if one.is_none() && two.is_none() {
+        fallback
+    } else {
+        (one, two)
+    }
 }
 
 /// Writes `<out>/<stem>.png` and `.svg` with the same drawing function.
@@ -264,7 +304,7 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                     bar.suspend(|| eprintln!("coral-exp plot: warning: {w}"));
                 }
             }
-            match plot_variant(&a.out, exp, v, peaks) {
+            match plot_variant(&a.out, exp, v, experiment_peaks(exp, v, peaks)) {
                 Ok(files) => written += files.len(),
                 Err(e) => {
                     failures += 1;

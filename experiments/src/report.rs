@@ -8,6 +8,7 @@
 
 pub mod lb;
 pub mod paper;
+pub mod sections;
 
 use crate::plot::data::{self, Experiment, Rep, Variant};
 use crate::plot::stats::{fmt_num, Spread, SpreadKind};
@@ -723,6 +724,7 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
         ),
         ("heartbeat", &["heartbeat_ms", "heartbeat"]),
         ("lan", &["lan_mbit", "lan_rate", "lan", "rate"]),
+        ("server_cpu", &["server_cpu"]),
         ("fault", &["fault"]),
     ];
     let _ = writeln!(md, "## Paper settings and ours\n");
@@ -818,20 +820,27 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
             lb::section(w, e, &mut md);
         }
         results_md(ctx, e, &mut md);
-        if e.name != "baseline" {
+        // The paper's experiments read their own same-run references.
+        let ours = crate::catalog::NAMES.contains(&e.name.as_str());
+        sections::paper_md(ctx, e, &mut md);
+        if e.name != "baseline" && !ours {
             bounds_md(ctx, e, &mut md);
         }
-        overhead_md(ctx, e, &mut md);
-        breakdown_md(
-            ctx,
-            e,
-            if e.name == "table2-integration" {
-                "table2"
-            } else {
-                "table1"
-            },
-            &mut md,
-        );
+        if !ours {
+            overhead_md(ctx, e, &mut md);
+        }
+        if !e.name.ends_with("-sweep") {
+            breakdown_md(
+                ctx,
+                e,
+                if e.name == "table2-integration" {
+                    "table2"
+                } else {
+                    "table1"
+                },
+                &mut md,
+            );
+        }
         figures_md(ctx, e, &mut md);
         config_md(ctx, e, &mut md);
     }
