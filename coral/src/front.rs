@@ -100,6 +100,7 @@ pub struct Front {
     held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
     pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
+    arp_off: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -121,6 +122,7 @@ impl Front {
         let pending = Arc::new(Mutex::new(None));
         let sock = Arc::new(sock);
         let stop = Arc::new(AtomicBool::new(false));
+        let arp_off = Arc::new(AtomicBool::new(false));
         let engine = Engine {
             own: EthernetAddress(cfg.own_mac),
             primary: EthernetAddress(cfg.primary_mac),
@@ -134,6 +136,7 @@ impl Front {
             held: held.clone(),
             pending: pending.clone(),
             stop: stop.clone(),
+            arp_off: arp_off.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("coral-front".into())
@@ -144,6 +147,7 @@ impl Front {
             held,
             pending,
             stop,
+            arp_off,
             thread: Some(thread),
         })
     }
@@ -154,6 +158,13 @@ impl Front {
     /// were lost).
     pub fn hold(&self) {
         self.mode.store(MODE_HOLD, Ordering::SeqCst);
+    }
+
+    /// Stop answering ARP for the fronted addresses (witness mode, from the
+    /// snapshot on): while the grant is pending this node must not claim
+    /// an address the peer may be granted.
+    pub fn stop_answering_arp(&self) {
+        self.arp_off.store(true, Ordering::SeqCst);
     }
 
     /// Takeover step 4: the address is local now; stop handling its frames
@@ -227,6 +238,7 @@ struct Engine {
     held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
     pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
+    arp_off: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -266,7 +278,10 @@ impl Engine {
             return;
         };
         match eth.ethertype() {
-            ETHERTYPE_ARP if self.mode.load(Ordering::Acquire) != MODE_IDLE => {
+            ETHERTYPE_ARP
+                if self.mode.load(Ordering::Acquire) != MODE_IDLE
+                    && !self.arp_off.load(Ordering::Acquire) =>
+            {
                 self.on_arp(eth.payload())
             }
             ETHERTYPE_IPV4 => {

@@ -6,6 +6,11 @@
 //! detector, and reports detector events on a channel. Garbage, forged or
 //! replayed datagrams are counted and otherwise ignored. A callback runs on
 //! every fresh heartbeat (the node refreshes its kernel-enforced lease there).
+//!
+//! A peer that was never heard is waited for, not declared failed: the
+//! detector restarts each time its deadline passes before the first
+//! heartbeat (so a node started well before its peer does not take over at
+//! start).
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -197,11 +202,23 @@ async fn run(
     let mut last_peer_vips: Vec<VipStatus> = Vec::new();
     // Feed the detector's timers; a failure stops refreshes (and sending)
     // in witness mode before any queued heartbeat is looked at.
+    // A peer never heard is not up yet, not failed: the detector starts
+    // over (a pair starts duplex; nothing to take over from a node that
+    // never spoke).
     let poll_det = |det: &mut Detector, failed: &mut bool| {
         while let Some(ev) = det.poll(clock.now()) {
-            if matches!(ev, DetectorEvent::PeerFailed { .. }) && cfg.stop_on_failure {
-                *failed = true;
-                silent.store(true, Ordering::SeqCst);
+            match ev {
+                DetectorEvent::PeerFailed {
+                    ever_heard: false, ..
+                } => {
+                    det.reset(clock.now());
+                    continue;
+                }
+                DetectorEvent::PeerFailed { .. } if cfg.stop_on_failure => {
+                    *failed = true;
+                    silent.store(true, Ordering::SeqCst);
+                }
+                _ => {}
             }
             let _ = events.send(ev);
         }

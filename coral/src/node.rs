@@ -716,6 +716,7 @@ impl Node {
                 self.snapshot_done = true;
                 if let Some(f) = &self.front {
                     f.hold();
+                    f.stop_answering_arp();
                 }
                 let _table = self.table.lock().expect("table");
                 self.acking.store(false, Ordering::SeqCst);

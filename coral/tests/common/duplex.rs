@@ -29,8 +29,18 @@ pub struct Duplex {
 /// Where the witness listens (the client namespace: the outside host).
 pub const WITNESS: &str = "192.0.2.1:7012";
 
+/// The `coral` binary: cargo's path in tests; next to the examples
+/// directory when the fixture is used by an example (examples/..).
 pub fn coral_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_coral")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match option_env!("CARGO_BIN_EXE_coral") {
+        Some(p) => p.to_string(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("coral")))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "coral".into()),
+    })
 }
 
 /// A sibling binary of the workspace (built by `cargo build --workspace`).
@@ -121,30 +131,6 @@ impl Duplex {
             misses,
             with_witness,
         );
-        let witness = with_witness.then(|| {
-            let log = std::fs::File::create(dir.path().join("witness.log")).unwrap();
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &c,
-                    coral_bin(),
-                    "witness",
-                    "--listen",
-                    WITNESS,
-                ])
-                .arg("--key-file")
-                .arg(dir.path().join("key"))
-                .arg("--state")
-                .arg(dir.path().join("witness.state"))
-                .args(["--allow-node", "1", "--allow-node", "2", "--allow-vip", VIP])
-                .arg("--events")
-                .arg(dir.path().join("witness-events.csv"))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap()
-        });
         let mut nodes = Vec::new();
         for (n, cfg) in [(&b, &cb), (&a, &ca)] {
             let log = std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap();
@@ -158,7 +144,7 @@ impl Duplex {
                     .unwrap(),
             );
         }
-        let d = Duplex {
+        let mut d = Duplex {
             ns,
             c,
             a,
@@ -166,10 +152,45 @@ impl Duplex {
             sw,
             dir,
             nodes,
-            witness,
+            witness: None,
         };
+        if with_witness {
+            d.witness = Some(d.spawn_witness());
+        }
         d.wait_ready();
         d
+    }
+
+    /// Start `coral witness` in the client namespace (records in the
+    /// test's directory, so a restarted witness resumes them).
+    pub fn spawn_witness(&self) -> Child {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("witness.log"))
+            .unwrap();
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.c,
+                coral_bin(),
+                "witness",
+                "--listen",
+                WITNESS,
+            ])
+            .arg("--key-file")
+            .arg(dir.join("key"))
+            .arg("--state")
+            .arg(dir.join("witness.state"))
+            .args(["--allow-node", "1", "--allow-node", "2", "--allow-vip", VIP])
+            .arg("--events")
+            .arg(dir.join("witness-events.csv"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
     }
 
     pub fn wait_ready(&self) {
