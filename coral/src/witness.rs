@@ -10,7 +10,7 @@
 //!   of the directory) BEFORE the grant is sent, and loaded at start. A
 //!   witness that cannot persist a grant does not send it.
 //! - Every decision is appended to events.csv (`grant`, `regrant`,
-//!   `refuse`).
+//!   `refuse`) before its reply is sent.
 //!
 //! The state file holds one line per address: `VIP EPOCH HOLDER`.
 
@@ -200,9 +200,6 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
                 continue;
             }
         }
-        if let Ok(d) = enc.encode_to_vec(&Message::Witness(reply)) {
-            let _ = sock.send_to(&d, from);
-        }
         if let Some(ev) = ev {
             let (name, why) = match ev.decision {
                 Decision::Granted => ("grant", String::new()),
@@ -217,6 +214,9 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
                     ev.vip, ev.node.0, ev.epoch.0, ev.sender.0
                 ),
             );
+        }
+        if let Ok(d) = enc.encode_to_vec(&Message::Witness(reply)) {
+            let _ = sock.send_to(&d, from);
         }
     }
 }
