@@ -199,6 +199,21 @@ fn synthetic_tree(root: &Path) {
         &r("table3-overhead", "coral", 1, 700.0, 5.0, None, None),
     );
     write_rep(root, &r("my-new-exp", "only", 1, 123.0, 5.0, None, None));
+    for (rep, k, d) in [(1, 0.6, 280.0), (2, 0.7, 300.0), (3, 0.8, 320.0)] {
+        let steps = [("kernel_ops", k), ("total", 1.5), ("detection_ms", d)];
+        write_rep(
+            root,
+            &RepSpec {
+                exp: "table1-failover",
+                variant: "dual-role",
+                rep,
+                throughput: 800.0,
+                stall_ms: 300.0,
+                fault: Some((3, 300)),
+                failover: Some(&steps),
+            },
+        );
+    }
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -326,15 +341,29 @@ fn plot_and_report_from_a_synthetic_tree() {
     assert!(md.contains("| `detection_ms_synthetic` | — | 220 (210–230) |"));
     assert!(md.contains("| errors: reset | 1 |"));
     // Fig. 2 reading: 900 of 1001 before, 600 of 512.5 after (synthetic summaries).
+    // (no unreplicated variant in fig2 here: the baseline's peaks, said so).
     assert!(
-        md.contains("| coral | 905 | 90.41 % | 605 | 118 % |"),
+        md.contains(
+            "| coral | 905 (900–910) | 90.41 % | 605 (600–610) | 118 % | 300 (290–310) | 1 | — |"
+        ),
         "bounds row:\n{md}"
     );
+    assert!(md.contains("the peaks are `baseline`'s, a different run"));
     // Overhead 1 - 700/1000 = 30 %, against one server 1 - 700/500 = -40 %.
     assert!(
-        md.contains("| coral | 700 | 30 % | -40 % | 30 % |"),
+        md.contains("| none | coral | 700 | 30 % | -40 % | 5 | 5 |"),
         "overhead row:\n{md}"
     );
+    assert!(md.contains("`coral` overhead 30 % against the paper's 30 %: close."));
+    // Table 1 with p95: kernel_ops 0.6, 0.7, 0.8 ms; the paper's 0.3 ms.
+    assert!(
+        md.contains("| dual-role | 3 | `kernel_ops` | 0.3 | 0.7 | 0.79 | 0.8 |"),
+        "table 1 p95 row:\n{md}"
+    );
+    assert!(md.contains("| dual-role | 3 | `detection_ms` | — | 300 | 318 | 320 |"));
+    // One generated sentence for the row that differs (0.7 > 2 x 0.3), none for total (1.5).
+    assert!(md.contains("`dual-role` `kernel_ops`: 0.7 ms against the paper's 0.3 ms. Cause:"));
+    assert!(!md.contains("`dual-role` `total`:"));
     // Every paper value of the tables present, from paper_values.csv.
     let text = std::fs::read_to_string(&pv).unwrap();
     let mut rows = csv::Reader::from_reader(text.as_bytes());
@@ -362,7 +391,6 @@ fn plot_and_report_from_a_synthetic_tree() {
     assert!(md.contains("## Experiment `my-new-exp`"));
     for absent in [
         "## Fig. 3",
-        "## Table 1",
         "## Table 2",
         "load balancers",
         "baseline-crash",

@@ -96,8 +96,16 @@ fn fig2_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     );
     let _ = writeln!(md, "| variant | before fault (req/s) | of two servers | from fault + 1 s (req/s) | of one server | max stall (ms) | errors | server CPU per request (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut notes = Vec::new();
+    let baseline = crate::plot::baseline_peaks(ctx.experiments);
     for v in &corals {
-        let (one, two) = crate::plot::experiment_peaks(exp, v, (None, None));
+        let (one, two) = crate::plot::experiment_peaks(exp, v, baseline);
+        let own = crate::plot::experiment_peaks(exp, v, (None, None)) != (None, None);
+        if !own {
+            notes.push(format!(
+                "`{}`: no unreplicated variant in this experiment; the peaks are `baseline`'s, a different run.",
+                v.name
+            ));
+        }
         let before = over(v, |_, s| s.throughput_before_rps);
         let after = over(v, |_, s| s.throughput_after_rps);
         let b2 = pct(med(before), two);
@@ -362,13 +370,17 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         let x = |v: &Variant| med(over(v, |_, s| Some(s.throughput_rps)));
         let two = get("two-servers").and_then(x);
         let one = get("one-server").and_then(x);
-        for n in [
-            "one-server",
-            "two-servers",
-            "coral-single-role",
-            "coral-dual-role",
-        ] {
-            let Some(v) = get(n) else { continue };
+        let others = exp.variants.iter().filter(|v| {
+            v.name.starts_with(p.as_str())
+                && !matches!(&v.name[p.len()..], "one-server" | "two-servers")
+        });
+        let group: Vec<&Variant> = [get("one-server"), get("two-servers")]
+            .into_iter()
+            .flatten()
+            .chain(others)
+            .collect();
+        for v in group {
+            let n = &v.name[p.len()..];
             let xv = x(v);
             let ov = |r: Option<f64>| match (xv, r) {
                 (Some(a), Some(b)) if b > 0.0 => Some(100.0 * (1.0 - a / b)),
@@ -387,7 +399,7 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
                 show(over(v, |r, _| extra(r, "cpu_ms_per_request"))),
                 show(over(v, |r, _| extra(r, "machine_cpu_ms_per_request")))
             );
-            if n == "coral-dual-role" {
+            if n.starts_with("coral") {
                 if let (Some(o), Some(pc)) = (ov(two), paper_coral) {
                     let unrep = get("two-servers").and_then(cpu_per_req);
                     let sentence = if (o - pc).abs() <= 10.0 {
@@ -414,8 +426,9 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
                         )
                     };
                     notes.push(format!(
-                        "Quota {} core(s)/host, dual-role overhead {}",
-                        quota(v).map(fmt_num).unwrap_or("?".into()),
+                        "Quota {} core(s)/host, `{}` overhead {}",
+                        quota(v).map(fmt_num).unwrap_or("none".into()),
+                        v.name,
                         sentence
                     ));
                 }

@@ -1,0 +1,88 @@
+//! Namespace integration test of the paper's CoRAL experiments through the
+//! real binaries: `coral-exp run table1-failover --quick --reps 1` cuts a
+//! CoRAL server's link under load, and the runner must turn the survivor's
+//! `takeover`/`simplex-address` event into `summary.failover`.
+
+#[path = "netns_util/mod.rs"]
+mod util;
+
+use util::*;
+
+/// `key=number` tokens of an events.csv detail.
+fn detail_value(detail: &str, key: &str) -> Option<f64> {
+    detail.split_whitespace().find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (k == key).then(|| v.parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn netns_table1_failover_quick_fills_the_breakdown() {
+    let res = tempfile::tempdir().unwrap();
+    let prefix = test_prefix();
+    let out = coral_ok(&[
+        "run",
+        "table1-failover",
+        "--quick",
+        "--reps",
+        "1",
+        "--prefix",
+        &prefix,
+        "--results",
+        res.path().to_str().unwrap(),
+    ]);
+    eprintln!("{out}");
+    for (variant, cut, event) in [
+        ("dual-role", "server-a", "takeover"),
+        ("single-role-backup-cut", "server-b", "simplex-address"),
+    ] {
+        let d = join(res.path(), &["table1-failover", variant, "rep-1"]);
+        let s = read_json(&d.join("summary.json"));
+        assert_eq!(s["errors"], 0, "{variant}: {s}");
+        assert_eq!(s["digest_mismatches"], 0, "{variant}: {s}");
+        assert_eq!(s["requests_lost"], 0, "{variant}: {s}");
+        assert!(s["ok"].as_u64().unwrap() > 0, "{variant}: {s}");
+        let f = s["failover"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{variant}: no failover in {s}"));
+        for k in [
+            "kernel_ops",
+            "user_ops",
+            "gratuitous_arp",
+            "outside_ping",
+            "total",
+            "detection_ms",
+        ] {
+            assert!(f[k].is_number(), "{variant}: failover.{k} missing: {s}");
+        }
+        assert!(f["detection_ms"].as_f64().unwrap() > 0.0, "{variant}: {s}");
+        assert_eq!(
+            f.contains_key("address_move_ms"),
+            variant == "dual-role",
+            "{variant}: {s}"
+        );
+        // The breakdown is the survivor's event, copied, not the cut node's.
+        let mut r = csv::Reader::from_path(d.join("events.csv")).unwrap();
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        let survivor_event = rows
+            .iter()
+            .find(|x| &x[3] == event && &x[1] != cut)
+            .unwrap_or_else(|| panic!("{variant}: no {event} of the survivor in events.csv"));
+        assert_eq!(
+            f["total"].as_f64(),
+            detail_value(&survivor_event[4], "total"),
+            "{variant}: {s}"
+        );
+        assert!(rows.iter().any(|x| &x[3] == "link-cut" && &x[1] == cut));
+        let c = read_json(&d.join("config.json"));
+        assert_eq!(c["service"], "coral");
+        assert_eq!(c["conditions"]["lan_mbit"], 100);
+        assert_eq!(c["conditions"]["server_cpu"], 0.5);
+        assert_eq!(c["fault"]["host"], cut);
+    }
+    assert!(
+        namespaces_with(&prefix).is_empty(),
+        "namespaces left behind: {:?}",
+        namespaces_with(&prefix)
+    );
+}
