@@ -11,12 +11,13 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 leftover() { ls /run/netns 2>/dev/null | grep -E '^(cxt[0-9a-f]{4}|ct[a-z]+[0-9]+)-' || true; }
-before=$(leftover)
-if [ -n "$before" ]; then
-  echo "test-netns: test namespaces already present before the run:" >&2
-  echo "$before" >&2
-  exit 1
-fi
+# Test namespaces from an earlier, interrupted run (nothing else uses these
+# prefixes): remove them and their processes, so this run starts clean.
+for ns in $(leftover); do
+  echo "test-netns: removing stale test namespace $ns" >&2
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+  ip netns del "$ns" 2>/dev/null || true
+done
 # The tests start sibling binaries (coral, webstone-server, coral-load)
 # next to the test binaries: build them first.
 $CARGO build --workspace --bins
