@@ -20,7 +20,7 @@ for ns in $(leftover); do
 done
 # The tests start sibling binaries (coral, webstone-server, coral-load)
 # next to the test binaries: build them first.
-$CARGO build --workspace --bins
+$CARGO build --workspace --all-targets  # same feature set as `make build`: no rebuild
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
