@@ -101,6 +101,7 @@ pub struct Front {
     pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
     arp_off: Arc<AtomicBool>,
+    arp_until: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -123,6 +124,7 @@ impl Front {
         let sock = Arc::new(sock);
         let stop = Arc::new(AtomicBool::new(false));
         let arp_off = Arc::new(AtomicBool::new(false));
+        let arp_until = Arc::new(AtomicU64::new(u64::MAX));
         let engine = Engine {
             own: EthernetAddress(cfg.own_mac),
             primary: EthernetAddress(cfg.primary_mac),
@@ -137,6 +139,7 @@ impl Front {
             pending: pending.clone(),
             stop: stop.clone(),
             arp_off: arp_off.clone(),
+            arp_until: arp_until.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("coral-front".into())
@@ -148,6 +151,7 @@ impl Front {
             pending,
             stop,
             arp_off,
+            arp_until,
             thread: Some(thread),
         })
     }
@@ -165,6 +169,14 @@ impl Front {
     /// an address the peer may be granted.
     pub fn stop_answering_arp(&self) {
         self.arp_off.store(true, Ordering::SeqCst);
+    }
+
+    /// The front's own lease on answering ARP (witness mode): ARP for the
+    /// fronted addresses is answered only while the node clock (ns) is
+    /// below this value; the node extends it on every fresh heartbeat, like
+    /// the kernel lease of a primary. Initially unlimited.
+    pub fn arp_lease(&self) -> Arc<AtomicU64> {
+        self.arp_until.clone()
     }
 
     /// Takeover step 4: the address is local now; stop handling its frames
@@ -239,6 +251,7 @@ struct Engine {
     pending: Arc<Mutex<Option<Pending>>>,
     stop: Arc<AtomicBool>,
     arp_off: Arc<AtomicBool>,
+    arp_until: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -348,6 +361,9 @@ impl Engine {
         };
         let req = ArpRepr::parse(&p);
         if !self.vips.contains(&req.target_ip) {
+            return;
+        }
+        if self.clock.now().0 >= self.arp_until.load(Ordering::Acquire) {
             return;
         }
         if let Some(reply) = req.reply_for(req.target_ip, self.own) {

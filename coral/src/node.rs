@@ -136,6 +136,8 @@ struct Node {
     pending: Option<PendingTakeover>,
     /// Heartbeat handle (set once heartbeats run).
     hb: Option<heartbeat::HeartbeatHandle>,
+    /// (last heard, last sent) when the peer was declared failed.
+    failure: Option<(CoreInstant, CoreInstant)>,
     snapshot_done: bool,
     simplex_done: bool,
 }
@@ -248,6 +250,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         witness: None,
         pending: None,
         hb: None,
+        failure: None,
         snapshot_done: false,
         simplex_done: false,
         cfg,
@@ -345,6 +348,14 @@ pub async fn run(cfg: Config) -> Result<()> {
                     }
                 }
             })?;
+        if cfg.witness.is_some() {
+            // The front answers ARP only while heartbeats keep coming (its
+            // lease, see Front::arp_lease); one failure timeout to start.
+            f.arp_lease().store(
+                clock.now().plus_ns(timing.failure_timeout_ns()).0,
+                Ordering::Release,
+            );
+        }
         node.front = Some(Arc::new(f));
         events.record("front-ready", &list(&fronted));
     }
@@ -381,7 +392,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         dtx,
         {
             let leases = leases.clone();
-            Box::new(move || leases.refresh())
+            let arp = node
+                .front
+                .as_ref()
+                .filter(|_| cfg.witness.is_some())
+                .map(|f| f.arp_lease());
+            let lease_ns = timing.lease_timeout_ns();
+            Box::new(move || {
+                leases.refresh();
+                if let Some(a) = &arp {
+                    a.store(clock.now().plus_ns(lease_ns).0, Ordering::Release);
+                }
+            })
         },
     )
     .await
@@ -578,6 +600,7 @@ impl Node {
         } else {
             CoreInstant(sent)
         };
+        self.failure = Some((last_heard, last_sent));
         let now = self.clock.now();
         for (m, _) in &mut self.machines {
             m.handle(
@@ -751,6 +774,16 @@ impl Node {
                         "simplex",
                         &format!("released_ms={:.3}", t.elapsed().as_secs_f64() * 1e3),
                     );
+                }
+                // The backup's front answers ARP only under its own lease,
+                // extended by our heartbeats (stopped at our detection):
+                // claim the address only once that lease surely lapsed.
+                if let Some((heard, sent)) = self.failure {
+                    let (timing, now) = (*self.machines[0].0.timing(), self.clock.now());
+                    let wait = timing.voice_at(heard, sent).since_ns(now);
+                    self.events
+                        .record("simplex-wait", &format!("ms={:.3}", wait as f64 / 1e6));
+                    tokio::time::sleep(Duration::from_nanos(wait)).await;
                 }
                 self.take_fronted_addresses().await?;
             }
