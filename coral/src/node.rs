@@ -19,7 +19,7 @@
 //! backup rebuild the connections, and it speaks (permanent lease, address,
 //! late frames, logged replies, ARP) only at the machine's `voice_at`, when
 //! the old owner's lease has surely lapsed. A refusal, or a higher epoch in
-//! a peer heartbeat, fences the node ([`Node::fence_and_exit`]): silent
+//! a peer heartbeat, fences the node (`Node::fence_and_exit`): silent
 //! drop of every connection, lease revoked, address removed, front and log
 //! stopped, heartbeats stopped, `fenced` recorded, exit with status 3
 //! leaving the nft table (a zombie kernel stays silent).
