@@ -61,6 +61,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node { config } => coral::config::Config::load(&config).and_then(|cfg| {
+            // Every client connection is a socket (and, after a takeover, a
+            // rebuilt one): lift the soft descriptor limit to the hard one.
+            raise_nofile_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -107,5 +110,25 @@ fn main() {
     if let Err(e) = result {
         eprintln!("coral: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Raise `RLIMIT_NOFILE`'s soft limit to its hard limit (best effort).
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                eprintln!(
+                    "coral: could not raise the open-file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 }
