@@ -158,3 +158,61 @@ fn netns_dual_role_survives_the_cut_of_server_a() {
 fn netns_dual_role_survives_the_cut_of_server_b() {
     survive_cut_of("server-b", "server-a");
 }
+
+#[test]
+fn netns_every_process_of_a_coral_server_host_is_in_its_cpu_group() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().to_str().unwrap().to_string();
+    coral_ok(&[
+        "up",
+        "--service",
+        "coral",
+        "--dual-role",
+        "--heartbeat-ms",
+        "50",
+        "--server-cpu",
+        "0.5",
+        "--state",
+        &state,
+        "--prefix",
+        &test_prefix(),
+    ]);
+    let t = read_json(&d.path().join("topology.json"));
+    let check = || -> Result<(), String> {
+        for host in ["server-a", "server-b"] {
+            let h = &t["hosts"][host];
+            let cg = h["cgroup"]
+                .as_str()
+                .ok_or(format!("{host} has no cgroup: {h}"))?;
+            let procs =
+                std::fs::read_to_string(format!("{cg}/cgroup.procs")).map_err(|e| e.to_string())?;
+            let quota = std::fs::read_to_string(format!("{cg}/cpu.cfs_quota_us"))
+                .map_err(|e| e.to_string())?;
+            if quota.trim() != "50000" {
+                return Err(format!("{host} quota {quota}"));
+            }
+            // Every process in the host's namespace, not only the ones the
+            // kit recorded, is charged to the host's quota.
+            let o = Command::new("ip")
+                .args(["netns", "pids", h["netns"].as_str().unwrap()])
+                .output()
+                .unwrap();
+            let pids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if pids.is_empty() {
+                return Err(format!("{host} runs no process"));
+            }
+            for p in pids {
+                if !procs.lines().any(|l| l.trim() == p) {
+                    return Err(format!("{host}: pid {p} is outside {cg} ({procs})"));
+                }
+            }
+        }
+        Ok(())
+    };
+    let r = check();
+    let _ = coral(&["down", "--state", &state]);
+    r.unwrap();
+}
