@@ -64,16 +64,26 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
          Fault-free throughput is measured from the end of warm-up to the cut, as a ratio to \
          `two-unreplicated`'s in the same run (both servers serving).\n"
     );
-    let reference: Vec<f64> = exp
-        .variant(lb::REFERENCE)
+    // Each repetition's requests.csv is read once.
+    let mut problems = Vec::new();
+    let analysed: Vec<(String, Vec<LbRep>)> = lb::ordered(exp)
+        .into_iter()
         .map(|v| {
-            v.reps
-                .iter()
-                .filter_map(|r| lb::analyze(r).ok())
-                .map(|a| a.before_rps)
-                .collect()
+            let mut reps = Vec::new();
+            for r in &v.reps {
+                match lb::analyze(r) {
+                    Ok(a) => reps.push(a),
+                    Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
+                }
+            }
+            (v.name.clone(), reps)
         })
-        .unwrap_or_default();
+        .collect();
+    let reference: Vec<f64> = analysed
+        .iter()
+        .filter(|(n, _)| n == lb::REFERENCE)
+        .flat_map(|(_, r)| r.iter().map(|a| a.before_rps))
+        .collect();
     let ref_rps = crate::plot::stats::median(&reference);
     let _ = writeln!(
         md,
@@ -86,15 +96,7 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|"
     );
     let mut rows: Vec<(String, Vec<LbRep>)> = Vec::new();
-    let mut problems = Vec::new();
-    for v in lb::ordered(exp) {
-        let mut reps = Vec::new();
-        for r in &v.reps {
-            match lb::analyze(r) {
-                Ok(a) => reps.push(a),
-                Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
-            }
-        }
+    for (name, reps) in analysed {
         if reps.is_empty() {
             continue;
         }
@@ -110,7 +112,7 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            v.name,
+            name,
             reps.len(),
             col(|r| r.before_rps),
             ratio,
@@ -125,7 +127,7 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
             col(|r| r.failback_stall_ms),
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         );
-        rows.push((v.name.clone(), reps));
+        rows.push((name, reps));
     }
     let _ = writeln!(
         md,
