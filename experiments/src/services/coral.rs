@@ -6,7 +6,10 @@
 //! Each node runs `coral node` from a configuration written into the state
 //! directory, with a fresh pre-shared key (`coral.key`), the client host as
 //! the outside host it pings after an address takeover, and its events
-//! appended to the topology's `events.csv`.
+//! appended to the topology's `events.csv`. The witness (`coral witness`,
+//! DESIGN.md section 4) runs on the client host too (the "outside host"; a
+//! third machine in a real deployment): no node takes over or goes simplex
+//! without its grant, so a partition or a paused node never gives two voices.
 
 use crate::live::{Live, UpOptions};
 use crate::services::wait_for_log;
@@ -22,6 +25,8 @@ use std::time::Duration;
 pub const VIP_A: &str = "192.0.2.100";
 /// The service address server-b is primary for (dual role only).
 pub const VIP_B: &str = "192.0.2.101";
+/// UDP port of the witness on the client host.
+pub const WITNESS_PORT: u16 = 7012;
 
 /// Check the CoRAL options.
 pub fn check(opts: &UpOptions) -> Result<()> {
@@ -91,6 +96,51 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
     let events = dir.join("events.csv");
     let outside = live.handle.state.host("client")?.addr.clone();
     let c = opts.coral;
+    // The witness first: a node asks it as soon as it declares its peer failed.
+    let witness = format!("{outside}:{WITNESS_PORT}");
+    let wlog = dir.join("witness.log");
+    let _ = std::fs::remove_file(&wlog);
+    let mut wargv: Vec<OsString> = vec![
+        OsString::from(&coral_bin),
+        "witness".into(),
+        "--listen".into(),
+        witness.clone().into(),
+        "--key-file".into(),
+        key.clone().into(),
+        "--state".into(),
+        dir.join("witness.state").into(),
+        "--events".into(),
+        events.clone().into(),
+        "--allow-node".into(),
+        "1".into(),
+        "--allow-node".into(),
+        "2".into(),
+    ];
+    for v in if c.dual_role {
+        vec![VIP_A, VIP_B]
+    } else {
+        vec![VIP_A]
+    } {
+        wargv.push("--allow-vip".into());
+        wargv.push(v.into());
+    }
+    let _ = std::fs::remove_file(dir.join("witness.state"));
+    let wpid = live.backend.spawn_service(
+        &mut live.handle,
+        &ServiceSpec {
+            host: "client".into(),
+            argv: wargv,
+            log: wlog.clone(),
+        },
+    )?;
+    wait_for_log(
+        wpid,
+        &wlog,
+        "coral witness listening",
+        Duration::from_secs(20),
+        cancel,
+    )
+    .context("coral witness on the client host")?;
     let mut started = Vec::new();
     for NodePlan {
         host,
@@ -121,7 +171,7 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
         );
         let _ = writeln!(
             toml,
-            "events = \"{}\"\noutside = \"{outside}\"",
+            "events = \"{}\"\noutside = \"{outside}\"\nwitness = \"{witness}\"",
             events.display()
         );
         let _ = writeln!(
