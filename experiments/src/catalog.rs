@@ -127,16 +127,14 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             one_cpr.load.connection_per_request = true;
             let mut two_cpr = unreplicated("two-servers-connection-per-request", 2);
             two_cpr.load.connection_per_request = true;
-            let mut v = vec![
+            let v = vec![
                 unreplicated("one-server", 1),
                 unreplicated("two-servers", 2),
                 ka,
+                one_cpr,
+                two_cpr,
                 cpr,
             ];
-            if !quick {
-                v.push(one_cpr);
-                v.push(two_cpr);
-            }
             let v = v.into_iter().map(|x| with_cpu(x, CPU_BOUND)).collect();
             (v, s)
         }
