@@ -270,10 +270,12 @@ fn plot_bars(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
         bars,
     };
     let stem = bars_stem(&exp.name);
+    // Wide enough that every variant's name and value label fit side by side.
+    let width = (bf.bars.len() as u32 * 230).max(1000);
     Ok(render_both!(
         out,
         stem,
-        (1000, 650),
+        (width, 650),
         figures::draw_bars,
         &bf
     ))
