@@ -722,7 +722,10 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
             "reply_size",
             &["size", "reply_size", "size_bytes", "reply_bytes"],
         ),
-        ("heartbeat", &["heartbeat_ms", "heartbeat"]),
+        (
+            "heartbeat",
+            &["coral.heartbeat_ms", "heartbeat_ms", "heartbeat"],
+        ),
         ("lan", &["lan_mbit", "lan_rate", "lan", "rate"]),
         ("server_cpu", &["server_cpu"]),
         ("fault", &["fault"]),

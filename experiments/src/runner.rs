@@ -204,6 +204,9 @@ struct RepConfig<'a> {
     service_urls: &'a [String],
     prefix: &'a str,
     conditions: serde_json::Value,
+    /// CoRAL's options, for CoRAL runs.
+    coral: Option<crate::services::CoralOptions>,
+    idle_conns: u32,
     started_unix_ns: u64,
     coral_exp_version: &'a str,
 }
@@ -344,6 +347,8 @@ fn run_rep(
         service_urls: &st.service_urls,
         prefix: &st.prefix,
         conditions: serde_json::to_value(conditions(a, v))?,
+        coral: (v.service == "coral").then_some(v.coral),
+        idle_conns: v.load.idle_conns,
         started_unix_ns: faultinject::now_unix_ns(),
         coral_exp_version: env!("CARGO_PKG_VERSION"),
     };
