@@ -776,8 +776,8 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
         "Written by `coral-exp report` from the results tree `{}` and the paper's numbers in {}. \
          Nothing here is typed by hand: every number of ours comes from the `summary.json` or `config.json` \
          named under its table, every figure from the `requests.csv` named in its caption (drawn by `coral-exp plot`). \
-         Paper: N. Aghdaie and Y. Tamir, \"Implementation and Evaluation of Transparent Fault-Tolerant Web Service \
-         with Kernel-Level Support\", PDCS 2003 (the \"paper\" below).\n",
+         Paper: N. Aghdaie and Y. Tamir, \"Fast Transparent Failover for Reliable Web Service\", \
+         PDCS 2003 (the \"paper\" below).\n",
         ctx.results.display(),
         paper_origin
     );
