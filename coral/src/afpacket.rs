@@ -130,13 +130,25 @@ impl PacketSocket {
     /// Open a packet socket on interface `name` receiving every protocol,
     /// with `PACKET_VNET_HDR` on and our own transmissions not captured.
     pub fn open(name: &str) -> io::Result<PacketSocket> {
+        Self::bound(name, ETH_P_ALL_BE)
+    }
+
+    /// Open a packet socket on `name` that receives nothing (protocol 0):
+    /// for sending ARP only, at no cost per received frame.
+    pub fn open_send_only(name: &str) -> io::Result<PacketSocket> {
+        Self::bound(name, 0)
+    }
+
+    /// A packet socket on `name` for `protocol` (network byte order; 0 =
+    /// receive nothing), virtio-net headers on, own sends not captured.
+    fn bound(name: &str, protocol: u16) -> io::Result<PacketSocket> {
         let ifindex = ifindex(name)?;
         // SAFETY: plain socket(2) call; the result is checked.
         let raw = unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ALL_BE),
+                i32::from(protocol),
             )
         };
         check(raw, "socket(AF_PACKET)")?;
@@ -159,40 +171,7 @@ impl PacketSocket {
         // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL_BE;
-        sll.sll_ifindex = ifindex;
-        // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                &sll as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        check(rc, "bind(AF_PACKET)")?;
-        Ok(PacketSocket { fd, ifindex })
-    }
-
-    /// Open a packet socket on `name` that receives nothing (protocol 0):
-    /// for sending ARP only, at no cost per received frame.
-    pub fn open_send_only(name: &str) -> io::Result<PacketSocket> {
-        let ifindex = ifindex(name)?;
-        // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        check(raw, "socket(AF_PACKET)")?;
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        setopt(
-            raw,
-            libc::SOL_PACKET,
-            libc::PACKET_VNET_HDR,
-            1,
-            "PACKET_VNET_HDR",
-        )?;
-        // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = 0;
+        sll.sll_protocol = protocol;
         sll.sll_ifindex = ifindex;
         // SAFETY: `sll` is a valid sockaddr_ll of the length passed.
         let rc = unsafe {
