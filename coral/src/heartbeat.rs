@@ -106,13 +106,14 @@ fn mode_from_u8(v: u8) -> ModeTag {
 }
 
 /// Start the heartbeat task. `events` receives detector events; `on_fresh`
+/// (given how long ago the heartbeat arrived, from the kernel's timestamp)
 /// runs on every fresh heartbeat from the peer.
 pub async fn start(
     key: Key,
     cfg: HeartbeatConfig,
     clock: Clock,
     events: mpsc::UnboundedSender<DetectorEvent>,
-    on_fresh: Box<dyn Fn() + Send + Sync>,
+    on_fresh: Box<dyn Fn(std::time::Duration) + Send + Sync>,
 ) -> std::io::Result<HeartbeatHandle> {
     let sock = UdpSocket::bind(SocketAddr::V4(cfg.local)).await?;
     let stats = Arc::new(HeartbeatStats::default());
@@ -181,7 +182,7 @@ async fn run(
     cfg: HeartbeatConfig,
     clock: Clock,
     events: mpsc::UnboundedSender<DetectorEvent>,
-    on_fresh: Box<dyn Fn() + Send + Sync>,
+    on_fresh: Box<dyn Fn(std::time::Duration) + Send + Sync>,
     sh: Shared,
 ) {
     let Shared {
@@ -263,7 +264,9 @@ async fn run(
                             if failed || too_old {
                                 stale.fetch_add(1, Ordering::Relaxed);
                             } else {
-                                on_fresh();
+                                // How long ago the heartbeat arrived: leases are
+                                // anchored at its arrival, not at this moment.
+                                on_fresh(age.unwrap_or_default());
                             }
                         }
                     }

@@ -75,16 +75,25 @@ impl Leases {
         Ok(())
     }
 
-    /// A fresh authenticated heartbeat arrived: extend every refreshed lease.
-    pub fn refresh(&self) {
+    /// A fresh authenticated heartbeat arrived `age` ago: extend every
+    /// refreshed lease to one timeout after its arrival. Anchoring at the
+    /// arrival (not at this call) keeps the lease inside the bound the peer
+    /// computes from its own last heartbeat, however late this process runs
+    /// (a loaded or just-continued process must not stretch it).
+    pub fn refresh(&self, age: std::time::Duration) {
+        let t0 = std::time::Instant::now();
         let mut g = self.inner.lock().expect("leases");
         if g.refreshed.is_empty() {
             return;
         }
+        let left = self.timeout.saturating_sub(age + t0.elapsed());
+        if left < std::time::Duration::from_millis(1) {
+            return; // already past: let the lease lapse
+        }
         let script: String = g
             .refreshed
             .iter()
-            .map(|v| nft::refresh_lease(&self.fence, *v, self.timeout))
+            .map(|v| nft::refresh_lease_until(&self.fence, *v, self.timeout, left))
             .collect();
         match g.nft.run(&script) {
             Ok(_) => self.refreshes.fetch_add(1, Ordering::Relaxed),

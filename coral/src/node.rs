@@ -398,10 +398,11 @@ pub async fn run(cfg: Config) -> Result<()> {
                 .filter(|_| cfg.witness.is_some())
                 .map(|f| f.arp_lease());
             let lease_ns = timing.lease_timeout_ns();
-            Box::new(move || {
-                leases.refresh();
+            Box::new(move |age: std::time::Duration| {
+                leases.refresh(age);
                 if let Some(a) = &arp {
-                    a.store(clock.now().plus_ns(lease_ns).0, Ordering::Release);
+                    let left = lease_ns.saturating_sub(age.as_nanos() as u64);
+                    a.store(clock.now().plus_ns(left).0, Ordering::Release);
                 }
             })
         },
