@@ -18,6 +18,8 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use crate::sockopt;
+
 /// `PACKET_IGNORE_OUTGOING` (Linux 4.20+): do not capture our own sends.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// `ETH_P_ALL` in network byte order, as `socket()` and `bind()` want it.
@@ -106,26 +108,6 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
     }
 }
 
-fn setopt(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    val: libc::c_int,
-    what: &str,
-) -> io::Result<()> {
-    // SAFETY: passes a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &val as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as u32,
-        )
-    };
-    check(rc, what)
-}
-
 impl PacketSocket {
     /// Open a packet socket on interface `name` receiving every protocol,
     /// with `PACKET_VNET_HDR` on and our own transmissions not captured.
@@ -154,18 +136,18 @@ impl PacketSocket {
         check(raw, "socket(AF_PACKET)")?;
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        setopt(
+        sockopt::set(
             raw,
             libc::SOL_PACKET,
             libc::PACKET_VNET_HDR,
-            1,
+            &1i32,
             "PACKET_VNET_HDR",
         )?;
-        setopt(
+        sockopt::set(
             raw,
             libc::SOL_PACKET,
             PACKET_IGNORE_OUTGOING,
-            1,
+            &1i32,
             "PACKET_IGNORE_OUTGOING",
         )?;
         // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
@@ -194,11 +176,11 @@ impl PacketSocket {
     /// bursts are not dropped while the engine is busy).
     pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
         let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        setopt(
+        sockopt::set(
             self.fd.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
-            v,
+            &v,
             "SO_RCVBUFFORCE",
         )
     }
@@ -215,17 +197,13 @@ impl PacketSocket {
                 tv_usec: 0,
             },
         };
-        // SAFETY: passes a live timeval and its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const _ as *const libc::c_void,
-                size_of::<libc::timeval>() as u32,
-            )
-        };
-        check(rc, "SO_RCVTIMEO")
+        sockopt::set(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv,
+            "SO_RCVTIMEO",
+        )
     }
 
     /// Receive one frame into `buf`: returns the virtio-net header and the

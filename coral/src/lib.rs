@@ -38,5 +38,6 @@ pub mod nft;
 pub mod node;
 pub mod primary;
 pub mod repair;
+mod sockopt;
 pub mod takeover;
 pub mod witness;

@@ -141,16 +141,8 @@ impl<S: AsRawFd> LoggedStream<S> {
 }
 
 fn set_mark(fd: RawFd, mark: u32) {
-    // SAFETY: setsockopt on a live descriptor with a u32 value.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            &mark as *const u32 as *const libc::c_void,
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        );
-    }
+    // Best effort: a socket that cannot be marked loses only its FIN.
+    let _ = crate::sockopt::set(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark, "SO_MARK");
 }
 
 impl<S: AsyncWrite + AsRawFd + Unpin> LoggedStream<S> {

@@ -23,10 +23,10 @@
 //! timeout); the caller writes them as ordinary data afterwards.
 
 use std::io;
-use std::mem::size_of;
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 
+use crate::sockopt;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `TCP_REPAIR_QUEUE` selector: no queue.
@@ -168,97 +168,28 @@ impl TcpInfoLite {
     }
 }
 
-fn setsockopt<T: Copy>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    val: &T,
-) -> io::Result<()> {
-    // SAFETY: `val` points to a live `T` of the length passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            val as *const T as *const libc::c_void,
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn setsockopt_slice<T: Copy>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    vals: &[T],
-) -> io::Result<()> {
-    // SAFETY: the slice is live for the call and its byte length is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            vals.as_ptr() as *const libc::c_void,
-            std::mem::size_of_val(vals) as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn getsockopt<T: Copy + Default>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<T> {
-    let mut val = T::default();
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` is a live, writable `T` and `len` its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            &mut val as *mut T as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(val)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn step<T>(what: &'static str, r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 /// Switch repair mode on or off for a socket.
 pub fn set_repair(fd: RawFd, on: bool) -> io::Result<()> {
-    step(
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR,
+        &(on as libc::c_int),
         "TCP_REPAIR",
-        setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_REPAIR,
-            &(on as libc::c_int),
-        ),
     )
 }
 
 fn set_queue(fd: RawFd, queue: libc::c_int) -> io::Result<()> {
-    step(
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_QUEUE,
+        &queue,
         "TCP_REPAIR_QUEUE",
-        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, &queue),
     )
 }
 
@@ -269,14 +200,20 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
     let fd = sock.as_raw_fd();
     set_repair(fd, true)?;
     set_queue(fd, TCP_SEND_QUEUE)?;
-    step(
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_QUEUE_SEQ,
+        &spec.send_seq,
         "TCP_QUEUE_SEQ send",
-        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &spec.send_seq),
     )?;
     set_queue(fd, TCP_RECV_QUEUE)?;
-    step(
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_QUEUE_SEQ,
+        &spec.recv_seq,
         "TCP_QUEUE_SEQ recv",
-        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &spec.recv_seq),
     )?;
     set_queue(fd, TCP_NO_QUEUE)?;
     if spec.transparent {
@@ -317,14 +254,20 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
             opt_val: 0,
         });
     }
-    step(
+    sockopt::set_slice(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_OPTIONS,
+        &opts,
         "TCP_REPAIR_OPTIONS",
-        setsockopt_slice(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_OPTIONS, &opts),
     )?;
     if let Some(ts) = spec.timestamp {
-        step(
+        sockopt::set(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_TIMESTAMP,
+            &ts,
             "TCP_TIMESTAMP",
-            setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, &ts),
         )?;
     }
     if !spec.recv_queue.is_empty() {
@@ -342,9 +285,12 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
         }
         set_queue(fd, TCP_NO_QUEUE)?;
     }
-    step(
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_WINDOW,
+        &spec.window,
         "TCP_REPAIR_WINDOW",
-        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW, &spec.window),
     )?;
     set_repair(fd, false)?;
     // Leaving repair mode resets the forced reuse to "no reuse"; allow reuse
@@ -362,24 +308,27 @@ pub fn dump(fd: RawFd) -> io::Result<RepairDump> {
     let info = tcp_info(fd)?;
     set_repair(fd, true)?;
     set_queue(fd, TCP_SEND_QUEUE)?;
-    let send_seq: u32 = step(
+    let send_seq: u32 = sockopt::get(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_QUEUE_SEQ,
         "TCP_QUEUE_SEQ send",
-        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ),
     )?;
     set_queue(fd, TCP_RECV_QUEUE)?;
-    let recv_seq: u32 = step(
+    let recv_seq: u32 = sockopt::get(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_QUEUE_SEQ,
         "TCP_QUEUE_SEQ recv",
-        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ),
     )?;
     set_queue(fd, TCP_NO_QUEUE)?;
-    let window: RepairWindow = step(
+    let window: RepairWindow = sockopt::get(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_WINDOW,
         "TCP_REPAIR_WINDOW",
-        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW),
     )?;
-    let timestamp: u32 = step(
-        "TCP_TIMESTAMP",
-        getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP),
-    )?;
+    let timestamp: u32 = sockopt::get(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, "TCP_TIMESTAMP")?;
     Ok(RepairDump {
         send_seq,
         recv_seq,
@@ -404,10 +353,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
     // struct tcp_info starts: u8 state, ca_state, retransmits, probes, backoff,
     // options, wscale (snd:4 | rcv:4), delivery_rate_app_limited..., then u32
     // rto, ato, snd_mss, rcv_mss. Read a prefix large enough for those.
-    let raw: [u8; 104] = step(
-        "TCP_INFO",
-        getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO),
-    )?;
+    let raw: [u8; 104] = sockopt::get_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, "TCP_INFO")?;
     let options = raw[5];
     let wscale = raw[6];
     let u32_at =
@@ -423,28 +369,4 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
         snd_mss: u32_at(16),
         rcv_mss: u32_at(20),
     })
-}
-
-fn getsockopt_bytes<const N: usize>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    let mut len = N as libc::socklen_t;
-    // SAFETY: `buf` is writable for `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            buf.as_mut_ptr() as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(buf)
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
