@@ -36,12 +36,6 @@ const TCP_RECV_QUEUE: libc::c_int = 1;
 /// `TCP_REPAIR_QUEUE` selector: the send queue.
 const TCP_SEND_QUEUE: libc::c_int = 2;
 
-/// TCP option codes accepted by `TCP_REPAIR_OPTIONS`.
-const TCPOPT_MSS: u32 = 2;
-const TCPOPT_WINDOW: u32 = 3;
-const TCPOPT_SACK_PERM: u32 = 4;
-const TCPOPT_TIMESTAMP: u32 = 8;
-
 /// `tcpi_options` bits (include/uapi/linux/tcp.h).
 const TCPI_OPT_TIMESTAMPS: u8 = 1;
 const TCPI_OPT_SACK: u8 = 2;
@@ -56,38 +50,44 @@ struct TcpRepairOpt {
     opt_val: u32,
 }
 
-/// `struct tcp_repair_window` from include/uapi/linux/tcp.h: the window state
-/// `TCP_REPAIR_WINDOW` reads and writes.
+/// The options and window state of a rebuild are the core's types: the
+/// takeover query produces them, this shell only passes them on.
+pub use coral_core::conn::{RepairOptions, RepairWindow};
+
+/// `struct tcp_repair_window` from include/uapi/linux/tcp.h, as the kernel
+/// reads and writes it with `TCP_REPAIR_WINDOW`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RepairWindow {
-    /// Sequence number of the segment that last updated the send window
-    /// (the client's last sequence number seen).
-    pub snd_wl1: u32,
-    /// Send window in bytes, already scaled (client window << client wscale).
-    pub snd_wnd: u32,
-    /// Largest send window seen.
-    pub max_window: u32,
-    /// Receive window we advertise, in bytes.
-    pub rcv_wnd: u32,
-    /// `rcv_nxt` at the last window update we sent (at most `rcv_nxt`).
-    pub rcv_wup: u32,
+#[derive(Clone, Copy, Debug, Default)]
+struct KernelWindow {
+    snd_wl1: u32,
+    snd_wnd: u32,
+    max_window: u32,
+    rcv_wnd: u32,
+    rcv_wup: u32,
 }
 
-/// The TCP options a repaired socket continues with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RepairOptions {
-    /// MSS the client announced.
-    pub mss: u16,
-    /// Window scale of the client's windows (`tcpi_snd_wscale`); `None` with
-    /// window scaling off.
-    pub snd_wscale: Option<u8>,
-    /// Window scale we announced (`tcpi_rcv_wscale`).
-    pub rcv_wscale: Option<u8>,
-    /// SACK permitted.
-    pub sack: bool,
-    /// Timestamps on.
-    pub timestamps: bool,
+impl From<RepairWindow> for KernelWindow {
+    fn from(w: RepairWindow) -> Self {
+        KernelWindow {
+            snd_wl1: w.snd_wl1,
+            snd_wnd: w.snd_wnd,
+            max_window: w.max_window,
+            rcv_wnd: w.rcv_wnd,
+            rcv_wup: w.rcv_wup,
+        }
+    }
+}
+
+impl From<KernelWindow> for RepairWindow {
+    fn from(w: KernelWindow) -> Self {
+        RepairWindow {
+            snd_wl1: w.snd_wl1,
+            snd_wnd: w.snd_wnd,
+            max_window: w.max_window,
+            rcv_wnd: w.rcv_wnd,
+            rcv_wup: w.rcv_wup,
+        }
+    }
 }
 
 /// Everything needed to rebuild one connection (DESIGN.md section 5 step 2).
@@ -231,29 +231,12 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
         sock.connect(&SockAddr::from(SocketAddr::V4(spec.remote))),
     )?;
 
-    let o = &spec.options;
-    let mut opts = vec![TcpRepairOpt {
-        opt_code: TCPOPT_MSS,
-        opt_val: u32::from(o.mss),
-    }];
-    if let (Some(snd), Some(rcv)) = (o.snd_wscale, o.rcv_wscale) {
-        opts.push(TcpRepairOpt {
-            opt_code: TCPOPT_WINDOW,
-            opt_val: u32::from(snd) | (u32::from(rcv) << 16),
-        });
-    }
-    if o.sack {
-        opts.push(TcpRepairOpt {
-            opt_code: TCPOPT_SACK_PERM,
-            opt_val: 0,
-        });
-    }
-    if o.timestamps {
-        opts.push(TcpRepairOpt {
-            opt_code: TCPOPT_TIMESTAMP,
-            opt_val: 0,
-        });
-    }
+    let opts: Vec<TcpRepairOpt> = spec
+        .options
+        .repair_opts()
+        .into_iter()
+        .map(|(opt_code, opt_val)| TcpRepairOpt { opt_code, opt_val })
+        .collect();
     sockopt::set_slice(
         fd,
         libc::IPPROTO_TCP,
@@ -289,7 +272,7 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
         fd,
         libc::IPPROTO_TCP,
         libc::TCP_REPAIR_WINDOW,
-        &spec.window,
+        &KernelWindow::from(spec.window),
         "TCP_REPAIR_WINDOW",
     )?;
     set_repair(fd, false)?;
@@ -322,12 +305,13 @@ pub fn dump(fd: RawFd) -> io::Result<RepairDump> {
         "TCP_QUEUE_SEQ recv",
     )?;
     set_queue(fd, TCP_NO_QUEUE)?;
-    let window: RepairWindow = sockopt::get(
+    let window: KernelWindow = sockopt::get(
         fd,
         libc::IPPROTO_TCP,
         libc::TCP_REPAIR_WINDOW,
         "TCP_REPAIR_WINDOW",
     )?;
+    let window = RepairWindow::from(window);
     let timestamp: u32 = sockopt::get(fd, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, "TCP_TIMESTAMP")?;
     Ok(RepairDump {
         send_seq,

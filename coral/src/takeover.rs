@@ -39,7 +39,7 @@ use crate::announce;
 use crate::clock::Clock;
 use crate::front::Front;
 use crate::logged_io::{LogFuture, ReplyLogger};
-use crate::repair::{self, RepairOptions, RepairSpec, RepairWindow};
+use crate::repair::{self, RepairSpec};
 
 /// The logger of a node without a peer: every reply is "logged" at once.
 pub struct SimplexLogger;
@@ -135,21 +135,9 @@ fn spec_of(s: &TakeoverState, close_mark: u32) -> RepairSpec {
         send_seq: s.send_queue_seq.0,
         recv_seq: s.recv_queue_seq.0,
         recv_queue: s.recv_queue.clone(),
-        options: RepairOptions {
-            mss: s.options.mss,
-            snd_wscale: s.options.snd_wscale,
-            rcv_wscale: s.options.rcv_wscale,
-            sack: s.options.sack,
-            timestamps: s.options.timestamps,
-        },
+        options: s.options,
         timestamp: s.timestamp,
-        window: RepairWindow {
-            snd_wl1: s.window.snd_wl1,
-            snd_wnd: s.window.snd_wnd,
-            max_window: s.window.max_window,
-            rcv_wnd: s.window.rcv_wnd,
-            rcv_wup: s.window.rcv_wup,
-        },
+        window: s.window,
         transparent: true,
         mark: close_mark,
     }
