@@ -1,7 +1,8 @@
 # CoRAL reproduction kit. The two commands a user needs:
 #   make test        unit tests, fuzz smokes, namespace integration tests
 #   make reproduce   every experiment, figures and results/REPORT.md
-# QUICK=1 runs every experiment in its short shape.
+# QUICK=1 runs every experiment in its short shape; RESULTS=dir FIGURES=dir
+# write elsewhere; AGAINST=dir compares with an earlier run (docs/CLI.md).
 
 CARGO ?= cargo
 QUICK ?=

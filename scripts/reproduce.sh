@@ -6,6 +6,9 @@
 # Builds nothing: `make reproduce` runs `cargo build --release` first. Stops at
 # the first failure and says which step failed; on exit or interrupt it
 # removes any topology left behind (`coral-exp down --stale`).
+# Environment: RESULTS, FIGURES (output directories), AGAINST (an earlier
+# run's results directory: compare the two runs and add the agreement to
+# the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +33,7 @@ QUICK=()
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=(--quick) ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce: unknown argument '$arg' (only --quick)" >&2; exit 2 ;;
   esac
 done
@@ -64,8 +67,16 @@ step="coral-exp plot"
 echo "reproduce: == $step"
 "$BIN" plot --results "$RESULTS" --out "$FIGURES"
 
+AGAINST_ARGS=()
+if [ -n "${AGAINST:-}" ]; then
+  step="coral-exp compare --against $AGAINST"
+  echo "reproduce: == $step"
+  "$BIN" compare --results "$RESULTS" --against "$AGAINST"
+  AGAINST_ARGS=(--against "$AGAINST")
+fi
+
 step="coral-exp report"
 echo "reproduce: == $step"
-"$BIN" report --results "$RESULTS" --figures "$FIGURES" --out "$RESULTS/REPORT.md"
+"$BIN" report --results "$RESULTS" --figures "$FIGURES" --out "$RESULTS/REPORT.md" "${AGAINST_ARGS[@]}"
 
 echo "reproduce: done in $(( $(date +%s) - start )) s: $RESULTS/REPORT.md, figures in $FIGURES/"

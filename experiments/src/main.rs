@@ -28,6 +28,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Write results/REPORT.md from the results tree.
     Report(report::ReportArgs),
+    /// Compare two results trees metric by metric (run-to-run agreement).
+    Compare(report::agreement::CompareArgs),
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         Command::Run(a) => commands::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Report(a) => report::run(a),
+        Command::Compare(a) => report::agreement::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -6,6 +6,7 @@
 //! versus simple load balancers"); unknown experiments get a generic section.
 //! Every table says which files its numbers come from.
 
+pub mod agreement;
 pub mod lb;
 pub mod paper;
 pub mod sections;
@@ -40,6 +41,10 @@ pub struct ReportArgs {
     /// when the default path does not exist).
     #[arg(long, default_value = DEFAULT_PAPER_VALUES)]
     pub paper_values: PathBuf,
+    /// Another results tree of the same experiments (an earlier full run):
+    /// adds a run-to-run agreement section (see `coral-exp compare`).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
 }
 
 /// Known experiments, in report order: (name, heading, what it reproduces).
@@ -891,7 +896,26 @@ pub fn run(a: ReportArgs) -> Result<i32> {
         paper: &paper_values,
         experiments: &experiments,
     };
-    let md = render(&ctx, &format!("`{origin}`"));
+    let mut md = render(&ctx, &format!("`{origin}`"));
+    if let Some(other) = &a.against {
+        let rows = agreement::compare(&experiments, &data::load_tree(other)?);
+        let _ = writeln!(md, "## Run-to-run agreement\n");
+        if rows.is_empty() {
+            let _ = writeln!(
+                md,
+                "`{}` shares no experiment and variant with this run: nothing compared.\n",
+                other.display()
+            );
+        } else {
+            agreement::markdown(
+                &rows,
+                &a.results.display().to_string(),
+                &other.display().to_string(),
+                false,
+                &mut md,
+            );
+        }
+    }
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "coral-exp report: wrote {} ({} experiment(s))",

@@ -453,3 +453,78 @@ fn bad_input_gives_a_clear_error_not_a_panic() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.csv"));
 }
+
+#[test]
+fn two_runs_are_compared_against_their_stated_spreads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("run-a");
+    let b = tmp.path().join("run-b");
+    synthetic_tree(&a);
+    synthetic_tree(&b);
+    // Run B: the two-server baseline far above run A's spread (987.5-1010.75),
+    // one-server's middle repetition moved inside run A's spread.
+    for (rep, x) in [(1, 2001.0), (2, 1987.5), (3, 2010.75)] {
+        let spec = RepSpec {
+            exp: "baseline",
+            variant: "two-servers",
+            rep,
+            throughput: x,
+            stall_ms: 5.0,
+            fault: None,
+            failover: None,
+        };
+        write_rep(&b, &spec);
+    }
+    let o = run(
+        tmp.path(),
+        &["compare", "--results", "run-a", "--against", "run-b"],
+    );
+    assert_ok(&o, "compare");
+    let md = std::fs::read_to_string(a.join("AGREEMENT.md")).unwrap();
+    assert!(
+        md.contains(
+            "| baseline | two-servers | throughput (req/s) | 1001 (987.5–1010.8) | 2001 (1987.5–2010.8) | 2.00 | differ |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| baseline | one-server | throughput (req/s) | 512.5 (498–530.5) | 512.5 (498–530.5) | 1.00 | agree |"),
+        "{md}"
+    );
+    // One repetition per side: no spread was stated, so no verdict beyond that.
+    assert!(md.contains("| my-new-exp | only | throughput (req/s) | 123 | 123 | 1.00 | agree |"));
+    let csv = std::fs::read_to_string(tmp.path().join("run-a/agreement.csv")).unwrap();
+    assert!(csv.starts_with("experiment,variant,metric,a_median"));
+    assert!(csv.contains("baseline,two-servers,throughput (req/s),1001,987.5,1010.75,3,2001,"));
+
+    // The report lists only what does not agree.
+    let o = run(
+        tmp.path(),
+        &[
+            "report",
+            "--results",
+            "run-a",
+            "--against",
+            "run-b",
+            "--paper-values",
+            paper_values().to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "report --against");
+    let rep = std::fs::read_to_string(a.join("REPORT.md")).unwrap();
+    let section = rep
+        .split("## Run-to-run agreement")
+        .nth(1)
+        .expect("agreement section");
+    assert!(section.contains("| baseline | two-servers | throughput (req/s)"));
+    assert!(!section.contains("| baseline | one-server | throughput (req/s)"));
+
+    // Nothing in common: a clear error.
+    std::fs::create_dir_all(tmp.path().join("run-c/other/v/rep-1")).unwrap();
+    let o = run(
+        tmp.path(),
+        &["compare", "--results", "run-a", "--against", "run-c"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to compare"));
+}
