@@ -177,7 +177,10 @@ pub fn markdown(rows: &[Row], a_name: &str, b_name: &str, all: bool, md: &mut St
          repetitions, spreads as stated in the report: min–max below 20 repetitions, p5–p95 from 20 on): \
          **agree** = each run's median lies inside the other run's spread; **overlap** = the spreads overlap \
          but a median lies outside the other's spread; **differ** = the spreads are disjoint; \
-         **no spread** = one repetition on a side (QUICK shapes), only the ratio B/A is shown.\n"
+         **no spread** = one repetition on a side (QUICK shapes), only the ratio B/A is shown. \
+         With 3 repetitions a side, even two runs drawn from the same distribution often only *overlap* \
+         (for identical distributions a fresh median of 3 falls inside the other run's min–max of 3 about 3 times in 5, both ways about 2 times in 5), so *differ* is \
+         the verdict that signals a real change between the runs.\n"
     );
     let _ = writeln!(
         md,
