@@ -178,9 +178,11 @@ pub fn markdown(rows: &[Row], a_name: &str, b_name: &str, all: bool, md: &mut St
          **agree** = each run's median lies inside the other run's spread; **overlap** = the spreads overlap \
          but a median lies outside the other's spread; **differ** = the spreads are disjoint; \
          **no spread** = one repetition on a side (QUICK shapes), only the ratio B/A is shown. \
-         With 3 repetitions a side, even two runs drawn from the same distribution often only *overlap* \
-         (for identical distributions a fresh median of 3 falls inside the other run's min–max of 3 about 3 times in 5, both ways about 2 times in 5), so *differ* is \
-         the verdict that signals a real change between the runs.\n"
+         Calibration: for two runs drawn from the *same* distribution with 3 repetitions a side, \
+         both medians fall inside the other's min–max only about 2 times in 5, and the min–max ranges \
+         are disjoint (*differ*) about 1 time in 10 (all three of one run below all three of the other); \
+         so a tenth of the metrics differing is what chance alone gives, and more than that, or a \
+         large ratio, signals a real change between the runs.\n"
     );
     let _ = writeln!(
         md,
