@@ -17,11 +17,22 @@ use crate::logchan::LogClient;
 use crate::logged_io::{LoggedStream, ReplyLogger};
 use crate::repair;
 
+/// Bytes the timestamp option takes in every segment.
+const TCPOLEN_TSTAMP_ALIGNED: u32 = 12;
+
 /// The options the backup needs to rebuild this connection, from `TCP_INFO`.
 pub fn negotiated_options(fd: std::os::fd::RawFd) -> std::io::Result<NegotiatedOptions> {
     let i = repair::tcp_info(fd)?;
+    // The peer's MSS as it advertised it (what TCP_REPAIR_OPTIONS and
+    // TCP_MAXSEG take): `snd_mss` is net of the timestamp option.
+    let mss = i.snd_mss
+        + if i.timestamps {
+            TCPOLEN_TSTAMP_ALIGNED
+        } else {
+            0
+        };
     Ok(NegotiatedOptions {
-        mss: u16::try_from(i.snd_mss).unwrap_or(u16::MAX),
+        mss: u16::try_from(mss).unwrap_or(u16::MAX),
         snd_wscale: i.wscale.then_some(i.snd_wscale),
         rcv_wscale: i.wscale.then_some(i.rcv_wscale),
         sack: i.sack,

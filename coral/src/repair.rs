@@ -90,6 +90,9 @@ impl From<KernelWindow> for RepairWindow {
     }
 }
 
+/// The largest MSS `TCP_MAXSEG` accepts (the kernel's `MAX_TCP_WINDOW`).
+pub const MAX_USER_MSS: u16 = 32767;
+
 /// Everything needed to rebuild one connection (DESIGN.md section 5 step 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepairSpec {
@@ -226,6 +229,21 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
         "bind",
         sock.bind(&SockAddr::from(SocketAddr::V4(spec.local))),
     )?;
+    // The MSS the kernel sends with is fixed at connect (from the route and
+    // the MSS clamp); TCP_REPAIR_OPTIONS below comes too late to change it,
+    // and without this a rebuilt socket sends 524-byte segments (the 536
+    // default less the timestamp option) for the rest of the connection.
+    // The kernel takes at most 32767 here (MAX_TCP_WINDOW): only loopback's
+    // 64 KiB MTU is above it.
+    if spec.options.mss > 0 {
+        sockopt::set(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            &libc::c_int::from(spec.options.mss.min(MAX_USER_MSS)),
+            "TCP_MAXSEG",
+        )?;
+    }
     step(
         "connect",
         sock.connect(&SockAddr::from(SocketAddr::V4(spec.remote))),

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use coral::repair::{self, RepairSpec};
 
+/// The MSS a peer on an Ethernet LAN advertises.
+const ETHERNET_MSS: u16 = 1460;
+
 fn read_exact_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).expect("read");
@@ -54,7 +57,9 @@ fn connection_survives_move_to_repaired_socket() {
         send_seq: d.send_seq,
         recv_seq: d.recv_seq.wrapping_sub(5),
         recv_queue: b"ping2".to_vec(),
-        options: d.info.repair_options(d.info.snd_mss as u16),
+        // An Ethernet peer's MSS rather than loopback's 64 KiB, so the check
+        // below sees whether the rebuilt socket really sends with it.
+        options: d.info.repair_options(ETHERNET_MSS),
         timestamp: Some(d.timestamp.wrapping_add(10) & !1),
         window: d.window,
         transparent: false,
@@ -83,6 +88,14 @@ fn connection_survives_move_to_repaired_socket() {
     assert_eq!(
         (after.snd_wscale, after.rcv_wscale),
         (d.info.snd_wscale, d.info.rcv_wscale)
+    );
+    // Segments of the restored MSS, not of the 536-byte default the kernel
+    // fixes at connect when TCP_MAXSEG is not set first (524 with timestamps).
+    let ts = if d.info.timestamps { 12 } else { 0 };
+    assert_eq!(
+        after.snd_mss,
+        u32::from(ETHERNET_MSS) - ts,
+        "send MSS after the move"
     );
 }
 
