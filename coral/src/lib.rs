@@ -20,7 +20,9 @@
 //! - [`announce`]: gratuitous ARP and the confirming ping from a service address.
 //! - [`witness`]: `coral witness`, the grant service (UDP shell around the core's witness).
 //! - [`leases`]: the kernel-enforced lease, refreshed by heartbeats.
-//! - [`fencing`]: the live-connection registry and the self-fence.
+//! - [`live_conns`]: the live-connection registry and the nudge (an ACK
+//!   elicited from every client after an address moved here).
+//! - [`fencing`]: the self-fence.
 
 pub mod afpacket;
 pub mod announce;
@@ -31,6 +33,7 @@ pub mod fencing;
 pub mod front;
 pub mod heartbeat;
 pub mod leases;
+pub mod live_conns;
 pub mod logchan;
 pub mod logged_io;
 pub mod netcfg;

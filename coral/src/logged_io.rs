@@ -30,6 +30,8 @@ use std::task::{Context, Poll};
 
 use coral_core::http::{RequestFramer, ResponseFramer};
 use coral_core::types::FourTuple;
+
+use crate::live_conns::Nudge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A future resolving when a reply is logged (or failing if it cannot be).
@@ -79,6 +81,8 @@ pub struct LoggedStream<S> {
     /// Everything before this offset has been written to the socket.
     written: u64,
     failed: Option<io::ErrorKind>,
+    /// Set from outside to make this stream elicit an ACK on its next poll.
+    nudge: Option<Arc<Nudge>>,
 }
 
 impl<S: AsRawFd> LoggedStream<S> {
@@ -101,6 +105,25 @@ impl<S: AsRawFd> LoggedStream<S> {
             logged_end: 0,
             written: 0,
             failed: None,
+            nudge: None,
+        }
+    }
+
+    /// Check `nudge` on every poll and, when it was requested, elicit an
+    /// ACK from the client ([`crate::live_conns`]). Done here, in the
+    /// connection's own task, so no write can meet the socket in repair mode.
+    pub fn with_nudge(mut self, nudge: Arc<Nudge>) -> Self {
+        self.nudge = Some(nudge);
+        self
+    }
+
+    fn check_nudge(&self, cx: &Context<'_>) {
+        if let Some(n) = &self.nudge {
+            if n.take(cx) {
+                if let Err(e) = crate::repair::elicit_ack(self.fd) {
+                    eprintln!("coral: eliciting an ACK on {}: {e}", self.tuple);
+                }
+            }
         }
     }
 
@@ -206,6 +229,7 @@ impl<S: AsyncRead + AsRawFd + Unpin> AsyncRead for LoggedStream<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
+        this.check_nudge(cx);
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
@@ -233,6 +257,7 @@ impl<S: AsyncWrite + AsRawFd + Unpin> AsyncWrite for LoggedStream<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        this.check_nudge(cx);
         if this.pending.len() + data.len() > MAX_PENDING {
             // Let logged bytes drain first; fail only if nothing can.
             match this.drive(cx) {
@@ -258,6 +283,7 @@ impl<S: AsyncWrite + AsRawFd + Unpin> AsyncWrite for LoggedStream<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        this.check_nudge(cx);
         match this.drive(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
             other => other,

@@ -55,7 +55,7 @@ use crate::logged_io::ReplyLogger;
 use crate::netcfg::{self, Iface, NetCfg};
 use crate::nft::{self, FenceConfig, Nft};
 use crate::takeover::{self, SimplexLogger, TakeoverCtx, TakeoverReport};
-use crate::{announce, fencing, heartbeat, primary, repair};
+use crate::{announce, fencing, heartbeat, live_conns, primary, repair};
 
 /// Exit status of a node that fenced itself.
 pub const FENCED_EXIT: i32 = 3;
@@ -958,6 +958,8 @@ impl Node {
         // Step 6: gratuitous ARP, confirmed by the outside host's reply.
         let sock = self.arp_sock.as_ref().expect("arp socket");
         tokio::task::block_in_place(|| takeover::announce_all(&ctx, sock, &mut report));
+        // Client ACKs sent while the address moved were lost: ask for them again.
+        report.nudged = live_conns::nudge_all();
         // The engine has nothing left to do once no handshake is pending.
         let f = self.front.clone().expect("front");
         tokio::spawn(async move {
@@ -972,7 +974,7 @@ impl Node {
         self.events.record(
             "takeover",
             &format!(
-                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} skipped={:?}",
+                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} nudged={} skipped={:?}",
                 fmt_breakdown(&report.breakdown()),
                 report.restored,
                 report.handshakes,
@@ -981,6 +983,7 @@ impl Node {
                 report.reinjected,
                 report.unacked_bytes,
                 report.announce_rounds,
+                report.nudged,
                 report.skipped
             ),
         );
@@ -1021,12 +1024,16 @@ impl Node {
                 }
             });
         }
+        // Client ACKs sent to the old front while the address moved were
+        // lost; our senders would wait for a backed-off timeout without this.
+        report.nudged = live_conns::nudge_all();
         self.events.record(
             "simplex-address",
             &format!(
-                "{} rounds={}",
+                "{} rounds={} nudged={}",
                 fmt_breakdown(&report.breakdown()),
-                report.announce_rounds
+                report.announce_rounds,
+                report.nudged
             ),
         );
         Ok(())

@@ -79,10 +79,11 @@ pub fn spawn_connection(
     cgi: Arc<workload::cgi::CgiConfig>,
     close_mark: u32,
 ) {
-    let live = crate::fencing::register(stream.as_raw_fd());
+    let live = crate::live_conns::register(stream.as_raw_fd());
     tokio::spawn(async move {
+        let nudge = live.nudge();
         let _live = live;
-        let io = LoggedStream::new(stream, tuple, logger, close_mark);
+        let io = LoggedStream::new(stream, tuple, logger, close_mark).with_nudge(nudge);
         let r = workload::cgi::serve_connection(TokioIo::new(io), cgi).await;
         if let Some(log) = log {
             log.conn_close(

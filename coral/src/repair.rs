@@ -156,6 +156,8 @@ pub struct TcpInfoLite {
     pub snd_mss: u32,
     /// `tcpi_rcv_mss`.
     pub rcv_mss: u32,
+    /// `tcpi_unacked`: segments sent and not yet acknowledged.
+    pub unacked: u32,
 }
 
 impl TcpInfoLite {
@@ -354,7 +356,7 @@ pub fn close_silently<F: IntoRawFd>(sock: F) -> io::Result<()> {
 pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
     // struct tcp_info starts: u8 state, ca_state, retransmits, probes, backoff,
     // options, wscale (snd:4 | rcv:4), delivery_rate_app_limited..., then u32
-    // rto, ato, snd_mss, rcv_mss. Read a prefix large enough for those.
+    // rto, ato, snd_mss, rcv_mss, unacked. Read a prefix large enough for those.
     let raw: [u8; 104] = sockopt::get_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, "TCP_INFO")?;
     let options = raw[5];
     let wscale = raw[6];
@@ -370,5 +372,34 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
         rcv_wscale: wscale >> 4,
         snd_mss: u32_at(16),
         rcv_mss: u32_at(20),
+        unacked: u32_at(24),
     })
 }
+
+/// Make the kernel send a window probe on a live connection that has sent
+/// data not yet acknowledged, so the client answers with an ACK now rather
+/// than after the next (backed-off) retransmission timeout: leaving
+/// `TCP_REPAIR` mode sends the probe (`tcp_send_window_probe`). Returns
+/// whether it did. The caller must be the only user of the socket for the
+/// duration (a write while in repair mode fails). Leaving repair mode resets
+/// the socket's address reuse; it is set again as an accepted or rebuilt
+/// socket of this node has it.
+pub fn elicit_ack(fd: RawFd) -> io::Result<bool> {
+    let info = tcp_info(fd)?;
+    if info.state != TCP_ESTABLISHED || info.unacked == 0 {
+        return Ok(false);
+    }
+    set_repair(fd, true)?;
+    set_repair(fd, false)?;
+    sockopt::set(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &(1 as libc::c_int),
+        "SO_REUSEADDR",
+    )?;
+    Ok(true)
+}
+
+/// `tcpi_state` of an established connection.
+const TCP_ESTABLISHED: u8 = 1;

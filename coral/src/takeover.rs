@@ -71,6 +71,9 @@ pub struct TakeoverReport {
     pub steps: Vec<(&'static str, Duration)>,
     /// Gratuitous-ARP rounds until the outside host answered (0 = never).
     pub announce_rounds: u32,
+    /// Live connections asked to elicit an ACK from their client after the
+    /// address moved ([`crate::live_conns::nudge_all`]).
+    pub nudged: usize,
 }
 
 impl TakeoverReport {

@@ -317,6 +317,20 @@ print(a, b, c, port == s.getsockname()[1])",
         common::sh(&["ip", "-n", &d.sw, "link", "set", "p-b", "down"]);
     });
     assert_eq!(out, "server-a server-a server-a True");
+    // The open connection was asked to elicit a fresh ACK from its client
+    // once the address had moved (client ACKs sent to the cut front were lost).
+    let ev = d.events("server-a");
+    let line = ev
+        .lines()
+        .find(|l| l.contains(",simplex-address,"))
+        .unwrap_or_else(|| panic!("no simplex-address: {ev}"));
+    let nudged: usize = line
+        .split("nudged=")
+        .nth(1)
+        .and_then(|x| x.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no nudged= in {line}"));
+    assert!(nudged >= 1, "{line}");
 }
 
 #[test]

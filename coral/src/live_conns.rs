@@ -1,0 +1,166 @@
+//! The registry of live connection sockets, and the nudge that asks each
+//! one's own task to elicit an ACK from its client.
+//!
+//! Every connection the node serves (accepted by the primary or rebuilt at
+//! a takeover) registers its descriptor for as long as it is served. Two
+//! things use the registry: the self-fence (`fencing::silence_all`) and
+//! [`nudge_all`], run after a service address moved to this node.
+//!
+//! Why the nudge: while an address moves (peer failed, detection, witness,
+//! lease wait, gratuitous ARP) the client's ACKs for data this node already
+//! sent go to the old MAC and are lost. The data itself reached the client,
+//! but the sender's retransmission timer backs off (200 ms, 400 ms, 800 ms
+//! ...), so after the address has moved the connection still waits for the
+//! next backed-off timeout: seconds with large replies. Leaving `TCP_REPAIR`
+//! mode makes the kernel send a window probe, which the client answers with
+//! an ACK at once ([`crate::repair::elicit_ack`]). A socket must not be in
+//! repair mode while its task writes to it (a write fails with EINVAL
+//! then), so the toggle runs inside the connection's own task: the nudge
+//! only sets a flag and wakes that task, and the task's stream
+//! ([`crate::logged_io::LoggedStream`]) does the toggle on its next poll.
+//!
+//! A descriptor is unregistered just after its socket closes, so a fence
+//! racing with a close may set `TCP_REPAIR` on an unrelated descriptor that
+//! reused the number; the node exits right after fencing, so that is
+//! harmless (a non-TCP descriptor refuses the option). A nudge never
+//! touches a descriptor itself.
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+
+static LIVE: Mutex<BTreeMap<RawFd, Arc<Nudge>>> = Mutex::new(BTreeMap::new());
+
+/// A pending request that a connection's task elicit an ACK from its
+/// client, with the task's waker.
+#[derive(Debug, Default)]
+pub struct Nudge {
+    wanted: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Nudge {
+    /// Ask for an ACK and wake the connection's task.
+    pub fn request(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        if let Some(w) = self.waker.lock().expect("nudge").take() {
+            w.wake();
+        }
+    }
+
+    /// In the connection's task, on every poll: remember the task's waker;
+    /// true once after each [`Nudge::request`].
+    pub fn take(&self, cx: &Context<'_>) -> bool {
+        {
+            let mut w = self.waker.lock().expect("nudge");
+            match &*w {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
+        self.wanted.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// A registered connection; unregistered on drop.
+#[derive(Debug)]
+pub struct LiveConn {
+    fd: RawFd,
+    nudge: Arc<Nudge>,
+}
+
+impl LiveConn {
+    /// This connection's nudge, for its stream to check on every poll.
+    pub fn nudge(&self) -> Arc<Nudge> {
+        self.nudge.clone()
+    }
+}
+
+/// Register a connection's socket for as long as the guard lives.
+pub fn register(fd: RawFd) -> LiveConn {
+    let nudge = Arc::new(Nudge::default());
+    LIVE.lock().expect("live").insert(fd, nudge.clone());
+    LiveConn { fd, nudge }
+}
+
+impl Drop for LiveConn {
+    fn drop(&mut self) {
+        LIVE.lock().expect("live").remove(&self.fd);
+    }
+}
+
+/// How many connections are registered.
+pub fn count() -> usize {
+    LIVE.lock().expect("live").len()
+}
+
+/// The registered descriptors.
+pub fn fds() -> Vec<RawFd> {
+    LIVE.lock().expect("live").keys().copied().collect()
+}
+
+/// Nudge every registered connection; returns how many.
+pub fn nudge_all() -> usize {
+    let all: Vec<Arc<Nudge>> = LIVE.lock().expect("live").values().cloned().collect();
+    for n in &all {
+        n.request();
+    }
+    all.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_nudge_wakes_the_task_and_is_taken_once() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let cx = Context::from_waker(&waker);
+        let n = Nudge::default();
+        assert!(!n.take(&cx), "nothing requested yet");
+        n.request();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the stored waker was woken"
+        );
+        assert!(n.take(&cx));
+        assert!(!n.take(&cx), "taken once per request");
+        // A request before any poll is kept until the first poll.
+        let m = Nudge::default();
+        m.request();
+        assert!(m.take(&cx));
+    }
+
+    #[test]
+    fn registered_connections_are_nudged_until_dropped() {
+        // Descriptor numbers no real socket of this test process uses.
+        let a = register(1_000_001);
+        let b = register(1_000_002);
+        let (na, nb) = (a.nudge(), b.nudge());
+        assert!(nudge_all() >= 2);
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let cx = Context::from_waker(&waker);
+        assert!(na.take(&cx) && nb.take(&cx));
+        drop(b);
+        assert!(fds().contains(&1_000_001) && !fds().contains(&1_000_002));
+        nudge_all();
+        assert!(
+            na.take(&cx) && !nb.take(&cx),
+            "a dropped connection is not nudged"
+        );
+        drop(a);
+    }
+}
