@@ -1082,11 +1082,12 @@ fn hand_off(
     } else {
         tokio::spawn(async move {
             let mut stream = stream;
-            if tokio::io::AsyncWriteExt::write_all(&mut stream, &rest)
-                .await
-                .is_ok()
-            {
-                primary::spawn_connection(stream, tuple, logger, None, cgi, mark);
+            match tokio::io::AsyncWriteExt::write_all(&mut stream, &rest).await {
+                Ok(()) => primary::spawn_connection(stream, tuple, logger, None, cgi, mark),
+                Err(e) => eprintln!(
+                    "coral: {tuple}: writing the last {} logged reply bytes after the takeover: {e}",
+                    rest.len()
+                ),
             }
         });
     }
