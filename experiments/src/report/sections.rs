@@ -630,7 +630,7 @@ fn scale_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
 
 fn reply_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     let _ = writeln!(md, "**Reply size against duplex overhead and failover stall** (two unreplicated servers and dual-role CoRAL, same conditions; CoRAL's throughput before its fault; medians over repetitions):\n");
-    let _ = writeln!(md, "| reply size | two servers (req/s) | two servers' reply payload (Mb/s) | CoRAL before fault (req/s) | overhead vs two servers | CoRAL stall at failover (ms) | CoRAL errors | digest mismatches |\n|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| reply size | two servers (req/s) | two servers' reply payload (Mb/s) | two servers' longest stall, no fault (ms) | CoRAL before fault (req/s) | overhead vs two servers | CoRAL stall at failover (ms) | CoRAL errors | CoRAL requests lost | digest mismatches |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut sizes: Vec<String> = exp
         .variants
         .iter()
@@ -639,6 +639,7 @@ fn reply_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     sizes.sort();
     let mut notes = Vec::new();
     let mut lan_bound = Vec::new();
+    let mut lost = Vec::new();
     for sz in &sizes {
         let two = exp.variant(&format!("two-servers-{sz}"));
         let c = exp.variant(&format!("coral-dual-role-{sz}"));
@@ -657,16 +658,27 @@ fn reply_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             (Some(x), Some(b)) => Some(x * b * 8.0 / 1e6),
             _ => None,
         };
+        let lost_total: u64 = c
+            .map(|v| v.summaries().map(|(_, s)| s.requests_lost).sum())
+            .unwrap_or(0);
+        if lost_total > 0 {
+            lost.push(format!(
+                "{label} ({lost_total} in {} run(s))",
+                c.map(|v| v.summaries().count()).unwrap_or(0)
+            ));
+        }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             label,
             show(two.and_then(|v| over(v, |_, s| Some(s.throughput_rps)))),
             mbit.map(fmt_num).unwrap_or("—".into()),
+            show(two.and_then(|v| over(v, |_, s| Some(s.max_stall_ms)))),
             show(c.and_then(|v| over(v, |_, s| s.throughput_before_rps))),
             show_pct(ov),
             show(c.and_then(|v| over(v, |_, s| Some(s.max_stall_ms)))),
             show(c.and_then(|v| over(v, |_, s| Some(s.errors as f64)))),
+            show(c.and_then(|v| over(v, |_, s| Some(s.requests_lost as f64)))),
             show(c.and_then(|v| over(v, |_, s| Some(s.digest_mismatches as f64))))
         );
         if let Some(o) = ov {
@@ -686,6 +698,17 @@ fn reply_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             md,
             "- The 100 Mb/s LAN bounds two unreplicated servers at {}: there CoRAL's extra server work is hidden and the overhead measures only what CoRAL adds on the wire.",
             lan_bound.join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "- The longest stall of two unreplicated servers without any fault is the floor for large replies: a reply that loses a segment at a full 100 Mb/s switch port waits for TCP's retransmission timeout (at least 200 ms)."
+    );
+    if !lost.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Requests lost by CoRAL (sent, never answered before the end of the run: a failure the client sees as a hang): {}.",
+            lost.join(", ")
         );
     }
     if let (Some(a), Some(b)) = (notes.first(), notes.last()) {
