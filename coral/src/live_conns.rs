@@ -29,7 +29,9 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Waker};
+use std::task::Context;
+
+use futures_util::task::AtomicWaker;
 
 static LIVE: Mutex<BTreeMap<RawFd, Arc<Nudge>>> = Mutex::new(BTreeMap::new());
 
@@ -38,28 +40,20 @@ static LIVE: Mutex<BTreeMap<RawFd, Arc<Nudge>>> = Mutex::new(BTreeMap::new());
 #[derive(Debug, Default)]
 pub struct Nudge {
     wanted: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    waker: AtomicWaker,
 }
 
 impl Nudge {
     /// Ask for an ACK and wake the connection's task.
     pub fn request(&self) {
         self.wanted.store(true, Ordering::SeqCst);
-        if let Some(w) = self.waker.lock().expect("nudge").take() {
-            w.wake();
-        }
+        self.waker.wake();
     }
 
     /// In the connection's task, on every poll: remember the task's waker;
     /// true once after each [`Nudge::request`].
     pub fn take(&self, cx: &Context<'_>) -> bool {
-        {
-            let mut w = self.waker.lock().expect("nudge");
-            match &*w {
-                Some(old) if old.will_wake(cx.waker()) => {}
-                _ => *w = Some(cx.waker().clone()),
-            }
-        }
+        self.waker.register(cx.waker());
         self.wanted.swap(false, Ordering::SeqCst)
     }
 }
@@ -114,7 +108,7 @@ pub fn nudge_all() -> usize {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
     struct Count(AtomicUsize);
     impl Wake for Count {
