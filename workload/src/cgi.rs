@@ -14,6 +14,7 @@
 //! [`CgiConfig::max_size`]), 431 (request head above [`CgiConfig::max_head`];
 //! answered by hyper, followed by a lingering close so the client sees it).
 
+use crate::cgi_gateway::{self, AppMode, CgiProgram, CgiRequest};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -66,6 +67,44 @@ pub struct CgiConfig {
     pub max_head: usize,
     /// Print one line per request on stdout (`request id=... peer=...`).
     pub log_requests: bool,
+    /// Where replies come from: generated in this process, or by a CGI
+    /// program started per request.
+    pub app: App,
+}
+
+/// How the WebStone application makes a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum App {
+    /// [`handle`], inside the server process: no process start per request.
+    #[default]
+    InProcess,
+    /// A CGI program (`webstone-cgi`) started for every request
+    /// ([`crate::cgi_gateway`]), as the paper's Apache 1.3 ran WebStone's CGI.
+    Cgi(CgiProgram),
+}
+
+impl App {
+    /// The mode's name.
+    pub fn mode(&self) -> AppMode {
+        match self {
+            App::InProcess => AppMode::Inproc,
+            App::Cgi(_) => AppMode::Cgi,
+        }
+    }
+
+    /// The application for `mode`: for [`AppMode::Cgi`], the program at
+    /// `program` (default: `webstone-cgi` beside the running executable),
+    /// checked to be executable, run with at most `timeout` per request.
+    pub fn from_mode(
+        mode: AppMode,
+        program: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<App, String> {
+        Ok(match mode {
+            AppMode::Inproc => App::InProcess,
+            AppMode::Cgi => App::Cgi(CgiProgram::resolve(program, timeout)?),
+        })
+    }
 }
 
 impl Default for CgiConfig {
@@ -75,6 +114,7 @@ impl Default for CgiConfig {
             max_size: DEFAULT_MAX_SIZE,
             max_head: DEFAULT_MAX_HEAD,
             log_requests: false,
+            app: App::InProcess,
         }
     }
 }
@@ -121,14 +161,15 @@ pub fn generate_body(size: usize, rng: &mut impl RngCore) -> (Bytes, String) {
 /// Why a request was refused: the status and its one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// The 4xx status.
+    /// The 4xx status (502 for a CGI program that failed).
     pub status: StatusCode,
     /// One line, no trailing newline.
     pub reason: String,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    /// A refusal with `status` and a one-line `reason`.
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Rejection {
             status,
             reason: reason.into(),
@@ -138,6 +179,13 @@ impl Rejection {
 
 /// Validate a request: the reply size it asks for, or why it is refused.
 pub fn parse_request(method: &Method, uri: &Uri, cfg: &CgiConfig) -> Result<u64, Rejection> {
+    check_target(method, uri)?;
+    parse_size(uri.query().unwrap_or(""), cfg.max_size)
+}
+
+/// The part of a request the server itself checks in both application
+/// modes: the path ([`CGI_PATH`], else 404) and the method (GET, else 405).
+pub fn check_target(method: &Method, uri: &Uri) -> Result<(), Rejection> {
     if uri.path() != CGI_PATH {
         return Err(Rejection::new(
             StatusCode::NOT_FOUND,
@@ -150,8 +198,16 @@ pub fn parse_request(method: &Method, uri: &Uri, cfg: &CgiConfig) -> Result<u64,
             format!("method {method} not allowed; use GET"),
         ));
     }
+    Ok(())
+}
+
+/// The reply size a query string (`size=N`, other keys ignored) asks for:
+/// [`DEFAULT_SIZE`] if it names none; 400 if `size` is empty, repeated or
+/// not a decimal byte count; 413 above `max_size`. Shared by the in-process
+/// application and the `webstone-cgi` program, so both refuse alike.
+pub fn parse_size(query: &str, max_size: u64) -> Result<u64, Rejection> {
     let mut size = None;
-    for pair in uri.query().unwrap_or("").split('&') {
+    for pair in query.split('&') {
         let (key, value) = match pair.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (pair, None),
@@ -185,10 +241,10 @@ pub fn parse_request(method: &Method, uri: &Uri, cfg: &CgiConfig) -> Result<u64,
         size = Some(n);
     }
     let size = size.unwrap_or(DEFAULT_SIZE);
-    if size > cfg.max_size {
+    if size > max_size {
         return Err(Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("size {size} exceeds the limit of {} bytes", cfg.max_size),
+            format!("size {size} exceeds the limit of {max_size} bytes"),
         ));
     }
     Ok(size)
@@ -230,7 +286,7 @@ pub fn handle(
     }
 }
 
-/// A 4xx response with the one-line reason as a `text/plain` body.
+/// A 4xx (or 502) response with the one-line reason as a `text/plain` body.
 pub fn rejection_response(r: &Rejection) -> Response<Full<Bytes>> {
     let body = Bytes::from(format!("{}\n", r.reason));
     let len = body.len();
@@ -277,23 +333,57 @@ impl CgiService {
     }
 }
 
+/// One request log line (`--log-requests`).
+fn log_request(peer: Option<SocketAddr>, id: &str, method: &Method, uri: &Uri, status: StatusCode) {
+    let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "request id={id} peer={peer} method={method} uri={uri} status={}",
+        status.as_u16()
+    );
+}
+
+/// The reply being made: ready at once (in process, refusals), or a CGI
+/// program's run. The ready case allocates nothing, so the in-process path
+/// costs what it did before the CGI mode existed.
+enum ReplyFuture {
+    Ready(Option<Response<Full<Bytes>>>),
+    Cgi(Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>),
+}
+
+impl Future for ReplyFuture {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            ReplyFuture::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+            ReplyFuture::Cgi(f) => f.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for CgiService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+    type Future = ReplyFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let mut resp = match self.guard_rejection(&req) {
-            Some(r) => {
+        let mut resp = match (self.guard_rejection(&req), &self.cfg.app) {
+            (Some(r), _) => {
                 let mut resp = rejection_response(&r);
                 resp.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
                 resp
             }
-            None => {
+            (None, App::InProcess) => {
                 let mut rng = self.rng.borrow_mut();
                 handle(req.method(), req.uri(), &self.cfg, &mut *rng)
             }
+            (None, App::Cgi(prog)) => match check_target(req.method(), req.uri()) {
+                Err(r) => rejection_response(&r),
+                Ok(()) => return self.call_cgi(prog, &req),
+            },
         };
         if !resp.status().is_success() && req.method() != Method::GET {
             // A request we refuse may carry a body we will not read: close.
@@ -301,23 +391,51 @@ impl hyper::service::Service<Request<Incoming>> for CgiService {
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if self.cfg.log_requests {
-            let id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            let peer = self
-                .peer
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into());
-            println!(
-                "request id={id} peer={peer} method={} uri={} status={}",
+            log_request(
+                self.peer,
+                request_id(&req),
                 req.method(),
                 req.uri(),
-                resp.status().as_u16()
+                resp.status(),
             );
         }
-        std::future::ready(Ok(resp))
+        ReplyFuture::Ready(Some(resp))
+    }
+}
+
+/// The request's [`REQUEST_ID_HEADER`], or `-`.
+fn request_id(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
+
+impl CgiService {
+    /// Run the CGI program for a GET of [`CGI_PATH`].
+    fn call_cgi(&self, prog: &CgiProgram, req: &Request<Incoming>) -> ReplyFuture {
+        let env = cgi_gateway::meta_variables(&CgiRequest {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+            peer: self.peer,
+            served_by: &self.cfg.served_by,
+            max_size: self.cfg.max_size,
+        });
+        let prog = prog.clone();
+        let max_size = self.cfg.max_size;
+        let log = self
+            .cfg
+            .log_requests
+            .then(|| (self.peer, request_id(req).to_string(), req.uri().clone()));
+        ReplyFuture::Cgi(Box::pin(async move {
+            let resp = cgi_gateway::execute(&prog, env, max_size).await;
+            if let Some((peer, id, uri)) = log {
+                log_request(peer, &id, &Method::GET, &uri, resp.status());
+            }
+            resp
+        }))
     }
 }
 
@@ -695,6 +813,7 @@ mod tests {
             max_size: 4096,
             max_head: DEFAULT_MAX_HEAD,
             log_requests: false,
+            app: App::InProcess,
         }
     }
 

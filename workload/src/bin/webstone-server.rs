@@ -2,13 +2,18 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use workload::cgi::{self, CgiConfig};
+use std::time::Duration;
+use workload::cgi::{self, App, CgiConfig};
+use workload::cgi_gateway::AppMode;
 
 /// Serve `GET /cgi-bin/webstone?size=N` (default N=1024): N fresh random
 /// bytes per request with Content-Length, X-Coral-Digest (hex sha256 of the
 /// body) and X-Coral-Served-By. HTTP/1.1 keep-alive and pipelining.
+/// With `--app cgi` every reply comes from a `webstone-cgi` process started
+/// for that request (CGI/1.1), as WebStone 2.0's CGI ran under Apache.
 /// Prints "listening on ADDR" on stdout when ready; exits cleanly on
 /// SIGTERM/SIGINT.
 #[derive(Parser, Debug)]
@@ -31,15 +36,43 @@ struct Args {
     /// Print one line per request on stdout (for tests and debugging).
     #[arg(long)]
     log_requests: bool,
+    /// Where replies come from: `inproc` (generated inside this process) or
+    /// `cgi` (a CGI program started for every request).
+    #[arg(long, default_value = "inproc", value_name = "inproc|cgi")]
+    app: AppMode,
+    /// The CGI program for `--app cgi` [default: webstone-cgi beside this
+    /// executable].
+    #[arg(long, value_name = "PATH")]
+    cgi_program: Option<PathBuf>,
+    /// Longest one CGI run may take before it is killed (the reply: 502).
+    #[arg(long, default_value_t = workload::cgi_gateway::DEFAULT_CGI_TIMEOUT.as_millis() as u64,
+          value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    cgi_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.cgi_program.is_some() && args.app != AppMode::Cgi {
+        eprintln!("webstone-server: --cgi-program needs --app cgi");
+        return ExitCode::from(2);
+    }
+    let app = match App::from_mode(
+        args.app,
+        args.cgi_program.as_deref(),
+        Duration::from_millis(args.cgi_timeout_ms),
+    ) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("webstone-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = Arc::new(CgiConfig {
         served_by: args.served_by.unwrap_or_else(cgi::system_hostname),
         max_size: args.max_size,
         max_head: args.max_head as usize,
         log_requests: args.log_requests,
+        app,
     });
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
