@@ -1,8 +1,24 @@
-//! The experiments that regenerate the paper's results (seed paper section
-//! 4; DESIGN.md section 8), each with a QUICK and a full shape. Entry point
-//! is [`crate::runner::experiment`], which hands these names here.
+//! The experiments `coral-exp run` knows, described as data: each is a list
+//! of [`Variant`]s (service, servers, fault, load, conditions) and a
+//! [`Shape`] (durations, repetitions), QUICK and full. Nothing here runs
+//! anything: [`crate::runner`] runs what [`experiment`] describes.
 //!
-//! Every experiment here runs on the paper's 100 Mb/s LAN with a CPU quota
+//! The first experiments, with no paper conditions:
+//! - `baseline`: peak throughput of unreplicated servers, no fault. Variants
+//!   `one-server` (8 clients on server-a) and `two-servers` (8 clients split
+//!   round-robin over server-a and server-b, both serving at once).
+//! - `baseline-crash`: variant `one-server`; server-a is SIGKILLed mid-run and
+//!   restarted 1.5 s later (what a supervisor would do): what clients of a
+//!   server without fault tolerance see (errors, refused connects, then
+//!   reconnects).
+//! - `lb-compare`: [`LB_COMPARE`], each with a link cut of its target at 40%
+//!   of the run (at least 1.5 s after warm-up), restored 35% of the run later.
+//!
+//! The experiments that regenerate the paper's results ([`NAMES`]; seed
+//! paper section 4; docs/DESIGN.md section 8), each with a QUICK and a full
+//! shape.
+//!
+//! Every one of [`NAMES`] runs on the paper's 100 Mb/s LAN with a CPU quota
 //! per server host covering every process on it (application and CoRAL
 //! tasks), unless `run --lan-mbit/--server-cpu` overrides them. Two quotas:
 //! [`CPU_BOUND`] (0.1 core) where throughput must be bounded by server
@@ -34,11 +50,172 @@
 //!   servers and dual-role CoRAL with server-a cut mid-run.
 
 use crate::conditions::Conditions;
-use crate::runner::{FaultPlan, LoadOptions, Shape, Variant};
-use crate::services::CoralOptions;
+use crate::services::{CoralOptions, LbOptions, LbProfile};
 use anyhow::{bail, Result};
+use serde::Serialize;
 
-/// Experiments defined here.
+/// Closed-loop clients of every experiment here.
+pub const CLIENTS: u32 = 8;
+/// Reply size in bytes.
+pub const REPLY_SIZE: u64 = 1024;
+
+/// A fault the runner injects during the load.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultPlan {
+    /// `kill` (only kind used so far).
+    pub kind: String,
+    /// Host it hits.
+    pub host: String,
+    /// Seconds after the load driver started.
+    pub at_s: f64,
+    /// Restart the service this many seconds after the fault (None: never);
+    /// for `link-cut`, restore the link then (failback).
+    pub restart_after_s: Option<f64>,
+}
+
+/// The load of a variant (`coral-load` options).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoadOptions {
+    /// Closed-loop clients.
+    pub clients: u32,
+    /// Reply size in bytes.
+    pub size: u64,
+    /// A connection per request (WebStone 2.0) instead of keep-alive.
+    pub connection_per_request: bool,
+    /// Extra idle keep-alive connections held open through the run.
+    pub idle_conns: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        default_load()
+    }
+}
+
+/// One variant of an experiment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Variant {
+    /// Directory name under the experiment.
+    pub name: String,
+    /// Service (`unreplicated`).
+    pub service: String,
+    /// Servers brought up.
+    pub servers: u8,
+    /// The fault, if any.
+    pub fault: Option<FaultPlan>,
+    /// CoRAL options (for `service == "coral"`).
+    pub coral: CoralOptions,
+    /// Load-balancer baseline options (for haproxy, keepalived).
+    pub lb: LbOptions,
+    /// The load.
+    pub load: LoadOptions,
+    /// The variant's conditions; `run --lan-mbit/--server-cpu` override.
+    pub conditions: Conditions,
+}
+
+/// The timing shape of a run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Shape {
+    /// Load duration in seconds (warm-up included, as `coral-load` counts).
+    pub duration_s: f64,
+    /// Warm-up at the start, excluded from statistics.
+    pub warmup_s: f64,
+    /// Repetitions per variant.
+    pub reps: u32,
+}
+
+/// The variants and shape of experiment `name`, QUICK or full.
+pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
+    let shape = if quick {
+        Shape {
+            duration_s: 6.0,
+            warmup_s: 1.0,
+            reps: 1,
+        }
+    } else {
+        Shape {
+            duration_s: 20.0,
+            warmup_s: 2.0,
+            reps: 5,
+        }
+    };
+    let v = |name: &str, servers: u8, fault: Option<FaultPlan>| Variant {
+        name: name.into(),
+        service: "unreplicated".into(),
+        servers,
+        fault,
+        ..Variant::default()
+    };
+    let variants = match name {
+        "baseline" => vec![v("one-server", 1, None), v("two-servers", 2, None)],
+        "baseline-crash" => vec![v(
+            "one-server",
+            1,
+            Some(FaultPlan {
+                kind: "kill".into(),
+                host: "server-a".into(),
+                at_s: (shape.duration_s * 0.5).max(shape.warmup_s + 1.0),
+                restart_after_s: Some(1.5),
+            }),
+        )],
+        "lb-compare" => {
+            // A link cut of the target, restored later in the run (failback).
+            let at_s = (shape.duration_s * 0.4).max(shape.warmup_s + 1.5);
+            LB_COMPARE
+                .iter()
+                .map(|(name, service, target)| {
+                    let mut x = v(
+                        name,
+                        2,
+                        Some(FaultPlan {
+                            kind: "link-cut".into(),
+                            host: target.to_string(),
+                            at_s,
+                            restart_after_s: Some(shape.duration_s * 0.35),
+                        }),
+                    );
+                    x.service = service.to_string();
+                    x.coral.dual_role = *name == "coral-dual";
+                    x.lb = lb_options(name);
+                    x
+                })
+                .collect()
+        }
+        n if NAMES.contains(&n) => return paper_experiment(n, quick),
+        "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
+        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
+            bail!("experiment `{name}` is not built yet")
+        }
+        other => bail!("unknown experiment `{other}` (baseline, baseline-crash, lb-compare)"),
+    };
+    Ok((variants, shape))
+}
+
+/// lb-compare's variants: (name, service, fault target). The first is the
+/// reference for throughput ratios (two unreplicated servers, both serving).
+/// Targets are roles resolved when the fault is injected: a proxy's busiest
+/// server, the VRRP master, CoRAL's primary for 192.0.2.100.
+pub const LB_COMPARE: [(&str, &str, &str); 7] = [
+    ("two-unreplicated", "unreplicated", "server-a"),
+    ("haproxy-stock", "haproxy", "primary"),
+    ("haproxy-tuned", "haproxy", "primary"),
+    ("nginx", "nginx", "primary"),
+    ("keepalived", "keepalived", "primary"),
+    ("coral", "coral", "primary"),
+    ("coral-dual", "coral", "primary:192.0.2.100"),
+];
+
+/// Baseline options of a variant: `haproxy-tuned` runs HAProxy's tuned
+/// profile; everything else the defaults (stock HAProxy, 100 ms VRRP adverts).
+fn lb_options(variant: &str) -> LbOptions {
+    let mut o = LbOptions::default();
+    if variant == "haproxy-tuned" {
+        o.profile = LbProfile::Tuned;
+    }
+    o
+}
+
+/// The paper's experiments (each with the paper's conditions).
 pub const NAMES: &[&str] = &[
     "fig2-throughput",
     "fig3-latency",
@@ -111,8 +288,8 @@ fn cut(host: &str, at_s: f64) -> Option<FaultPlan> {
     })
 }
 
-/// The variants and shape of experiment `name` (one of [`NAMES`]).
-pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
+/// The variants and shape of paper experiment `name` (one of [`NAMES`]).
+fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
     let hb = CoralOptions::default().heartbeat_ms;
     let (variants, shape) = match name {
         "fig2-throughput" => {
@@ -244,8 +421,8 @@ pub fn cpu_prefix(cpu: f64) -> String {
 /// Default load of a variant (8 clients, 1 KB, keep-alive, no idle conns).
 pub fn default_load() -> LoadOptions {
     LoadOptions {
-        clients: crate::runner::CLIENTS,
-        size: crate::runner::REPLY_SIZE,
+        clients: CLIENTS,
+        size: REPLY_SIZE,
         connection_per_request: false,
         idle_conns: 0,
     }
@@ -283,5 +460,36 @@ mod tests {
             vec![8, 100, 1000, 10000]
         );
         assert!(experiment("nope", true).is_err());
+    }
+
+    #[test]
+    fn experiments_and_shapes() {
+        let (v, s) = experiment("baseline", true).unwrap();
+        assert_eq!(
+            v.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+            vec!["one-server", "two-servers"]
+        );
+        assert_eq!(s.reps, 1);
+        let (v, s) = experiment("baseline-crash", false).unwrap();
+        let f = v[0].fault.as_ref().unwrap();
+        assert!(f.at_s > s.warmup_s && f.at_s + 1.0 < s.duration_s);
+        assert_eq!(s.reps, 5);
+        assert!(experiment("table2-integration", true)
+            .unwrap_err()
+            .to_string()
+            .contains("not built yet"));
+        assert!(experiment("nope", true).is_err());
+        let (v, s) = experiment("lb-compare", true).unwrap();
+        assert_eq!(v.len(), 7);
+        for x in &v {
+            let f = x.fault.as_ref().unwrap();
+            let back = f.at_s + f.restart_after_s.unwrap();
+            assert!(f.kind == "link-cut" && f.at_s > s.warmup_s + 1.0 && back + 1.0 < s.duration_s);
+        }
+        assert!(v.iter().any(|x| x.service == "keepalived"));
+        assert!(v.iter().filter(|x| x.coral.dual_role).count() == 1);
+        assert!(v
+            .iter()
+            .all(|x| (x.lb.profile == LbProfile::Tuned) == (x.name == "haproxy-tuned")));
     }
 }

@@ -5,6 +5,8 @@
 //! /run/netns paths, never through the caller's own.
 
 use crate::live::{self, UpOptions};
+use crate::runner::{self, RunOptions};
+use crate::services::{CoralOptions, LbOptions, LbProfile, ServiceOptions};
 use crate::topology::{self, Status};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -26,7 +28,7 @@ pub struct UpArgs {
     /// HAProxy profile (for --service haproxy): stock-like timeouts, or
     /// tuned for fast failover.
     #[arg(long, value_enum)]
-    pub lb_profile: Option<crate::services::LbProfile>,
+    pub lb_profile: Option<LbProfileArg>,
     /// VRRP advert interval in ms, a multiple of 10 (for --service
     /// keepalived; default 100).
     #[arg(long)]
@@ -58,6 +60,25 @@ pub struct UpArgs {
     /// CPU quota of each server host, in CPUs (cgroup v1; e.g. 0.5).
     #[arg(long, value_name = "CORES")]
     pub server_cpu: Option<f64>,
+}
+
+/// `--lb-profile`: [`LbProfile`] as the command line spells it.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbProfileArg {
+    /// Stock-like timeouts: checks every 2 s, `timeout server 30s`.
+    Stock,
+    /// Tuned for fast failover: 100 ms checks, `observe layer4`, retries
+    /// with redispatch, `timeout server 300ms`.
+    Tuned,
+}
+
+impl From<LbProfileArg> for LbProfile {
+    fn from(a: LbProfileArg) -> Self {
+        match a {
+            LbProfileArg::Stock => LbProfile::Stock,
+            LbProfileArg::Tuned => LbProfile::Tuned,
+        }
+    }
 }
 
 /// Arguments of `coral-exp down`.
@@ -166,32 +187,32 @@ pub fn up(a: UpArgs) -> Result<i32> {
     if a.advert_ms.is_some() && a.service != "keepalived" {
         bail!("--advert-ms applies to --service keepalived only");
     }
-    let lb_defaults = crate::services::LbOptions::default();
+    let lb_defaults = LbOptions::default();
     let cancel = live::install_signal_flag()?;
-    let defaults = crate::services::CoralOptions::default();
+    let defaults = CoralOptions::default();
     let opts = UpOptions {
-        // CoRAL always runs on both servers.
-        servers: if a.service == "unreplicated" {
-            a.servers
-        } else {
-            2
-        },
-        service: a.service,
         topology: a.topology,
         state_dir: a.state.clone(),
         prefix: a.prefix,
-        conditions: crate::conditions::Conditions {
-            lan_mbit: a.lan_mbit,
+        lan_mbit: a.lan_mbit,
+        service: ServiceOptions {
+            // Every service but unreplicated runs on both servers.
+            servers: if a.service == "unreplicated" {
+                a.servers
+            } else {
+                2
+            },
+            name: a.service,
             server_cpu: a.server_cpu,
-        },
-        coral: crate::services::CoralOptions {
-            heartbeat_ms: a.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
-            misses: a.misses.unwrap_or(defaults.misses),
-            dual_role: a.dual_role,
-        },
-        lb: crate::services::LbOptions {
-            profile: a.lb_profile.unwrap_or(lb_defaults.profile),
-            advert_ms: a.advert_ms.unwrap_or(lb_defaults.advert_ms),
+            coral: CoralOptions {
+                heartbeat_ms: a.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+                misses: a.misses.unwrap_or(defaults.misses),
+                dual_role: a.dual_role,
+            },
+            lb: LbOptions {
+                profile: a.lb_profile.map_or(lb_defaults.profile, LbProfile::from),
+                advert_ms: a.advert_ms.unwrap_or(lb_defaults.advert_ms),
+            },
         },
     };
     let t0 = std::time::Instant::now();
@@ -202,7 +223,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
         "up: {} ({}, {} server(s)) in {:.0} ms; client namespace {}; {}",
         st.prefix,
         st.service,
-        opts.servers,
+        opts.service.servers,
         t0.elapsed().as_secs_f64() * 1e3,
         st.client_ns,
         topology::StateHandle::path_in(&a.state).display()
@@ -313,7 +334,7 @@ fn down_stale() -> Result<i32> {
 /// `coral-exp exec`.
 pub fn exec(a: ExecArgs) -> Result<i32> {
     let (backend, mut h) = live::load(&a.state)?;
-    let host = topology::resolve_host_now(backend.as_ref(), &mut h, &a.host)?;
+    let host = live::resolve_host_now(backend.as_ref(), &mut h, &a.host)?;
     let mut cmd = backend.command(&h.state, &host, &a.cmd)?;
     let st = cmd
         .status()
@@ -340,7 +361,7 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
     }
     let mut names = Vec::new();
     for spec in &a.hosts {
-        names.push(topology::resolve_host_now(backend.as_ref(), &mut h, spec)?);
+        names.push(live::resolve_host_now(backend.as_ref(), &mut h, spec)?);
     }
     let s = &h.state;
     let fault = match a.kind {
@@ -388,5 +409,15 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
 
 /// `coral-exp run`.
 pub fn run(a: RunArgs) -> Result<i32> {
-    crate::runner::run(&a)
+    runner::run(&RunOptions {
+        experiment: a.experiment,
+        quick: a.quick,
+        topology: a.topology,
+        results: a.results,
+        reps: a.reps,
+        variant: a.variant,
+        lan_mbit: a.lan_mbit,
+        server_cpu: a.server_cpu,
+        prefix: a.prefix,
+    })
 }

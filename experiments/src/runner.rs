@@ -2,20 +2,14 @@
 //! runs `coral-load` in the client namespace, injects the experiment's fault
 //! at a set time, tears the topology down, and writes
 //! `RESULTS/<experiment>/<variant>/rep-<n>/` with `config.json`,
-//! `requests.csv`, `events.csv` and `summary.json` (docs/CLI.md).
-//!
-//! Experiments:
-//! - `baseline`: peak throughput of unreplicated servers, no fault. Variants
-//!   `one-server` (8 clients on server-a) and `two-servers` (8 clients split
-//!   round-robin over server-a and server-b, both serving at once).
-//! - `baseline-crash`: variant `one-server`; server-a is SIGKILLed mid-run and
-//!   restarted 1.5 s later (what a supervisor would do): what clients of a
-//!   server without fault tolerance see (errors, refused connects, then
-//!   reconnects).
+//! `requests.csv`, `events.csv` and `summary.json` (docs/CLI.md). What
+//! each experiment is (variants, faults, shapes) is [`crate::catalog`]'s.
 
-use crate::commands::RunArgs;
-use crate::live::{self, Live, UpOptions};
-use crate::topology::{self, ServiceSpec};
+use crate::catalog::{experiment, FaultPlan, Shape, Variant};
+use crate::conditions::Conditions;
+use crate::live::{self, UpOptions};
+use crate::services::ServiceOptions;
+use crate::topology::{self, Live, ServiceSpec};
 use anyhow::{bail, Context, Result};
 use faultinject::{Event, Fault};
 use serde::Serialize;
@@ -26,162 +20,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use workload::summary::{self, SummaryOptions};
 
-/// Closed-loop clients of every experiment here.
-pub const CLIENTS: u32 = 8;
-/// Reply size in bytes.
-pub const REPLY_SIZE: u64 = 1024;
-
-/// A fault the runner injects during the load.
-#[derive(Debug, Clone, Serialize)]
-pub struct FaultPlan {
-    /// `kill` (only kind used so far).
-    pub kind: String,
-    /// Host it hits.
-    pub host: String,
-    /// Seconds after the load driver started.
-    pub at_s: f64,
-    /// Restart the service this many seconds after the fault (None: never);
-    /// for `link-cut`, restore the link then (failback).
-    pub restart_after_s: Option<f64>,
-}
-
-/// The load of a variant (`coral-load` options).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct LoadOptions {
-    /// Closed-loop clients.
-    pub clients: u32,
-    /// Reply size in bytes.
-    pub size: u64,
-    /// A connection per request (WebStone 2.0) instead of keep-alive.
-    pub connection_per_request: bool,
-    /// Extra idle keep-alive connections held open through the run.
-    pub idle_conns: u32,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        crate::catalog::default_load()
-    }
-}
-
-/// One variant of an experiment.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Variant {
-    /// Directory name under the experiment.
-    pub name: String,
-    /// Service (`unreplicated`).
-    pub service: String,
-    /// Servers brought up.
-    pub servers: u8,
-    /// The fault, if any.
-    pub fault: Option<FaultPlan>,
-    /// CoRAL options (for `service == "coral"`).
-    pub coral: crate::services::CoralOptions,
-    /// The load.
-    pub load: LoadOptions,
-    /// The variant's conditions; `run --lan-mbit/--server-cpu` override.
-    pub conditions: crate::conditions::Conditions,
-}
-
-/// The timing shape of a run.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Shape {
-    /// Load duration in seconds (warm-up included, as `coral-load` counts).
-    pub duration_s: f64,
-    /// Warm-up at the start, excluded from statistics.
-    pub warmup_s: f64,
-    /// Repetitions per variant.
-    pub reps: u32,
-}
-
-/// Experiments `run` knows, with their variants, for the given shape.
-pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
-    let shape = if quick {
-        Shape {
-            duration_s: 6.0,
-            warmup_s: 1.0,
-            reps: 1,
-        }
-    } else {
-        Shape {
-            duration_s: 20.0,
-            warmup_s: 2.0,
-            reps: 5,
-        }
-    };
-    let v = |name: &str, servers: u8, fault: Option<FaultPlan>| Variant {
-        name: name.into(),
-        service: "unreplicated".into(),
-        servers,
-        fault,
-        ..Variant::default()
-    };
-    let variants = match name {
-        "baseline" => vec![v("one-server", 1, None), v("two-servers", 2, None)],
-        "baseline-crash" => vec![v(
-            "one-server",
-            1,
-            Some(FaultPlan {
-                kind: "kill".into(),
-                host: "server-a".into(),
-                at_s: (shape.duration_s * 0.5).max(shape.warmup_s + 1.0),
-                restart_after_s: Some(1.5),
-            }),
-        )],
-        "lb-compare" => {
-            // A link cut of the target, restored later in the run (failback).
-            let at_s = (shape.duration_s * 0.4).max(shape.warmup_s + 1.5);
-            LB_COMPARE
-                .iter()
-                .map(|(name, service, target)| {
-                    let mut x = v(
-                        name,
-                        2,
-                        Some(FaultPlan {
-                            kind: "link-cut".into(),
-                            host: target.to_string(),
-                            at_s,
-                            restart_after_s: Some(shape.duration_s * 0.35),
-                        }),
-                    );
-                    x.service = service.to_string();
-                    x.coral.dual_role = *name == "coral-dual";
-                    x
-                })
-                .collect()
-        }
-        n if crate::catalog::NAMES.contains(&n) => return crate::catalog::experiment(n, quick),
-        "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
-        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
-            bail!("experiment `{name}` is not built yet")
-        }
-        other => bail!("unknown experiment `{other}` (baseline, baseline-crash, lb-compare)"),
-    };
-    Ok((variants, shape))
-}
-
-/// lb-compare's variants: (name, service, fault target). The first is the
-/// reference for throughput ratios (two unreplicated servers, both serving).
-/// Targets are roles resolved when the fault is injected: a proxy's busiest
-/// server, the VRRP master, CoRAL's primary for 192.0.2.100.
-pub const LB_COMPARE: [(&str, &str, &str); 7] = [
-    ("two-unreplicated", "unreplicated", "server-a"),
-    ("haproxy-stock", "haproxy", "primary"),
-    ("haproxy-tuned", "haproxy", "primary"),
-    ("nginx", "nginx", "primary"),
-    ("keepalived", "keepalived", "primary"),
-    ("coral", "coral", "primary"),
-    ("coral-dual", "coral", "primary:192.0.2.100"),
-];
-
-/// Baseline options of a variant: `haproxy-tuned` runs HAProxy's tuned
-/// profile; everything else the defaults (stock HAProxy, 100 ms VRRP adverts).
-fn lb_options(variant: &str) -> crate::services::LbOptions {
-    let mut o = crate::services::LbOptions::default();
-    if variant == "haproxy-tuned" {
-        o.profile = crate::services::LbProfile::Tuned;
-    }
-    o
+/// What `coral-exp run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Experiment name (one of [`crate::catalog::experiment`]'s).
+    pub experiment: String,
+    /// The QUICK shape.
+    pub quick: bool,
+    /// Topology backend name.
+    pub topology: String,
+    /// Results directory.
+    pub results: PathBuf,
+    /// Repetitions per variant (None: the shape's).
+    pub reps: Option<u32>,
+    /// Only this variant (None: all).
+    pub variant: Option<String>,
+    /// LAN rate override, Mbit/s.
+    pub lan_mbit: Option<u32>,
+    /// Server CPU quota override, cores.
+    pub server_cpu: Option<f64>,
+    /// Name prefix of every repetition's topology.
+    pub prefix: Option<String>,
 }
 
 /// `config.json` of one repetition.
@@ -212,7 +71,7 @@ struct RepConfig<'a> {
 }
 
 /// `coral-exp run`; returns the exit code.
-pub fn run(a: &RunArgs) -> Result<i32> {
+pub fn run(a: &RunOptions) -> Result<i32> {
     let (mut variants, mut shape) = experiment(&a.experiment, a.quick)?;
     if let Some(r) = a.reps {
         shape.reps = r;
@@ -258,8 +117,8 @@ pub fn run(a: &RunArgs) -> Result<i32> {
 }
 
 /// The variant's conditions, overridden by the command line's.
-fn conditions(a: &RunArgs, v: &Variant) -> crate::conditions::Conditions {
-    crate::conditions::Conditions {
+fn conditions(a: &RunOptions, v: &Variant) -> Conditions {
+    Conditions {
         lan_mbit: a.lan_mbit.or(v.conditions.lan_mbit),
         server_cpu: a.server_cpu.or(v.conditions.server_cpu),
     }
@@ -288,7 +147,7 @@ fn sleep_until(until: Instant, cancel: &AtomicBool) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn run_rep(
-    a: &RunArgs,
+    a: &RunOptions,
     v: &Variant,
     shape: Shape,
     rep: u32,
@@ -302,16 +161,20 @@ fn run_rep(
     std::fs::create_dir_all(dir)?;
     let state_dir = dir.join("topology");
     let runner_events = state_dir.join("runner-events.csv");
+    let cond = conditions(a, v);
     let live = live::bring_up(
         &UpOptions {
-            service: v.service.clone(),
             topology: a.topology.clone(),
-            servers: v.servers,
             state_dir: state_dir.clone(),
             prefix: a.prefix.clone(),
-            conditions: conditions(a, v),
-            coral: v.coral,
-            lb: lb_options(&v.name),
+            lan_mbit: cond.lan_mbit,
+            service: ServiceOptions {
+                name: v.service.clone(),
+                servers: v.servers,
+                server_cpu: cond.server_cpu,
+                coral: v.coral,
+                lb: v.lb,
+            },
         },
         cancel,
     )?;
@@ -346,7 +209,7 @@ fn run_rep(
         fault: v.fault.as_ref(),
         service_urls: &st.service_urls,
         prefix: &st.prefix,
-        conditions: serde_json::to_value(conditions(a, v))?,
+        conditions: serde_json::to_value(&cond)?,
         coral: (v.service == "coral").then_some(v.coral),
         idle_conns: v.load.idle_conns,
         started_unix_ns: faultinject::now_unix_ns(),
@@ -508,7 +371,7 @@ impl Drop for LoadGuard<'_> {
 /// Injects a planned fault into `l`, records it in the topology's
 /// events.csv; returns its instant and the host it hit.
 fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<(u64, String)> {
-    let host = topology::resolve_host_now(l.backend.as_ref(), &mut l.handle, &f.host)?;
+    let host = live::resolve_host_now(l.backend.as_ref(), &mut l.handle, &f.host)?;
     let st = l.state();
     let fault = match f.kind.as_str() {
         "kill" => Fault::Kill {
@@ -542,7 +405,7 @@ fn restart(l: &mut Live, host: &str, cancel: &AtomicBool) -> Result<()> {
         log: log.clone(),
     };
     let pid = l.backend.spawn_service(&mut l.handle, &spec)?;
-    live::wait_ready(pid, &log, cancel)
+    crate::services::wait_ready(pid, &log, cancel)
 }
 
 /// The results directory of one repetition.
@@ -558,31 +421,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn experiments_and_shapes() {
-        let (v, s) = experiment("baseline", true).unwrap();
-        assert_eq!(
-            v.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
-            vec!["one-server", "two-servers"]
-        );
-        assert_eq!(s.reps, 1);
-        let (v, s) = experiment("baseline-crash", false).unwrap();
-        let f = v[0].fault.as_ref().unwrap();
-        assert!(f.at_s > s.warmup_s && f.at_s + 1.0 < s.duration_s);
-        assert_eq!(s.reps, 5);
-        assert!(experiment("table2-integration", true)
-            .unwrap_err()
-            .to_string()
-            .contains("not built yet"));
-        assert!(experiment("nope", true).is_err());
-        let (v, s) = experiment("lb-compare", true).unwrap();
-        assert_eq!(v.len(), 7);
-        for x in &v {
-            let f = x.fault.as_ref().unwrap();
-            let back = f.at_s + f.restart_after_s.unwrap();
-            assert!(f.kind == "link-cut" && f.at_s > s.warmup_s + 1.0 && back + 1.0 < s.duration_s);
-        }
-        assert!(v.iter().any(|x| x.service == "keepalived"));
-        assert!(v.iter().filter(|x| x.coral.dual_role).count() == 1);
+    fn rep_dirs() {
         assert_eq!(
             rep_dir(Path::new("r"), "e", "v", 2),
             PathBuf::from("r/e/v/rep-2")

@@ -383,7 +383,7 @@ fn draw_timelines<DB: DrawingBackend>(
 /// any others by name.
 pub fn ordered(exp: &Experiment) -> Vec<&data::Variant> {
     let pos = |n: &str| {
-        crate::runner::LB_COMPARE
+        crate::catalog::LB_COMPARE
             .iter()
             .position(|(name, _, _)| *name == n)
             .unwrap_or(usize::MAX)

@@ -11,9 +11,8 @@
 //! third machine in a real deployment): no node takes over or goes simplex
 //! without its grant, so a partition or a paused node never gives two voices.
 
-use crate::live::{Live, UpOptions};
-use crate::services::wait_for_log;
-use crate::topology::{self, Role, ServiceSpec};
+use crate::services::{wait_for_log, ServiceOptions};
+use crate::topology::{self, Live, Role, ServiceSpec};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -29,7 +28,7 @@ pub const VIP_B: &str = "192.0.2.101";
 pub const WITNESS_PORT: u16 = 7012;
 
 /// Check the CoRAL options.
-pub fn check(opts: &UpOptions) -> Result<()> {
+pub fn check(opts: &ServiceOptions) -> Result<()> {
     let c = &opts.coral;
     if !(1..=10_000).contains(&c.heartbeat_ms) {
         bail!(
@@ -88,9 +87,9 @@ fn write_key(path: &Path) -> Result<()> {
 }
 
 /// Start both nodes and wait until each says it is ready.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let coral_bin = topology::sibling_binary("coral")?;
-    let dir = opts.state_dir.clone();
+    let dir = live.handle.dir();
     let key = dir.join("coral.key");
     write_key(&key)?;
     let events = dir.join("events.csv");
@@ -151,7 +150,7 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
     } in plan(c.dual_role)
     {
         topology::check_cancel(cancel)?;
-        if let Some(cores) = opts.conditions.server_cpu {
+        if let Some(cores) = opts.server_cpu {
             live.backend.set_cpu_quota(&mut live.handle, host, cores)?;
         }
         let h = live.handle.state.host(host)?.clone();

@@ -7,9 +7,8 @@
 //! configuration is rendered from `experiments/templates/haproxy.cfg` into the
 //! state directory (`haproxy.cfg`), where the report shows it.
 
-use crate::live::{Live, UpOptions};
-use crate::services::{self, LbProfile};
-use crate::topology::ServiceSpec;
+use crate::services::{self, LbProfile, ServiceOptions};
+use crate::topology::{Live, ServiceSpec};
 use anyhow::{Context, Result};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -60,10 +59,10 @@ pub fn render(profile: LbProfile, state: &str) -> Result<String> {
 
 /// Starts the two servers and HAProxy, and waits until HAProxy answers
 /// through the lb address.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let bin = services::find_program("haproxy")?;
     services::start_backends(live, opts, cancel)?;
-    let dir = services::abs_dir(&opts.state_dir)?;
+    let dir = services::abs_dir(&live.handle.dir())?;
     let cfg = dir.join("haproxy.cfg");
     let text = render(opts.lb.profile, &dir.to_string_lossy())?;
     std::fs::write(&cfg, text).with_context(|| format!("write {}", cfg.display()))?;

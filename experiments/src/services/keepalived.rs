@@ -8,9 +8,8 @@
 //! Roles: `primary` is the current VRRP master (the server holding the
 //! address), resolved again whenever a fault names a role.
 
-use crate::live::{Live, UpOptions};
-use crate::services;
-use crate::topology::{Role, ServiceSpec, Topology, TopologyState};
+use crate::services::{self, ServiceOptions};
+use crate::topology::{Live, Role, ServiceSpec, Topology, TopologyState};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::sync::atomic::AtomicBool;
@@ -46,7 +45,7 @@ pub fn render(host: &str, dev: &str, advert_ms: u64) -> Result<String> {
 }
 
 /// Checks the advert interval: VRRP v3 counts it in centiseconds.
-pub fn check(opts: &UpOptions) -> Result<()> {
+pub fn check(opts: &ServiceOptions) -> Result<()> {
     let a = opts.lb.advert_ms;
     if !(10..=10_000).contains(&a) || !a.is_multiple_of(10) {
         bail!("--advert-ms must be a multiple of 10 between 10 and 10000, got {a}");
@@ -100,11 +99,11 @@ pub fn refresh_roles(backend: &dyn Topology, s: &mut TopologyState) -> Result<()
 
 /// Starts webstone-server and keepalived on both servers and waits until
 /// server-a is master and the address answers.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     check(opts)?;
     let bin = services::find_program("keepalived")?;
     services::start_backends(live, opts, cancel)?;
-    let dir = services::abs_dir(&opts.state_dir)?;
+    let dir = services::abs_dir(&live.handle.dir())?;
     let mut pids = Vec::new();
     for host in ["server-a", "server-b"] {
         let dev = {

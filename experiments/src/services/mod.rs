@@ -1,7 +1,9 @@
 //! The services `coral-exp up` can run on a topology, one module each. A
 //! service starts its processes through the backend (so they land in the
 //! right namespace and cgroup), waits until they serve, and fills in the
-//! roles and service URLs of topology.json.
+//! roles and service URLs of topology.json. A service is started on a
+//! topology that is already built ([`Live`]); the topology never calls back
+//! in here.
 
 pub mod coral;
 pub mod haproxy;
@@ -9,8 +11,7 @@ pub mod keepalived;
 pub mod nginx;
 pub mod unreplicated;
 
-use crate::live::{Live, UpOptions};
-use crate::topology::{Role, Topology, TopologyState};
+use crate::topology::{Live, Role, Topology, TopologyState};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,22 @@ use std::time::{Duration, Instant};
 
 /// Services `up` knows.
 pub const SERVICES: [&str; 5] = ["unreplicated", "coral", "haproxy", "nginx", "keepalived"];
+
+/// A service to start, with its options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceOptions {
+    /// Its name, one of [`SERVICES`].
+    pub name: String,
+    /// Servers running it (1 or 2; only `unreplicated` uses 1).
+    pub servers: u8,
+    /// CPU quota of each server host it runs on, in cores (cgroup v1;
+    /// None: no quota).
+    pub server_cpu: Option<f64>,
+    /// Options of the CoRAL service (ignored by the others).
+    pub coral: CoralOptions,
+    /// Options of the haproxy and keepalived baselines (ignored by the others).
+    pub lb: LbOptions,
+}
 
 /// Options of the CoRAL service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,8 +59,8 @@ impl Default for CoralOptions {
 }
 
 /// Check the service name and its options before anything is built.
-pub fn check(opts: &UpOptions) -> Result<()> {
-    match opts.service.as_str() {
+pub fn check(opts: &ServiceOptions) -> Result<()> {
+    match opts.name.as_str() {
         "unreplicated" => Ok(()),
         "coral" => coral::check(opts),
         "haproxy" | "nginx" => Ok(()),
@@ -56,8 +73,8 @@ pub fn check(opts: &UpOptions) -> Result<()> {
 }
 
 /// Start the service of `opts` on the built topology and wait until it serves.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
-    match opts.service.as_str() {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
+    match opts.name.as_str() {
         "unreplicated" => unreplicated::start(live, opts, cancel),
         "coral" => coral::start(live, opts, cancel),
         "haproxy" => haproxy::start(live, opts, cancel),
@@ -65,6 +82,12 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
         "keepalived" => keepalived::start(live, opts, cancel),
         other => bail!("unknown service `{other}`"),
     }
+}
+
+/// Waits until the process's log says "listening on" (webstone-server's
+/// ready line), or fails if it exits first, 10 s pass, or `cancel` is set.
+pub fn wait_ready(pid: u32, log: &Path, cancel: &AtomicBool) -> Result<()> {
+    wait_for_log(pid, log, "listening on", Duration::from_secs(10), cancel)
 }
 
 /// Waits until `log` contains `marker`; fails if the process exits first,
@@ -111,7 +134,7 @@ pub const SERVER_A_ADDR: &str = "192.0.2.11";
 pub const SERVER_B_ADDR: &str = "192.0.2.12";
 
 /// HAProxy configuration profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LbProfile {
     /// Stock-like timeouts: checks every 2 s, `timeout server 30s`.
@@ -190,7 +213,7 @@ pub fn abs_dir(dir: &Path) -> Result<PathBuf> {
 /// Starts unreplicated webstone-servers on server-a and server-b for a
 /// baseline that fronts them; clears their own URLs and roles (the
 /// baseline's service address replaces them).
-pub fn start_backends(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start_backends(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let mut o = opts.clone();
     o.servers = 2;
     unreplicated::start(live, &o, cancel)?;

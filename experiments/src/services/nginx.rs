@@ -6,9 +6,8 @@
 //! state directory (`nginx.conf`); pid file, error log and temp paths all
 //! live there too.
 
-use crate::live::{Live, UpOptions};
-use crate::services;
-use crate::topology::ServiceSpec;
+use crate::services::{self, ServiceOptions};
+use crate::topology::{Live, ServiceSpec};
 use anyhow::{Context, Result};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -35,10 +34,10 @@ pub fn render(state: &str) -> Result<String> {
 
 /// Starts the two servers and nginx, and waits until nginx answers through
 /// the lb address.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let bin = services::find_program("nginx")?;
     services::start_backends(live, opts, cancel)?;
-    let dir = services::abs_dir(&opts.state_dir)?;
+    let dir = services::abs_dir(&live.handle.dir())?;
     let tmp = dir.join("nginx-tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     let cfg = dir.join("nginx.conf");

@@ -1,24 +1,24 @@
 //! `unreplicated`: `webstone-server` on server-a (and server-b), each serving
 //! its own address; the baseline the paper's dashed lines come from.
 
-use crate::live::{Live, UpOptions};
-use crate::topology::{self, Role, ServiceSpec};
+use crate::services::ServiceOptions;
+use crate::topology::{self, Live, Role, ServiceSpec};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::sync::atomic::AtomicBool;
 
 /// Start webstone-server on the first `opts.servers` servers.
-pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<()> {
+pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let server_bin = topology::sibling_binary("webstone-server")?;
     let servers: Vec<&str> = ["server-a", "server-b"][..opts.servers as usize].to_vec();
     let mut started = Vec::new();
     for s in &servers {
         topology::check_cancel(cancel)?;
-        if let Some(cores) = opts.conditions.server_cpu {
+        if let Some(cores) = opts.server_cpu {
             live.backend.set_cpu_quota(&mut live.handle, s, cores)?;
         }
         let addr = live.handle.state.host(s)?.addr.clone();
-        let log = opts.state_dir.join(format!("{s}.log"));
+        let log = live.handle.dir().join(format!("{s}.log"));
         let _ = std::fs::remove_file(&log);
         let spec = ServiceSpec {
             host: s.to_string(),
@@ -35,8 +35,7 @@ pub fn start(live: &mut Live, opts: &UpOptions, cancel: &AtomicBool) -> Result<(
         started.push((s.to_string(), pid, log, addr));
     }
     for (s, pid, log, addr) in &started {
-        crate::live::wait_ready(*pid, log, cancel)
-            .with_context(|| format!("webstone-server on {s}"))?;
+        super::wait_ready(*pid, log, cancel).with_context(|| format!("webstone-server on {s}"))?;
         let st = &mut live.handle.state;
         if let Some(h) = st.hosts.get_mut(s) {
             h.roles = vec![Role {

@@ -415,16 +415,68 @@ pub trait Topology {
     fn destroy_prefix(&self, prefix: &str) -> Result<()>;
 }
 
-/// Resolves `spec` like [`TopologyState::resolve_host`], after re-resolving
-/// the roles that move while a baseline runs (a proxy's busiest server, the
-/// VRRP master: [`crate::services::refresh_roles`]) and saving them to
-/// topology.json. A host name is returned as is.
-pub fn resolve_host_now(backend: &dyn Topology, h: &mut StateHandle, spec: &str) -> Result<String> {
-    if !h.state.hosts.contains_key(spec) {
-        crate::services::refresh_roles(backend, &mut h.state)?;
-        h.save()?;
+/// A topology that is (being) built, with its backend: torn down on drop
+/// (error, panic, Ctrl-C) unless detached. A service is started on a built
+/// one; the topology itself knows no service.
+pub struct Live {
+    /// Its backend.
+    pub backend: Box<dyn Topology>,
+    /// Its state (topology.json).
+    pub handle: StateHandle,
+    armed: bool,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("prefix", &self.handle.state.prefix)
+            .field("armed", &self.armed)
+            .finish()
     }
-    h.state.resolve_host(spec)
+}
+
+impl Live {
+    /// Takes charge of the topology in `handle`: armed, so it is torn down
+    /// when dropped.
+    pub fn new(backend: Box<dyn Topology>, handle: StateHandle) -> Self {
+        Live {
+            backend,
+            handle,
+            armed: true,
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> &TopologyState {
+        &self.handle.state
+    }
+
+    /// Leaves the topology up after this value is gone: status `up`, no
+    /// owner (it belongs to the user now; `down --stale` leaves it alone).
+    pub fn detach(mut self) -> Result<()> {
+        self.handle.state.owner_pid = None;
+        self.handle.save()?;
+        register(&self.handle)?;
+        self.armed = false;
+        Ok(())
+    }
+
+    /// Tears the topology down now.
+    pub fn down(mut self) -> Result<()> {
+        self.armed = false;
+        self.backend.destroy(&mut self.handle)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.armed {
+            self.armed = false;
+            if let Err(e) = self.backend.destroy(&mut self.handle) {
+                eprintln!("coral-exp: teardown after failure: {e:#}");
+            }
+        }
+    }
 }
 
 /// The backend called `name`.
