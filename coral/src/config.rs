@@ -10,6 +10,8 @@
 //! events = "/var/log/coral/events.csv"   # optional
 //! outside = "198.51.100.2"     # optional: pinged after an address takeover
 //! witness = "198.51.100.2:7012"  # optional but needed for safety, see below
+//! app = "cgi"                  # "inproc" (default) or "cgi": webstone-cgi per request
+//! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
 //!
 //! [peer]
 //! node_id = 2
@@ -52,6 +54,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use workload::cgi_gateway::AppMode;
 
 /// Default intentional-close mark (`SO_MARK`) for deliberate FINs.
 pub const DEFAULT_CLOSE_MARK: u32 = 0xc0a1;
@@ -135,6 +138,14 @@ pub struct Config {
     /// Largest reply the application may be asked for, bytes.
     #[serde(default = "default_max_size")]
     pub max_size: u64,
+    /// The WebStone application: `inproc` (generated inside the node) or
+    /// `cgi` (a CGI program started per request, the paper's).
+    #[serde(default)]
+    pub app: AppMode,
+    /// The CGI program for `app = "cgi"` [default: `webstone-cgi` beside
+    /// the `coral` executable].
+    #[serde(default)]
+    pub cgi_program: Option<PathBuf>,
     /// Outside host pinged from a service address after taking it over,
     /// to confirm the router learned its new MAC (paper section 3.1).
     #[serde(default)]
@@ -236,6 +247,9 @@ impl Config {
                 bail!("service[{i}]: {} is listed twice", s.vip);
             }
         }
+        if self.cgi_program.is_some() && self.app != AppMode::Cgi {
+            bail!("cgi_program needs app = \"cgi\"");
+        }
         if let Some(m) = &self.peer.mac {
             parse_mac(m).with_context(|| format!("peer.mac {m:?}"))?;
         }
@@ -305,6 +319,14 @@ role = "primary"
         assert_eq!(c.service[0].port, 80);
         assert_eq!(c.service[0].role, ServiceRole::Primary);
         assert_eq!(c.close_mark, DEFAULT_CLOSE_MARK);
+        assert_eq!((c.app, c.cgi_program), (AppMode::Inproc, None));
+        let c = Config::parse(&GOOD.replace(
+            "lan = \"eth0\"",
+            "lan = \"eth0\"\napp = \"cgi\"\ncgi_program = \"/x/cgi\"",
+        ))
+        .unwrap();
+        assert_eq!(c.app, AppMode::Cgi);
+        assert_eq!(c.cgi_program.as_deref(), Some(Path::new("/x/cgi")));
     }
 
     #[test]
@@ -337,6 +359,14 @@ role = "primary"
             (
                 format!("{GOOD}[[service]]\nvip = \"192.0.2.100\"\nrole = \"backup\"\n"),
                 "listed twice",
+            ),
+            (
+                GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\napp = \"fastcgi\""),
+                "unknown variant",
+            ),
+            (
+                GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\ncgi_program = \"/x\""),
+                "cgi_program needs app",
             ),
         ];
         for (text, needle) in cases {

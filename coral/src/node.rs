@@ -147,6 +147,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     let clock = Clock::new();
     let events = EventLog::new(cfg.events.clone(), &cfg.name);
     let key = Key::new(&cfg.read_key()?).map_err(|e| anyhow!("key: {e}"))?;
+    // The application (for app = "cgi": its program, checked now).
+    let app = workload::cgi::App::from_mode(
+        cfg.app,
+        cfg.cgi_program.as_deref(),
+        workload::cgi_gateway::DEFAULT_CGI_TIMEOUT,
+    )
+    .map_err(|e| anyhow!("app = {:?}: {e}", cfg.app.as_str()))?;
     let nc = NetCfg::open()?;
     let lan = nc
         .iface(&cfg.lan)
@@ -223,6 +230,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let cgi = Arc::new(workload::cgi::CgiConfig {
         served_by: cfg.name.clone(),
         max_size: cfg.max_size,
+        app,
         ..Default::default()
     });
     let mut node = Node {

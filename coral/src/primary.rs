@@ -84,7 +84,9 @@ pub fn spawn_connection(
         let nudge = live.nudge();
         let _live = live;
         let io = LoggedStream::new(stream, tuple, logger, close_mark).with_nudge(nudge);
-        let r = workload::cgi::serve_connection(TokioIo::new(io), cgi).await;
+        // The client's address reaches the application (CGI's REMOTE_ADDR).
+        let peer = SocketAddr::from((tuple.client_ip, tuple.client_port));
+        let r = workload::cgi::serve_connection_from(TokioIo::new(io), cgi, Some(peer)).await;
         if let Some(log) = log {
             log.conn_close(
                 tuple,

@@ -65,13 +65,14 @@ fn config(
     hb_ms: u64,
     misses: u32,
     witness: bool,
+    extra: &str,
 ) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(
         &p,
         format!(
             "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
-             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
             key = dir.join("key").display(),
             ev = dir.join(format!("{name}-events.csv")).display(),
             w = if witness {
@@ -94,6 +95,18 @@ impl Duplex {
 
     /// A pair, with or without a witness.
     pub fn start_with(tag: &str, hb_ms: u64, misses: u32, with_witness: bool) -> Duplex {
+        Self::start_configured(tag, hb_ms, misses, with_witness, "")
+    }
+
+    /// A pair with `extra` top-level lines in both nodes' configurations
+    /// (e.g. `app = "cgi"\n`).
+    pub fn start_configured(
+        tag: &str,
+        hb_ms: u64,
+        misses: u32,
+        with_witness: bool,
+        extra: &str,
+    ) -> Duplex {
         let mut ns = super::Netns::new(tag);
         let sw = ns.add("sw");
         let c = ns.add("c");
@@ -119,6 +132,7 @@ impl Duplex {
             hb_ms,
             misses,
             with_witness,
+            extra,
         );
         let cb = config(
             "server-b",
@@ -130,6 +144,7 @@ impl Duplex {
             hb_ms,
             misses,
             with_witness,
+            extra,
         );
         let mut nodes = Vec::new();
         for (n, cfg) in [(&b, &cb), (&a, &ca)] {
