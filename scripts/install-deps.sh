@@ -11,12 +11,19 @@ have ping || need+=(iputils-ping)
 have tcpdump || need+=(tcpdump)
 have python3 || need+=(python3)
 have ss || need+=(iproute2)
+# The eBPF front (coral/bpf/front.bpf.c, built by coral/build.rs): Debian's
+# clang targets BPF; libbpf-dev has bpf/bpf_helpers.h; linux-libc-dev the
+# kernel's uapi headers; bpftool lets the tests see what is attached.
+have clang || need+=(clang)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 # The load-balancer baselines (lb-compare). Looked up in the sbin dirs too:
 # a non-root PATH may not have them.
 have_sbin() { have "$1" || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 have_sbin haproxy || need+=(haproxy)
 have_sbin nginx || need+=(nginx)
 have_sbin keepalived || need+=(keepalived)
+have_sbin bpftool || need+=(bpftool)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root or install them" >&2

@@ -7,6 +7,7 @@
 //! - [`events`]: the node's events.csv.
 //! - [`front`]: the backup's packet engine: ARP, record, then forward.
 //! - [`config`]: the node's TOML configuration and its validation.
+//! - [`ebpf_front`]: the kernel fast path of the front (tc ingress BPF program, ring buffer).
 //! - [`afpacket`]: the front's packet socket (`PACKET_VNET_HDR`).
 //! - [`heartbeat`]: authenticated UDP heartbeats driving the core's detector.
 //! - [`logchan`]: the log channel (primary client, backup server).
@@ -28,6 +29,7 @@ pub mod afpacket;
 pub mod announce;
 pub mod clock;
 pub mod config;
+pub mod ebpf_front;
 pub mod events;
 pub mod fencing;
 pub mod front;
