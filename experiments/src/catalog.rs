@@ -26,7 +26,8 @@
 //! one unreplicated server already fills the 100 Mb/s LAN with 1 KB replies,
 //! so one and two servers would look alike; and [`CPU_AMPLE`] (0.5 core)
 //! where timing is measured (failover, latency, sweeps), so that CFS
-//! throttling (up to 90 ms per 100 ms period at 0.1 core) does not hide it.
+//! throttling (up to 9 ms per 10 ms period at 0.1 core,
+//! [`crate::conditions::CFS_PERIOD_US`]) does not hide it.
 //!
 //! - `fig2-throughput`: 8 clients, 1 KB replies, dual-role CoRAL, server-a's
 //!   link cut mid-run, keep-alive and connection-per-request; the one- and
@@ -40,8 +41,8 @@
 //! - `table3-overhead`: one and two unreplicated servers, single-role and
 //!   dual-role CoRAL, no fault, same quotas.
 //! - `detection-sweep`: heartbeats 1, 5, 10, 50, 100 ms, 3 misses, primary
-//!   cut (stall), without a CPU quota (CFS throttling would pause a host for
-//!   tens of ms, longer than three short heartbeats); a fault-free loaded run
+//!   cut (stall), without a CPU quota (CFS throttling pauses a host for up
+//!   to a period minus its quota, longer than three 1 ms heartbeats); a fault-free loaded run
 //!   per heartbeat at the [`CPU_AMPLE`] quota shows what throttling does to
 //!   detection (false detections); full adds a fault-free run without quota.
 //! - `scale-sweep`: failover with 8, 100, 1000, 10000 extra idle keep-alive

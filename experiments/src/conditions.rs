@@ -18,8 +18,34 @@ pub const CPU_CGROUP_ROOT: &str = "/sys/fs/cgroup/cpu";
 /// Where cgroup v1's cpuacct controller is mounted (CPU time accounting).
 pub const CPUACCT_CGROUP_ROOT: &str = "/sys/fs/cgroup/cpuacct";
 
-/// The CFS period used for quotas, in microseconds.
-pub const CFS_PERIOD_US: u64 = 100_000;
+/// The CFS period used for quotas, in microseconds: 10 ms, not the kernel's
+/// default 100 ms. A quota is a budget per period; once a host has spent it,
+/// every process on the host waits for the next period. At 0.1 core and a
+/// 100 ms period that is up to 90 ms of standstill (one unreplicated server
+/// showed 85 ms p99 latencies from it alone): a stop-and-go CPU, not a slow
+/// one. With 10 ms the longest standstill is 9 ms, closer to a machine that
+/// is simply slower, as the paper's were.
+pub const CFS_PERIOD_US: u64 = 10_000;
+
+/// The smallest quota the kernel accepts, in microseconds (1 ms).
+pub const CFS_MIN_QUOTA_US: u64 = 1_000;
+
+/// The (period, quota) in microseconds for a quota of `cores` CPUs: the
+/// period is [`CFS_PERIOD_US`], stretched only where the quota would fall
+/// below [`CFS_MIN_QUOTA_US`] (under 0.1 core), so the ratio is always
+/// `cores` and never silently rounded up.
+pub fn cfs_period_quota(cores: f64) -> (u64, u64) {
+    let quota = (cores * CFS_PERIOD_US as f64).round() as u64;
+    if quota >= CFS_MIN_QUOTA_US {
+        return (CFS_PERIOD_US, quota);
+    }
+    let period = (CFS_MIN_QUOTA_US as f64 / cores).round() as u64;
+    (period, CFS_MIN_QUOTA_US)
+}
+
+/// The bridge netfilter hooks of the LAN switch (`bridge-nf-call-*`) as the
+/// topologies set them: 0, like a real switch (recorded in `config.json`).
+pub const BRIDGE_NF_CALL: u8 = 0;
 
 /// The conditions of one run, recorded in its `config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +71,19 @@ impl Conditions {
             }
         }
         Ok(())
+    }
+
+    /// The conditions as `config.json` records them: the two options, plus
+    /// the fixed testbed settings that shape every number (`bridge_nf_call`,
+    /// the switch's bridge netfilter hooks; `cfs_period_us`, the CFS period
+    /// of the quota, null without one).
+    pub fn recorded(&self) -> serde_json::Value {
+        serde_json::json!({
+            "lan_mbit": self.lan_mbit,
+            "server_cpu": self.server_cpu,
+            "bridge_nf_call": BRIDGE_NF_CALL,
+            "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
+        })
     }
 }
 
@@ -104,9 +143,9 @@ impl CpuGroup {
         let path = root.join(name);
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         let g = CpuGroup { path };
-        let quota = (cores * CFS_PERIOD_US as f64).round() as u64;
-        g.write("cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
-        g.write("cpu.cfs_quota_us", &quota.max(1000).to_string())?;
+        let (period, quota) = cfs_period_quota(cores);
+        g.write("cpu.cfs_period_us", &period.to_string())?;
+        g.write("cpu.cfs_quota_us", &quota.to_string())?;
         Ok(g)
     }
 
@@ -153,9 +192,18 @@ impl CpuGroup {
         Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
-    /// The quota written, in microseconds per [`CFS_PERIOD_US`].
+    /// The quota written, in microseconds per [`CpuGroup::period_us`].
     pub fn quota_us(&self) -> Result<i64> {
-        let p = self.path.join("cpu.cfs_quota_us");
+        self.read_num("cpu.cfs_quota_us")
+    }
+
+    /// The CFS period written, in microseconds.
+    pub fn period_us(&self) -> Result<i64> {
+        self.read_num("cpu.cfs_period_us")
+    }
+
+    fn read_num(&self, file: &str) -> Result<i64> {
+        let p = self.path.join(file);
         let s = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         s.trim()
             .parse()
@@ -235,6 +283,25 @@ mod tests {
     }
 
     #[test]
+    fn period_is_10ms_and_quota_keeps_the_ratio() {
+        assert_eq!(cfs_period_quota(0.1), (10_000, 1_000));
+        assert_eq!(cfs_period_quota(0.5), (10_000, 5_000));
+        assert_eq!(cfs_period_quota(2.0), (10_000, 20_000));
+        // Below 0.1 core the 1 ms minimum quota stretches the period.
+        assert_eq!(cfs_period_quota(0.05), (20_000, 1_000));
+        assert_eq!(cfs_period_quota(0.01), (100_000, 1_000));
+        let r = Conditions {
+            lan_mbit: Some(100),
+            server_cpu: Some(0.1),
+        }
+        .recorded();
+        assert_eq!(r["cfs_period_us"], 10_000);
+        assert_eq!(r["bridge_nf_call"], 0);
+        assert_eq!(r["server_cpu"], 0.1);
+        assert!(Conditions::default().recorded()["cfs_period_us"].is_null());
+    }
+
+    #[test]
     fn bad_cgroup_names_are_refused() {
         let root = Path::new(CPU_CGROUP_ROOT);
         assert!(CpuGroup::create_under(root, "../x", 0.5).is_err());
@@ -246,7 +313,8 @@ mod tests {
     fn quota_is_written_and_processes_join() {
         let name = format!("coral-test-{}", std::process::id());
         let g = CpuGroup::create(&name, 0.25).expect("cgroup v1 cpu controller (run as root)");
-        assert_eq!(g.quota_us().unwrap(), 25_000);
+        assert_eq!(g.period_us().unwrap(), 10_000);
+        assert_eq!(g.quota_us().unwrap(), 2_500);
         let mut child = Command::new("sleep").arg("10").spawn().unwrap();
         g.add_pid(child.id()).unwrap();
         assert_eq!(g.pids().unwrap(), vec![child.id()]);

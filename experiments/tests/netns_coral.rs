@@ -78,6 +78,8 @@ fn netns_table1_failover_quick_fills_the_breakdown() {
         assert_eq!(c["service"], "coral");
         assert_eq!(c["conditions"]["lan_mbit"], 100);
         assert_eq!(c["conditions"]["server_cpu"], 0.5);
+        assert_eq!(c["conditions"]["cfs_period_us"], 10_000);
+        assert_eq!(c["conditions"]["bridge_nf_call"], 0);
         assert_eq!(c["fault"]["host"], cut);
     }
     assert!(

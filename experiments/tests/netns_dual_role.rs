@@ -188,8 +188,11 @@ fn netns_every_process_of_a_coral_server_host_is_in_its_cpu_group() {
                 std::fs::read_to_string(format!("{cg}/cgroup.procs")).map_err(|e| e.to_string())?;
             let quota = std::fs::read_to_string(format!("{cg}/cpu.cfs_quota_us"))
                 .map_err(|e| e.to_string())?;
-            if quota.trim() != "50000" {
-                return Err(format!("{host} quota {quota}"));
+            let period = std::fs::read_to_string(format!("{cg}/cpu.cfs_period_us"))
+                .map_err(|e| e.to_string())?;
+            // 0.5 core: 5 ms per 10 ms period (a slow CPU, not a stop-and-go one).
+            if quota.trim() != "5000" || period.trim() != "10000" {
+                return Err(format!("{host} quota {quota} per period {period}"));
             }
             // Every process in the host's namespace, not only the ones the
             // kit recorded, is charged to the host's quota.

@@ -287,12 +287,42 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
         procs.lines().any(|l| l.trim() == pid.to_string()),
         "{procs}"
     );
-    assert_eq!(
-        std::fs::read_to_string(format!("{cg}/cpu.cfs_quota_us"))
+    // Half a core as 5 ms per 10 ms period: throttled hosts stand still for
+    // at most 5 ms at a time, not 50 ms as with the kernel's 100 ms period.
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{cg}/{f}"))
             .unwrap()
-            .trim(),
-        "50000"
-    );
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("cpu.cfs_period_us"), "10000");
+    assert_eq!(read("cpu.cfs_quota_us"), "5000");
+    // The switch is a plain switch: no bridge netfilter hooks, neither by the
+    // namespace's sysctls (they start at 1 in every new namespace when
+    // br_netfilter is in the kernel) nor by the bridge's own options.
+    let sw = format!("{prefix}-switch");
+    if std::path::Path::new("/proc/sys/net/bridge").exists() {
+        for k in ["iptables", "ip6tables", "arptables"] {
+            let o = Command::new("ip")
+                .args(["netns", "exec", &sw, "cat"])
+                .arg(format!("/proc/sys/net/bridge/bridge-nf-call-{k}"))
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "0",
+                "bridge-nf-call-{k} in {sw}"
+            );
+        }
+    }
+    let o = Command::new("ip")
+        .args(["-n", &sw, "-d", "link", "show", "br0"])
+        .output()
+        .unwrap();
+    let br = String::from_utf8_lossy(&o.stdout);
+    for k in ["iptables", "ip6tables", "arptables"] {
+        assert!(br.contains(&format!("nf_call_{k} 0")), "{br}");
+    }
     assert!(t
         .fetch("http://192.0.2.11/cgi-bin/webstone", 1000)
         .is_some());

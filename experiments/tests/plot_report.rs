@@ -128,7 +128,8 @@ fn write_rep(root: &Path, s: &RepSpec) {
     let config = serde_json::json!({
         "experiment": s.exp, "variant": s.variant, "rep": s.rep, "quick": true,
         "service": "unreplicated", "clients": 8, "size": 1024, "duration": "6s",
-        "heartbeat": "100ms", "conditions": {"lan_rate": "100mbit", "cpu_quota": "synthetic-quota-42"}
+        "heartbeat": "100ms", "conditions": {"lan_rate": "100mbit", "cpu_quota": "synthetic-quota-42",
+                       "cfs_period_us": 10042, "bridge_nf_call": 0}
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
@@ -381,6 +382,16 @@ fn plot_and_report_from_a_synthetic_tree() {
     }
     // Configuration from config.json, sources named, figures embedded relatively.
     assert!(md.contains("synthetic-quota-42"));
+    // The testbed settings come from config.json, with why they are so.
+    let tb = md
+        .split("### Testbed settings")
+        .nth(1)
+        .expect("testbed settings section");
+    assert!(
+        tb.contains("| 10042 |") && tb.contains("stop-and-go"),
+        "{tb}"
+    );
+    assert!(tb.contains("`bridge-nf-call-*`) | 0 |"), "{tb}");
     assert!(md.contains("`results/baseline/one-server/rep-{1,2,3}/summary.json`"));
     assert!(md.contains("](../paper-figures/fig2-throughput-coral-throughput.png)"));
     // Sections: present ones headed as the paper names them, absent ones absent.

@@ -207,6 +207,7 @@ impl Netns {
         h.record(Resource::Netns { name: ns.clone() })?;
         run_cmd(Command::new("ip").args(["netns", "add", &ns]), None)?;
         let fwd = if host == "router" { "1" } else { "0" };
+        let is_switch = host == "switch";
         // New namespaces copy IPv4 settings from the root namespace, so set
         // every one that matters explicitly (DESIGN.md section 7). The
         // writes happen on a thread inside the namespace: /proc/sys/net
@@ -225,11 +226,39 @@ impl Netns {
                 ("net.ipv6.conf.all.disable_ipv6", "1"),
                 ("net.ipv6.conf.default.disable_ipv6", "1"),
             ])?;
+            if is_switch {
+                bridge_hooks_off()?;
+            }
             faultinject::nl::link_set_up(&h, "lo", true).await
         })
         .with_context(|| format!("sysctls and lo in {ns}"))?;
         Ok(())
     }
+}
+
+/// The br_netfilter switches of a namespace: while one is 1, every frame
+/// crossing a bridge of that namespace goes through the IPv4/IPv6/ARP
+/// netfilter hooks as if it were routed (DESIGN.md section 11: about 28 % of a
+/// log round trip here). A real switch runs no such hooks.
+pub const BRIDGE_NF_SYSCTLS: [&str; 3] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.bridge.bridge-nf-call-arptables",
+];
+
+/// Turns the bridge netfilter hooks off in the calling thread's namespace.
+/// On kernels since 5.3 these sysctls are per namespace (a new namespace
+/// starts at 1 whatever the root namespace says; writing 0 here leaves the
+/// root namespace, where Docker relies on them, alone). Without
+/// br_netfilter (module not loaded) the files are absent and no hook runs:
+/// nothing to do. Each bridge's own `nf_call_*` options default to 0 and
+/// are left so; the hooks run when either is 1.
+fn bridge_hooks_off() -> faultinject::nl::NlResult<()> {
+    if !std::path::Path::new("/proc/sys/net/bridge").exists() {
+        return Ok(());
+    }
+    let kv: Vec<(&str, &str)> = BRIDGE_NF_SYSCTLS.iter().map(|k| (*k, "0")).collect();
+    faultinject::nl::write_sysctls(&kv)
 }
 
 /// Runs rtnetlink work inside namespace `ns` ([`faultinject::nl::in_netns`]).
