@@ -1,7 +1,7 @@
 //! The node's one clock: the core takes time as an argument, and every shell
 //! reads it here, so all of a node's [`Instant`]s share one origin.
 
-use coral_core::types::Instant;
+use coral_core::Instant;
 
 /// A monotonic clock whose zero is when it was created.
 #[derive(Debug, Clone, Copy)]

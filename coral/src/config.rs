@@ -29,7 +29,7 @@
 //! With a witness (`coral witness` on a third machine), a node takes over
 //! (backup) or goes simplex (primary) only after the witness granted it the
 //! service address for a new epoch; a node refused, or seeing a higher
-//! epoch, fences itself and exits (DESIGN.md 4, docs/ARCHITECTURE.md). If
+//! epoch, fences itself and exits (docs/DESIGN.md 4, docs/ARCHITECTURE.md). If
 //! the witness is unreachable when a failure is detected, there is no
 //! takeover: the node keeps asking and the service stalls until the
 //! witness answers (safe default).
@@ -263,19 +263,19 @@ impl Config {
 }
 
 /// Read a pre-shared key file (hex, whitespace ignored, at least
-/// [`coral_core::codec::MIN_KEY_LEN`] bytes).
+/// [`coral_core::MIN_KEY_LEN`] bytes).
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading key_file {}", path.display()))?;
     let hexs: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let key =
         hex::decode(&hexs).with_context(|| format!("key_file {} is not hex", path.display()))?;
-    if key.len() < coral_core::codec::MIN_KEY_LEN {
+    if key.len() < coral_core::MIN_KEY_LEN {
         bail!(
             "key_file {} holds {} bytes; at least {} are needed",
             path.display(),
             key.len(),
-            coral_core::codec::MIN_KEY_LEN
+            coral_core::MIN_KEY_LEN
         );
     }
     Ok(key)

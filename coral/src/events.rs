@@ -39,10 +39,7 @@ impl EventLog {
             detail: detail.into(),
         };
         if let Err(e) = append_event(path, &ev) {
-            eprintln!(
-                "coral: cannot write event {event} to {}: {e:#}",
-                path.display()
-            );
+            tracing::warn!("cannot write event {event} to {}: {e:#}", path.display());
         }
     }
 }

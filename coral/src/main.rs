@@ -31,7 +31,7 @@ enum Command {
     },
     /// Print a fresh random pre-shared key (hex) for the key_file.
     Keygen,
-    /// Run the witness (DESIGN.md 4): grants each service address to at
+    /// Run the witness (docs/DESIGN.md 4): grants each service address to at
     /// most one node per epoch. Run it on a third machine (the outside
     /// host in the test topologies). Records are persisted to --state
     /// before any grant is sent.
@@ -59,6 +59,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Node { config } => coral::config::Config::load(&config).and_then(|cfg| {
             // Every client connection is a socket (and, after a takeover, a
@@ -85,7 +86,7 @@ fn main() {
             allow_vip,
             events,
         } => coral::config::read_key_file(&key_file).and_then(|key| {
-            coral::witness::run(coral::witness::WitnessConfig {
+            coral::io::witness::run(coral::io::witness::WitnessConfig {
                 listen,
                 key,
                 state,
@@ -113,6 +114,19 @@ fn main() {
     }
 }
 
+/// Log lines go to stderr through `tracing` (level from `RUST_LOG`, `info`
+/// by default); stdout carries only the lines other programs wait for
+/// (`coral node NAME ready`, `coral witness listening on ADDR`) and command
+/// results.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Raise `RLIMIT_NOFILE`'s soft limit to its hard limit (best effort).
 fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
@@ -124,8 +138,8 @@ fn raise_nofile_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                eprintln!(
-                    "coral: could not raise the open-file limit: {}",
+                tracing::warn!(
+                    "could not raise the open-file limit: {}",
                     std::io::Error::last_os_error()
                 );
             }

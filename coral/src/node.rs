@@ -25,7 +25,7 @@
 //! leaving the nft table (a zombie kernel stays silent).
 //!
 //! Leases: a primary's addresses are leased for (K-1) x H at start and on
-//! every fresh heartbeat ([`crate::leases`]); a grant (or, without a
+//! every fresh heartbeat ([`crate::io::leases`]); a grant (or, without a
 //! witness, the failover itself) makes the lease permanent.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -34,28 +34,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use coral_core::codec::{
+use coral_core::{Action, Input, Lease, Role, Timing, VipMachine};
+use coral_core::{
     Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message, ModeTag, NodeConfig,
     RejectCounters, VipStatus, WitnessMsg,
 };
-use coral_core::detector::{DetectorConfig, DetectorEvent};
-use coral_core::mode::{Action, Input, Lease, Role, Timing, VipMachine};
-use coral_core::table::{ConnTable, TableConfig};
-use coral_core::types::{Epoch, Instant as CoreInstant, NodeId};
+use coral_core::{ConnTable, TableConfig};
+use coral_core::{DetectorConfig, DetectorEvent};
+use coral_core::{Epoch, Instant as CoreInstant, NodeId};
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::afpacket::PacketSocket;
 use crate::clock::{unix_ns, Clock};
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
-use crate::front::{Front, FrontConfig, FrontEvent};
-use crate::leases::Leases;
-use crate::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
-use crate::logged_io::ReplyLogger;
-use crate::netcfg::{self, Iface, NetCfg};
-use crate::nft::{self, FenceConfig, Nft};
+use crate::io::afpacket::PacketSocket;
+use crate::io::front::{Front, FrontConfig, FrontEvent};
+use crate::io::leases::Leases;
+use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
+use crate::io::logged_io::ReplyLogger;
+use crate::io::netcfg::{self, Iface, NetCfg};
+use crate::io::nft::{self, FenceConfig, Nft};
+use crate::io::{announce, fencing, heartbeat, live_conns, primary, repair};
 use crate::takeover::{self, SimplexLogger, TakeoverCtx, TakeoverReport};
-use crate::{announce, fencing, heartbeat, live_conns, primary, repair};
 
 /// Exit status of a node that fenced itself.
 pub const FENCED_EXIT: i32 = 3;
@@ -65,7 +65,7 @@ struct PendingTakeover {
     ctx: TakeoverCtx,
     restored: Vec<takeover::Restored>,
     points: takeover::ReceivePoints,
-    handshakes: std::collections::HashSet<coral_core::types::FourTuple>,
+    handshakes: std::collections::HashSet<coral_core::FourTuple>,
     report: TakeoverReport,
 }
 
@@ -78,7 +78,7 @@ struct WitnessClient {
     asked_at: Option<Instant>,
 }
 
-/// The epoch a node starts in (witness grants raise it; DESIGN.md 4).
+/// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
 pub const START_EPOCH: Epoch = Epoch(1);
 
 /// Kernel settings that must match on both nodes for repaired sockets to
@@ -501,7 +501,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                             }
                             if let Err(e) = node.fail_over().await {
                                 events.record("failover-error", &format!("{e:#}"));
-                                eprintln!("coral: failover: {e:#}");
+                                tracing::error!("failover: {e:#}");
                             }
                         }
                     }
@@ -695,7 +695,7 @@ impl Node {
             if let Err(e) = self.act(origin, action).await {
                 self.events
                     .record("action-error", &format!("{action:?}: {e:#}"));
-                eprintln!("coral: {action:?}: {e:#}");
+                tracing::error!(?action, "{e:#}");
             }
         }
         // Report what the machines say in our heartbeats.
@@ -849,7 +849,7 @@ impl Node {
                 t.elapsed().as_secs_f64() * 1e3
             ),
         );
-        eprintln!("coral: fenced ({reason}); exiting");
+        tracing::warn!(%vip, "fenced ({reason}); exiting");
         std::process::exit(FENCED_EXIT);
     }
 
@@ -934,7 +934,7 @@ impl Node {
                         Ok(r) => {
                             let _ = tx.send(r);
                         }
-                        Err(e) => eprintln!("coral: rebuilding {tuple} after its handshake: {e}"),
+                        Err(e) => tracing::warn!(%tuple, "rebuilding after its handshake: {e}"),
                     },
                 ),
             );
@@ -1027,7 +1027,7 @@ impl Node {
                             report.steps.push(("ping", a.ping));
                             report.announce_rounds = report.announce_rounds.max(a.rounds);
                         }
-                        Err(e) => eprintln!("coral: announcing {vip}: {e}"),
+                        Err(e) => tracing::warn!(%vip, "announcing: {e}"),
                     }
                 }
             });
@@ -1080,7 +1080,7 @@ fn hand_off(
     {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("coral: handing {tuple} over: {e}");
+            tracing::warn!(%tuple, "handing over: {e}");
             return;
         }
     };
@@ -1092,8 +1092,9 @@ fn hand_off(
             let mut stream = stream;
             match tokio::io::AsyncWriteExt::write_all(&mut stream, &rest).await {
                 Ok(()) => primary::spawn_connection(stream, tuple, logger, None, cgi, mark),
-                Err(e) => eprintln!(
-                    "coral: {tuple}: writing the last {} logged reply bytes after the takeover: {e}",
+                Err(e) => tracing::warn!(
+                    %tuple,
+                    "writing the last {} logged reply bytes after the takeover: {e}",
                     rest.len()
                 ),
             }

@@ -1,4 +1,4 @@
-//! The backup takes over a failed primary's connections (DESIGN.md section
+//! The backup takes over a failed primary's connections (docs/DESIGN.md section
 //! 5, steps 1 to 7, in that order; each step there records what went wrong
 //! on this machine when it was done differently).
 //!
@@ -30,16 +30,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coral_core::conn::{NotRestorable, TakeoverParams, TakeoverState};
-use coral_core::table::ConnTable;
-use coral_core::types::FourTuple;
 use coral_core::wire::{parse_frame, FramePayload};
+use coral_core::ConnTable;
+use coral_core::FourTuple;
+use coral_core::{NotRestorable, TakeoverParams, TakeoverState};
 
-use crate::announce;
 use crate::clock::Clock;
-use crate::front::Front;
-use crate::logged_io::{LogFuture, ReplyLogger};
-use crate::repair::{self, RepairSpec};
+use crate::io::announce;
+use crate::io::front::Front;
+use crate::io::logged_io::{LogFuture, ReplyLogger};
+use crate::io::repair::{self, RepairSpec};
 
 /// The logger of a node without a peer: every reply is "logged" at once.
 pub struct SimplexLogger;
@@ -72,7 +72,7 @@ pub struct TakeoverReport {
     /// Gratuitous-ARP rounds until the outside host answered (0 = never).
     pub announce_rounds: u32,
     /// Live connections asked to elicit an ACK from their client after the
-    /// address moved ([`crate::live_conns::nudge_all`]).
+    /// address moved ([`crate::io::live_conns::nudge_all`]).
     pub nudged: usize,
 }
 
@@ -201,7 +201,7 @@ pub struct Restored {
 }
 
 /// Where each rebuilt socket's receive queue ends (for step 4).
-pub type ReceivePoints = HashMap<FourTuple, coral_core::seq::SeqNum>;
+pub type ReceivePoints = HashMap<FourTuple, coral_core::SeqNum>;
 
 /// Steps 1 and 2: hold frames, snapshot and stop acknowledging atomically,
 /// rebuild every restorable connection (the address is not local yet).
@@ -237,7 +237,7 @@ pub fn snapshot_and_rebuild(
                 }
                 Err(e) => {
                     report.failed += 1;
-                    eprintln!("coral: rebuilding {tuple}: {e}");
+                    tracing::warn!(%tuple, "rebuilding: {e}");
                 }
             },
             Err(NotRestorable::HandshakeIncomplete) => {
@@ -330,7 +330,7 @@ pub fn write_unacked(r: &mut Restored) -> io::Result<usize> {
 /// Step 6: gratuitous ARP and the confirming ping, per address (blocking).
 pub fn announce_all(
     ctx: &TakeoverCtx,
-    sock: &crate::afpacket::PacketSocket,
+    sock: &crate::io::afpacket::PacketSocket,
     report: &mut TakeoverReport,
 ) {
     let mut rounds = 0;
@@ -348,7 +348,7 @@ pub fn announce_all(
                 report.steps.push(("ping", t.ping));
                 rounds = rounds.max(t.rounds);
             }
-            Err(e) => eprintln!("coral: announcing {}: {e}", v.ip()),
+            Err(e) => tracing::warn!(vip = %v.ip(), "announcing: {e}"),
         }
     }
     report.announce_rounds = rounds;

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coral::logged_io::{LogFuture, LoggedStream, ReplyLogger};
-use coral_core::types::FourTuple;
+use coral::io::logged_io::{LogFuture, LoggedStream, ReplyLogger};
+use coral_core::FourTuple;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

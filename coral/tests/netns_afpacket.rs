@@ -1,12 +1,12 @@
 //! The packet socket sees client frames with their virtio-net headers:
 //! partial checksums flagged, and segmentation-offloaded frames larger than
-//! the MTU carried whole (DESIGN.md section 7). Real namespaces, real veth.
+//! the MTU carried whole (docs/DESIGN.md section 7). Real namespaces, real veth.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use coral::afpacket::{PacketSocket, VnetHdr};
+use coral::io::afpacket::{PacketSocket, VnetHdr};
 
 #[test]
 fn netns_packet_socket_captures_offloaded_tcp_frames() {

@@ -1,4 +1,4 @@
-//! Duplex CoRAL in real namespaces (DESIGN.md sections 2 and 4): the backup
+//! Duplex CoRAL in real namespaces (docs/DESIGN.md sections 2 and 4): the backup
 //! fronts the service address and records every client frame before
 //! forwarding it; the primary serves on kernel TCP and logs every response
 //! before writing it. Clients are unmodified: curl, Python's http.client,
@@ -209,8 +209,8 @@ fn netns_record_before_forward_holds_when_the_backup_stops() {
 
 #[test]
 fn netns_forged_malformed_and_replayed_control_traffic_is_rejected_and_counted() {
-    use coral_core::codec::{Encoder, Heartbeat, Key, Message, ModeTag};
-    use coral_core::types::{Epoch, NodeId};
+    use coral_core::{Encoder, Heartbeat, Key, Message, ModeTag};
+    use coral_core::{Epoch, NodeId};
 
     let d = Duplex::start("frg", 50, 20);
     let good_key =

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coral::ebpf_front::{EbpfFront, EbpfFrontConfig, Mode, RecordKind, Wakeup};
+use coral::io::ebpf_front::{EbpfFront, EbpfFrontConfig, Mode, RecordKind, Wakeup};
 
 const VIP: &str = "192.0.2.100";
 const SERVER: &str = r#"

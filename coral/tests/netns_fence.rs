@@ -1,5 +1,5 @@
 //! The crash fence and the kernel-enforced lease, in real namespaces
-//! (DESIGN.md section 4): a SIGKILLed server process sends the client no FIN
+//! (docs/DESIGN.md section 4): a SIGKILLed server process sends the client no FIN
 //! and no RST unless it marked the socket for an intentional close, and no
 //! segment leaves a service address without a lease.
 
@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use coral::nft::{self, FenceConfig, Nft};
+use coral::io::nft::{self, FenceConfig, Nft};
 
 const MARK: u32 = 0xc0a1;
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use coral::netcfg::{self, NetCfg};
+use coral::io::netcfg::{self, NetCfg};
 
 fn ip_out(args: &[&str]) -> String {
     String::from_utf8_lossy(&common::sh(args).stdout).into_owned()
@@ -65,7 +65,7 @@ fn netns_addresses_neighbours_and_sysctls() {
         .contains("192.0.2.7 lladdr 02:00:00:00:00:07"));
 
     // Move the address from lo to the LAN interface: add first, then remove,
-    // so it is never non-local (DESIGN.md section 5, backup failure).
+    // so it is never non-local (docs/DESIGN.md section 5, backup failure).
     common::in_netns(&a, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,4 +1,4 @@
-//! Transparent takeover in real namespaces (DESIGN.md section 5): when the
+//! Transparent takeover in real namespaces (docs/DESIGN.md section 5): when the
 //! primary's link is cut, every open client connection continues on the
 //! backup: same connection, no error, no reconnect, every reply correct.
 

@@ -1,4 +1,4 @@
-//! Never two voices (DESIGN.md section 4), in real namespaces with the real
+//! Never two voices (docs/DESIGN.md section 4), in real namespaces with the real
 //! binaries: a witness on the outside host grants each takeover, the loser
 //! fences itself, and a capture on the switch shows that no service address
 //! is answered from two MACs and no connection gets segments from two

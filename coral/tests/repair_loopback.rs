@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use coral::repair::{self, RepairSpec};
+use coral::io::repair::{self, RepairSpec};
 
 /// The MSS a peer on an Ethernet LAN advertises.
 const ETHERNET_MSS: u16 = 1460;

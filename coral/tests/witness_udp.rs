@@ -6,10 +6,10 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coral_core::codec::{
+use coral_core::{
     Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message, RefuseReason, WitnessMsg,
 };
-use coral_core::types::{Epoch, NodeId};
+use coral_core::{Epoch, NodeId};
 
 const KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);

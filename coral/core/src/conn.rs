@@ -1,6 +1,6 @@
 //! One shadowed connection: shadow TCP state + reassembly of the client
 //! stream + HTTP request framing + request/reply log, and the takeover
-//! query that turns it into what `TCP_REPAIR` needs (DESIGN.md §5 step 2).
+//! query that turns it into what `TCP_REPAIR` needs (docs/DESIGN.md §5 step 2).
 //!
 //! Feed it the client's segments in capture order ([`Conn::on_segment`]),
 //! the primary's `ConnOpen` report ([`Conn::on_conn_open`]) and logged
@@ -199,7 +199,7 @@ impl Default for TakeoverParams {
 }
 
 /// Everything needed to rebuild one connection with `TCP_REPAIR`
-/// (DESIGN.md §5 step 2). All sequence numbers are client/server sequence
+/// (docs/DESIGN.md §5 step 2). All sequence numbers are client/server sequence
 /// numbers as on the wire; pass them to the kernel as unsigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakeoverState {

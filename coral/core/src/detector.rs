@@ -1,4 +1,4 @@
-//! Heartbeat failure detector for one peer (DESIGN.md section 4), sans-IO.
+//! Heartbeat failure detector for one peer (docs/DESIGN.md section 4), sans-IO.
 //!
 //! The shell sends a heartbeat whenever [`Detector::poll_transmit`] says so,
 //! feeds every authenticated heartbeat it receives into

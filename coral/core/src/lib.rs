@@ -11,21 +11,47 @@
 
 #![forbid(unsafe_code)]
 
-pub mod types;
+mod types;
 
 // Data path: wire views, sequence arithmetic, reassembly, shadow TCP state,
 // HTTP framing, request/reply log, per-connection takeover query.
-pub mod conn;
-pub mod http;
-pub mod reassembly;
-pub mod replylog;
-pub mod seq;
-pub mod shadow;
-pub mod table;
+mod conn;
+mod http;
+mod reassembly;
+mod replylog;
+mod seq;
+mod shadow;
+mod table;
 pub mod wire;
 
 // Control plane: authenticated codecs, failure detector, mode machine, witness.
-pub mod codec;
-pub mod detector;
-pub mod mode;
-pub mod witness;
+mod codec;
+mod detector;
+mod mode;
+mod witness;
+
+// The public API: what the node and its tests use, plus the JOIN channel,
+// the joining mode and the per-connection mode that reintegration
+// (docs/DESIGN.md section 6) will use. Wire views stay in their own
+// namespace (`coral_core::wire::...`), the way smoltcp keeps `wire`.
+pub use codec::{
+    Channel, CloseKind, DatagramDecoder, DecoderConfig, Encoder, Heartbeat, JoinMsg,
+    JoinRefuseReason, Key, LogMsg, Message, ModeTag, NodeConfig, RefuseReason, Reject,
+    RejectCounters, StreamDecoder, VipStatus, WitnessMsg, HEADER_LEN, MAGIC, MIN_KEY_LEN, TAG_LEN,
+    VERSION,
+};
+pub use conn::{
+    ConnConfig, ConnEvent, DropReason, NotRestorable, RepairOptions, RepairWindow, TakeoverParams,
+    TakeoverState, Unprotected, Verdict,
+};
+pub use detector::{Detector, DetectorConfig, DetectorEvent, HeartbeatVerdict};
+pub use http::{RequestFrame, RequestFramer, ResponseFrame, ResponseFramer};
+pub use mode::{
+    Action, ConnMode, FenceReason, GrantPurpose, Iface, Input, Lease, Role, Timing, VipMachine,
+    VipMode,
+};
+pub use seq::SeqNum;
+pub use shadow::LocalTcpDefaults;
+pub use table::{ConnTable, FrameOutcome, TableConfig};
+pub use types::{Epoch, FourTuple, Instant, NegotiatedOptions, NodeId};
+pub use witness::{Decision, Record, Witness, WitnessEvent};

@@ -1,5 +1,5 @@
 //! The mode machine per service address (VIP) and the per-connection mode
-//! (DESIGN.md sections 4-6), sans-IO.
+//! (docs/DESIGN.md sections 4-6), sans-IO.
 //!
 //! Each node runs one [`VipMachine`] per service address it has a role for.
 //! Inputs ([`Input`]) come from the detector, the witness client, peer

@@ -177,7 +177,7 @@ impl ConnTable {
         Ok(c.takeover(now, params)?)
     }
 
-    /// The takeover query for every connection (the snapshot of DESIGN §5
+    /// The takeover query for every connection (the snapshot of docs/DESIGN.md section 5
     /// step 1), sorted by 4-tuple.
     pub fn takeover_all(
         &self,

@@ -1,4 +1,4 @@
-//! The witness's decision logic (DESIGN.md section 4), sans-IO.
+//! The witness's decision logic (docs/DESIGN.md section 4), sans-IO.
 //!
 //! The witness grants each service address to at most one node per epoch,
 //! and an address's epoch only grows. Rules for a request (vip, node, epoch):

@@ -3,16 +3,16 @@
 //! connection table, and the takeover query is checked against numbers
 //! computed here by hand.
 
-use coral_core::conn::{
-    ConnConfig, ConnEvent, DropReason, NotRestorable, TakeoverParams, Unprotected, Verdict,
-};
-use coral_core::seq::SeqNum;
-use coral_core::shadow::LocalTcpDefaults;
-use coral_core::table::{ConnTable, FrameOutcome, TableConfig};
-use coral_core::types::{FourTuple, Instant, NegotiatedOptions};
 use coral_core::wire::{
     build_tcp_frame, EthernetAddress, SackBlock, TcpFlags, TcpOptions, TcpRepr,
 };
+use coral_core::LocalTcpDefaults;
+use coral_core::SeqNum;
+use coral_core::{
+    ConnConfig, ConnEvent, DropReason, NotRestorable, TakeoverParams, Unprotected, Verdict,
+};
+use coral_core::{ConnTable, FrameOutcome, TableConfig};
+use coral_core::{FourTuple, Instant, NegotiatedOptions};
 use std::net::Ipv4Addr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);

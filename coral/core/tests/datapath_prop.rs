@@ -4,11 +4,11 @@
 //! replies are logged and partly acknowledged the takeover query returns
 //! exactly the model's receive queue and unacknowledged reply bytes.
 
-use coral_core::conn::TakeoverParams;
-use coral_core::seq::SeqNum;
-use coral_core::table::{ConnTable, TableConfig};
-use coral_core::types::{FourTuple, Instant};
 use coral_core::wire::{build_tcp_frame, EthernetAddress, TcpFlags, TcpOptions, TcpRepr};
+use coral_core::SeqNum;
+use coral_core::TakeoverParams;
+use coral_core::{ConnTable, TableConfig};
+use coral_core::{FourTuple, Instant};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
 

@@ -2,7 +2,7 @@
 //!
 //! Runs the backup's front for some service addresses on a LAN interface,
 //! either kind (`--front ebpf`: the tc ingress program and its ring;
-//! `--front packet`: the AF_PACKET engine of `coral::front`), and records
+//! `--front packet`: the AF_PACKET engine of `coral::io::front`), and records
 //! every client frame into the core's `ConnTable` exactly as a node's front
 //! does. No log channel, no heartbeats, no takeover: just record and
 //! forward. Prints `ready` (with `prog_id=N` for the eBPF front) once the front is attached; on SIGTERM/SIGINT or
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use coral::clock::Clock;
-use coral::ebpf_front::{EbpfFront, EbpfFrontConfig, Wakeup};
-use coral_core::table::{ConnTable, TableConfig};
+use coral::io::ebpf_front::{EbpfFront, EbpfFrontConfig, Wakeup};
+use coral_core::{ConnTable, TableConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum FrontKind {
@@ -53,7 +53,7 @@ struct Args {
     #[arg(long)]
     primary_mac: String,
     /// eBPF: ring size in bytes (power of two).
-    #[arg(long, default_value_t = coral::ebpf_front::DEFAULT_RING_BYTES)]
+    #[arg(long, default_value_t = coral::io::ebpf_front::DEFAULT_RING_BYTES)]
     ring_bytes: u32,
     /// eBPF: how the ring wakes this process.
     #[arg(long, value_enum, default_value = "never")]
@@ -174,10 +174,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
         }
         FrontKind::Packet => {
-            let sock = coral::afpacket::PacketSocket::open(&args.lan)?;
+            let sock = coral::io::afpacket::PacketSocket::open(&args.lan)?;
             let (tx, _rx) = std::sync::mpsc::channel();
-            let front = coral::front::Front::start(
-                coral::front::FrontConfig {
+            let front = coral::io::front::Front::start(
+                coral::io::front::FrontConfig {
                     lan: args.lan.clone(),
                     own_mac: own,
                     primary_mac: primary,

@@ -1,7 +1,7 @@
 //! Arbitrary datagrams into the UDP decoder: never a panic, every outcome
 //! counted exactly once.
 #![no_main]
-use coral_core::codec::{DatagramDecoder, DecoderConfig, Key};
+use coral_core::{DatagramDecoder, DecoderConfig, Key};
 use libfuzzer_sys::fuzz_target;
 
 include!("common.rs");

@@ -3,7 +3,7 @@
 //! re-encode to exactly the same bytes (the encoding is canonical) and decode
 //! the same way through the stream decoder.
 #![no_main]
-use coral_core::codec::{
+use coral_core::{
     DatagramDecoder, DecoderConfig, Encoder, Key, StreamDecoder, HEADER_LEN, MAGIC, VERSION,
 };
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Arbitrary bytes, in arbitrary chunks, into the TCP stream decoder: never a
 //! panic, a bounded buffer, every frame or reject counted.
 #![no_main]
-use coral_core::codec::{DecoderConfig, Key, StreamDecoder};
+use coral_core::{DecoderConfig, Key, StreamDecoder};
 use libfuzzer_sys::fuzz_target;
 
 include!("common.rs");

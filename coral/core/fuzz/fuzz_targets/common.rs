@@ -1,5 +1,5 @@
 // Shared helpers for the codec targets (included with `include!`).
-use coral_core::codec::Channel;
+use coral_core::Channel;
 
 const FUZZ_KEY: &[u8] = b"coral fuzz key, 32 bytes long!!!";
 

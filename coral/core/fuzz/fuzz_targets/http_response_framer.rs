@@ -2,7 +2,7 @@
 //! frames ordered and within the bytes pushed; the result does not depend on
 //! how the stream was split into pushes.
 #![no_main]
-use coral_core::http::{ResponseFrame, ResponseFramer};
+use coral_core::{ResponseFrame, ResponseFramer};
 use libfuzzer_sys::fuzz_target;
 
 /// The frames found must not depend on how the stream was split: a stream

@@ -42,12 +42,10 @@ mod decode;
 pub mod messages;
 
 pub use buf::PayloadError;
-pub use decode::{
-    DatagramDecoder, DecoderConfig, Reject, RejectCounters, ReplayWindow, StreamDecoder,
-};
+pub use decode::{DatagramDecoder, DecoderConfig, Reject, RejectCounters, StreamDecoder};
 pub use messages::{
     CloseKind, Heartbeat, JoinMsg, JoinRefuseReason, LogMsg, Message, ModeTag, NodeConfig,
-    RefuseReason, VipStatus, WitnessMsg, MAX_KERNEL_SETTINGS, MAX_STR, MAX_VIPS,
+    RefuseReason, VipStatus, WitnessMsg,
 };
 
 use hmac::{Hmac, Mac};

@@ -2,6 +2,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
+use super::messages::{MAX_KERNEL_SETTINGS, MAX_STR, MAX_VIPS};
 use super::*;
 use crate::types::{FourTuple, NegotiatedOptions};
 

@@ -12,7 +12,8 @@ pub mod ethernet;
 pub mod ipv4;
 pub mod tcp;
 
-pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use arp::{build_arp_frame, ArpOperation, ArpPacket, ArpRepr};
+pub use checksum::checksum;
 pub use ethernet::{rewrite_macs, EthernetAddress, EthernetFrame};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use tcp::{SackBlock, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
@@ -132,7 +133,7 @@ impl<'a> TcpSegment<'a> {
         }
     }
 
-    /// For re-injection after takeover (DESIGN §5 step 4): the bare IPv4
+    /// For re-injection after takeover (docs/DESIGN.md section 5 step 4): the bare IPv4
     /// packet carrying only the part of this segment at or after `from`
     /// (client sequence space), with fresh checksums. `None` if nothing of
     /// the segment (data or FIN) lies at or after `from`. SYN segments are

@@ -1,8 +1,8 @@
-//! The kernel-enforced lease (DESIGN.md section 4): which service addresses
+//! The kernel-enforced lease (docs/DESIGN.md section 4): which service addresses
 //! this node may send from, kept in its nft `lease` set.
 //!
 //! Addresses in the refreshed set get a new element with timeout
-//! [`coral_core::mode::Timing::lease_timeout_ns`] on every fresh
+//! [`coral_core::Timing::lease_timeout_ns`] on every fresh
 //! authenticated heartbeat (one libnftables call for all of them, about
 //! 50 us); a witness grant makes an element permanent (and takes it out of
 //! the refreshed set: a timed refresh would end the permanence); fencing
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::nft::{self, FenceConfig, Nft};
+use crate::io::nft::{self, FenceConfig, Nft};
 
 struct Inner {
     nft: Nft,

@@ -1,5 +1,5 @@
 //! nftables from inside the process: the crash fence and the kernel-enforced
-//! lease of DESIGN.md section 4.
+//! lease of docs/DESIGN.md section 4.
 //!
 //! The lease is refreshed on every authenticated heartbeat, so the handle
 //! must be cheap: spawning `nft` costs about 1.9 ms here, a persistent
@@ -174,7 +174,7 @@ pub fn fence_ruleset(cfg: &FenceConfig) -> String {
 }
 
 /// Milliseconds for an nft timeout: at least 1 (nft truncates to jiffies;
-/// keep leases at 8 ms or more, DESIGN.md section 4).
+/// keep leases at 8 ms or more, docs/DESIGN.md section 4).
 fn ms(d: Duration) -> u128 {
     d.as_millis().max(1)
 }

@@ -1,7 +1,7 @@
 //! TCP_REPAIR: rebuild a live TCP connection in the local kernel from state
 //! observed elsewhere, and take a connection down without a single segment.
 //!
-//! This is the I/O shell for DESIGN.md section 5 step 2. The values come from
+//! This is the I/O shell for docs/DESIGN.md section 5 step 2. The values come from
 //! the core's takeover query; this module only performs the system calls, in
 //! the order the kernel requires (each step records what failed when it was
 //! done differently on this machine):
@@ -26,7 +26,7 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 
-use crate::sockopt;
+use crate::io::sockopt;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// `TCP_REPAIR_QUEUE` selector: no queue.
@@ -52,7 +52,7 @@ struct TcpRepairOpt {
 
 /// The options and window state of a rebuild are the core's types: the
 /// takeover query produces them, this shell only passes them on.
-pub use coral_core::conn::{RepairOptions, RepairWindow};
+pub use coral_core::{RepairOptions, RepairWindow};
 
 /// `struct tcp_repair_window` from include/uapi/linux/tcp.h, as the kernel
 /// reads and writes it with `TCP_REPAIR_WINDOW`.
@@ -93,7 +93,7 @@ impl From<KernelWindow> for RepairWindow {
 /// The largest MSS `TCP_MAXSEG` accepts (the kernel's `MAX_TCP_WINDOW`).
 pub const MAX_USER_MSS: u16 = 32767;
 
-/// Everything needed to rebuild one connection (DESIGN.md section 5 step 2).
+/// Everything needed to rebuild one connection (docs/DESIGN.md section 5 step 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepairSpec {
     /// Our end: the service address and port.

@@ -26,7 +26,7 @@ use aya::programs::links::LinkOrder;
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use coral_core::types::FourTuple;
+use coral_core::FourTuple;
 
 /// The program, built from `bpf/front.bpf.c` by `build.rs`.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/front.bpf.o"));

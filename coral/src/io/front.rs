@@ -1,9 +1,9 @@
 //! The front: the backup's packet engine for the service addresses it
-//! fronts (DESIGN.md section 2).
+//! fronts (docs/DESIGN.md section 2).
 //!
 //! It owns those addresses at layer 2: it answers ARP for them, receives
 //! every client frame first, records the frame into the connection's shadow
-//! state ([`coral_core::table::ConnTable`]) and only then forwards it to the
+//! state ([`coral_core::ConnTable`]) and only then forwards it to the
 //! primary's MAC, with its own MAC as the source (otherwise the switch learns
 //! the client's MAC on the front's port and flaps). The virtio-net header
 //! travels with the frame, so offloaded checksums and segmentation survive.
@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coral_core::conn::{ConnEvent, Verdict};
-use coral_core::table::{ConnTable, FrameOutcome};
-use coral_core::types::{FourTuple, Instant};
-use coral_core::wire::arp::{build_arp_frame, ArpPacket, ArpRepr};
-use coral_core::wire::ethernet::{rewrite_macs, EthernetAddress, EthernetFrame};
+use coral_core::wire::{build_arp_frame, ArpPacket, ArpRepr};
+use coral_core::wire::{rewrite_macs, EthernetAddress, EthernetFrame};
+use coral_core::{ConnEvent, Verdict};
+use coral_core::{ConnTable, FrameOutcome};
+use coral_core::{FourTuple, Instant};
 
-use crate::afpacket::{PacketSocket, VnetHdr};
 use crate::clock::Clock;
+use crate::io::afpacket::{PacketSocket, VnetHdr};
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
@@ -82,7 +82,7 @@ const MODE_IDLE: u8 = 2;
 pub const MAX_HELD_BYTES: usize = 64 << 20;
 
 /// Called from the engine thread when a connection caught mid-handshake at
-/// takeover completes its handshake (DESIGN.md section 5 step 7).
+/// takeover completes its handshake (docs/DESIGN.md section 5 step 7).
 pub type OnEstablished = Box<dyn Fn(FourTuple) + Send + Sync>;
 
 /// Connections still mid-handshake after a takeover, and what to do when

@@ -8,14 +8,14 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use coral_core::codec::CloseKind;
-use coral_core::types::{FourTuple, NegotiatedOptions};
+use coral_core::CloseKind;
+use coral_core::{FourTuple, NegotiatedOptions};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::logchan::LogClient;
-use crate::logged_io::{LoggedStream, ReplyLogger};
-use crate::repair;
+use crate::io::logchan::LogClient;
+use crate::io::logged_io::{LoggedStream, ReplyLogger};
+use crate::io::repair;
 
 /// Bytes the timestamp option takes in every segment.
 const TCPOLEN_TSTAMP_ALIGNED: u32 = 12;
@@ -79,7 +79,7 @@ pub fn spawn_connection(
     cgi: Arc<workload::cgi::CgiConfig>,
     close_mark: u32,
 ) {
-    let live = crate::live_conns::register(stream.as_raw_fd());
+    let live = crate::io::live_conns::register(stream.as_raw_fd());
     tokio::spawn(async move {
         let nudge = live.nudge();
         let _live = live;
@@ -114,7 +114,7 @@ pub async fn serve(
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("coral: accept: {e}");
+                tracing::warn!("accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
@@ -126,7 +126,7 @@ pub async fn serve(
         if let Some(log) = &log {
             match negotiated_options(stream.as_raw_fd()) {
                 Ok(opts) => log.conn_open(tuple, opts),
-                Err(e) => eprintln!("coral: TCP_INFO for {tuple}: {e}"),
+                Err(e) => tracing::warn!(%tuple, "TCP_INFO: {e}"),
             }
         }
         spawn_connection(

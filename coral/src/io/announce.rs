@@ -9,11 +9,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use coral_core::wire::arp::{build_arp_frame, ArpOperation, ArpRepr};
-use coral_core::wire::checksum::checksum;
-use coral_core::wire::ethernet::EthernetAddress;
+use coral_core::wire::checksum;
+use coral_core::wire::EthernetAddress;
+use coral_core::wire::{build_arp_frame, ArpOperation, ArpRepr};
 
-use crate::afpacket::{PacketSocket, VnetHdr};
+use crate::io::afpacket::{PacketSocket, VnetHdr};
 
 /// Send a gratuitous ARP for `vip` at `mac`: a broadcast request and a
 /// broadcast reply (hosts differ in which one they honour).

@@ -9,7 +9,7 @@
 //! `PACKET_VNET_HDR` every frame comes with the virtio-net header that says
 //! so, and passing that header back on send lets the kernel (or the next
 //! device) finish the checksum and segment the frame. Recomputing checksums
-//! alone was not enough on this machine (DESIGN.md section 7): large uploads
+//! alone was not enough on this machine (docs/DESIGN.md section 7): large uploads
 //! then crawled through retransmissions.
 
 use std::ffi::CString;
@@ -18,7 +18,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::sockopt;
+use crate::io::sockopt;
 
 /// `PACKET_IGNORE_OUTGOING` (Linux 4.20+): do not capture our own sends.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;

@@ -1,4 +1,4 @@
-//! The log channel (DESIGN.md section 2): one authenticated TCP stream from
+//! The log channel (docs/DESIGN.md section 2): one authenticated TCP stream from
 //! the primary to the backup carrying `ConnOpen`, `Reply` and `ConnClose`,
 //! and cumulative `LogAck`s back.
 //!
@@ -21,17 +21,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coral_core::codec::{
+use coral_core::ConnTable;
+use coral_core::{
     Channel, CloseKind, DecoderConfig, Encoder, Key, LogMsg, Message, NodeConfig, RejectCounters,
     StreamDecoder,
 };
-use coral_core::table::ConnTable;
-use coral_core::types::{Epoch, FourTuple, NegotiatedOptions, NodeId};
+use coral_core::{Epoch, FourTuple, NegotiatedOptions, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::logged_io::{LogFuture, ReplyLogger};
+use crate::io::logged_io::{LogFuture, ReplyLogger};
 
 /// Largest reply payload put in one `Reply` message.
 pub const MAX_REPLY_PART: usize = 15 << 20;

@@ -1,23 +1,23 @@
-//! Log before write: the primary's connection wrapper (DESIGN.md section 2,
+//! Log before write: the primary's connection wrapper (docs/DESIGN.md section 2,
 //! invariant 2).
 //!
 //! The HTTP server writes its responses into a [`LoggedStream`] as if it were
 //! the socket. The wrapper frames the bytes into complete responses
-//! ([`coral_core::http::ResponseFramer`]), hands each complete response to a
+//! ([`coral_core::ResponseFramer`]), hands each complete response to a
 //! [`ReplyLogger`] (in duplex: sent on the log channel to the backup) and only
 //! when that resolves (the backup acknowledged it) writes it to the socket.
 //! No byte of a response reaches the kernel before the whole response is
 //! logged. Bytes that do not yet form a complete response wait.
 //!
 //! It also reads the client's requests through a
-//! [`coral_core::http::RequestFramer`], so every logged reply carries where
+//! [`coral_core::RequestFramer`], so every logged reply carries where
 //! the request it answers ends in the client byte stream (the backup drops
 //! requests once their reply is logged), and so responses to HEAD requests
 //! are framed without a body.
 //!
 //! Deliberate closes are marked: before the wrapper shuts the write side down
 //! or is dropped, the socket gets the node's intentional-close `SO_MARK`, so
-//! the crash fence lets that FIN out (DESIGN.md section 4). A crash never
+//! the crash fence lets that FIN out (docs/DESIGN.md section 4). A crash never
 //! runs this code, and its FIN/RST stay fenced.
 
 use std::collections::VecDeque;
@@ -28,10 +28,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use coral_core::http::{RequestFramer, ResponseFramer};
-use coral_core::types::FourTuple;
+use coral_core::FourTuple;
+use coral_core::{RequestFramer, ResponseFramer};
 
-use crate::live_conns::Nudge;
+use crate::io::live_conns::Nudge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A future resolving when a reply is logged (or failing if it cannot be).
@@ -110,7 +110,7 @@ impl<S: AsRawFd> LoggedStream<S> {
     }
 
     /// Check `nudge` on every poll and, when it was requested, elicit an
-    /// ACK from the client ([`crate::live_conns`]). Done here, in the
+    /// ACK from the client ([`crate::io::live_conns`]). Done here, in the
     /// connection's own task, so no write can meet the socket in repair mode.
     pub fn with_nudge(mut self, nudge: Arc<Nudge>) -> Self {
         self.nudge = Some(nudge);
@@ -120,8 +120,8 @@ impl<S: AsRawFd> LoggedStream<S> {
     fn check_nudge(&self, cx: &Context<'_>) {
         if let Some(n) = &self.nudge {
             if n.take(cx) {
-                if let Err(e) = crate::repair::elicit_ack(self.fd) {
-                    eprintln!("coral: eliciting an ACK on {}: {e}", self.tuple);
+                if let Err(e) = crate::io::repair::elicit_ack(self.fd) {
+                    tracing::warn!(tuple = %self.tuple, "eliciting an ACK: {e}");
                 }
             }
         }
@@ -165,7 +165,7 @@ impl<S: AsRawFd> LoggedStream<S> {
 
 fn set_mark(fd: RawFd, mark: u32) {
     // Best effort: a socket that cannot be marked loses only its FIN.
-    let _ = crate::sockopt::set(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark, "SO_MARK");
+    let _ = crate::io::sockopt::set(fd, libc::SOL_SOCKET, libc::SO_MARK, &mark, "SO_MARK");
 }
 
 impl<S: AsyncWrite + AsRawFd + Unpin> LoggedStream<S> {

@@ -1,7 +1,7 @@
 //! The node's network identity, through netlink (rtnetlink) and `/proc/sys`:
 //! interface lookup, service addresses on the LAN interface or on `lo`,
 //! neighbour entries, and the sysctls of the Linux Virtual Server "direct
-//! routing" arrangement (DESIGN.md sections 2 and 7).
+//! routing" arrangement (docs/DESIGN.md sections 2 and 7).
 //!
 //! Everything acts on the network namespace of the calling process (or
 //! thread, when the connection was opened after a `setns`).
@@ -138,7 +138,7 @@ impl NetCfg {
     }
 
     /// Set (or replace) a permanent neighbour entry `ip -> mac` on `index`,
-    /// so nothing waits for ARP (DESIGN.md section 5 step 3).
+    /// so nothing waits for ARP (docs/DESIGN.md section 5 step 3).
     pub async fn set_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
         self.handle
             .neighbours()

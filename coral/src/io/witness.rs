@@ -1,4 +1,4 @@
-//! `coral witness`: the UDP shell around the core's [`Witness`] (DESIGN.md
+//! `coral witness`: the UDP shell around the core's [`Witness`] (docs/DESIGN.md
 //! section 4). It grants each service address to at most one node per
 //! epoch.
 //!
@@ -20,9 +20,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use coral_core::codec::{Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message};
-use coral_core::types::{Epoch, NodeId};
-use coral_core::witness::{Decision, Record, Witness};
+use coral_core::{Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message};
+use coral_core::{Decision, Record, Witness};
+use coral_core::{Epoch, NodeId};
 
 use crate::events::EventLog;
 
@@ -162,7 +162,7 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("coral witness: recv: {e}");
+                tracing::warn!("recv: {e}");
                 continue;
             }
         };
@@ -194,7 +194,7 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
             if let Err(e) = persist(&cfg.state, &render_state(w.records())) {
                 // Not durable: do not grant. Forget the grant in memory too,
                 // so a retry is decided again once the disk works.
-                eprintln!("coral witness: cannot persist records: {e:#}");
+                tracing::error!("cannot persist records: {e:#}");
                 events.record("witness-persist-failed", &format!("{e:#}"));
                 w = witness_from(before, &cfg);
                 continue;

@@ -13,11 +13,11 @@
 //! ...), so after the address has moved the connection still waits for the
 //! next backed-off timeout: seconds with large replies. Leaving `TCP_REPAIR`
 //! mode makes the kernel send a window probe, which the client answers with
-//! an ACK at once ([`crate::repair::elicit_ack`]). A socket must not be in
+//! an ACK at once ([`crate::io::repair::elicit_ack`]). A socket must not be in
 //! repair mode while its task writes to it (a write fails with EINVAL
 //! then), so the toggle runs inside the connection's own task: the nudge
 //! only sets a flag and wakes that task, and the task's stream
-//! ([`crate::logged_io::LoggedStream`]) does the toggle on its next poll.
+//! ([`crate::io::logged_io::LoggedStream`]) does the toggle on its next poll.
 //!
 //! A descriptor is unregistered just after its socket closes, so a fence
 //! racing with a close may set `TCP_REPAIR` on an unrelated descriptor that

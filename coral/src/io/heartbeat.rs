@@ -1,4 +1,4 @@
-//! Heartbeats (DESIGN.md section 4): sequenced, authenticated UDP datagrams
+//! Heartbeats (docs/DESIGN.md section 4): sequenced, authenticated UDP datagrams
 //! both ways every H; the core's [`Detector`] decides when the peer failed.
 //!
 //! The task sends when the detector says so, feeds every datagram that
@@ -16,12 +16,12 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use coral_core::codec::{
+use coral_core::{
     Channel, DatagramDecoder, DecoderConfig, Encoder, Heartbeat, Key, Message, ModeTag,
     RejectCounters, VipStatus,
 };
-use coral_core::detector::{Detector, DetectorConfig, DetectorEvent, HeartbeatVerdict};
-use coral_core::types::{Epoch, NodeId};
+use coral_core::{Detector, DetectorConfig, DetectorEvent, HeartbeatVerdict};
+use coral_core::{Epoch, NodeId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
