@@ -129,6 +129,9 @@ impl TcpOptions {
                     if body.is_empty() || !body.len().is_multiple_of(8) || body.len() > 32 {
                         return Err(WireError::Malformed("tcp sack option length"));
                     }
+                    // A later SACK option replaces an earlier one whole, so
+                    // equal block lists compare equal (canonical parse).
+                    o.sack = [SackBlock::default(); 4];
                     o.sack_len = 0;
                     for c in body.chunks_exact(8) {
                         o.sack[usize::from(o.sack_len)] = SackBlock {
@@ -392,6 +395,25 @@ impl TcpRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_sack_option_replaces_earlier_whole() {
+        // Found by the tcp_options fuzz target: a second, shorter SACK
+        // option left the first one's extra block in the array, so equal
+        // options compared unequal and did not survive emit/parse.
+        let mut b = vec![5, 18];
+        for v in [1u32, 2, 3, 4] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&[5, 10, 0, 0, 0, 7, 0, 0, 0, 8]);
+        let o = TcpOptions::parse(&b).unwrap();
+        assert_eq!(o.sack_len, 1);
+        let one = TcpOptions::parse(&[5, 10, 0, 0, 0, 7, 0, 0, 0, 8]).unwrap();
+        assert_eq!(o, one);
+        let mut buf = [0u8; 40];
+        let n = o.emit(&mut buf).unwrap();
+        assert_eq!(TcpOptions::parse(&buf[..n]).unwrap(), o);
+    }
 
     #[test]
     fn options_roundtrip() {
