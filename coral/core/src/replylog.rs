@@ -143,7 +143,14 @@ impl ReplyLog {
 
     /// Log one reply entry starting at server stream offset `start`.
     pub fn log_reply(&mut self, start: u64, bytes: &[u8]) -> Result<LogOutcome, ReplyLogError> {
-        let end = start + bytes.len() as u64;
+        // An entry that would end past 2^64 cannot follow the log (whose end
+        // is a sum of entry lengths): refuse it instead of overflowing.
+        let Some(end) = start.checked_add(bytes.len() as u64) else {
+            return Err(ReplyLogError::NotContiguous {
+                expected: self.log_end,
+                got: start,
+            });
+        };
         if start < self.log_end && end <= self.log_end {
             return self.check_duplicate(start, bytes);
         }
@@ -295,6 +302,28 @@ mod tests {
             body
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn entry_ending_past_u64_max_is_refused() {
+        // Found by the conn_table fuzz target: `start + len` overflowed.
+        let mut log = ReplyLog::new(1 << 20);
+        log.push_request(RequestRecord {
+            start: 0,
+            end: 10,
+            is_head: false,
+        });
+        for start in [u64::MAX, u64::MAX - 3] {
+            assert_eq!(
+                log.log_reply(start, b"HTTP/1.1 200 OK\r\n"),
+                Err(ReplyLogError::NotContiguous {
+                    expected: 0,
+                    got: start
+                })
+            );
+        }
+        assert_eq!(log.log_end(), 0);
+        assert!(log.log_reply(0, b"HTTP/1.1 204 No Content\r\n\r\n").is_ok());
     }
 
     #[test]
