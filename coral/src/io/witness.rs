@@ -46,49 +46,8 @@ pub struct WitnessConfig {
     pub events: Option<PathBuf>,
 }
 
-/// Parse a state file's text.
-pub fn parse_state(text: &str) -> Result<Vec<(Ipv4Addr, Record)>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let [vip, epoch, holder] = f[..] else {
-            bail!("line {}: expected `VIP EPOCH HOLDER`, got {line:?}", i + 1);
-        };
-        let vip: Ipv4Addr = vip
-            .parse()
-            .with_context(|| format!("line {}: address {vip:?}", i + 1))?;
-        let epoch: u64 = epoch
-            .parse()
-            .with_context(|| format!("line {}: epoch {epoch:?}", i + 1))?;
-        let holder: u32 = holder
-            .parse()
-            .with_context(|| format!("line {}: holder {holder:?}", i + 1))?;
-        if out.iter().any(|(v, _)| *v == vip) {
-            bail!("line {}: {vip} listed twice", i + 1);
-        }
-        out.push((
-            vip,
-            Record {
-                epoch: Epoch(epoch),
-                holder: NodeId(holder),
-            },
-        ));
-    }
-    Ok(out)
-}
-
-/// Render records as a state file.
-pub fn render_state(records: impl Iterator<Item = (Ipv4Addr, Record)>) -> String {
-    let mut s = String::from("# coral witness records: VIP EPOCH HOLDER\n");
-    for (v, r) in records {
-        s.push_str(&format!("{v} {} {}\n", r.epoch.0, r.holder.0));
-    }
-    s
-}
+// The state file format lives in the core (pure, fuzzed): `VIP EPOCH HOLDER`.
+pub use coral_core::witness::{parse_state, render_state};
 
 /// Write `text` to `path` durably: temporary file, fsync, rename, fsync of
 /// the directory.
