@@ -81,3 +81,95 @@ fn netns_packet_socket_captures_offloaded_tcp_frames() {
         "every payload byte was seen exactly once"
     );
 }
+
+#[test]
+fn netns_front_filter_keeps_log_channel_and_heartbeats_off_the_packet_socket() {
+    let mut ns = common::Netns::new("afl");
+    let a = ns.add("a");
+    let b = ns.add("b");
+    ns.link(&a, "eth0", "192.0.2.1/24", &b, "eth0", "192.0.2.2/24");
+    let vip = "192.0.2.100";
+
+    let sock = common::in_netns(&b, || {
+        let s = PacketSocket::open("eth0").expect("open packet socket");
+        s.set_front_filter(&["192.0.2.100".parse().unwrap()])
+            .expect("attach the filter");
+        s
+    });
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    sock.set_recv_buffer(8 << 20).unwrap();
+    // b's MAC for the service address, as the front's ARP answer would give.
+    let b_mac = common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &b,
+        "cat",
+        "/sys/class/net/eth0/address",
+    ]);
+    let b_mac = String::from_utf8_lossy(&b_mac.stdout).trim().to_string();
+
+    // Log-channel-like TCP (100 KB to b's own address) and heartbeat-like
+    // UDP datagrams: b's kernel takes them; the packet socket must not.
+    let listener = std::process::Command::new("ip")
+        .args(["netns", "exec", &b, "python3", "-c"])
+        .arg("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('192.0.2.2',7010));s.listen()\nc,_=s.accept()\nwhile c.recv(65536): pass")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    common::sh(&[
+        "ip", "netns", "exec", &a, "python3", "-c",
+        "import socket\nc=socket.create_connection(('192.0.2.2',7010))\nc.sendall(b'l'*100000)\nc.close()\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(20): u.sendto(b'hb',('192.0.2.2',7011))",
+    ]);
+    let _ = listener.wait_with_output();
+    // Frames to the service address and ARP do reach it.
+    common::sh(&[
+        "ip", "-n", &a, "neigh", "replace", vip, "lladdr", &b_mac, "dev", "eth0",
+    ]);
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &a, "ping", "-c", "3", "-i", "0.2", "-W", "1", vip,
+        ])
+        .output();
+    common::sh(&["ip", "-n", &a, "neigh", "flush", "dev", "eth0"]);
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "192.0.2.2",
+        ])
+        .output();
+
+    let mut buf = vec![0u8; 70_000];
+    let (mut arp, mut to_vip, mut other) = (0, 0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let (_, len) = match sock.recv(&mut buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("recv: {e}"),
+        };
+        let f = &buf[VnetHdr::LEN..VnetHdr::LEN + len];
+        match (f[12], f[13]) {
+            (0x08, 0x06) => arp += 1,
+            (0x08, 0x00) if f[30..34] == [192, 0, 2, 100] => to_vip += 1,
+            _ => other.push(f[..34.min(len)].to_vec()),
+        }
+    }
+    assert!(
+        other.is_empty(),
+        "frames not for the front reached the packet socket: {other:02x?}"
+    );
+    assert!(
+        to_vip >= 3,
+        "the pings to the service address were delivered"
+    );
+    assert!(arp >= 1, "ARP was delivered");
+}

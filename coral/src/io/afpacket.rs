@@ -167,6 +167,26 @@ impl PacketSocket {
         Ok(PacketSocket { fd, ifindex })
     }
 
+    /// Deliver only what the front handles: ARP, and IPv4 frames to one of
+    /// `vips` (a classic BPF filter, `arp or (ip and dst host VIP ...)`).
+    /// Log-channel segments, heartbeats and every other frame on the LAN
+    /// then never wake the engine (issue 14 measured them as a large share
+    /// of its wake-ups). Frames longer than the MTU (GSO) pass whole.
+    pub fn set_front_filter(&self, vips: &[std::net::Ipv4Addr]) -> io::Result<()> {
+        let prog = front_filter(vips)?;
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
+        sockopt::set(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog,
+            "SO_ATTACH_FILTER",
+        )
+    }
+
     /// The interface index the socket is bound to.
     pub fn ifindex(&self) -> i32 {
         self.ifindex
@@ -268,5 +288,74 @@ impl PacketSocket {
 impl AsRawFd for PacketSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// The classic BPF program of [`PacketSocket::set_front_filter`]:
+///
+/// ```text
+/// 0      ldh [12]                    ethertype
+/// 1      jeq #0x806   -> accept
+/// 2      jeq #0x800   else -> drop
+/// 3      ld  [30]                    IPv4 destination
+/// 4+k    jeq #vip_k   -> accept      (one per address)
+/// 4+n    ret #0                      drop
+/// 5+n    ret #0xffffffff             accept, whole frame
+/// ```
+fn front_filter(vips: &[std::net::Ipv4Addr]) -> io::Result<Vec<libc::sock_filter>> {
+    let n = vips.len();
+    if n == 0 || n > 200 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a front filter takes 1 to 200 addresses, not {n}"),
+        ));
+    }
+    let op = |code: u32, jt: usize, jf: usize, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: jt as u8,
+        jf: jf as u8,
+        k,
+    };
+    let (ld_h, ld_w, jeq, ret) = (
+        libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    let mut p = vec![
+        op(ld_h, 0, 0, 12),
+        op(jeq, 3 + n, 0, 0x0806),
+        op(jeq, 0, 1 + n, 0x0800),
+        op(ld_w, 0, 0, 30),
+    ];
+    for (k, vip) in vips.iter().enumerate() {
+        p.push(op(jeq, n - k, 0, u32::from(*vip)));
+    }
+    p.push(op(ret, 0, 0, 0));
+    p.push(op(ret, 0, 0, u32::MAX));
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_front_filter_jumps_land_on_accept_and_drop() {
+        let vips: Vec<std::net::Ipv4Addr> = vec![[192, 0, 2, 100].into(), [192, 0, 2, 101].into()];
+        let p = front_filter(&vips).unwrap();
+        assert_eq!(p.len(), 4 + vips.len() + 2);
+        let accept = p.len() - 1;
+        let drop = p.len() - 2;
+        assert_eq!(p[accept].k, u32::MAX);
+        assert_eq!(p[drop].k, 0);
+        // ARP accepted, other ethertypes dropped.
+        assert_eq!(1 + 1 + usize::from(p[1].jt), accept);
+        assert_eq!(2 + 1 + usize::from(p[2].jf), drop);
+        for k in 0..vips.len() {
+            assert_eq!(4 + k + 1 + usize::from(p[4 + k].jt), accept);
+            assert_eq!(p[4 + k].k, u32::from(vips[k]));
+        }
+        assert!(front_filter(&[]).is_err());
     }
 }

@@ -117,6 +117,8 @@ impl Front {
     ) -> io::Result<Front> {
         sock.set_read_timeout(Some(Duration::from_millis(50)))?;
         sock.set_recv_buffer(16 << 20)?;
+        // Only ARP and frames to the fronted addresses wake the engine.
+        sock.set_front_filter(&cfg.vips)?;
         let stats = Arc::new(FrontStats::default());
         let mode = Arc::new(AtomicU8::new(MODE_FORWARD));
         let held = Arc::new(Mutex::new((Vec::new(), 0)));
