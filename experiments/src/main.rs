@@ -34,6 +34,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    workload::logging::init();
     let result = match cli.command {
         Command::Up(a) => commands::up(a),
         Command::Down(a) => commands::down(a),
@@ -47,7 +48,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("coral-exp: error: {e:#}");
+            tracing::error!("{e:#}");
             std::process::exit(1);
         }
     }

@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
+use tracing::{error, info, warn};
 
 use data::{Experiment, Variant};
 use figures::{BarsFig, LatencyFig, ThroughputFig};
@@ -167,7 +168,7 @@ fn plot_variant(
     let events = match data::load_events(rep) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("coral-exp plot: warning: {e:#} (fault instant from summary.json only)");
+            warn!("{e:#} (fault instant from summary.json only)");
             Vec::new()
         }
     };
@@ -303,14 +304,14 @@ pub fn run(a: PlotArgs) -> Result<i32> {
             bar.set_message(format!("{}/{}", exp.name, v.name));
             for rep in &v.reps {
                 for w in &rep.warnings {
-                    bar.suspend(|| eprintln!("coral-exp plot: warning: {w}"));
+                    bar.suspend(|| warn!("{w}"));
                 }
             }
             match plot_variant(&a.out, exp, v, experiment_peaks(exp, v, peaks)) {
                 Ok(files) => written += files.len(),
                 Err(e) => {
                     failures += 1;
-                    bar.suspend(|| eprintln!("coral-exp plot: {}/{}: {e:#}", exp.name, v.name));
+                    bar.suspend(|| error!("{}/{}: {e:#}", exp.name, v.name));
                 }
             }
             bar.inc(1);
@@ -320,7 +321,7 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                 Ok(files) => written += files.len(),
                 Err(e) => {
                     failures += 1;
-                    bar.suspend(|| eprintln!("coral-exp plot: {} figures: {e:#}", exp.name));
+                    bar.suspend(|| error!("{} figures: {e:#}", exp.name));
                 }
             }
         }
@@ -328,14 +329,11 @@ pub fn run(a: PlotArgs) -> Result<i32> {
             Ok(files) => written += files.len(),
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("coral-exp plot: {} bars: {e:#}", exp.name));
+                bar.suspend(|| error!("{} bars: {e:#}", exp.name));
             }
         }
     }
     bar.finish_and_clear();
-    eprintln!(
-        "coral-exp plot: wrote {written} files to {}",
-        a.out.display()
-    );
+    info!("wrote {written} files to {}", a.out.display());
     Ok(if failures > 0 { 1 } else { 0 })
 }

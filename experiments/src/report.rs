@@ -977,8 +977,8 @@ pub fn run(a: ReportArgs) -> Result<i32> {
         }
     }
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!(
-        "coral-exp report: wrote {} ({} experiment(s))",
+    tracing::info!(
+        "wrote {} ({} experiment(s))",
         out.display(),
         experiments.len()
     );

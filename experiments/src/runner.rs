@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tracing::{info, info_span};
 use workload::summary::{self, SummaryOptions};
 
 /// What `coral-exp run` was asked to do.
@@ -93,13 +94,11 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     topology::sibling_binary("webstone-server")?;
     let cancel = live::install_signal_flag()?;
     let t0 = Instant::now();
+    let _run = info_span!("run", experiment = %a.experiment, quick = a.quick).entered();
     for v in &variants {
         for rep in 1..=shape.reps {
-            let dir = a
-                .results
-                .join(&a.experiment)
-                .join(&v.name)
-                .join(format!("rep-{rep}"));
+            let _rep = info_span!("rep", variant = %v.name, rep).entered();
+            let dir = rep_dir(&a.results, &a.experiment, &v.name, rep);
             let line = run_rep(a, v, shape, rep, &dir, &load_bin, &cancel)
                 .with_context(|| format!("{} {} rep {rep}", a.experiment, v.name))?;
             println!("{}/{}/rep-{rep}: {line}", a.experiment, v.name);
@@ -124,14 +123,18 @@ fn conditions(a: &RunOptions, v: &Variant) -> Conditions {
     }
 }
 
-fn event(host: &str, event: &str, detail: String) -> Event {
-    Event {
+/// Appends one of the runner's own events (source `coral-exp`) to `path`
+/// and logs it.
+fn record(path: &Path, host: &str, event: &str, detail: String) -> Result<()> {
+    info!(host, "{event}: {detail}");
+    let ev = Event {
         t_unix_ns: faultinject::now_unix_ns(),
         host: host.into(),
         source: "coral-exp".into(),
         event: event.into(),
         detail,
-    }
+    };
+    faultinject::append_event(path, &ev)
 }
 
 /// Sleeps until `until`, failing if `cancel` is set.
@@ -180,13 +183,11 @@ fn run_rep(
     )?;
     let st = live.state().clone();
     let up_ms = (st.up_done_unix_ns.saturating_sub(st.up_started_unix_ns)) as f64 / 1e6;
-    faultinject::append_event(
+    record(
         &runner_events,
-        &event(
-            "client",
-            "topology-up",
-            format!("{} in {up_ms:.0} ms", st.prefix),
-        ),
+        "client",
+        "topology-up",
+        format!("{} in {up_ms:.0} ms", st.prefix),
     )?;
     let cfg = RepConfig {
         schema_version: 1,
@@ -250,13 +251,11 @@ fn run_rep(
         .stdout(log.try_clone()?)
         .stderr(log);
     let started = Instant::now();
-    faultinject::append_event(
+    record(
         &runner_events,
-        &event(
-            "client",
-            "load-start",
-            format!("{} clients", v.load.clients),
-        ),
+        "client",
+        "load-start",
+        format!("{} clients", v.load.clients),
     )?;
     let mut child = cmd.spawn().context("start coral-load")?;
     let mut load = LoadGuard(Some(&mut child));
@@ -272,13 +271,16 @@ fn run_rep(
             sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
             let fault = l.backend.link_fault(l.state(), &target, true)?;
             let events = l.handle.dir().join("events.csv");
-            faultinject::inject_and_record(&fault, &target, "faultinject", &events)?;
+            let ev = faultinject::inject_and_record(&fault, &target, "faultinject", &events)?;
+            info!(host = %ev.host, "{}: {}", ev.event, ev.detail);
         } else if let Some(r) = f.restart_after_s {
             sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
             restart(l, &f.host, cancel)?;
-            faultinject::append_event(
+            record(
                 &runner_events,
-                &event(&f.host, "restart", "webstone-server started again".into()),
+                &f.host,
+                "restart",
+                "webstone-server started again".into(),
             )?;
         }
     }
@@ -298,9 +300,11 @@ fn run_rep(
     };
     load.0 = None;
     let cpu_end = crate::measure::CpuSample::take(&cgroups);
-    faultinject::append_event(
+    record(
         &runner_events,
-        &event("client", "load-end", format!("coral-load {status}")),
+        "client",
+        "load-end",
+        format!("coral-load {status}"),
     )?;
     if !status.success() {
         let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
@@ -310,16 +314,14 @@ fn run_rep(
     if let Some(l) = live.take() {
         l.down()?;
     }
-    faultinject::append_event(
+    record(
         &runner_events,
-        &event(
-            "client",
-            "topology-down",
-            format!(
-                "{} in {:.0} ms",
-                st.prefix,
-                t_down.elapsed().as_secs_f64() * 1e3
-            ),
+        "client",
+        "topology-down",
+        format!(
+            "{} in {:.0} ms",
+            st.prefix,
+            t_down.elapsed().as_secs_f64() * 1e3
         ),
     )?;
 
@@ -386,6 +388,7 @@ fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<(u64, String)> {
         "faultinject",
         &l.handle.dir().join("events.csv"),
     )?;
+    info!(host = %ev.host, "{}: {}", ev.event, ev.detail);
     Ok((ev.t_unix_ns, host))
 }
 

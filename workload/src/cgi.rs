@@ -783,7 +783,7 @@ pub async fn run_listener(listener: tokio::net::TcpListener, cfg: Arc<CgiConfig>
                 });
             }
             Err(e) => {
-                eprintln!("webstone-server: accept failed: {e}");
+                tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

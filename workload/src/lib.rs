@@ -8,6 +8,7 @@
 //! - [`cgi_gateway`]: the server side of CGI/1.1: meta-variables, running
 //!   the program (timeout, reaping) and turning its output into a response.
 //! - [`driver`]: N closed-loop clients that record every request.
+//! - [`logging`]: how every program of the kit logs (`tracing`, `RUST_LOG`).
 //! - [`records`]: the `requests.csv` row ([`records::RequestRecord`]).
 //! - [`summary`]: `summary.json` computed from the rows ([`summary::Summary`]).
 //!
@@ -27,5 +28,6 @@ pub mod cgi;
 pub mod cgi_gateway;
 pub mod cgi_program;
 pub mod driver;
+pub mod logging;
 pub mod records;
 pub mod summary;

@@ -334,8 +334,8 @@ pub fn run(a: CompareArgs) -> Result<i32> {
         .unwrap_or(Path::new("."))
         .join("agreement.csv");
     write_csv(&rows, &csv_path)?;
-    eprintln!(
-        "coral-exp compare: {} metrics: {}; wrote {} and {}",
+    tracing::info!(
+        "{} metrics: {}; wrote {} and {}",
         rows.len(),
         counts_text(&counts(rows.iter())),
         out.display(),

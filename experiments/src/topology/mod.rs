@@ -473,7 +473,7 @@ impl Drop for Live {
         if self.armed {
             self.armed = false;
             if let Err(e) = self.backend.destroy(&mut self.handle) {
-                eprintln!("coral-exp: teardown after failure: {e:#}");
+                tracing::error!(prefix = %self.handle.state.prefix, "teardown after failure: {e:#}");
             }
         }
     }

@@ -3,7 +3,10 @@
 
 use clap::{Parser, Subcommand};
 use faultinject::{inject_and_record, Fault};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use tracing::error;
+use tracing_subscriber::EnvFilter;
 
 /// Inject one fault (link cut/restore, SIGKILL/SIGSTOP/SIGCONT, bridge
 /// partition/heal) and append it to an events.csv.
@@ -84,6 +87,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     let fault = match cli.fault {
         Cmd::LinkCut { netns, dev } => Fault::LinkCut { netns, dev },
         Cmd::LinkRestore { netns, dev } => Fault::LinkRestore { netns, dev },
@@ -106,8 +110,20 @@ fn main() {
     match inject_and_record(&fault, &cli.host, "coral-fault", &cli.events) {
         Ok(ev) => println!("{} {}: {}", ev.event, ev.host, ev.detail),
         Err(e) => {
-            eprintln!("coral-fault: error: {e}");
+            error!(fault = fault.name(), host = %cli.host, "{e}");
             std::process::exit(1);
         }
     }
+}
+
+/// Logs as every program of the kit does (`workload::logging`, which this
+/// crate cannot use: faultinject depends on no other crate of the kit):
+/// standard error, `RUST_LOG` (default `info`), colour only on a terminal.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }

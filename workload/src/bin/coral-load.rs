@@ -4,6 +4,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing::{error, info_span, warn};
 use workload::driver::{self, ConnectionMode, DriverConfig};
 
 /// N closed-loop clients, each sending one request and waiting for the whole
@@ -146,21 +147,22 @@ fn raise_nofile(need: u64) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    workload::logging::init();
     let cfg = match config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("coral-load: {e}");
+            error!("{e}");
             return ExitCode::from(2);
         }
     };
     if let Err(e) = raise_nofile(u64::from(cfg.idle_conns) + u64::from(cfg.clients) + 256) {
-        eprintln!("coral-load: {e}");
+        error!("{e}");
         return ExitCode::FAILURE;
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("coral-load: cannot start the runtime: {e}");
+            error!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -176,21 +178,23 @@ fn main() -> ExitCode {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-                eprintln!("coral-load: stopping early on a signal");
+                warn!("stopping early on a signal");
             }
             _ => std::future::pending::<()>().await,
         }
     };
+    let span = info_span!("load", clients = cfg.clients, urls = args.urls.len());
+    let _run = span.enter();
     let res = match rt.block_on(driver::run_until(&cfg, stop)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("coral-load: {e:#}");
+            error!("{e:#}");
             return ExitCode::FAILURE;
         }
     };
     if let Some(dir) = &args.out {
         if let Err(e) = driver::write_outputs(dir, &res) {
-            eprintln!("coral-load: {e:#}");
+            error!("{e:#}");
             return ExitCode::FAILURE;
         }
     }

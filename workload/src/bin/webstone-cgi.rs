@@ -3,7 +3,8 @@
 //! `app = "cgi"` (see `workload::cgi_program` for what it reads and writes).
 
 use std::process::ExitCode;
-use workload::{cgi, cgi_program};
+use tracing::error;
+use workload::{cgi, cgi_program, logging};
 
 const USAGE: &str = "\
 webstone-cgi: the WebStone reply generator as a CGI/1.1 program (RFC 3875).
@@ -36,9 +37,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(other) => {
-            eprintln!(
-                "webstone-cgi: unexpected argument {other:?}: the request comes in the \
-                 environment (see --help)"
+            // Logging is set up only when there is something to say: the
+            // program starts once per request.
+            logging::init();
+            error!(
+                "unexpected argument {other:?}: the request comes in the environment \
+                 (see --help)"
             );
             return ExitCode::from(2);
         }
@@ -48,7 +52,8 @@ fn main() -> ExitCode {
     match reply.write_to(&mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("webstone-cgi: cannot write the response: {e}");
+            logging::init();
+            error!("cannot write the response: {e}");
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::error;
 use workload::cgi::{self, App, CgiConfig};
 use workload::cgi_gateway::AppMode;
 
@@ -52,8 +53,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    workload::logging::init();
     if args.cgi_program.is_some() && args.app != AppMode::Cgi {
-        eprintln!("webstone-server: --cgi-program needs --app cgi");
+        error!("--cgi-program needs --app cgi");
         return ExitCode::from(2);
     }
     let app = match App::from_mode(
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
     ) {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("webstone-server: {e}");
+            error!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("webstone-server: cannot start the runtime: {e}");
+            error!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -85,7 +87,7 @@ fn main() -> ExitCode {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("webstone-server: cannot listen on {}: {e}", args.listen);
+                error!("cannot listen on {}: {e}", args.listen);
                 return ExitCode::FAILURE;
             }
         };
@@ -104,7 +106,7 @@ fn main() -> ExitCode {
                     }
                 }
                 _ => {
-                    eprintln!("webstone-server: cannot install signal handlers");
+                    error!("cannot install signal handlers");
                     std::future::pending::<()>().await
                 }
             }
