@@ -54,4 +54,6 @@ pub use seq::SeqNum;
 pub use shadow::LocalTcpDefaults;
 pub use table::{ConnTable, FrameOutcome, TableConfig};
 pub use types::{Epoch, FourTuple, Instant, NegotiatedOptions, NodeId};
-pub use witness::{Decision, Record, Witness, WitnessEvent};
+pub use witness::{
+    parse_state, render_state, Decision, Record, StateFileError, Witness, WitnessEvent,
+};

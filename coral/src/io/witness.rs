@@ -47,7 +47,7 @@ pub struct WitnessConfig {
 }
 
 // The state file format lives in the core (pure, fuzzed): `VIP EPOCH HOLDER`.
-pub use coral_core::witness::{parse_state, render_state};
+pub use coral_core::{parse_state, render_state};
 
 /// Write `text` to `path` durably: temporary file, fsync, rename, fsync of
 /// the directory.

@@ -24,12 +24,12 @@
 //! received bytes win, so the model would have to replay that rule) but all
 //! other invariants still hold.
 #![no_main]
-use coral_core::conn::{ConnConfig, ConnEvent, NotRestorable, TakeoverParams};
-use coral_core::seq::SeqNum;
-use coral_core::table::{ConnTable, FrameOutcome, TableConfig};
-use coral_core::types::{FourTuple, Instant, NegotiatedOptions};
 use coral_core::wire::{
     build_tcp_frame, EthernetAddress, SackBlock, TcpFlags, TcpOptions, TcpSegment,
+};
+use coral_core::{
+    ConnConfig, ConnEvent, ConnTable, FourTuple, FrameOutcome, Instant, NegotiatedOptions,
+    NotRestorable, SeqNum, TableConfig, TakeoverParams,
 };
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;

@@ -2,8 +2,8 @@
 //! parses re-encodes canonically (emit, parse again: the same options), and
 //! a segment built with those options parses back with them.
 #![no_main]
-use coral_core::seq::SeqNum;
 use coral_core::wire::{build_ipv4_tcp_packet, TcpFlags, TcpOptions, TcpRepr, TcpSegment};
+use coral_core::SeqNum;
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 

@@ -3,8 +3,7 @@
 //! renders back to a file that parses to the same records, and those
 //! records seed a witness that never grants an address at a lower epoch.
 #![no_main]
-use coral_core::types::{Epoch, Instant, NodeId};
-use coral_core::witness::{parse_state, render_state, Witness};
+use coral_core::{parse_state, render_state, Epoch, Instant, NodeId, Witness};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
