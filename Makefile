@@ -45,8 +45,8 @@ reproduce: deps release
 	bash scripts/reproduce.sh $(QUICK_FLAG)
 
 ## Fuzz every parser and codec, FUZZ_SECONDS each (default 60); prints runs,
-## coverage and findings per target and writes them to RESULTS/fuzz/fuzz.csv.
-
+## coverage and findings per target and writes them to RESULTS/fuzz/fuzz.csv
+## (the report's Fuzzing section).
 fuzz:
 	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) FUZZ_CSV=$(or $(RESULTS),results)/fuzz/fuzz.csv \
 		bash scripts/fuzz-smoke.sh

@@ -7,6 +7,7 @@
 //! Every table says which files its numbers come from.
 
 pub mod agreement;
+pub mod fuzzing;
 pub mod lb;
 pub mod paper;
 pub mod sections;
@@ -912,6 +913,8 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
         figures_md(ctx, e, &mut md);
         config_md(ctx, e, &mut md);
     }
+
+    fuzzing::section(ctx.results, &ctx.root(), &mut md);
 
     let warnings: Vec<&String> = ctx
         .experiments
