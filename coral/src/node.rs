@@ -34,13 +34,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use coral_core::DetectorEvent;
 use coral_core::{Action, Input, Lease, Role, Timing, VipMachine};
 use coral_core::{
     Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message, ModeTag, NodeConfig,
     RejectCounters, VipStatus, WitnessMsg,
 };
 use coral_core::{ConnTable, TableConfig};
-use coral_core::{DetectorConfig, DetectorEvent};
 use coral_core::{Epoch, Instant as CoreInstant, NodeId};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -91,11 +91,11 @@ const MATCHED_SYSCTLS: &[&str] = &[
     "net/ipv4/tcp_wmem",
 ];
 
-fn hello(cfg: &Config) -> NodeConfig {
+fn hello(cfg: &Config, timing: &Timing) -> NodeConfig {
     NodeConfig {
         node: NodeId(cfg.node_id),
-        heartbeat_interval_ns: cfg.heartbeat_ms * 1_000_000,
-        misses: cfg.misses,
+        heartbeat_interval_ns: timing.heartbeat_ns(),
+        misses: timing.misses(),
         vips: cfg.service.iter().map(|s| s.vip).collect(),
         kernel: MATCHED_SYSCTLS
             .iter()
@@ -166,6 +166,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("interface {} has no IPv4 address", cfg.lan))?;
     let me = NodeId(cfg.node_id);
+    // H, K and the lease margin: derived once, here, for every part below.
+    let timing = Timing::from_ms(cfg.heartbeat_ms, cfg.misses).map_err(|e| anyhow!("{e}"))?;
     let pick = |r: ServiceRole| {
         cfg.service
             .iter()
@@ -198,7 +200,6 @@ pub async fn run(cfg: Config) -> Result<()> {
         script.push_str(&nft::add_vip(&fence, s.vip));
     }
     nft.run(&script).context("installing the crash fence")?;
-    let timing = Timing::new(cfg.heartbeat_ms * 1_000_000, cfg.misses);
     let leases = Arc::new(Leases::new(
         nft,
         fence.clone(),
@@ -280,7 +281,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 backup: SocketAddrV4::new(cfg.peer.addr, cfg.log_port),
                 node: me,
                 epoch: START_EPOCH,
-                hello: hello(&cfg),
+                hello: hello(&cfg, &timing),
             },
         );
         for s in &primaries {
@@ -319,7 +320,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 peer: cfg.peer.addr,
                 me,
                 epoch: START_EPOCH,
-                hello: hello(&cfg),
+                hello: hello(&cfg, &timing),
                 table: node.table.clone(),
                 acking: node.acking.clone(),
                 stats: node.log_stats.clone(),
@@ -380,8 +381,6 @@ pub async fn run(cfg: Config) -> Result<()> {
             mode: ModeTag::Duplex,
         })
         .collect();
-    let detector = DetectorConfig::new(cfg.heartbeat_ms * 1_000_000, cfg.misses)
-        .map_err(|e| anyhow!("{e}"))?;
     let hb = heartbeat::start(
         key.clone(),
         heartbeat::HeartbeatConfig {
@@ -390,7 +389,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             node: me,
             peer_node: NodeId(cfg.peer.node_id),
             epoch: START_EPOCH,
-            detector,
+            detector: timing.detector,
             vips,
             stop_on_failure: cfg.witness.is_some(),
             max_refresh_age: Some(Duration::from_nanos(timing.margin_ns)),

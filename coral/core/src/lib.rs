@@ -44,7 +44,9 @@ pub use conn::{
     ConnConfig, ConnEvent, DropReason, NotRestorable, RepairOptions, RepairWindow, TakeoverParams,
     TakeoverState, Unprotected, Verdict,
 };
-pub use detector::{Detector, DetectorConfig, DetectorEvent, HeartbeatVerdict};
+pub use detector::{
+    Detector, DetectorConfig, DetectorConfigError, DetectorEvent, HeartbeatVerdict,
+};
 pub use http::{RequestFrame, RequestFramer, ResponseFrame, ResponseFramer};
 pub use mode::{
     Action, ConnMode, FenceReason, GrantPurpose, Iface, Input, Lease, Role, Timing, VipMachine,

@@ -41,18 +41,18 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use crate::codec::{ModeTag, RefuseReason, VipStatus};
+use crate::detector::{DetectorConfig, DetectorConfigError};
 use crate::types::{Epoch, Instant, NodeId};
 
 /// Shortest lease the kernel enforces reliably (two 4 ms jiffies).
 pub const MIN_LEASE_NS: u64 = 8_000_000;
 
-/// Timing shared by the detector, the lease and the mode machine.
+/// Timing shared by the detector, the lease and the mode machine: the one
+/// home of H, K and the lease margin (everything else is derived here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Heartbeat interval H, nanoseconds.
-    pub heartbeat_ns: u64,
-    /// Misses K that declare the peer failed (>= 1).
-    pub misses: u32,
+    /// Heartbeat interval H and misses K, as the detector takes them.
+    pub detector: DetectorConfig,
     /// Extra wait beyond the peer's lease, nanoseconds (jiffy truncation,
     /// heartbeat transit, scheduling).
     pub margin_ns: u64,
@@ -61,25 +61,44 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// H and K with a 4 ms margin and a witness retry of max(H, 10 ms).
+    /// H (ns) and K with a 4 ms margin and a witness retry of max(H, 10 ms).
+    /// Unchecked: use [`Timing::from_ms`] for configured values.
     pub fn new(heartbeat_ns: u64, misses: u32) -> Self {
         Timing {
-            heartbeat_ns,
-            misses,
+            detector: DetectorConfig {
+                interval_ns: heartbeat_ns,
+                misses,
+            },
             margin_ns: 4_000_000,
             witness_retry_ns: heartbeat_ns.max(10_000_000),
         }
     }
 
-    /// K x H (saturating).
+    /// H in milliseconds (as configured) and K, checked.
+    pub fn from_ms(heartbeat_ms: u64, misses: u32) -> Result<Self, DetectorConfigError> {
+        let d = DetectorConfig::new(heartbeat_ms.saturating_mul(1_000_000), misses)?;
+        Ok(Timing::new(d.interval_ns, d.misses))
+    }
+
+    /// Heartbeat interval H, nanoseconds.
+    pub fn heartbeat_ns(&self) -> u64 {
+        self.detector.interval_ns
+    }
+
+    /// Misses K that declare the peer failed.
+    pub fn misses(&self) -> u32 {
+        self.detector.misses
+    }
+
+    /// K x H (saturating), as the detector counts it.
     pub fn failure_timeout_ns(&self) -> u64 {
-        self.heartbeat_ns.saturating_mul(u64::from(self.misses))
+        self.detector.failure_timeout_ns()
     }
 
     /// Lease timeout: (K-1) x H, raised to [`MIN_LEASE_NS`].
     pub fn lease_timeout_ns(&self) -> u64 {
-        self.heartbeat_ns
-            .saturating_mul(u64::from(self.misses.saturating_sub(1)))
+        self.heartbeat_ns()
+            .saturating_mul(u64::from(self.misses().saturating_sub(1)))
             .max(MIN_LEASE_NS)
     }
 
@@ -797,6 +816,20 @@ mod tests {
         assert_eq!(t.voice_at(t0(), t0()), t0().plus_ns(t.takeover_wait_ns()));
         // Asymmetric: we kept sending until 3 ms later.
         assert_eq!(t.voice_at(t0(), t0().plus_ms(3)), t0().plus_ms(15));
+    }
+
+    #[test]
+    fn timing_from_configured_milliseconds() {
+        let t = Timing::from_ms(50, 3).unwrap();
+        assert_eq!(t, Timing::new(50 * MS, 3));
+        assert_eq!((t.heartbeat_ns(), t.misses()), (50 * MS, 3));
+        assert_eq!(t.failure_timeout_ns(), t.detector.failure_timeout_ns());
+        assert_eq!(t.failure_timeout_ns(), 150 * MS);
+        assert_eq!(
+            Timing::from_ms(0, 3),
+            Err(DetectorConfigError::ZeroInterval)
+        );
+        assert_eq!(Timing::from_ms(1, 0), Err(DetectorConfigError::ZeroMisses));
     }
 
     fn t0() -> Instant {
