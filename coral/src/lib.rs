@@ -6,9 +6,10 @@
 //!   `TCP_REPAIR`, nftables, netlink, the log channel, heartbeats, ...).
 //!   They move bytes between the kernel and the sans-IO core
 //!   (`coral-core`) and hold no policy.
-//! - The node beside them: [`node`] wires the shells to the core's machines
-//!   (the only module that knows every shell), [`takeover`] carries out a
-//!   takeover (docs/DESIGN.md section 5), [`config`] reads the node's TOML
+//! - The node beside them: [`wiring`] builds the shells from the
+//!   configuration, [`node`] drives the core's machines with them (one loop:
+//!   inputs in, actions out), [`takeover`] carries out a failover
+//!   (docs/DESIGN.md section 5), [`config`] reads the node's TOML
 //!   file, [`clock`] is the node's one monotonic clock, [`events`] its
 //!   events.csv.
 
@@ -18,3 +19,4 @@ pub mod events;
 pub mod io;
 pub mod node;
 pub mod takeover;
+pub mod wiring;

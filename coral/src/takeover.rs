@@ -1,23 +1,34 @@
-//! The backup takes over a failed primary's connections (docs/DESIGN.md section
-//! 5, steps 1 to 7, in that order; each step there records what went wrong
-//! on this machine when it was done differently).
+//! Failover, carried out: the backup takes over a failed primary's
+//! connections ([`Takeover`], docs/DESIGN.md section 5, steps 1 to 7), and a
+//! primary whose backup failed claims the address it fronted ([`Claim`]).
 //!
-//! 1. Stop forwarding (the packet socket stays open, frames are held) and
-//!    snapshot the shadow state; stop acknowledging log entries at the same
-//!    instant, under the table lock, so the old primary can never write
-//!    another byte.
-//! 2. Rebuild every restorable connection with `TCP_REPAIR`, before the
-//!    address is local (`IP_TRANSPARENT`), so no client segment finds no
-//!    socket and draws an RST.
-//! 3. Lease the address in the fence and add it to the LAN interface.
-//! 4. Re-inject client data held since the snapshot past each socket's
-//!    receive point (the kernel dropped it while the address was not local).
-//! 5. Write the logged-but-unacknowledged reply bytes as ordinary data, then
-//!    hand each socket to the HTTP server, which answers the unanswered
-//!    requests.
-//! 6. Gratuitous ARP on the still-open packet socket, confirmed by a ping to
-//!    the outside host from the service address.
-//! 7. A listener on the address serves new connections.
+//! Nothing here decides when: the address's `VipMachine` hands out one
+//! action per step, in the order the docs state, each once, and the node
+//! calls the matching method. Each step there records what went wrong on
+//! this machine when it was done differently:
+//!
+//! 1. `SnapshotAndStopAckingLog` ([`Takeover::stop`]): stop forwarding (the
+//!    packet socket stays open, frames are held), stop answering ARP, and
+//!    stop acknowledging log entries under the table lock, so the old
+//!    primary can never write another byte.
+//! 2. `BuildRepairedSockets` ([`Takeover::rebuild`]): snapshot the shadow
+//!    state and rebuild every restorable connection with `TCP_REPAIR`,
+//!    before the address is local (`IP_TRANSPARENT`), so no client segment
+//!    finds no socket and draws an RST.
+//! 3. `SetLease` ([`Takeover::lease`]) and `AddVip` ([`Takeover::add_address`]):
+//!    lease the address in the fence, add it to the LAN interface.
+//! 4. `InjectLateFrames` ([`Takeover::reinject`]): re-inject client data held
+//!    since the snapshot past each socket's receive point (the kernel
+//!    dropped it while the address was not local).
+//! 5. `FlushLoggedReplies` ([`Takeover::hand_over`]): write the
+//!    logged-but-unacknowledged reply bytes as ordinary data, hand each
+//!    socket to the HTTP server; then (step 7, before 6: new connections
+//!    find a listener as soon as the router learns the address moved) the
+//!    listener on the address, and the watch for connections caught
+//!    mid-handshake.
+//! 6. `SendGratuitousArp` ([`Takeover::announce`]): gratuitous ARP on the
+//!    still-open packet socket, confirmed by a ping to the outside host
+//!    from the service address; then every live connection is nudged.
 //!
 //! Every step is timed; [`TakeoverReport::breakdown`] maps them onto the
 //! rows of the paper's Table 1.
@@ -30,16 +41,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Context, Result};
 use coral_core::wire::{parse_frame, FramePayload};
-use coral_core::ConnTable;
-use coral_core::FourTuple;
-use coral_core::{NotRestorable, TakeoverParams, TakeoverState};
+use coral_core::{ConnTable, FourTuple, NotRestorable, TakeoverParams, TakeoverState};
 
 use crate::clock::Clock;
-use crate::io::announce;
+use crate::events::EventLog;
+use crate::io::afpacket::PacketSocket;
 use crate::io::front::Front;
+use crate::io::leases::Leases;
+use crate::io::logchan::LogClient;
 use crate::io::logged_io::{LogFuture, ReplyLogger};
+use crate::io::netcfg::{Iface, NetCfg};
 use crate::io::repair::{self, RepairSpec};
+use crate::io::{announce, live_conns, primary};
 
 /// The logger of a node without a peer: every reply is "logged" at once.
 pub struct SimplexLogger;
@@ -113,22 +128,67 @@ impl TakeoverReport {
     }
 }
 
-/// What a takeover needs.
+/// The shells a failover works with (built once by the node).
 pub struct TakeoverCtx {
-    /// Service addresses (with port) to take over.
-    pub vips: Vec<SocketAddrV4>,
     /// The front's table.
     pub table: Arc<Mutex<ConnTable>>,
     /// The log server's acknowledgement switch.
     pub acking: Arc<AtomicBool>,
+    /// The front (nodes that front an address).
+    pub front: Option<Arc<Front>>,
+    /// The primary's end of the log channel (nodes that are primary).
+    pub log_client: Option<LogClient>,
+    /// The kernel-enforced leases.
+    pub leases: Arc<Leases>,
+    /// Addresses on interfaces.
+    pub nc: NetCfg,
+    /// The LAN interface.
+    pub lan: Iface,
+    /// Loopback.
+    pub lo: Iface,
+    /// Send-only packet socket for gratuitous ARP.
+    pub arp_sock: PacketSocket,
+    /// The application served on rebuilt sockets and new listeners.
+    pub app: Arc<workload::cgi::CgiConfig>,
     /// The clock the table was fed with.
     pub clock: Clock,
     /// The node's intentional-close mark (for rebuilt sockets too).
     pub close_mark: u32,
-    /// Our LAN MAC.
-    pub own_mac: [u8; 6],
     /// Outside host to ping from the service address (paper 3.1).
     pub outside: Option<Ipv4Addr>,
+    /// The node's events.csv.
+    pub events: EventLog,
+}
+
+impl TakeoverCtx {
+    fn front(&self) -> Result<&Arc<Front>> {
+        self.front
+            .as_ref()
+            .ok_or_else(|| anyhow!("this node fronts no address"))
+    }
+
+    /// Gratuitous ARP and the confirming ping for `vip` (blocking), timed
+    /// into `report`.
+    fn announce(&self, vip: Ipv4Addr, report: &mut TakeoverReport) {
+        let r = tokio::task::block_in_place(|| {
+            announce::announce(
+                &self.arp_sock,
+                vip,
+                self.lan.mac,
+                self.outside,
+                Duration::from_millis(100),
+                10,
+            )
+        });
+        match r {
+            Ok(t) => {
+                report.steps.push(("garp", t.garp));
+                report.steps.push(("ping", t.ping));
+                report.announce_rounds = report.announce_rounds.max(t.rounds);
+            }
+            Err(e) => tracing::warn!(%vip, "announcing: {e}"),
+        }
+    }
 }
 
 fn spec_of(s: &TakeoverState, close_mark: u32) -> RepairSpec {
@@ -203,59 +263,6 @@ pub struct Restored {
 /// Where each rebuilt socket's receive queue ends (for step 4).
 pub type ReceivePoints = HashMap<FourTuple, coral_core::SeqNum>;
 
-/// Steps 1 and 2: hold frames, snapshot and stop acknowledging atomically,
-/// rebuild every restorable connection (the address is not local yet).
-/// Also returns the connections caught mid-handshake (step 7).
-pub fn snapshot_and_rebuild(
-    ctx: &TakeoverCtx,
-    front: &Front,
-    report: &mut TakeoverReport,
-) -> (Vec<Restored>, ReceivePoints, HashSet<FourTuple>) {
-    let t = Instant::now();
-    front.hold();
-    let states = {
-        let table = ctx.table.lock().expect("table");
-        ctx.acking.store(false, Ordering::SeqCst);
-        table.takeover_all(ctx.clock.now(), &TakeoverParams::default())
-    };
-    report.snapshot_conns = states.len();
-    let t = report.step("snapshot", t);
-
-    let mut restored = Vec::new();
-    let mut points = HashMap::new();
-    let mut handshakes = HashSet::new();
-    for (tuple, r) in states {
-        match r {
-            Ok(s) => match repair::build_repaired_socket(&spec_of(&s, ctx.close_mark)) {
-                Ok(stream) => {
-                    points.insert(tuple, s.rcv_nxt);
-                    restored.push(Restored {
-                        tuple,
-                        stream,
-                        unacked: s.unacked_replies,
-                    });
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::warn!(%tuple, "rebuilding: {e}");
-                }
-            },
-            Err(NotRestorable::HandshakeIncomplete) => {
-                handshakes.insert(tuple);
-            }
-            Err(why) => {
-                let k = format!("{why:?}");
-                let k = k.split(['(', ' ', '{']).next().unwrap_or("?").to_string();
-                *report.skipped.entry(k).or_default() += 1;
-            }
-        }
-    }
-    report.restored = restored.len();
-    report.handshakes = handshakes.len();
-    report.step("repair", t);
-    (restored, points, handshakes)
-}
-
 /// Step 7, late half: rebuild one connection whose handshake completed
 /// after the takeover (called from the front's engine thread).
 pub fn rebuild_one(
@@ -275,36 +282,6 @@ pub fn rebuild_one(
         stream,
         unacked: state.unacked_replies,
     })
-}
-
-/// Step 4 (after the address is local): re-inject client data held since
-/// the snapshot past each rebuilt socket's receive point.
-pub fn reinject(
-    front: &Front,
-    points: &ReceivePoints,
-    report: &mut TakeoverReport,
-) -> io::Result<()> {
-    let t = Instant::now();
-    let held = front.idle_and_take_held();
-    if !held.is_empty() {
-        let fd = raw_inject_socket()?;
-        for frame in &held {
-            let Ok(p) = parse_frame(frame) else { continue };
-            let FramePayload::Tcp(seg) = p.payload else {
-                continue;
-            };
-            let Some(from) = points.get(&seg.client_tuple()) else {
-                continue;
-            };
-            if let Some(pkt) = seg.ipv4_packet_from(*from) {
-                if inject(&fd, &pkt, seg.dst_ip).is_ok() {
-                    report.reinjected += 1;
-                }
-            }
-        }
-    }
-    report.step("reinject", t);
-    Ok(())
 }
 
 /// Step 5, first half: write what can be written at once of each socket's
@@ -327,29 +304,350 @@ pub fn write_unacked(r: &mut Restored) -> io::Result<usize> {
     Ok(off)
 }
 
-/// Step 6: gratuitous ARP and the confirming ping, per address (blocking).
-pub fn announce_all(
-    ctx: &TakeoverCtx,
-    sock: &crate::io::afpacket::PacketSocket,
-    report: &mut TakeoverReport,
+/// Step 5, second half: give a rebuilt connection to the HTTP server once
+/// the rest of its unacknowledged reply bytes are written.
+fn hand_off(
+    r: Restored,
+    logger: Arc<dyn ReplyLogger>,
+    app: Arc<workload::cgi::CgiConfig>,
+    mark: u32,
 ) {
-    let mut rounds = 0;
-    for v in &ctx.vips {
-        match announce::announce(
-            sock,
-            *v.ip(),
-            ctx.own_mac,
-            ctx.outside,
-            Duration::from_millis(100),
-            10,
-        ) {
-            Ok(t) => {
-                report.steps.push(("garp", t.garp));
-                report.steps.push(("ping", t.ping));
-                rounds = rounds.max(t.rounds);
+    let tuple = r.tuple;
+    let rest = r.unacked;
+    let stream = match r
+        .stream
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::TcpStream::from_std(r.stream))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%tuple, "handing over: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    if rest.is_empty() {
+        primary::spawn_connection(stream, tuple, logger, None, app, mark);
+    } else {
+        tokio::spawn(async move {
+            let mut stream = stream;
+            match tokio::io::AsyncWriteExt::write_all(&mut stream, &rest).await {
+                Ok(()) => primary::spawn_connection(stream, tuple, logger, None, app, mark),
+                Err(e) => tracing::warn!(
+                    %tuple,
+                    "writing the last {} logged reply bytes after the takeover: {e}",
+                    rest.len()
+                ),
             }
-            Err(e) => tracing::warn!(vip = %v.ip(), "announcing: {e}"),
+        });
+    }
+}
+
+/// `k=v` pairs of a breakdown, for events.csv.
+pub fn fmt_breakdown(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The backup's takeover of one fronted address, step by step (module
+/// docs). Created at step 1, consumed at step 6.
+pub struct Takeover {
+    vip: SocketAddrV4,
+    span: tracing::Span,
+    report: TakeoverReport,
+    restored: Vec<Restored>,
+    points: ReceivePoints,
+    handshakes: HashSet<FourTuple>,
+}
+
+impl Takeover {
+    /// Step 1: hold frames, stop answering ARP, and stop acknowledging the
+    /// log, atomically with respect to log entries (under the table lock).
+    pub fn stop(ctx: &TakeoverCtx, vip: SocketAddrV4) -> Result<Takeover> {
+        let span = tracing::info_span!("takeover", vip = %vip.ip());
+        let _g = span.enter();
+        let front = ctx.front()?;
+        front.hold();
+        front.stop_answering_arp();
+        {
+            let _table = ctx.table.lock().expect("table");
+            ctx.acking.store(false, Ordering::SeqCst);
+        }
+        ctx.events.record("log-acks-stopped", "");
+        tracing::info!("frames held, log acks stopped");
+        drop(_g);
+        Ok(Takeover {
+            vip,
+            span,
+            report: TakeoverReport::default(),
+            restored: Vec::new(),
+            points: HashMap::new(),
+            handshakes: HashSet::new(),
+        })
+    }
+
+    /// Step 2: snapshot the shadow state of this address's connections and
+    /// rebuild every restorable one (silent: no lease, address not local).
+    pub fn rebuild(&mut self, ctx: &TakeoverCtx) {
+        let _g = self.span.enter();
+        let t = Instant::now();
+        let vip = *self.vip.ip();
+        let states: Vec<_> = ctx
+            .table
+            .lock()
+            .expect("table")
+            .takeover_all(ctx.clock.now(), &TakeoverParams::default())
+            .into_iter()
+            .filter(|(tuple, _)| tuple.server_ip == vip)
+            .collect();
+        let report = &mut self.report;
+        report.snapshot_conns = states.len();
+        let t = report.step("snapshot", t);
+        for (tuple, r) in states {
+            match r {
+                Ok(s) => match repair::build_repaired_socket(&spec_of(&s, ctx.close_mark)) {
+                    Ok(stream) => {
+                        self.points.insert(tuple, s.rcv_nxt);
+                        self.restored.push(Restored {
+                            tuple,
+                            stream,
+                            unacked: s.unacked_replies,
+                        });
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        tracing::warn!(%tuple, "rebuilding: {e}");
+                    }
+                },
+                Err(NotRestorable::HandshakeIncomplete) => {
+                    self.handshakes.insert(tuple);
+                }
+                Err(why) => {
+                    let k = format!("{why:?}");
+                    let k = k.split(['(', ' ', '{']).next().unwrap_or("?").to_string();
+                    *report.skipped.entry(k).or_default() += 1;
+                }
+            }
+        }
+        report.restored = self.restored.len();
+        report.handshakes = self.handshakes.len();
+        report.step("repair", t);
+        tracing::info!(restored = report.restored, "sockets rebuilt");
+    }
+
+    /// Step 3, first half: the address's lease becomes permanent.
+    pub fn lease(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        let t = Instant::now();
+        ctx.leases
+            .make_permanent(*self.vip.ip())
+            .context("leasing the taken-over address")?;
+        self.report.step("lease", t);
+        Ok(())
+    }
+
+    /// Step 3, second half: the address on the LAN interface.
+    pub async fn add_address(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        let t = Instant::now();
+        ctx.nc.add_addr(ctx.lan.index, *self.vip.ip(), 32).await?;
+        self.report.step("address", t);
+        Ok(())
+    }
+
+    /// Step 4 (the address is local now): re-inject client data held since
+    /// the snapshot past each rebuilt socket's receive point.
+    pub fn reinject(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        let t = Instant::now();
+        let held = ctx.front()?.idle_and_take_held();
+        if !held.is_empty() {
+            let fd = raw_inject_socket()?;
+            for frame in &held {
+                let Ok(p) = parse_frame(frame) else { continue };
+                let FramePayload::Tcp(seg) = p.payload else {
+                    continue;
+                };
+                let Some(from) = self.points.get(&seg.client_tuple()) else {
+                    continue;
+                };
+                if let Some(pkt) = seg.ipv4_packet_from(*from) {
+                    if inject(&fd, &pkt, seg.dst_ip).is_ok() {
+                        self.report.reinjected += 1;
+                    }
+                }
+            }
+        }
+        self.report.step("reinject", t);
+        Ok(())
+    }
+
+    /// Step 5, then step 7: logged-but-unacknowledged replies out, sockets
+    /// to the HTTP server, connections caught mid-handshake watched, and a
+    /// listener on the address for new connections.
+    pub fn hand_over(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        let t = Instant::now();
+        let logger: Arc<dyn ReplyLogger> = Arc::new(SimplexLogger);
+        for mut r in std::mem::take(&mut self.restored) {
+            self.report.unacked_bytes += r.unacked.len();
+            write_unacked(&mut r)?;
+            hand_off(r, logger.clone(), ctx.app.clone(), ctx.close_mark);
+        }
+        self.watch_handshakes(ctx, logger.clone())?;
+        let t = self.report.step("handoff", t);
+        let listener =
+            primary::listen(self.vip).with_context(|| format!("listening on {}", self.vip))?;
+        tokio::spawn(primary::serve(
+            listener,
+            logger,
+            None,
+            ctx.app.clone(),
+            ctx.close_mark,
+        ));
+        self.report.step("listen", t);
+        Ok(())
+    }
+
+    /// Step 7, late half: connections whose handshake completes from now on
+    /// are rebuilt from the front's engine thread and handed over here.
+    fn watch_handshakes(&mut self, ctx: &TakeoverCtx, logger: Arc<dyn ReplyLogger>) -> Result<()> {
+        let handshakes = std::mem::take(&mut self.handshakes);
+        if handshakes.is_empty() {
+            return Ok(());
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (table, clock, mark) = (ctx.table.clone(), ctx.clock, ctx.close_mark);
+        ctx.front()?.watch_handshakes(
+            handshakes,
+            Box::new(move |tuple| match rebuild_one(&table, clock, mark, tuple) {
+                Ok(r) => {
+                    let _ = tx.send(r);
+                }
+                Err(e) => tracing::warn!(%tuple, "rebuilding after its handshake: {e}"),
+            }),
+        );
+        let (app, ev) = (ctx.app.clone(), ctx.events.clone());
+        tokio::spawn(async move {
+            while let Some(mut r) = rx.recv().await {
+                ev.record("handshake-restored", &r.tuple.to_string());
+                if write_unacked(&mut r).is_ok() {
+                    hand_off(r, logger.clone(), app.clone(), mark);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Step 6: gratuitous ARP confirmed by the outside host's reply; client
+    /// ACKs sent while the address moved were lost, so every live
+    /// connection is asked for one again; the front retires once no
+    /// handshake is pending; the takeover is recorded.
+    pub fn announce(mut self, ctx: &TakeoverCtx) {
+        let _g = self.span.enter();
+        ctx.announce(*self.vip.ip(), &mut self.report);
+        self.report.nudged = live_conns::nudge_all();
+        if let Some(f) = ctx.front.clone() {
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    if !f.watching_handshakes() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                f.retire();
+            });
+        }
+        let r = &self.report;
+        ctx.events.record(
+            "takeover",
+            &format!(
+                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} nudged={} skipped={:?}",
+                fmt_breakdown(&r.breakdown()),
+                r.restored,
+                r.handshakes,
+                r.snapshot_conns,
+                r.failed,
+                r.reinjected,
+                r.unacked_bytes,
+                r.announce_rounds,
+                r.nudged,
+                r.skipped
+            ),
+        );
+        tracing::info!(total_ms = r.breakdown()["total"], "takeover done");
+    }
+
+    /// Fenced before the voice: close every rebuilt socket silently.
+    /// Returns how many were closed.
+    pub fn abandon(self) -> usize {
+        let n = self.restored.len();
+        for r in self.restored {
+            let _ = repair::close_silently(r.stream);
+        }
+        n
+    }
+}
+
+/// A primary whose backup failed claims the address the backup fronted
+/// (docs/DESIGN.md section 5, last paragraph), step by step as its machine
+/// hands the steps out: writers released (`GoSimplex`), the address added
+/// on the LAN (`AddVip`) and then removed from `lo` (`RemoveVip`), so it
+/// is never non-local, and gratuitous ARP (`SendGratuitousArp`).
+pub struct Claim {
+    vip: Ipv4Addr,
+    report: TakeoverReport,
+    address_since: Option<Instant>,
+}
+
+impl Claim {
+    /// `GoSimplex`: release every writer waiting for a log ack (paper 3.1);
+    /// `wait_ns` is how long until the machine claims the address.
+    pub fn go_simplex(ctx: &TakeoverCtx, vip: Ipv4Addr, wait_ns: u64) -> Claim {
+        if let Some(client) = &ctx.log_client {
+            let t = Instant::now();
+            client.go_simplex();
+            ctx.events.record(
+                "simplex",
+                &format!("released_ms={:.3}", t.elapsed().as_secs_f64() * 1e3),
+            );
+        }
+        ctx.events
+            .record("simplex-wait", &format!("ms={:.3}", wait_ns as f64 / 1e6));
+        tracing::info!(%vip, wait_ms = wait_ns as f64 / 1e6, "simplex");
+        Claim {
+            vip,
+            report: TakeoverReport::default(),
+            address_since: None,
         }
     }
-    report.announce_rounds = rounds;
+
+    /// `AddVip` on the LAN interface.
+    pub async fn add_address(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        self.address_since = Some(Instant::now());
+        ctx.nc.add_addr(ctx.lan.index, self.vip, 32).await
+    }
+
+    /// `RemoveVip` from loopback.
+    pub async fn remove_loopback(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        ctx.nc.del_addr(ctx.lo.index, self.vip, 32).await?;
+        let since = self.address_since.unwrap_or_else(Instant::now);
+        self.report.step("address", since);
+        Ok(())
+    }
+
+    /// `SendGratuitousArp`: tell the router, nudge every live connection
+    /// (client ACKs sent to the old front while the address moved were
+    /// lost), record the claim.
+    pub fn announce(mut self, ctx: &TakeoverCtx) {
+        ctx.announce(self.vip, &mut self.report);
+        self.report.nudged = live_conns::nudge_all();
+        ctx.events.record(
+            "simplex-address",
+            &format!(
+                "{} rounds={} nudged={}",
+                fmt_breakdown(&self.report.breakdown()),
+                self.report.announce_rounds,
+                self.report.nudged
+            ),
+        );
+    }
 }

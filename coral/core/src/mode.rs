@@ -369,6 +369,30 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The service address the action is about (`None` for the node-wide
+    /// ones: heartbeats and the log channel).
+    pub fn vip(&self) -> Option<Ipv4Addr> {
+        match *self {
+            Action::SnapshotAndStopAckingLog { vip }
+            | Action::AskWitness { vip, .. }
+            | Action::BuildRepairedSockets { vip }
+            | Action::SetLease { vip, .. }
+            | Action::AddVip { vip, .. }
+            | Action::RemoveVip { vip, .. }
+            | Action::InjectLateFrames { vip }
+            | Action::FlushLoggedReplies { vip }
+            | Action::SendGratuitousArp { vip }
+            | Action::GoSimplex { vip }
+            | Action::Fence { vip }
+            | Action::StartFronting { vip }
+            | Action::CloseSimplexConnectionsAfterNextResponse { vip }
+            | Action::ModeChanged { vip, .. } => Some(vip),
+            Action::StopHeartbeats | Action::StartHeartbeats | Action::StartLogChannel => None,
+        }
+    }
+}
+
 /// The mode of one client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnMode {
@@ -413,6 +437,11 @@ pub struct VipMachine {
     join_role: Role,
     /// In `Joining`: the join was accepted.
     join_accepted: bool,
+    /// A witness arbitrates takeovers (see [`VipMachine::without_witness`]).
+    arbitrated: bool,
+    /// Primary gone simplex: when to claim the address on the LAN (the
+    /// backup's front answers ARP under its own lease until then).
+    claim_at: Option<Instant>,
 }
 
 impl VipMachine {
@@ -428,6 +457,8 @@ impl VipMachine {
             actions: VecDeque::new(),
             join_role: role,
             join_accepted: false,
+            arbitrated: true,
+            claim_at: None,
         }
     }
 
@@ -444,6 +475,8 @@ impl VipMachine {
             actions: VecDeque::new(),
             join_role: Role::Primary,
             join_accepted: false,
+            arbitrated: true,
+            claim_at: None,
         }
     }
 
@@ -460,7 +493,20 @@ impl VipMachine {
             actions: VecDeque::new(),
             join_role: role,
             join_accepted: false,
+            arbitrated: true,
+            claim_at: None,
         }
+    }
+
+    /// The same machine for a node with no witness: the node answers every
+    /// [`Action::AskWitness`] with an immediate [`Input::GrantReceived`],
+    /// and since nobody arbitrates, heartbeats are not stopped, the peer's
+    /// lease is not waited for (the grant speaks at once) and a peer's epoch
+    /// proves nothing. Unsafe under partitions (two voices); kept for runs
+    /// without a third machine.
+    pub fn without_witness(mut self) -> Self {
+        self.arbitrated = false;
+        self
     }
 
     /// The service address.
@@ -540,6 +586,7 @@ impl VipMachine {
     }
 
     fn fence(&mut self, reason: FenceReason) {
+        self.claim_at = None;
         self.actions.push_back(Action::Fence { vip: self.vip });
         self.actions.push_back(Action::StopHeartbeats);
         self.set_mode(VipMode::Fenced { reason });
@@ -567,7 +614,9 @@ impl VipMachine {
                     Role::Sole => return,
                 };
                 let requested = self.epoch.next();
-                self.actions.push_back(Action::StopHeartbeats);
+                if self.arbitrated {
+                    self.actions.push_back(Action::StopHeartbeats);
+                }
                 self.actions.push_back(Action::AskWitness {
                     vip,
                     node: self.node,
@@ -593,13 +642,21 @@ impl VipMachine {
                 Input::GrantReceived { epoch },
             ) if epoch == requested => {
                 self.epoch = epoch;
+                let voice_at = if self.arbitrated {
+                    self.timing.voice_at(last_heard, last_sent)
+                } else {
+                    now
+                };
                 match purpose {
                     GrantPurpose::Takeover => {
                         self.actions.push_back(Action::BuildRepairedSockets { vip });
-                        let voice_at = self.timing.voice_at(last_heard, last_sent);
                         self.set_mode(VipMode::TakingOver { voice_at });
                         self.poll_timers(now);
                     }
+                    // Writers are released at once; the address moves to
+                    // the LAN only at `voice_at`, when the backup front's
+                    // ARP lease (extended by our heartbeats, stopped at our
+                    // detection) has surely lapsed.
                     GrantPurpose::GoSimplex => {
                         self.actions.extend([
                             Action::SetLease {
@@ -607,18 +664,11 @@ impl VipMachine {
                                 lease: Lease::Permanent,
                             },
                             Action::GoSimplex { vip },
-                            Action::AddVip {
-                                vip,
-                                iface: Iface::Lan,
-                            },
-                            Action::RemoveVip {
-                                vip,
-                                iface: Iface::Loopback,
-                            },
-                            Action::SendGratuitousArp { vip },
                         ]);
                         self.role = Role::Sole;
                         self.set_mode(VipMode::Simplex);
+                        self.claim_at = Some(voice_at);
+                        self.poll_timers(now);
                     }
                 }
             }
@@ -635,7 +685,7 @@ impl VipMachine {
                 | VipMode::TakingOver { .. }
                 | VipMode::Simplex,
                 Input::EpochSeen { epoch },
-            ) if epoch > self.epoch => {
+            ) if epoch > self.epoch && self.arbitrated => {
                 self.fence(FenceReason::HigherEpoch(epoch));
             }
             // Simplex node accepts a new server that will front the address.
@@ -710,6 +760,20 @@ impl VipMachine {
 
     fn poll_timers(&mut self, now: Instant) {
         let vip = self.vip;
+        if self.claim_at.is_some_and(|at| now >= at) {
+            self.claim_at = None;
+            self.actions.extend([
+                Action::AddVip {
+                    vip,
+                    iface: Iface::Lan,
+                },
+                Action::RemoveVip {
+                    vip,
+                    iface: Iface::Loopback,
+                },
+                Action::SendGratuitousArp { vip },
+            ]);
+        }
         match self.mode {
             VipMode::WaitingForGrant {
                 purpose,
@@ -759,12 +823,14 @@ impl VipMachine {
         self.actions.pop_front()
     }
 
-    /// When [`VipMachine::poll`] next has timer work (witness retry or the
-    /// end of the takeover wait).
+    /// When [`VipMachine::poll`] next has timer work (witness retry, the
+    /// end of the takeover wait, or a simplex primary's claim of the
+    /// address). The driver arms one timer for it; nothing sleeps.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.mode {
             VipMode::WaitingForGrant { next_retry, .. } => Some(next_retry),
             VipMode::TakingOver { voice_at } => Some(voice_at),
+            VipMode::Simplex => self.claim_at,
             _ => None,
         }
     }
@@ -958,6 +1024,15 @@ mod tests {
                     lease: Lease::Permanent
                 },
                 Action::GoSimplex { vip: VIP },
+            ]
+        );
+        // The address moves only at voice_at = max(20 + 30, 45 + 20 + 4) = 69:
+        // a deadline handed out, not a sleep.
+        assert_eq!(m.next_deadline(), Some(t(69)));
+        assert_eq!(drain(&mut m, t(68)), vec![]);
+        assert_eq!(
+            drain(&mut m, t(69)),
+            vec![
                 Action::AddVip {
                     vip: VIP,
                     iface: Iface::Lan
@@ -969,9 +1044,91 @@ mod tests {
                 Action::SendGratuitousArp { vip: VIP },
             ]
         );
+        assert_eq!(m.next_deadline(), None);
         assert_eq!(m.mode(), &VipMode::Simplex);
         assert_eq!(m.new_connection_mode(), Some(ConnMode::Simplex));
         assert_eq!(ConnMode::Duplex.on_go_simplex(), ConnMode::Simplex);
+    }
+
+    #[test]
+    fn without_witness_the_grant_arrives_at_once_and_speaks_at_once() {
+        let failed = Input::PeerFailed {
+            last_heard: t(100),
+            last_sent: t(125),
+        };
+        // Backup: the same steps, in the same order, none waited for.
+        let mut b =
+            VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(4), timing()).without_witness();
+        b.handle(t(130), failed);
+        let ask = Action::AskWitness {
+            vip: VIP,
+            node: NodeId(2),
+            epoch: Epoch(5),
+        };
+        assert_eq!(
+            drain(&mut b, t(130)),
+            vec![Action::SnapshotAndStopAckingLog { vip: VIP }, ask],
+            "heartbeats go on without a witness"
+        );
+        b.handle(t(130), Input::GrantReceived { epoch: Epoch(5) });
+        assert_eq!(
+            drain(&mut b, t(130)),
+            vec![
+                Action::BuildRepairedSockets { vip: VIP },
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Permanent
+                },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+                Action::InjectLateFrames { vip: VIP },
+                Action::FlushLoggedReplies { vip: VIP },
+                Action::SendGratuitousArp { vip: VIP },
+            ]
+        );
+        assert_eq!((b.mode(), b.next_deadline()), (&VipMode::Simplex, None));
+        // Each step once: nothing more, ever.
+        b.handle(t(131), Input::GrantReceived { epoch: Epoch(5) });
+        assert_eq!(drain(&mut b, t(10_000)), vec![]);
+        // No witness, so a peer's epoch deposes nobody.
+        b.handle(t(132), Input::EpochSeen { epoch: Epoch(9) });
+        assert_eq!(b.mode(), &VipMode::Simplex);
+        // Primary: writers released and the address claimed at once.
+        let mut p =
+            VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(4), timing()).without_witness();
+        p.handle(t(130), failed);
+        assert_eq!(
+            drain(&mut p, t(130)),
+            vec![Action::AskWitness {
+                vip: VIP,
+                node: NodeId(1),
+                epoch: Epoch(5)
+            }]
+        );
+        p.handle(t(130), Input::GrantReceived { epoch: Epoch(5) });
+        assert_eq!(
+            drain(&mut p, t(130)),
+            vec![
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Permanent
+                },
+                Action::GoSimplex { vip: VIP },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+                Action::RemoveVip {
+                    vip: VIP,
+                    iface: Iface::Loopback
+                },
+                Action::SendGratuitousArp { vip: VIP },
+            ]
+        );
+        assert_eq!((p.mode(), p.next_deadline()), (&VipMode::Simplex, None));
+        assert_eq!(drain(&mut p, t(10_000)), vec![]);
     }
 
     #[test]

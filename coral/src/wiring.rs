@@ -1,0 +1,551 @@
+//! Wiring: the shells of one node, built from its [`Config`] in the order
+//! they depend on each other (the only place, with [`crate::node`], that
+//! knows every shell).
+//!
+//! For every service address the node is primary for: direct-routing
+//! sysctls, the address on `lo`, the application behind log-before-write,
+//! and the log channel to the peer. For every address it fronts: no
+//! forwarding, the log server, and the packet engine once the primary's MAC
+//! is known. In any case: the crash fence and leases (nftables), heartbeats,
+//! and (if configured) the witness channel. Leases: a primary's addresses
+//! are leased for (K-1) x H at start and on every fresh heartbeat
+//! ([`crate::io::leases`]).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use coral_core::{
+    Channel, ConnTable, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Key,
+    Message, ModeTag, NodeConfig, NodeId, RejectCounters, Role, TableConfig, Timing, VipMachine,
+    VipStatus, WitnessMsg,
+};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::clock::{unix_ns, Clock};
+use crate::config::{parse_mac, Config, Service, ServiceRole};
+use crate::events::EventLog;
+use crate::io::afpacket::PacketSocket;
+use crate::io::front::{Front, FrontConfig, FrontEvent};
+use crate::io::heartbeat::{self, HeartbeatHandle};
+use crate::io::leases::Leases;
+use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
+use crate::io::logged_io::ReplyLogger;
+use crate::io::netcfg::{self, Iface, NetCfg};
+use crate::io::nft::{self, FenceConfig, Nft};
+use crate::io::primary;
+use crate::takeover::TakeoverCtx;
+
+/// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
+pub const START_EPOCH: Epoch = Epoch(1);
+
+/// Kernel settings that must match on both nodes for repaired sockets to
+/// behave like the originals (checked through the `Hello` exchange).
+const MATCHED_SYSCTLS: &[&str] = &[
+    "net/ipv4/tcp_timestamps",
+    "net/ipv4/tcp_sack",
+    "net/ipv4/tcp_window_scaling",
+    "net/ipv4/tcp_rmem",
+    "net/ipv4/tcp_wmem",
+];
+
+fn hello(cfg: &Config, timing: &Timing) -> NodeConfig {
+    NodeConfig {
+        node: NodeId(cfg.node_id),
+        heartbeat_interval_ns: timing.heartbeat_ns(),
+        misses: timing.misses(),
+        vips: cfg.service.iter().map(|s| s.vip).collect(),
+        kernel: MATCHED_SYSCTLS
+            .iter()
+            .filter_map(|k| {
+                netcfg::read_sysctl(k)
+                    .ok()
+                    .map(|v| (k.replace('/', "."), v))
+            })
+            .collect(),
+        software: format!("coral {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The node's side of the witness channel.
+pub struct WitnessClient {
+    sock: Arc<UdpSocket>,
+    to: SocketAddrV4,
+    enc: Encoder,
+    /// First request of the current round (for the round-trip event).
+    asked_at: Option<Instant>,
+}
+
+impl WitnessClient {
+    /// Send (or resend) a grant request.
+    pub async fn ask(&mut self, events: &EventLog, vip: Ipv4Addr, node: NodeId, epoch: Epoch) {
+        let msg = Message::Witness(WitnessMsg::Request { vip, node, epoch });
+        let d = match self.enc.encode_to_vec(&msg) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("encoding a witness request: {e}");
+                return;
+            }
+        };
+        let first = self.asked_at.is_none();
+        if first {
+            self.asked_at = Some(Instant::now());
+        }
+        let sent = self.sock.send_to(&d, self.to).await;
+        if first {
+            events.record(
+                "witness-ask",
+                &format!("vip={vip} epoch={} sent={}", epoch.0, sent.is_ok()),
+            );
+        }
+    }
+
+    /// Milliseconds since the first request of this round (NaN if none);
+    /// ends the round.
+    pub fn round_trip_ms(&mut self) -> f64 {
+        self.asked_at
+            .take()
+            .map(|t| t.elapsed().as_secs_f64() * 1e3)
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// What the node's loop reads: one receiver per source.
+pub struct Inputs {
+    /// Detector events (heartbeat task).
+    pub detector: UnboundedReceiver<DetectorEvent>,
+    /// The peer's per-address status, when it changes (heartbeat task).
+    pub peer_status: UnboundedReceiver<Vec<VipStatus>>,
+    /// Witness replies (witness channel task; never fed without a witness).
+    pub witness: UnboundedReceiver<WitnessMsg>,
+}
+
+/// Everything the node's loop drives, built and started.
+pub struct Wired {
+    /// The shells a failover works with.
+    pub ctx: TakeoverCtx,
+    /// One machine per service address, with the role it started in and
+    /// the service port.
+    pub machines: Vec<(VipMachine, ServiceRole, u16)>,
+    /// The witness channel, if configured.
+    pub witness: Option<WitnessClient>,
+    /// The heartbeat task.
+    pub hb: HeartbeatHandle,
+    /// The log server's counters (fronts).
+    pub log_stats: Arc<LogServerStats>,
+    /// Every service address of this node.
+    pub vips: Vec<Ipv4Addr>,
+    /// The addresses this node is primary for.
+    pub primaries: Vec<Service>,
+    /// The loop's inputs.
+    pub inputs: Inputs,
+}
+
+/// What every part below needs.
+struct Base {
+    cfg: Config,
+    clock: Clock,
+    events: EventLog,
+    key: Key,
+    nc: NetCfg,
+    lan: Iface,
+    lo: Iface,
+    own: Ipv4Addr,
+    timing: Timing,
+    primaries: Vec<Service>,
+    fronted: Vec<Service>,
+}
+
+async fn base(cfg: Config) -> Result<Base> {
+    let events = EventLog::new(cfg.events.clone(), &cfg.name);
+    let key = Key::new(&cfg.read_key()?).map_err(|e| anyhow!("key: {e}"))?;
+    let nc = NetCfg::open()?;
+    let lan = nc
+        .iface(&cfg.lan)
+        .await
+        .with_context(|| format!("lan interface {:?}", cfg.lan))?;
+    let lo = nc.iface("lo").await?;
+    let own = *nc
+        .addrs(lan.index)
+        .await?
+        .first()
+        .ok_or_else(|| anyhow!("interface {} has no IPv4 address", cfg.lan))?;
+    // H, K and the lease margin: derived once, here, for every part below.
+    let timing = Timing::from_ms(cfg.heartbeat_ms, cfg.misses).map_err(|e| anyhow!("{e}"))?;
+    let pick = |r: ServiceRole| {
+        cfg.service
+            .iter()
+            .filter(|s| s.role == r)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (primaries, fronted) = (pick(ServiceRole::Primary), pick(ServiceRole::Backup));
+    events.record(
+        "start",
+        &format!(
+            "node {} on {} ({own}); primary for {}, front for {}",
+            cfg.node_id,
+            cfg.lan,
+            primaries.len(),
+            fronted.len()
+        ),
+    );
+    Ok(Base {
+        clock: Clock::new(),
+        events,
+        key,
+        nc,
+        lan,
+        lo,
+        own,
+        timing,
+        primaries,
+        fronted,
+        cfg,
+    })
+}
+
+/// The crash fence guards every address this node may ever speak for; it
+/// holds a lease on those it is primary for. A primary cannot answer anyone
+/// before its backup is up (the backup fronts the address and acknowledges
+/// the log), so the initial lease (one timeout, then refreshed by
+/// heartbeats) loses nothing.
+fn fence_and_leases(b: &Base) -> Result<Arc<Leases>> {
+    let fence = FenceConfig {
+        table: format!("coral_{}", b.cfg.node_id),
+        lan: b.cfg.lan.clone(),
+        close_mark: b.cfg.close_mark,
+    };
+    let mut nft = Nft::open()?;
+    let mut script = nft::fence_ruleset(&fence);
+    for s in &b.cfg.service {
+        script.push_str(&nft::add_vip(&fence, s.vip));
+    }
+    nft.run(&script).context("installing the crash fence")?;
+    let leases = Arc::new(Leases::new(
+        nft,
+        fence,
+        Duration::from_nanos(b.timing.lease_timeout_ns()),
+    ));
+    for s in &b.primaries {
+        leases
+            .start_refreshed(s.vip)
+            .context("initial lease of a primary address")?;
+    }
+    Ok(leases)
+}
+
+/// The primary's side: addresses on `lo`, the log client, a listener per
+/// address serving the application behind log-before-write.
+async fn primary_side(b: &Base, app: &Arc<workload::cgi::CgiConfig>) -> Result<Option<LogClient>> {
+    if b.primaries.is_empty() {
+        return Ok(None);
+    }
+    netcfg::primary_sysctls(&b.cfg.lan)?;
+    for s in &b.primaries {
+        b.nc.add_addr(b.lo.index, s.vip, 32).await?;
+    }
+    let client = LogClient::start(
+        b.key.clone(),
+        LogClientConfig {
+            local: b.own,
+            backup: SocketAddrV4::new(b.cfg.peer.addr, b.cfg.log_port),
+            node: NodeId(b.cfg.node_id),
+            epoch: START_EPOCH,
+            hello: hello(&b.cfg, &b.timing),
+        },
+    );
+    for s in &b.primaries {
+        let vip = SocketAddrV4::new(s.vip, s.port);
+        let listener = primary::listen(vip).with_context(|| format!("listening on {vip}"))?;
+        let logger: Arc<dyn ReplyLogger> = Arc::new(client.clone());
+        tokio::spawn(primary::serve(
+            listener,
+            logger,
+            Some(client.clone()),
+            app.clone(),
+            b.cfg.close_mark,
+        ));
+    }
+    b.events.record("primary-ready", &list(&b.primaries));
+    Ok(Some(client))
+}
+
+/// The front's side: the address off every interface, the log server
+/// applying entries to the table, the packet engine.
+async fn front_side(
+    b: &Base,
+    table: &Arc<Mutex<ConnTable>>,
+    acking: &Arc<AtomicBool>,
+    log_stats: &Arc<LogServerStats>,
+) -> Result<Option<Arc<Front>>> {
+    if b.fronted.is_empty() {
+        return Ok(None);
+    }
+    netcfg::front_sysctls()?;
+    for s in &b.fronted {
+        // The front's kernel must not have the address: it would answer
+        // (and reset) the client's segments itself.
+        for (idx, len) in [(b.lan.index, 24), (b.lan.index, 32), (b.lo.index, 32)] {
+            b.nc.del_addr(idx, s.vip, len).await?;
+        }
+    }
+    let listener = TcpListener::bind((b.own, b.cfg.log_port))
+        .await
+        .with_context(|| format!("log port {}:{}", b.own, b.cfg.log_port))?;
+    tokio::spawn(serve_log(
+        listener,
+        LogServer {
+            key: b.key.clone(),
+            peer: b.cfg.peer.addr,
+            me: NodeId(b.cfg.node_id),
+            epoch: START_EPOCH,
+            hello: hello(&b.cfg, &b.timing),
+            table: table.clone(),
+            acking: acking.clone(),
+            stats: log_stats.clone(),
+            rejects: Arc::new(Mutex::new(RejectCounters::default())),
+        },
+    ));
+    let primary_mac = match &b.cfg.peer.mac {
+        Some(m) => parse_mac(m)?,
+        None => wait_for_mac(&b.nc, b.lan.index, b.cfg.peer.addr).await?,
+    };
+    let sock = PacketSocket::open(&b.cfg.lan)
+        .with_context(|| format!("packet socket on {}", b.cfg.lan))?;
+    let (etx, erx) = std::sync::mpsc::channel();
+    let f = Front::start(
+        FrontConfig {
+            lan: b.cfg.lan.clone(),
+            own_mac: b.lan.mac,
+            primary_mac,
+            vips: b.fronted.iter().map(|s| s.vip).collect(),
+        },
+        sock,
+        table.clone(),
+        b.clock,
+        etx,
+    )?;
+    let ev = b.events.clone();
+    std::thread::Builder::new()
+        .name("coral-front-events".into())
+        .spawn(move || {
+            for e in erx {
+                match e {
+                    FrontEvent::Conn(t, c) => ev.record("conn", &format!("{t} {c:?}")),
+                    FrontEvent::Failed(why) => ev.record("front-failed", &why),
+                }
+            }
+        })?;
+    if b.cfg.witness.is_some() {
+        // The front answers ARP only while heartbeats keep coming (its
+        // lease, see Front::arp_lease); one failure timeout to start.
+        f.arp_lease().store(
+            b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0,
+            Ordering::Release,
+        );
+    }
+    b.events.record("front-ready", &list(&b.fronted));
+    Ok(Some(Arc::new(f)))
+}
+
+/// Heartbeats feeding the core's detector; every fresh one refreshes the
+/// leases (and, with a witness, the front's ARP lease) from its arrival.
+async fn heartbeats(
+    b: &Base,
+    leases: &Arc<Leases>,
+    front: Option<&Arc<Front>>,
+) -> Result<(
+    HeartbeatHandle,
+    UnboundedReceiver<DetectorEvent>,
+    UnboundedReceiver<Vec<VipStatus>>,
+)> {
+    let (dtx, drx) = unbounded_channel();
+    let (ptx, prx) = unbounded_channel::<Vec<VipStatus>>();
+    let vips = b
+        .cfg
+        .service
+        .iter()
+        .map(|s| VipStatus {
+            vip: s.vip,
+            epoch: START_EPOCH,
+            mode: ModeTag::Duplex,
+        })
+        .collect();
+    let witness = b.cfg.witness.is_some();
+    let on_fresh = {
+        let (leases, clock) = (leases.clone(), b.clock);
+        let arp = front.filter(|_| witness).map(|f| f.arp_lease());
+        let lease_ns = b.timing.lease_timeout_ns();
+        Box::new(move |age: Duration| {
+            leases.refresh(age);
+            if let Some(a) = &arp {
+                let left = lease_ns.saturating_sub(age.as_nanos() as u64);
+                a.store(clock.now().plus_ns(left).0, Ordering::Release);
+            }
+        })
+    };
+    let hb = heartbeat::start(
+        b.key.clone(),
+        heartbeat::HeartbeatConfig {
+            local: SocketAddrV4::new(b.own, b.cfg.heartbeat_port),
+            peer: SocketAddrV4::new(b.cfg.peer.addr, b.cfg.heartbeat_port),
+            node: NodeId(b.cfg.node_id),
+            peer_node: NodeId(b.cfg.peer.node_id),
+            epoch: START_EPOCH,
+            detector: b.timing.detector,
+            vips,
+            stop_on_failure: witness,
+            max_refresh_age: Some(Duration::from_nanos(b.timing.margin_ns)),
+            peer_vips: Some(ptx),
+        },
+        b.clock,
+        dtx,
+        on_fresh,
+    )
+    .await
+    .context("heartbeat socket")?;
+    Ok((hb, drx, prx))
+}
+
+/// The witness channel: a socket, and a task passing on authenticated
+/// replies from the witness.
+async fn witness_link(b: &Base) -> Result<(Option<WitnessClient>, UnboundedReceiver<WitnessMsg>)> {
+    let (wtx, wrx) = unbounded_channel::<WitnessMsg>();
+    let Some(to) = b.cfg.witness else {
+        return Ok((None, wrx));
+    };
+    let port = b.cfg.witness_port;
+    let sock = Arc::new(
+        UdpSocket::bind((b.own, port))
+            .await
+            .with_context(|| format!("witness socket {}:{port}", b.own))?,
+    );
+    let (rx_sock, rx_key) = (sock.clone(), b.key.clone());
+    tokio::spawn(async move {
+        let mut dec = DatagramDecoder::new(rx_key, DecoderConfig::for_channel(Channel::Witness));
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let Ok((n, from)) = rx_sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            if from != std::net::SocketAddr::V4(to) {
+                continue;
+            }
+            if let Ok(f) = dec.decode(&buf[..n]) {
+                if let Message::Witness(m) = f.msg {
+                    if wtx.send(m).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let client = WitnessClient {
+        sock,
+        to,
+        enc: Encoder::new(b.key.clone(), NodeId(b.cfg.node_id), START_EPOCH, unix_ns()),
+        asked_at: None,
+    };
+    Ok((Some(client), wrx))
+}
+
+/// One mode machine per service address. Without a witness the node
+/// grants itself every request at once ([`VipMachine::without_witness`]).
+fn machines(b: &Base) -> Vec<(VipMachine, ServiceRole, u16)> {
+    let me = NodeId(b.cfg.node_id);
+    b.cfg
+        .service
+        .iter()
+        .map(|s| {
+            let role = match s.role {
+                ServiceRole::Primary => Role::Primary,
+                ServiceRole::Backup => Role::Backup,
+            };
+            let m = VipMachine::duplex(s.vip, me, role, START_EPOCH, b.timing);
+            let m = if b.cfg.witness.is_some() {
+                m
+            } else {
+                m.without_witness()
+            };
+            (m, s.role, s.port)
+        })
+        .collect()
+}
+
+/// Build and start every shell of the node described by `cfg`.
+pub async fn start(cfg: Config) -> Result<Wired> {
+    let b = base(cfg).await?;
+    // The application (for app = "cgi": its program, checked now).
+    let app = workload::cgi::App::from_mode(
+        b.cfg.app,
+        b.cfg.cgi_program.as_deref(),
+        workload::cgi_gateway::DEFAULT_CGI_TIMEOUT,
+    )
+    .map_err(|e| anyhow!("app = {:?}: {e}", b.cfg.app.as_str()))?;
+    let app = Arc::new(workload::cgi::CgiConfig {
+        served_by: b.cfg.name.clone(),
+        max_size: b.cfg.max_size,
+        app,
+        ..Default::default()
+    });
+    let leases = fence_and_leases(&b)?;
+    let arp_sock = PacketSocket::open_send_only(&b.cfg.lan)?;
+    let log_client = primary_side(&b, &app).await?;
+    let table = Arc::new(Mutex::new(ConnTable::new(TableConfig::default())));
+    let acking = Arc::new(AtomicBool::new(true));
+    let log_stats = Arc::new(LogServerStats::default());
+    let front = front_side(&b, &table, &acking, &log_stats).await?;
+    let (hb, detector, peer_status) = heartbeats(&b, &leases, front.as_ref()).await?;
+    let (witness, witness_rx) = witness_link(&b).await?;
+    Ok(Wired {
+        machines: machines(&b),
+        ctx: TakeoverCtx {
+            table,
+            acking,
+            front,
+            log_client,
+            leases,
+            nc: b.nc.clone(),
+            lan: b.lan,
+            lo: b.lo,
+            arp_sock,
+            app,
+            clock: b.clock,
+            close_mark: b.cfg.close_mark,
+            outside: b.cfg.outside,
+            events: b.events.clone(),
+        },
+        witness,
+        hb,
+        log_stats,
+        vips: b.cfg.service.iter().map(|s| s.vip).collect(),
+        primaries: b.primaries.clone(),
+        inputs: Inputs {
+            detector,
+            peer_status,
+            witness: witness_rx,
+        },
+    })
+}
+
+fn list(s: &[Service]) -> String {
+    s.iter()
+        .map(|s| s.vip.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn wait_for_mac(nc: &NetCfg, index: u32, ip: Ipv4Addr) -> Result<[u8; 6]> {
+    // The primary's log connection makes our kernel resolve its MAC.
+    for _ in 0..3000 {
+        if let Some(m) = nc.neighbour_mac(index, ip).await? {
+            return Ok(m);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("no neighbour entry for the primary {ip} after 30 s (set peer.mac in the config)")
+}
