@@ -30,10 +30,6 @@ impl Clock {
 }
 
 /// Wall-clock now in unix nanoseconds (for events.csv only: never for
-/// decisions).
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+/// decisions). The kit has one definition of it, faultinject's, which
+/// writes every events.csv.
+pub use faultinject::now_unix_ns as unix_ns;

@@ -34,13 +34,14 @@ pub const PARTITION_TABLE: &str = "coral_fault";
 /// Errors of fault injection.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    /// An external command (`ip`, `nft`) failed.
-    #[error("`{cmd}` failed: {stderr}")]
+    /// An external command (`ip`, `nft`) could not be run or failed.
+    #[error("`{cmd}` failed: {detail}")]
     Command {
         /// The command line.
         cmd: String,
-        /// What it printed on stderr (or the spawn error).
-        stderr: String,
+        /// Its exit status and what it printed on stderr, and the input it
+        /// was given (or why it could not be started).
+        detail: String,
     },
     /// None of the target processes exists any more.
     #[error("no live process among pids {0:?}")]
@@ -216,9 +217,20 @@ fn check_mac(s: &str) -> Result<(), FaultError> {
     }
 }
 
-fn run(cmd: &mut std::process::Command, input: Option<&str>) -> Result<String, FaultError> {
+/// Runs `cmd` to completion, feeding it `input` on stdin (else stdin is
+/// empty), and returns its stdout. Fails with [`FaultError::Command`] if it
+/// cannot be started or exits unsuccessfully; the error carries its exit
+/// status, its stderr and the input it was given.
+pub fn run_command(
+    cmd: &mut std::process::Command,
+    input: Option<&str>,
+) -> Result<String, FaultError> {
     use std::io::Write;
     let line = format!("{cmd:?}");
+    let failed = |detail: String| FaultError::Command {
+        cmd: line.clone(),
+        detail,
+    };
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -226,27 +238,28 @@ fn run(cmd: &mut std::process::Command, input: Option<&str>) -> Result<String, F
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| FaultError::Command {
-        cmd: line.clone(),
-        stderr: e.to_string(),
-    })?;
-    if let Some(text) = input {
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(text.as_bytes());
-        }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("cannot start: {e}")))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| failed(format!("writing its input: {e}")))?;
     }
-    let out = child.wait_with_output().map_err(|e| FaultError::Command {
-        cmd: line.clone(),
-        stderr: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(format!("waiting for it: {e}")))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(FaultError::Command {
-            cmd: line,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    Err(failed(format!(
+        "{}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        input
+            .map(|i| format!("\ninput was:\n{i}"))
+            .unwrap_or_default()
+    )))
 }
 
 /// Sets `dev` in namespace `netns` up or down (rtnetlink, see [`nl`]).
@@ -321,7 +334,7 @@ pub fn partition(netns: &str, mac_a: &str, mac_b: &str, label: &str) -> Result<(
          add rule bridge {t} forward ether saddr {mac_a} ether daddr {mac_b} drop comment \"{label}\"\n\
          add rule bridge {t} forward ether saddr {mac_b} ether daddr {mac_a} drop comment \"{label}\"\n"
     );
-    run(
+    run_command(
         &mut netns::command_in(netns, "nft", &["-f", "-"])?,
         Some(&script),
     )?;
@@ -334,7 +347,7 @@ pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
     check_name("namespace", netns)?;
     check_name("label", label)?;
     netns::require(netns)?;
-    let listing = run(
+    let listing = run_command(
         &mut netns::command_in(
             netns,
             "nft",
@@ -359,7 +372,7 @@ pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
         .iter()
         .map(|h| format!("delete rule bridge {PARTITION_TABLE} forward handle {h}\n"))
         .collect();
-    run(
+    run_command(
         &mut netns::command_in(netns, "nft", &["-f", "-"])?,
         Some(&script),
     )?;
@@ -369,6 +382,23 @@ pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_command_returns_stdout_or_says_what_failed() {
+        let mut ok = std::process::Command::new("sh");
+        ok.args(["-c", "cat; echo done"]);
+        assert_eq!(run_command(&mut ok, Some("in\n")).unwrap(), "in\ndone\n");
+        let mut bad = std::process::Command::new("sh");
+        bad.args(["-c", "cat >/dev/null; echo oops >&2; exit 3"]);
+        let e = run_command(&mut bad, Some("the input"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exit status: 3: oops"), "{e}");
+        assert!(e.ends_with("input was:\nthe input"), "{e}");
+        let mut none = std::process::Command::new("/nonexistent/program");
+        let e = run_command(&mut none, None).unwrap_err().to_string();
+        assert!(e.contains("cannot start"), "{e}");
+    }
 
     #[test]
     fn names_are_checked() {

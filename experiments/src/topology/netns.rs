@@ -23,7 +23,6 @@ use super::{
 use anyhow::{bail, Context, Result};
 use faultinject::Fault;
 use std::ffi::OsString;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -81,33 +80,6 @@ pub fn cgroup_name(prefix: &str, host: &str) -> String {
 /// Namespace name of `host` under `prefix`.
 pub fn ns_name(prefix: &str, host: &str) -> String {
     format!("{prefix}-{host}")
-}
-
-fn run_cmd(cmd: &mut Command, input: Option<&str>) -> Result<String> {
-    let line = format!("{cmd:?}");
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("spawn {line}"))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{line} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            input
-                .map(|i| format!("\ninput was:\n{i}"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Environment variable: milliseconds to sleep before creating each
@@ -186,7 +158,7 @@ fn delete_netns(name: &str) -> Result<()> {
     if !left.is_empty() {
         bail!("processes {left:?} in namespace {name} survived SIGKILL");
     }
-    run_cmd(Command::new("ip").args(["netns", "del", name]), None)?;
+    faultinject::run_command(Command::new("ip").args(["netns", "del", name]), None)?;
     Ok(())
 }
 
@@ -205,7 +177,7 @@ impl Netns {
         // if absent, never a namespace nobody knows about.
         h.state.hosts.insert(host.to_string(), info);
         h.record(Resource::Netns { name: ns.clone() })?;
-        run_cmd(Command::new("ip").args(["netns", "add", &ns]), None)?;
+        faultinject::run_command(Command::new("ip").args(["netns", "add", &ns]), None)?;
         let fwd = if host == "router" { "1" } else { "0" };
         let is_switch = host == "switch";
         // New namespaces copy IPv4 settings from the root namespace, so set
