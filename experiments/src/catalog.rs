@@ -39,7 +39,13 @@
 //!   fronted) and single role with the backup cut (the primary takes the
 //!   address: where it really moves); full adds single role, primary cut.
 //! - `table3-overhead`: one and two unreplicated servers, single-role and
-//!   dual-role CoRAL, no fault, same quotas.
+//!   dual-role CoRAL, no fault, same quotas; with the CGI application and
+//!   again in process (`inproc-` variants).
+//!
+//! `fig2-throughput`, `fig3-latency`, `table1-failover` and `table3-overhead`
+//! run the paper's application, WebStone 2.0's CGI: a `webstone-cgi` process
+//! per request ([`PAPER_CGI`]); everything else, and Table 3's `inproc-`
+//! variants, the in-process generator. `run --app` overrides ([`with_app`]).
 //! - `detection-sweep`: heartbeats 1, 5, 10, 50, 100 ms, 3 misses, primary
 //!   cut (stall), without a CPU quota (CFS throttling pauses a host for up
 //!   to a period minus its quota, longer than three 1 ms heartbeats); a fault-free loaded run
@@ -51,7 +57,7 @@
 //!   servers and dual-role CoRAL with server-a cut mid-run.
 
 use crate::conditions::Conditions;
-use crate::services::{CoralOptions, LbOptions, LbProfile};
+use crate::services::{AppMode, CoralOptions, LbOptions, LbProfile};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
@@ -112,6 +118,9 @@ pub struct Variant {
     pub load: LoadOptions,
     /// The variant's conditions; `run --lan-mbit/--server-cpu` override.
     pub conditions: Conditions,
+    /// The WebStone application on the servers; `run --app` overrides
+    /// ([`with_app`]).
+    pub app: AppMode,
 }
 
 /// The timing shape of a run.
@@ -182,7 +191,17 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
                 })
                 .collect()
         }
-        n if NAMES.contains(&n) => return paper_experiment(n, quick),
+        n if NAMES.contains(&n) => {
+            let (mut v, s) = paper_experiment(n, quick)?;
+            if PAPER_CGI.contains(&n) {
+                // As the paper ran them: WebStone 2.0's CGI, a process per
+                // request. Table 3 keeps in-process variants (`inproc-…`).
+                for x in v.iter_mut().filter(|x| !x.name.starts_with(INPROC_PREFIX)) {
+                    x.app = AppMode::Cgi;
+                }
+            }
+            return Ok((v, s));
+        }
         "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
         | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
             bail!("experiment `{name}` is not built yet")
@@ -226,6 +245,33 @@ pub const NAMES: &[&str] = &[
     "scale-sweep",
     "reply-size-sweep",
 ];
+
+/// The paper's experiments that run its application, WebStone 2.0's CGI (a
+/// `webstone-cgi` process per request), by default; the others (and
+/// `inproc-` variants) run the in-process generator.
+pub const PAPER_CGI: &[&str] = &[
+    "fig2-throughput",
+    "fig3-latency",
+    "table1-failover",
+    "table3-overhead",
+];
+
+/// Name prefix of a variant that runs the in-process application where its
+/// experiment otherwise runs CGI (Table 3's cheap-application case).
+pub const INPROC_PREFIX: &str = "inproc-";
+
+/// Apply `run --app MODE`: an experiment with variants of both modes keeps
+/// only those of `MODE` (Table 3); otherwise every variant runs `MODE`.
+pub fn with_app(variants: &mut Vec<Variant>, app: AppMode) {
+    let mixed = variants.iter().any(|v| v.app == app) && variants.iter().any(|v| v.app != app);
+    if mixed {
+        variants.retain(|v| v.app == app);
+    } else {
+        for v in variants.iter_mut() {
+            v.app = app;
+        }
+    }
+}
 
 /// Server CPU quota (cores) where server capacity must bound throughput.
 pub const CPU_BOUND: f64 = 0.1;
@@ -340,15 +386,19 @@ fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
         "table3-overhead" => {
             let s = shape(quick, (6.0, 1.0, 1), (15.0, 2.0, 3));
             let mut v = Vec::new();
-            for cpu in [CPU_BOUND, CPU_AMPLE] {
-                let p = cpu_prefix(cpu);
-                for x in [
-                    unreplicated(&format!("{p}one-server"), 1),
-                    unreplicated(&format!("{p}two-servers"), 2),
-                    coral(&format!("{p}coral-single-role"), false, hb),
-                    coral(&format!("{p}coral-dual-role"), true, hb),
-                ] {
-                    v.push(with_cpu(x, cpu));
+            // CGI (the paper's application; the caller marks it) and, with
+            // the `inproc-` prefix, the cheap in-process application.
+            for mode in ["", INPROC_PREFIX] {
+                for cpu in [CPU_BOUND, CPU_AMPLE] {
+                    let p = format!("{mode}{}", cpu_prefix(cpu));
+                    for x in [
+                        unreplicated(&format!("{p}one-server"), 1),
+                        unreplicated(&format!("{p}two-servers"), 2),
+                        coral(&format!("{p}coral-single-role"), false, hb),
+                        coral(&format!("{p}coral-dual-role"), true, hb),
+                    ] {
+                        v.push(with_cpu(x, cpu));
+                    }
                 }
             }
             (v, s)
@@ -489,6 +539,40 @@ mod tests {
         }
         assert!(v.iter().any(|x| x.service == "keepalived"));
         assert!(v.iter().filter(|x| x.coral.dual_role).count() == 1);
+        assert!(v.iter().all(|x| x.app == AppMode::Inproc));
+    }
+
+    #[test]
+    fn the_papers_experiments_run_cgi_and_table3_keeps_inproc() {
+        for name in NAMES {
+            let (v, _) = experiment(name, true).unwrap();
+            for x in &v {
+                let want = if PAPER_CGI.contains(name) && !x.name.starts_with(INPROC_PREFIX) {
+                    AppMode::Cgi
+                } else {
+                    AppMode::Inproc
+                };
+                assert_eq!(x.app, want, "{name}/{}", x.name);
+            }
+        }
+        let (mut v, _) = experiment("table3-overhead", true).unwrap();
+        let cgi = v.iter().filter(|x| x.app == AppMode::Cgi).count();
+        assert_eq!(cgi, 8);
+        assert_eq!(v.len(), 16);
+        assert!(v.iter().any(|x| x.name == "inproc-cpu010-one-server"));
+        assert!(v
+            .iter()
+            .any(|x| x.name == "cpu010-one-server" && x.app == AppMode::Cgi));
+        // run --app on a mixed experiment selects; elsewhere it sets.
+        with_app(&mut v, AppMode::Inproc);
+        assert_eq!(v.len(), 8);
+        assert!(v.iter().all(|x| x.name.starts_with(INPROC_PREFIX)));
+        let (mut v, _) = experiment("fig3-latency", true).unwrap();
+        with_app(&mut v, AppMode::Inproc);
+        assert!(!v.is_empty() && v.iter().all(|x| x.app == AppMode::Inproc));
+        let (mut v, _) = experiment("baseline", true).unwrap();
+        with_app(&mut v, AppMode::Cgi);
+        assert!(v.len() == 2 && v.iter().all(|x| x.app == AppMode::Cgi));
         assert!(v
             .iter()
             .all(|x| (x.lb.profile == LbProfile::Tuned) == (x.name == "haproxy-tuned")));

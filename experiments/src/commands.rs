@@ -6,7 +6,7 @@
 
 use crate::live::{self, UpOptions};
 use crate::runner::{self, RunOptions};
-use crate::services::{CoralOptions, LbOptions, LbProfile, ServiceOptions};
+use crate::services::{AppMode, CoralOptions, LbOptions, LbProfile, ServiceOptions};
 use crate::topology::{self, Status};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -60,6 +60,10 @@ pub struct UpArgs {
     /// CPU quota of each server host, in CPUs (cgroup v1; e.g. 0.5).
     #[arg(long, value_name = "CORES")]
     pub server_cpu: Option<f64>,
+    /// The WebStone application on every server: inproc (generated inside
+    /// the server) or cgi (a webstone-cgi process per request, the paper's).
+    #[arg(long, default_value = "inproc", value_name = "inproc|cgi")]
+    pub app: AppMode,
 }
 
 /// `--lb-profile`: [`LbProfile`] as the command line spells it.
@@ -171,6 +175,12 @@ pub struct RunArgs {
     /// other; default: a fresh `cx` + 4 hex digits each).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// The WebStone application (default: the experiment's own: cgi for
+    /// fig2-throughput, fig3-latency, table1-failover and table3-overhead,
+    /// inproc elsewhere). Where an experiment has both (table3-overhead),
+    /// only that mode's variants run.
+    #[arg(long, value_name = "inproc|cgi")]
+    pub app: Option<AppMode>,
 }
 
 /// `coral-exp up`; returns the process exit code.
@@ -213,6 +223,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
                 profile: a.lb_profile.map_or(lb_defaults.profile, LbProfile::from),
                 advert_ms: a.advert_ms.unwrap_or(lb_defaults.advert_ms),
             },
+            app: a.app,
         },
     };
     let t0 = std::time::Instant::now();
@@ -220,10 +231,11 @@ pub fn up(a: UpArgs) -> Result<i32> {
     let st = l.state().clone();
     l.detach()?;
     println!(
-        "up: {} ({}, {} server(s)) in {:.0} ms; client namespace {}; {}",
+        "up: {} ({}, {} server(s), app {}) in {:.0} ms; client namespace {}; {}",
         st.prefix,
         st.service,
         opts.service.servers,
+        opts.service.app,
         t0.elapsed().as_secs_f64() * 1e3,
         st.client_ns,
         topology::StateHandle::path_in(&a.state).display()
@@ -419,5 +431,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
         lan_mbit: a.lan_mbit,
         server_cpu: a.server_cpu,
         prefix: a.prefix,
+        app: a.app,
     })
 }

@@ -98,7 +98,7 @@ pub fn baseline_peaks(experiments: &[Experiment]) -> (Option<f64>, Option<f64>) 
 
 /// The peaks drawn with variant `v` of `exp`: the experiment's own
 /// unreplicated variants measured in the same run and conditions when it has
-/// them (`[cpuNNN-]one-server[-connection-per-request|-NNNNKB]`, the same
+/// them (`[inproc-][cpuNNN-]one-server[-connection-per-request|-NNNNKB]`, the same
 /// prefix and suffix as `v`), else `fallback` (from `baseline`).
 pub fn experiment_peaks(
     exp: &Experiment,
@@ -106,11 +106,17 @@ pub fn experiment_peaks(
     fallback: (Option<f64>, Option<f64>),
 ) -> (Option<f64>, Option<f64>) {
     let name = v.name.as_str();
-    let prefix = name
+    // An `inproc-` variant is compared with the in-process servers.
+    let (mode, rest) = match name.strip_prefix(crate::catalog::INPROC_PREFIX) {
+        Some(r) => (crate::catalog::INPROC_PREFIX, r),
+        None => ("", name),
+    };
+    let cpu = rest
         .split_once('-')
         .filter(|(p, _)| p.starts_with("cpu") && p[3..].chars().all(|c| c.is_ascii_digit()))
         .map(|(p, _)| format!("{p}-"))
         .unwrap_or_default();
+    let prefix = format!("{mode}{cpu}");
     let suffix = if name.ends_with("-connection-per-request") {
         "-connection-per-request".to_string()
     } else {

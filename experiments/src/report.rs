@@ -735,6 +735,7 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
         ("lan", &["lan_mbit", "lan_rate", "lan", "rate"]),
         ("server_cpu", &["server_cpu"]),
         ("fault", &["fault"]),
+        ("app", &["app"]),
     ];
     let _ = writeln!(md, "## Paper settings and ours\n");
     let _ = writeln!(md, "| setting | paper | ours (every value found in config.json) | paper citation |\n|---|---|---|---|");

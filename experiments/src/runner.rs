@@ -5,10 +5,10 @@
 //! `requests.csv`, `events.csv` and `summary.json` (docs/CLI.md). What
 //! each experiment is (variants, faults, shapes) is [`crate::catalog`]'s.
 
-use crate::catalog::{experiment, FaultPlan, Shape, Variant};
+use crate::catalog::{experiment, with_app, FaultPlan, Shape, Variant};
 use crate::conditions::Conditions;
 use crate::live::{self, UpOptions};
-use crate::services::ServiceOptions;
+use crate::services::{AppMode, ServiceOptions};
 use crate::topology::{self, Live, ServiceSpec};
 use anyhow::{bail, Context, Result};
 use faultinject::{Event, Fault};
@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub server_cpu: Option<f64>,
     /// Name prefix of every repetition's topology.
     pub prefix: Option<String>,
+    /// Application mode override (None: each variant's own, see
+    /// [`crate::catalog::with_app`]).
+    pub app: Option<AppMode>,
 }
 
 /// `config.json` of one repetition.
@@ -54,6 +57,8 @@ struct RepConfig<'a> {
     quick: bool,
     topology: &'a str,
     service: &'a str,
+    /// The WebStone application: `inproc` or `cgi` (a process per request).
+    app: AppMode,
     servers: u8,
     clients: u32,
     size: u64,
@@ -74,6 +79,9 @@ struct RepConfig<'a> {
 /// `coral-exp run`; returns the exit code.
 pub fn run(a: &RunOptions) -> Result<i32> {
     let (mut variants, mut shape) = experiment(&a.experiment, a.quick)?;
+    if let Some(app) = a.app {
+        with_app(&mut variants, app);
+    }
     if let Some(r) = a.reps {
         shape.reps = r;
     }
@@ -92,6 +100,9 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     }
     let load_bin = topology::sibling_binary("coral-load")?;
     topology::sibling_binary("webstone-server")?;
+    if variants.iter().any(|v| v.app == AppMode::Cgi) {
+        topology::sibling_binary("webstone-cgi")?;
+    }
     let cancel = live::install_signal_flag()?;
     let t0 = Instant::now();
     let _run = info_span!("run", experiment = %a.experiment, quick = a.quick).entered();
@@ -177,6 +188,7 @@ fn run_rep(
                 server_cpu: cond.server_cpu,
                 coral: v.coral,
                 lb: v.lb,
+                app: v.app,
             },
         },
         cancel,
@@ -197,6 +209,7 @@ fn run_rep(
         quick: a.quick,
         topology: &a.topology,
         service: &v.service,
+        app: v.app,
         servers: v.servers,
         clients: v.load.clients,
         size: v.load.size,
@@ -275,7 +288,7 @@ fn run_rep(
             info!(host = %ev.host, "{}: {}", ev.event, ev.detail);
         } else if let Some(r) = f.restart_after_s {
             sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
-            restart(l, &f.host, cancel)?;
+            restart(l, &f.host, v.app, cancel)?;
             record(
                 &runner_events,
                 &f.host,
@@ -392,19 +405,22 @@ fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<(u64, String)> {
     Ok((ev.t_unix_ns, host))
 }
 
-/// Starts webstone-server on `host` again and waits until it listens.
-fn restart(l: &mut Live, host: &str, cancel: &AtomicBool) -> Result<()> {
+/// Starts webstone-server (running `app`) on `host` again and waits until
+/// it listens.
+fn restart(l: &mut Live, host: &str, app: AppMode, cancel: &AtomicBool) -> Result<()> {
     let bin = topology::sibling_binary("webstone-server")?;
     let log = l.handle.dir().join(format!("{host}.restart.log"));
+    let mut argv: Vec<OsString> = vec![
+        bin.into(),
+        "--listen".into(),
+        "0.0.0.0:80".into(),
+        "--served-by".into(),
+        host.into(),
+    ];
+    argv.extend(crate::services::app_args(app)?);
     let spec = ServiceSpec {
         host: host.into(),
-        argv: vec![
-            bin.into(),
-            "--listen".into(),
-            "0.0.0.0:80".into(),
-            "--served-by".into(),
-            host.into(),
-        ],
+        argv,
         log: log.clone(),
     };
     let pid = l.backend.spawn_service(&mut l.handle, &spec)?;

@@ -96,6 +96,80 @@ fn netns_run_baseline_quick_writes_the_tree() {
     );
 }
 
+/// The CGI application through coral-exp: a Table 3 CoRAL variant (the
+/// paper's experiments run `cgi` by default) and the baseline with `--app
+/// cgi`; config.json records the mode, every reply is digest-verified, the
+/// server CPU per request is measured (where a quota gives a cgroup).
+#[test]
+fn netns_run_cgi_application_is_recorded_and_served() {
+    let res = tempfile::tempdir().unwrap();
+    let r = res.path().to_str().unwrap();
+    for (args, exp, variant) in [
+        (
+            vec![
+                "run",
+                "table3-overhead",
+                "--quick",
+                "--variant",
+                "cpu050-coral-single-role",
+            ],
+            "table3-overhead",
+            "cpu050-coral-single-role",
+        ),
+        (
+            vec![
+                "run",
+                "baseline",
+                "--quick",
+                "--app",
+                "cgi",
+                "--variant",
+                "one-server",
+            ],
+            "baseline",
+            "one-server",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--results", r]);
+        let out = coral_ok(&a);
+        eprintln!("{out}");
+        let d = join(res.path(), &[exp, variant, "rep-1"]);
+        let c = read_json(&d.join("config.json"));
+        assert_eq!(c["app"], "cgi", "{c}");
+        let s = read_json(&d.join("summary.json"));
+        assert!(s["ok"].as_u64().unwrap() > 0, "{variant}: {s}");
+        assert_eq!(s["errors"], 0, "{variant}: {s}");
+        assert_eq!(s["digest_mismatches"], 0);
+        if c["conditions"]["server_cpu"].is_number() {
+            // A quota puts each server host in a cgroup: its CPU is measured.
+            assert!(s["cpu_ms_per_request"].as_f64().is_some(), "{s}");
+        }
+        for row in rows(&d.join("requests.csv")) {
+            assert_eq!(&row["digest_ok"], "true");
+            assert_eq!(&row["bytes"], "1024");
+        }
+        eprintln!(
+            "{exp}/{variant} (cgi): {} req/s, server CPU {} ms per request",
+            s["throughput_rps"], s["cpu_ms_per_request"]
+        );
+    }
+    // --app on Table 3 selects that mode's variants: a cgi one is gone.
+    let out = coral(&[
+        "run",
+        "table3-overhead",
+        "--quick",
+        "--app",
+        "inproc",
+        "--variant",
+        "cpu050-one-server",
+        "--results",
+        r,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no variant"));
+}
+
 #[test]
 fn netns_run_baseline_crash_records_errors_and_reconnects() {
     let res = tempfile::tempdir().unwrap();

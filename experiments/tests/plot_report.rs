@@ -129,7 +129,8 @@ fn write_rep(root: &Path, s: &RepSpec) {
         "experiment": s.exp, "variant": s.variant, "rep": s.rep, "quick": true,
         "service": "unreplicated", "clients": 8, "size": 1024, "duration": "6s",
         "heartbeat": "100ms", "conditions": {"lan_rate": "100mbit", "cpu_quota": "synthetic-quota-42",
-                       "cfs_period_us": 10042, "bridge_nf_call": 0}
+                       "cfs_period_us": 10042, "bridge_nf_call": 0},
+        "app": if s.variant.starts_with("inproc-") { "inproc" } else { "cgi" }
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
@@ -199,6 +200,41 @@ fn synthetic_tree(root: &Path) {
         root,
         &r("table3-overhead", "coral", 1, 700.0, 5.0, None, None),
     );
+    // Table 3's in-process group, and what one request cost each mode.
+    write_rep(
+        root,
+        &r(
+            "table3-overhead",
+            "inproc-one-server",
+            1,
+            900.0,
+            5.0,
+            None,
+            None,
+        ),
+    );
+    write_rep(
+        root,
+        &r(
+            "table3-overhead",
+            "inproc-two-servers",
+            1,
+            1800.0,
+            5.0,
+            None,
+            None,
+        ),
+    );
+    for (variant, ms) in [("one-server", 1.5), ("inproc-one-server", 0.025)] {
+        let p = root
+            .join("table3-overhead")
+            .join(variant)
+            .join("rep-1/summary.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["cpu_ms_per_request"] = serde_json::json!(ms);
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
     write_rep(root, &r("my-new-exp", "only", 1, 123.0, 5.0, None, None));
     for (rep, k, d) in [(1, 0.6, 280.0), (2, 0.7, 300.0), (3, 0.8, 320.0)] {
         let steps = [("kernel_ops", k), ("total", 1.5), ("detection_ms", d)];
@@ -352,8 +388,28 @@ fn plot_and_report_from_a_synthetic_tree() {
     assert!(md.contains("the peaks are `baseline`'s, a different run"));
     // Overhead 1 - 700/1000 = 30 %, against one server 1 - 700/500 = -40 %.
     assert!(
-        md.contains("| none | coral | 700 | 30 % | -40 % | 5 | 5 |"),
+        md.contains("| none | cgi | coral | 700 | 30 % | -40 % | 5 | 5 |"),
         "overhead row:\n{md}"
+    );
+    // The in-process group stands apart (its own two-servers reference).
+    assert!(
+        md.contains("| none | inproc | inproc-two-servers | 1800 | 0 % | -100 % | 5 | 5 |"),
+        "inproc rows:\n{md}"
+    );
+    assert!(!md.contains("| none | cgi | inproc-"), "{md}");
+    // What one unreplicated request costs in each mode, and side by side.
+    assert!(
+        md.contains(
+            "Unreplicated, one request costs 1.5 ms of server CPU with the CGI application"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("one request costs 0.025 ms of server CPU with the in-process application"));
+    assert!(md.contains("the CGI application costs 60× the in-process one per request"));
+    // The settings table: the application mode beside the paper's.
+    assert!(
+        md.contains("| application (how each reply is made) | WebStone 2.0 CGI: a process per request under Apache 1.3.23 | cgi, inproc |"),
+        "settings:\n{md}"
     );
     assert!(md.contains("`coral` overhead 30 % against the paper's 30 %: close."));
     // Table 1 with p95: kernel_ops 0.6, 0.7, 0.8 ms; the paper's 0.3 ms.

@@ -363,16 +363,19 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         return;
     }
     let _ = writeln!(md, "**Table 3, ours** (overhead = 1 − X / X_two, the paper's definition, both servers serving at once in the same run; also against one server; medians over repetitions):\n");
-    let _ = writeln!(md, "| server CPU quota (cores/host) | variant | X (req/s) | overhead vs two servers | overhead vs one server | p50 (ms) | p99 (ms) | server CPU per request (ms) | machine CPU per request (ms) |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| server CPU quota (cores/host) | application | variant | X (req/s) | overhead vs two servers | overhead vs one server | p50 (ms) | p99 (ms) | server CPU per request (ms) | machine CPU per request (ms) |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut notes = Vec::new();
     for p in &prefixes {
         let get = |n: &str| exp.variant(&format!("{p}{n}"));
         let x = |v: &Variant| med(over(v, |_, s| Some(s.throughput_rps)));
         let two = get("two-servers").and_then(x);
         let one = get("one-server").and_then(x);
+        let inproc = crate::catalog::INPROC_PREFIX;
         let others = exp.variants.iter().filter(|v| {
             v.name.starts_with(p.as_str())
                 && !matches!(&v.name[p.len()..], "one-server" | "two-servers")
+                // `inproc-…` variants form their own group.
+                && (p.starts_with(inproc) || !v.name.starts_with(inproc))
         });
         let group: Vec<&Variant> = [get("one-server"), get("two-servers")]
             .into_iter()
@@ -388,8 +391,9 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 quota(v).map(fmt_num).unwrap_or("none".into()),
+                app(v),
                 cell(&v.name),
                 show(over(v, |_, s| Some(s.throughput_rps))),
                 show_pct(ov(two)),
@@ -439,10 +443,71 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         }
     }
     let _ = writeln!(md, "\n{}\n", sources(ctx, exp));
+    for n in app_costs(exp, &prefixes) {
+        let _ = writeln!(md, "- {n}");
+    }
     for n in notes {
         let _ = writeln!(md, "- {n}");
     }
     md.push('\n');
+}
+
+/// A variant's application mode from its first repetition's config.json
+/// (`app`): `cgi` (a process per request), `inproc`, or "not recorded".
+fn app(v: &Variant) -> String {
+    v.reps
+        .first()
+        .and_then(|r| data::config_lookup(&r.config, &["app"]))
+        .map(data::json_text)
+        .unwrap_or_else(|| "not recorded".into())
+}
+
+/// What one request costs an unreplicated server in each application mode:
+/// the `one-server` variants' server CPU per request (cgroup), per quota.
+fn app_costs(exp: &Experiment, prefixes: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in prefixes {
+        let Some(one) = exp.variant(&format!("{p}one-server")) else {
+            continue;
+        };
+        let (mode, cost) = (app(one), cpu_per_req(one));
+        let Some(cost) = cost else { continue };
+        let what = match mode.as_str() {
+            "cgi" => "with the CGI application (a `webstone-cgi` process started per request, as WebStone 2.0 ran under the paper's Apache)",
+            "inproc" => "with the in-process application (no process per request)",
+            _ => "(application mode not recorded)",
+        };
+        out.push(format!(
+            "Unreplicated, one request costs {} ms of server CPU {what} at a quota of {} core(s)/host (`{}`, cgroup CPU over the load / completed requests).",
+            fmt_num(cost),
+            quota(one).map(fmt_num).unwrap_or("no".into()),
+            one.name
+        ));
+    }
+    // Side by side where both modes ran at the same quota.
+    for p in prefixes
+        .iter()
+        .filter(|p| !p.starts_with(crate::catalog::INPROC_PREFIX))
+    {
+        let cgi_one = exp.variant(&format!("{p}one-server"));
+        let q = cgi_one.and_then(quota).map(fmt_num).unwrap_or("no".into());
+        let cgi = cgi_one.and_then(cpu_per_req);
+        let inproc = exp
+            .variant(&format!("{}{p}one-server", crate::catalog::INPROC_PREFIX))
+            .and_then(cpu_per_req);
+        if let (Some(c), Some(i)) = (cgi, inproc) {
+            if i > 0.0 {
+                out.push(format!(
+                    "At a quota of {q} core(s)/host the CGI application costs {}× the in-process one per request ({} against {} ms), so CoRAL's own per-request work weighs {} in the CGI rows' overhead than in the in-process rows'.",
+                    fmt_num(c / i),
+                    fmt_num(c),
+                    fmt_num(i),
+                    if c > i { "less" } else { "more" }
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// One heartbeat row: (interval, median stall, false detections without

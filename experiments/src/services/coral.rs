@@ -10,8 +10,10 @@
 //! DESIGN.md section 4) runs on the client host too (the "outside host"; a
 //! third machine in a real deployment): no node takes over or goes simplex
 //! without its grant, so a partition or a paused node never gives two voices.
+//! Both nodes run the service's application mode (`app` in their
+//! configuration).
 
-use crate::services::{wait_for_log, ServiceOptions};
+use crate::services::{wait_for_log, AppMode, ServiceOptions};
 use crate::topology::{self, Live, Role, ServiceSpec};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -95,6 +97,15 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
     let events = dir.join("events.csv");
     let outside = live.handle.state.host("client")?.addr.clone();
     let c = opts.coral;
+    // The application line of both configurations (cgi: the webstone-cgi
+    // beside coral-exp, like the unreplicated servers').
+    let app_lines = match opts.app {
+        AppMode::Inproc => "app = \"inproc\"\n".to_string(),
+        AppMode::Cgi => format!(
+            "app = \"cgi\"\ncgi_program = \"{}\"\n",
+            topology::sibling_binary("webstone-cgi")?.display()
+        ),
+    };
     // The witness first: a node asks it as soon as it declares its peer failed.
     let witness = format!("{outside}:{WITNESS_PORT}");
     let wlog = dir.join("witness.log");
@@ -173,6 +184,7 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
             "events = \"{}\"\noutside = \"{outside}\"\nwitness = \"{witness}\"",
             events.display()
         );
+        toml.push_str(&app_lines);
         let _ = writeln!(
             toml,
             "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",

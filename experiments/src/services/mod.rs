@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+pub use workload::cgi_gateway::AppMode;
 
 /// Services `up` knows.
 pub const SERVICES: [&str; 5] = ["unreplicated", "coral", "haproxy", "nginx", "keepalived"];
@@ -34,6 +35,9 @@ pub struct ServiceOptions {
     pub coral: CoralOptions,
     /// Options of the haproxy and keepalived baselines (ignored by the others).
     pub lb: LbOptions,
+    /// The WebStone application on every server: in process, or a
+    /// `webstone-cgi` process per request (the paper's).
+    pub app: AppMode,
 }
 
 /// Options of the CoRAL service.
@@ -82,6 +86,18 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         "keepalived" => keepalived::start(live, opts, cancel),
         other => bail!("unknown service `{other}`"),
     }
+}
+
+/// The arguments that make `webstone-server` run `app` (for `cgi`: the
+/// `webstone-cgi` beside coral-exp, named explicitly so a missing one is an
+/// error before anything starts).
+pub fn app_args(app: AppMode) -> Result<Vec<std::ffi::OsString>> {
+    let mut v: Vec<std::ffi::OsString> = vec!["--app".into(), app.as_str().into()];
+    if app == AppMode::Cgi {
+        v.push("--cgi-program".into());
+        v.push(crate::topology::sibling_binary("webstone-cgi")?.into());
+    }
+    Ok(v)
 }
 
 /// Waits until the process's log says "listening on" (webstone-server's

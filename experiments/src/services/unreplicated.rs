@@ -1,5 +1,6 @@
 //! `unreplicated`: `webstone-server` on server-a (and server-b), each serving
-//! its own address; the baseline the paper's dashed lines come from.
+//! its own address; the baseline the paper's dashed lines come from. Each
+//! runs the service's application mode (`--app inproc|cgi`).
 
 use crate::services::ServiceOptions;
 use crate::topology::{self, Live, Role, ServiceSpec};
@@ -10,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 /// Start webstone-server on the first `opts.servers` servers.
 pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let server_bin = topology::sibling_binary("webstone-server")?;
+    let app_args = super::app_args(opts.app)?;
     let servers: Vec<&str> = ["server-a", "server-b"][..opts.servers as usize].to_vec();
     let mut started = Vec::new();
     for s in &servers {
@@ -20,15 +22,17 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         let addr = live.handle.state.host(s)?.addr.clone();
         let log = live.handle.dir().join(format!("{s}.log"));
         let _ = std::fs::remove_file(&log);
+        let mut argv = vec![
+            OsString::from(&server_bin),
+            "--listen".into(),
+            "0.0.0.0:80".into(),
+            "--served-by".into(),
+            OsString::from(*s),
+        ];
+        argv.extend(app_args.iter().cloned());
         let spec = ServiceSpec {
             host: s.to_string(),
-            argv: vec![
-                OsString::from(&server_bin),
-                "--listen".into(),
-                "0.0.0.0:80".into(),
-                "--served-by".into(),
-                OsString::from(*s),
-            ],
+            argv,
             log: log.clone(),
         };
         let pid = live.backend.spawn_service(&mut live.handle, &spec)?;
