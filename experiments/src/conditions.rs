@@ -1,4 +1,4 @@
-//! Paper-faithful run conditions (DESIGN.md sections 7 and 8): a 100 Mb/s
+//! Paper-faithful run conditions (docs/DESIGN.md sections 7 and 8): a 100 Mb/s
 //! switched LAN (`tbf` on switch ports) and a server capacity set by a
 //! cgroup v1 CPU quota that covers every process of a server host.
 //!

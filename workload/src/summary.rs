@@ -1,7 +1,7 @@
 //! `summary.json`: the per-run numbers every experiment reports, computed only
 //! from `requests.csv` rows (docs/CLI.md, "summary.json").
 //!
-//! Definitions (DESIGN.md section 10), with the measured window
+//! Definitions (docs/DESIGN.md section 10), with the measured window
 //! `[warmup_end, run_end]` of [`SummaryOptions`]:
 //! - `requests`, `ok`, `errors`, `errors_by_kind`, `requests_lost`,
 //!   `digest_mismatches`, `reconnects` count every row, warm-up included.

@@ -1,4 +1,4 @@
-//! Reading the results tree (DESIGN.md section 10, docs/CLI.md):
+//! Reading the results tree (docs/DESIGN.md section 10, docs/CLI.md):
 //! `<results>/<experiment>/<variant>/rep-<n>/{config.json,requests.csv,events.csv,summary.json}`.
 //!
 //! The reader is tolerant: a repetition with an unreadable file is kept with

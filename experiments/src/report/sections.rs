@@ -318,7 +318,7 @@ fn table1_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "\nRow mapping (DESIGN.md section 5): kernel notification and operations = snapshot of the shadow state, TCP_REPAIR rebuild, the witness grant, adding the address, reinjection; \
+        "\nRow mapping (docs/DESIGN.md section 5): kernel notification and operations = snapshot of the shadow state, TCP_REPAIR rebuild, the witness grant, adding the address, reinjection; \
          user-level notification and operations = handing sockets to the HTTP server and the listener on the address; identity preservation = gratuitous ARP and the outside host's ping. \
          `single-role-backup-cut` is the primary taking the address its failed backup fronted (the `simplex-address` event: no connection to rebuild); `dual-role` is the survivor rebuilding the failed node's connections, with `address_move_ms` the address it also takes over. \
          `detection_ms` (fault to `peer-failed`) is not in the paper's table, which starts at detection. {}\n",
@@ -334,7 +334,7 @@ fn table1_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
 fn cause(key: &str, slower: bool, restored: Option<f64>) -> String {
     match (key, slower) {
         ("kernel_ops", true) => format!(
-            "this row includes the witness grant round trip (never two voices, DESIGN.md section 4), which the paper did not have, and the TCP_REPAIR rebuild of {} connection(s).",
+            "this row includes the witness grant round trip (never two voices, docs/DESIGN.md section 4), which the paper did not have, and the TCP_REPAIR rebuild of {} connection(s).",
             restored.map(fmt_num).unwrap_or("the".into())
         ),
         ("kernel_ops", false) => "a modern CPU runs the snapshot, the repair of each socket (about 10 µs) and the address change far faster than a 350 MHz Pentium II running Linux 2.4.".into(),
@@ -682,7 +682,7 @@ fn scale_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             let per = (b.1 - a.1) / f64::from(b.0 - a.0) * 1e3;
             let _ = writeln!(
                 md,
-                "- From {} to {} idle connections the transition grows from {} to {} ms, about {} µs per extra connection (DESIGN.md measured about 10 µs per TCP_REPAIR socket in C).\n",
+                "- From {} to {} idle connections the transition grows from {} to {} ms, about {} µs per extra connection (docs/DESIGN.md measured about 10 µs per TCP_REPAIR socket in C).\n",
                 a.0,
                 b.0,
                 fmt_num(a.1),

@@ -7,7 +7,7 @@
 //! directory, with a fresh pre-shared key (`coral.key`), the client host as
 //! the outside host it pings after an address takeover, and its events
 //! appended to the topology's `events.csv`. The witness (`coral witness`,
-//! DESIGN.md section 4) runs on the client host too (the "outside host"; a
+//! docs/DESIGN.md section 4) runs on the client host too (the "outside host"; a
 //! third machine in a real deployment): no node takes over or goes simplex
 //! without its grant, so a partition or a paused node never gives two voices.
 //! Both nodes run the service's application mode (`app` in their

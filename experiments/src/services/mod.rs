@@ -337,7 +337,7 @@ pub fn established_on_80(backend: &dyn Topology, s: &TopologyState, host: &str) 
         .count())
 }
 
-/// Re-resolves the roles that change while a baseline runs (DESIGN.md 10):
+/// Re-resolves the roles that change while a baseline runs (docs/DESIGN.md 10):
 /// for a proxy, `primary` is the server holding the most established
 /// connections now (server-a on a tie) and the other server is `backup`; for
 /// keepalived, `primary` is the current VRRP master. Other services keep

@@ -1,5 +1,5 @@
 //! Topologies behind one trait ([`Topology`]), and their state file
-//! (`topology.json`, DESIGN.md section 10).
+//! (`topology.json`, docs/DESIGN.md section 10).
 //!
 //! The state file is written before the first resource is created and saved
 //! after each one ([`StateHandle`]), so `coral-exp down` can remove a

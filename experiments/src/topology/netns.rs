@@ -181,7 +181,7 @@ impl Netns {
         let fwd = if host == "router" { "1" } else { "0" };
         let is_switch = host == "switch";
         // New namespaces copy IPv4 settings from the root namespace, so set
-        // every one that matters explicitly (DESIGN.md section 7). The
+        // every one that matters explicitly (docs/DESIGN.md section 7). The
         // writes happen on a thread inside the namespace: /proc/sys/net
         // follows the writer's namespace.
         nl(&ns, move |h| async move {
@@ -210,7 +210,7 @@ impl Netns {
 
 /// The br_netfilter switches of a namespace: while one is 1, every frame
 /// crossing a bridge of that namespace goes through the IPv4/IPv6/ARP
-/// netfilter hooks as if it were routed (DESIGN.md section 11: about 28 % of a
+/// netfilter hooks as if it were routed (docs/DESIGN.md section 11: about 28 % of a
 /// log round trip here). A real switch runs no such hooks.
 pub const BRIDGE_NF_SYSCTLS: [&str; 3] = [
     "net.bridge.bridge-nf-call-iptables",
