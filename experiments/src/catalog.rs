@@ -1,7 +1,7 @@
 //! The experiments `coral-exp run` knows, described as data: each is a list
 //! of [`Variant`]s (service, servers, fault, load, conditions) and a
 //! [`Shape`] (durations, repetitions), QUICK and full. Nothing here runs
-//! anything: [`crate::runner`] runs what [`experiment`] describes.
+//! anything: the runner runs what [`experiment`] describes.
 //!
 //! The first experiments, with no paper conditions:
 //! - `baseline`: peak throughput of unreplicated servers, no fault. Variants
