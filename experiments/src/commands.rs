@@ -33,7 +33,7 @@ pub struct UpArgs {
     /// keepalived; default 100).
     #[arg(long)]
     pub advert_ms: Option<u64>,
-    /// Topology backend: netns (docker: not built yet).
+    /// Topology backend: netns or docker (containers through the local engine).
     #[arg(long, default_value = "netns")]
     pub topology: String,
     /// Servers running the unreplicated service (server-a, and server-b).
@@ -287,6 +287,7 @@ fn down_stale() -> Result<i32> {
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     let mut known = Vec::new();
+    let d0 = topology::docker::Docker::default();
     for e in topology::registry() {
         known.push(e.prefix.clone());
         let dir = e
@@ -308,11 +309,30 @@ fn down_stale() -> Result<i32> {
         }
         let r = match loaded {
             Some((b, mut h)) => b.destroy(&mut h),
-            None => topology::Topology::destroy_prefix(&topology::netns::Netns, &e.prefix),
+            None => {
+                if topology::docker::engine_available().is_ok() {
+                    let _ = topology::Topology::destroy_prefix(&d0, &e.prefix);
+                }
+                topology::Topology::destroy_prefix(&topology::netns::Netns, &e.prefix)
+            }
         };
         match r {
             Ok(()) => removed.push(e.prefix),
             Err(err) => failed.push(format!("{}: {err:#}", e.prefix)),
+        }
+    }
+    // Kit containers no registry entry knows about, first (their attached
+    // namespace names would otherwise look like netns topologies).
+    let d = topology::docker::Docker::default();
+    if topology::docker::engine_available().is_ok() {
+        for p in topology::Topology::existing_prefixes(&d) {
+            if known.contains(&p) {
+                continue;
+            }
+            match topology::Topology::destroy_prefix(&d, &p) {
+                Ok(()) => removed.push(p),
+                Err(err) => failed.push(format!("{p}: {err:#}")),
+            }
         }
     }
     // Kit namespaces no registry entry knows about (e.g. a registry wiped by

@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -93,10 +92,8 @@ pub fn apply_lan_rate(netns: &str, dev: &str, mbit: u32) -> Result<()> {
     // Burst: at least one 64 KB offloaded frame plus a little, so TSO/GSO
     // frames pass; latency bound keeps the queue short (a switch port).
     let burst = (u64::from(mbit) * 1_000_000 / 8 / 250).max(96 * 1024);
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", netns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
-        ])
+    let out = faultinject::netns::command_in(netns, "tc", &[])?
+        .args(["qdisc", "replace", "dev", dev, "root", "tbf"])
         .args([
             "rate",
             &format!("{mbit}mbit"),
@@ -315,7 +312,10 @@ mod tests {
         let g = CpuGroup::create(&name, 0.25).expect("cgroup v1 cpu controller (run as root)");
         assert_eq!(g.period_us().unwrap(), 10_000);
         assert_eq!(g.quota_us().unwrap(), 2_500);
-        let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
         g.add_pid(child.id()).unwrap();
         assert_eq!(g.pids().unwrap(), vec![child.id()]);
         assert!(

@@ -193,12 +193,17 @@ impl NetCfg {
 }
 
 /// Write one sysctl of the current network namespace, e.g.
-/// `("net/ipv4/conf/all/arp_ignore", "1")`.
+/// `("net/ipv4/conf/all/arp_ignore", "1")`. A value already in place is not
+/// written again: in a container `/proc/sys` is read-only, and the topology
+/// sets these from outside before the node starts.
 pub fn sysctl(key: &str, value: &str) -> Result<()> {
     if key.contains("..") || key.starts_with('/') {
         bail!("bad sysctl key {key:?}");
     }
     let path = format!("/proc/sys/{key}");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+        return Ok(());
+    }
     std::fs::write(&path, value).with_context(|| format!("writing {value} to {path}"))
 }
 

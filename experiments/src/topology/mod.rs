@@ -6,6 +6,7 @@
 //! half-built topology. A small registry under [`REGISTRY_DIR`] maps each
 //! live prefix to its state file and owner, for `coral-exp down --stale`.
 
+pub mod docker;
 pub mod netns;
 
 use anyhow::{bail, Context, Result};
@@ -80,6 +81,27 @@ pub enum Resource {
     Cgroup {
         /// Its directory under /sys/fs/cgroup/cpu.
         path: PathBuf,
+    },
+    /// A Docker container (Docker topology), by name.
+    DockerContainer {
+        /// Container name.
+        name: String,
+    },
+    /// A Docker network (Docker topology), by name (also its bridge's).
+    DockerNetwork {
+        /// Network name.
+        name: String,
+    },
+    /// An ACCEPT rule for one bridge in iptables' DOCKER-USER chain.
+    DockerUserRule {
+        /// The bridge.
+        bridge: String,
+    },
+    /// A name under /run/netns attached to a container's namespace
+    /// (`ip netns attach`; removing it only unmounts the name).
+    NetnsAttach {
+        /// Namespace name.
+        name: String,
     },
     /// A process started by the kit.
     Process {
@@ -483,7 +505,7 @@ impl Drop for Live {
 pub fn backend(name: &str) -> Result<Box<dyn Topology>> {
     match name {
         "netns" => Ok(Box::new(netns::Netns)),
-        "docker" => bail!("--topology docker is not built yet (use netns)"),
+        "docker" => Ok(Box::new(docker::Docker::default())),
         other => bail!("unknown topology `{other}` (netns, docker)"),
     }
 }

@@ -95,7 +95,7 @@ fn step_delay() {
     }
 }
 
-fn netns_exists(name: &str) -> bool {
+pub(super) fn netns_exists(name: &str) -> bool {
     faultinject::netns::path(name).exists()
 }
 
@@ -119,7 +119,7 @@ fn pids_in(ns: &str) -> Vec<u32> {
 
 /// SIGKILLs `pids`, reaps our own children among them, and waits up to 3 s
 /// for them to be gone. Returns the ones still alive.
-fn kill_and_wait(pids: &[u32]) -> Vec<u32> {
+pub(super) fn kill_and_wait(pids: &[u32]) -> Vec<u32> {
     use nix::sys::signal::{kill, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag};
     use nix::unistd::Pid;
@@ -185,19 +185,7 @@ impl Netns {
         // writes happen on a thread inside the namespace: /proc/sys/net
         // follows the writer's namespace.
         nl(&ns, move |h| async move {
-            faultinject::nl::write_sysctls(&[
-                ("net.ipv4.ip_forward", fwd),
-                ("net.ipv4.conf.all.forwarding", fwd),
-                ("net.ipv4.conf.default.forwarding", fwd),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-                ("net.ipv4.conf.all.send_redirects", "0"),
-                ("net.ipv4.conf.default.send_redirects", "0"),
-                ("net.ipv4.conf.all.arp_ignore", "0"),
-                ("net.ipv4.conf.all.arp_announce", "0"),
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ])?;
+            faultinject::nl::write_sysctls(&host_sysctls(fwd))?;
             if is_switch {
                 bridge_hooks_off()?;
             }
@@ -206,6 +194,26 @@ impl Netns {
         .with_context(|| format!("sysctls and lo in {ns}"))?;
         Ok(())
     }
+}
+
+/// The IPv4 settings every host namespace gets (`fwd`: "1" on the router,
+/// "0" elsewhere). New namespaces copy IPv4 settings from the root
+/// namespace, so each one that matters is set explicitly (DESIGN.md
+/// section 7); the Docker topology sets the same in its containers.
+pub(super) fn host_sysctls(fwd: &'static str) -> [(&'static str, &'static str); 11] {
+    [
+        ("net.ipv4.ip_forward", fwd),
+        ("net.ipv4.conf.all.forwarding", fwd),
+        ("net.ipv4.conf.default.forwarding", fwd),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv4.conf.all.send_redirects", "0"),
+        ("net.ipv4.conf.default.send_redirects", "0"),
+        ("net.ipv4.conf.all.arp_ignore", "0"),
+        ("net.ipv4.conf.all.arp_announce", "0"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+    ]
 }
 
 /// The br_netfilter switches of a namespace: while one is 1, every frame
@@ -234,7 +242,7 @@ fn bridge_hooks_off() -> faultinject::nl::NlResult<()> {
 }
 
 /// Runs rtnetlink work inside namespace `ns` ([`faultinject::nl::in_netns`]).
-fn nl<T, F, Fut>(ns: &str, f: F) -> Result<T>
+pub(super) fn nl<T, F, Fut>(ns: &str, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(faultinject::nl::rtnetlink::Handle) -> Fut + Send + 'static,
