@@ -6,6 +6,8 @@
 
 CARGO ?= cargo
 QUICK ?=
+# netns (default) or docker: the topology `make reproduce` runs on.
+TOPOLOGY ?= netns
 RELEASE_BIN := target/release
 QUICK_FLAG := $(if $(QUICK),--quick,)
 
@@ -42,7 +44,7 @@ test-netns:
 	bash scripts/test-netns.sh
 
 reproduce: deps release
-	bash scripts/reproduce.sh $(QUICK_FLAG)
+	TOPOLOGY=$(TOPOLOGY) bash scripts/reproduce.sh $(QUICK_FLAG)
 
 ## Fuzz every parser and codec, FUZZ_SECONDS each (default 60); prints runs,
 ## coverage and findings per target and writes them to RESULTS/fuzz/fuzz.csv

@@ -8,7 +8,8 @@
 # removes any topology left behind (`coral-exp down --stale`).
 # Environment: RESULTS, FIGURES (output directories), AGAINST (an earlier
 # run's results directory: compare the two runs and add the agreement to
-# the report).
+# the report), TOPOLOGY (netns, the default, or docker: results of a Docker
+# run go to variants suffixed -docker, beside the netns ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +30,12 @@ EXPERIMENTS=(
 BIN=${CORAL_EXP:-target/release/coral-exp}
 RESULTS=${RESULTS:-results}
 FIGURES=${FIGURES:-paper-figures}
+TOPOLOGY=${TOPOLOGY:-netns}
 QUICK=()
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=(--quick) ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "reproduce: unknown argument '$arg' (only --quick)" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +62,7 @@ start=$(date +%s)
 for exp in "${EXPERIMENTS[@]}"; do
   step="coral-exp run $exp ${QUICK[*]}"
   echo "reproduce: == $step"
-  "$BIN" run "$exp" "${QUICK[@]}" --results "$RESULTS"
+  "$BIN" run "$exp" "${QUICK[@]}" --topology "$TOPOLOGY" --results "$RESULTS"
 done
 
 step="coral-exp plot"

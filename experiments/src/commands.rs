@@ -326,7 +326,9 @@ fn down_stale() -> Result<i32> {
     let d = topology::docker::Docker::default();
     if topology::docker::engine_available().is_ok() {
         for p in topology::Topology::existing_prefixes(&d) {
-            if known.contains(&p) {
+            // Only the kit's own prefixes (docker/compose.yaml labels its
+            // containers `compose`: a user's, left alone).
+            if known.contains(&p) || !topology::is_kit_prefix(&p) {
                 continue;
             }
             match topology::Topology::destroy_prefix(&d, &p) {

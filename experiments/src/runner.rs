@@ -107,6 +107,11 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     let t0 = Instant::now();
     let _run = info_span!("run", experiment = %a.experiment, quick = a.quick).entered();
     for v in &variants {
+        // A Docker run's results sit beside the netns ones, never over them.
+        let v = &Variant {
+            name: variant_dir(&v.name, &a.topology),
+            ..v.clone()
+        };
         for rep in 1..=shape.reps {
             let _rep = info_span!("rep", variant = %v.name, rep).entered();
             let dir = rep_dir(&a.results, &a.experiment, &v.name, rep);
@@ -427,6 +432,16 @@ fn restart(l: &mut Live, host: &str, app: AppMode, cancel: &AtomicBool) -> Resul
     crate::services::wait_ready(pid, &log, cancel)
 }
 
+/// The results folder name of variant `name` on `topology`: the variant's
+/// own on netns, suffixed `-docker` on Docker.
+pub fn variant_dir(name: &str, topology: &str) -> String {
+    if topology == "netns" {
+        name.to_string()
+    } else {
+        format!("{name}-{topology}")
+    }
+}
+
 /// The results directory of one repetition.
 pub fn rep_dir(results: &Path, experiment: &str, variant: &str, rep: u32) -> PathBuf {
     results
@@ -441,6 +456,8 @@ mod tests {
 
     #[test]
     fn rep_dirs() {
+        assert_eq!(variant_dir("coral", "docker"), "coral-docker");
+        assert_eq!(variant_dir("coral", "netns"), "coral");
         assert_eq!(
             rep_dir(Path::new("r"), "e", "v", 2),
             PathBuf::from("r/e/v/rep-2")

@@ -720,14 +720,12 @@ impl Topology for Docker {
                 Ok(main)
             })
             .with_context(|| format!("sysctls and routes in {ns}"))?;
-            let link = if host == "client" {
-                None
-            } else {
-                Some(LinkEnd {
-                    netns: engine_netns()?,
-                    dev: host_veth(&ns, &found.name)?,
-                })
-            };
+            // The link a cut sets down: the container's host-side veth
+            // (the client's is its cable to the router).
+            let link = Some(LinkEnd {
+                netns: engine_netns()?,
+                dev: host_veth(&ns, &found.name)?,
+            });
             h.state.hosts.insert(
                 host.into(),
                 HostInfo {
