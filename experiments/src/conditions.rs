@@ -43,7 +43,8 @@ pub fn cfs_period_quota(cores: f64) -> (u64, u64) {
 }
 
 /// The bridge netfilter hooks of the LAN switch (`bridge-nf-call-*`) as the
-/// topologies set them: 0, like a real switch (recorded in `config.json`).
+/// netns topology sets them: 0, like a real switch (recorded in
+/// `config.json`; a Docker bridge runs them: 1).
 pub const BRIDGE_NF_CALL: u8 = 0;
 
 /// The conditions of one run, recorded in its `config.json`.
@@ -74,13 +75,19 @@ impl Conditions {
 
     /// The conditions as `config.json` records them: the two options, plus
     /// the fixed testbed settings that shape every number (`bridge_nf_call`,
-    /// the switch's bridge netfilter hooks; `cfs_period_us`, the CFS period
-    /// of the quota, null without one).
-    pub fn recorded(&self) -> serde_json::Value {
+    /// the switch's bridge netfilter hooks: off on netns, on for a Docker
+    /// bridge, whose isolation chain needs them; `cfs_period_us`, the CFS
+    /// period of the quota, null without one).
+    pub fn recorded(&self, topology: &str) -> serde_json::Value {
+        let nf = if topology == "docker" {
+            1
+        } else {
+            BRIDGE_NF_CALL
+        };
         serde_json::json!({
             "lan_mbit": self.lan_mbit,
             "server_cpu": self.server_cpu,
-            "bridge_nf_call": BRIDGE_NF_CALL,
+            "bridge_nf_call": nf,
             "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
         })
     }
@@ -291,11 +298,15 @@ mod tests {
             lan_mbit: Some(100),
             server_cpu: Some(0.1),
         }
-        .recorded();
+        .recorded("netns");
         assert_eq!(r["cfs_period_us"], 10_000);
         assert_eq!(r["bridge_nf_call"], 0);
         assert_eq!(r["server_cpu"], 0.1);
-        assert!(Conditions::default().recorded()["cfs_period_us"].is_null());
+        assert!(Conditions::default().recorded("netns")["cfs_period_us"].is_null());
+        assert_eq!(
+            Conditions::default().recorded("docker")["bridge_nf_call"],
+            1
+        );
     }
 
     #[test]

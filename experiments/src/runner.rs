@@ -228,7 +228,7 @@ fn run_rep(
         fault: v.fault.as_ref(),
         service_urls: &st.service_urls,
         prefix: &st.prefix,
-        conditions: cond.recorded(),
+        conditions: cond.recorded(&a.topology),
         coral: (v.service == "coral").then_some(v.coral),
         idle_conns: v.load.idle_conns,
         started_unix_ns: faultinject::now_unix_ns(),
