@@ -4,7 +4,14 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use faultinject::events::{append_event, Event};
+
+use crate::io::front::Front;
+use crate::io::heartbeat::HeartbeatHandle;
+use crate::io::leases::Leases;
+use crate::io::logchan::LogServerStats;
 
 /// Appends this node's events to one file (or nowhere).
 #[derive(Debug, Clone)]
@@ -42,4 +49,41 @@ impl EventLog {
             tracing::warn!("cannot write event {event} to {}: {e:#}", path.display());
         }
     }
+}
+
+/// The detail of a `counters` row: heartbeats, leases, log channel and (on
+/// a front) the packet engine.
+pub fn counters(
+    hb: &HeartbeatHandle,
+    leases: &Leases,
+    log: &LogServerStats,
+    front: Option<&Front>,
+) -> String {
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut c = format!(
+        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
+        r(&hb.stats.sent),
+        r(&hb.stats.received),
+        r(&hb.stats.rejected),
+        r(&hb.stale),
+        r(&leases.refreshes),
+        r(&leases.refresh_errors),
+        r(&log.entries),
+        r(&log.replies),
+        r(&log.unknown_conn),
+        r(&log.rejected),
+        r(&log.foreign),
+    );
+    if let Some(f) = front {
+        c.push_str(&format!(
+            " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={}",
+            r(&f.stats.frames),
+            r(&f.stats.forwarded),
+            r(&f.stats.dropped),
+            r(&f.stats.malformed),
+            r(&f.stats.arp_replies),
+            r(&f.stats.busy_ns),
+        ));
+    }
+    c
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use coral_core::{
@@ -34,14 +34,13 @@ use crate::clock::unix_ns;
 use crate::config::{Config, ServiceRole};
 use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::logchan::LogServerStats;
-use crate::io::{fencing, nft};
+use crate::io::nft;
 use crate::takeover::{Claim, Takeover, TakeoverCtx};
 use crate::wiring::{self, Inputs, WitnessClient};
 
 pub use crate::wiring::START_EPOCH;
 
-/// Exit status of a node that fenced itself.
-pub const FENCED_EXIT: i32 = 3;
+pub use crate::takeover::FENCED_EXIT;
 
 /// Run the node until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<()> {
@@ -170,41 +169,12 @@ impl Node {
 
     /// A reply from the witness.
     fn on_witness(&mut self, m: WitnessMsg) {
-        let node = self.me;
-        let rtt = self
-            .witness
-            .as_mut()
-            .map_or(f64::NAN, WitnessClient::round_trip_ms);
-        let (vip, input) = match m {
-            WitnessMsg::Grant {
-                vip,
-                node: n,
-                epoch,
-            } if n == node => {
-                self.ctx.events.record(
-                    "witness-grant",
-                    &format!("vip={vip} epoch={} rtt_ms={rtt:.3}", epoch.0),
-                );
-                (vip, Input::GrantReceived { epoch })
-            }
-            WitnessMsg::Refuse {
-                vip,
-                node: n,
-                epoch,
-                reason,
-            } if n == node => {
-                self.ctx.events.record(
-                    "witness-refused",
-                    &format!(
-                        "vip={vip} epoch={} reason={reason:?} rtt_ms={rtt:.3}",
-                        epoch.0
-                    ),
-                );
-                (vip, Input::GrantRefused { epoch, reason })
-            }
-            _ => return,
+        let Some(w) = self.witness.as_mut() else {
+            return;
         };
-        self.feed(Some(vip), input);
+        if let Some((vip, input)) = w.on_reply(m, self.me, &self.ctx.events) {
+            self.feed(Some(vip), input);
+        }
     }
 
     /// The peer's heartbeat reported its per-address epochs.
@@ -346,72 +316,25 @@ impl Node {
     }
 
     fn counters(&self) -> String {
-        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let (hb, leases, log) = (&self.hb, &self.ctx.leases, &self.log_stats);
-        let mut c = format!(
-            "hb_sent={} hb_received={} hb_rejected={} hb_stale={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
-            r(&hb.stats.sent),
-            r(&hb.stats.received),
-            r(&hb.stats.rejected),
-            r(&hb.stale),
-            r(&leases.refreshes),
-            r(&leases.refresh_errors),
-            r(&log.entries),
-            r(&log.replies),
-            r(&log.unknown_conn),
-            r(&log.rejected),
-            r(&log.foreign),
-        );
-        if let Some(f) = &self.ctx.front {
-            c.push_str(&format!(
-                " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={}",
-                r(&f.stats.frames),
-                r(&f.stats.forwarded),
-                r(&f.stats.dropped),
-                r(&f.stats.malformed),
-                r(&f.stats.arp_replies),
-                r(&f.stats.busy_ns),
-            ));
-        }
-        c
+        crate::events::counters(
+            &self.hb,
+            &self.ctx.leases,
+            &self.log_stats,
+            self.ctx.front.as_deref(),
+        )
     }
 
-    /// Deposed: drop everything silently, stop, record, exit non-zero. The
-    /// nft table stays: without a lease the kernel sends nothing from the
-    /// service addresses.
+    /// Deposed (a machine handed out `Fence`): see [`crate::takeover::fence_and_exit`].
     async fn fence_and_exit(&mut self, vip: Ipv4Addr) -> ! {
-        let t = Instant::now();
-        let ctx = &self.ctx;
-        let revoked = ctx.leases.revoke_all(&self.vips);
-        let (silenced, failed) = fencing::silence_all();
-        let pending: usize = self.takeovers.drain().map(|(_, t)| t.abandon()).sum();
-        for v in &self.vips {
-            for (idx, len) in [(ctx.lan.index, 32), (ctx.lan.index, 24), (ctx.lo.index, 32)] {
-                let _ = ctx.nc.del_addr(idx, *v, len).await;
-            }
-        }
-        if let Some(f) = &ctx.front {
-            f.retire();
-        }
-        ctx.acking.store(false, Ordering::SeqCst);
-        self.hb.silent.store(true, Ordering::SeqCst);
-        self.hb.abort();
         let reason = self
             .machines
             .iter()
             .find(|(m, _, _)| m.vip() == vip)
             .map(|(m, _, _)| format!("{:?}", m.mode()))
             .unwrap_or_default();
-        ctx.events.record(
-            "fenced",
-            &format!(
-                "vip={vip} {reason} silenced={silenced} silence_failed={failed} pending_closed={pending} lease_revoked={} took_ms={:.3}",
-                revoked.is_ok(),
-                t.elapsed().as_secs_f64() * 1e3
-            ),
-        );
-        tracing::warn!(%vip, "fenced ({reason}); exiting");
-        std::process::exit(FENCED_EXIT);
+        let pending: Vec<Takeover> = self.takeovers.drain().map(|(_, t)| t).collect();
+        crate::takeover::fence_and_exit(&self.ctx, &self.hb, &self.vips, pending, vip, &reason)
+            .await
     }
 
     async fn shutdown(&self) {

@@ -49,12 +49,13 @@ use crate::clock::Clock;
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
 use crate::io::front::Front;
+use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::leases::Leases;
 use crate::io::logchan::LogClient;
 use crate::io::logged_io::{LogFuture, ReplyLogger};
 use crate::io::netcfg::{Iface, NetCfg};
 use crate::io::repair::{self, RepairSpec};
-use crate::io::{announce, live_conns, primary};
+use crate::io::{announce, fencing, live_conns, primary};
 
 /// The logger of a node without a peer: every reply is "logged" at once.
 pub struct SimplexLogger;
@@ -650,4 +651,48 @@ impl Claim {
             ),
         );
     }
+}
+
+/// Exit status of a node that fenced itself.
+pub const FENCED_EXIT: i32 = 3;
+
+/// The loser's side (docs/DESIGN.md 4): lease revoked, every live
+/// connection silenced (`TCP_REPAIR`), rebuilt sockets of `pending`
+/// takeovers closed silently, every address removed, front, log acks and
+/// heartbeats stopped, `fenced` recorded, exit with [`FENCED_EXIT`]. The
+/// nft table stays: without a lease the kernel sends nothing from the
+/// service addresses.
+pub async fn fence_and_exit(
+    ctx: &TakeoverCtx,
+    hb: &HeartbeatHandle,
+    vips: &[Ipv4Addr],
+    pending: Vec<Takeover>,
+    vip: Ipv4Addr,
+    reason: &str,
+) -> ! {
+    let t = Instant::now();
+    let revoked = ctx.leases.revoke_all(vips);
+    let (silenced, failed) = fencing::silence_all();
+    let pending: usize = pending.into_iter().map(Takeover::abandon).sum();
+    for v in vips {
+        for (idx, len) in [(ctx.lan.index, 32), (ctx.lan.index, 24), (ctx.lo.index, 32)] {
+            let _ = ctx.nc.del_addr(idx, *v, len).await;
+        }
+    }
+    if let Some(f) = &ctx.front {
+        f.retire();
+    }
+    ctx.acking.store(false, Ordering::SeqCst);
+    hb.silent.store(true, Ordering::SeqCst);
+    hb.abort();
+    ctx.events.record(
+        "fenced",
+        &format!(
+            "vip={vip} {reason} silenced={silenced} silence_failed={failed} pending_closed={pending} lease_revoked={} took_ms={:.3}",
+            revoked.is_ok(),
+            t.elapsed().as_secs_f64() * 1e3
+        ),
+    );
+    tracing::warn!(%vip, "fenced ({reason}); exiting");
+    std::process::exit(FENCED_EXIT);
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::{
-    Channel, ConnTable, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Key,
+    Channel, ConnTable, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Input, Key,
     Message, ModeTag, NodeConfig, NodeId, RejectCounters, Role, TableConfig, Timing, VipMachine,
     VipStatus, WitnessMsg,
 };
@@ -103,13 +103,43 @@ impl WitnessClient {
         }
     }
 
-    /// Milliseconds since the first request of this round (NaN if none);
-    /// ends the round.
-    pub fn round_trip_ms(&mut self) -> f64 {
-        self.asked_at
+    /// A reply for node `me`: recorded (with the round trip since the
+    /// round's first request) and turned into the machine's input.
+    pub fn on_reply(
+        &mut self,
+        m: WitnessMsg,
+        me: NodeId,
+        events: &EventLog,
+    ) -> Option<(Ipv4Addr, Input)> {
+        let rtt = self
+            .asked_at
             .take()
-            .map(|t| t.elapsed().as_secs_f64() * 1e3)
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, |t| t.elapsed().as_secs_f64() * 1e3);
+        match m {
+            WitnessMsg::Grant { vip, node, epoch } if node == me => {
+                events.record(
+                    "witness-grant",
+                    &format!("vip={vip} epoch={} rtt_ms={rtt:.3}", epoch.0),
+                );
+                Some((vip, Input::GrantReceived { epoch }))
+            }
+            WitnessMsg::Refuse {
+                vip,
+                node,
+                epoch,
+                reason,
+            } if node == me => {
+                events.record(
+                    "witness-refused",
+                    &format!(
+                        "vip={vip} epoch={} reason={reason:?} rtt_ms={rtt:.3}",
+                        epoch.0
+                    ),
+                );
+                Some((vip, Input::GrantRefused { epoch, reason }))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -231,50 +231,14 @@ async fn client_task(
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     let hello = enc
         .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
         .expect("hello encodes");
     if wr.write_all(&hello).await.is_err() {
         return;
     }
-    // Reader: hello, then cumulative acks.
-    let reader_shared = shared.clone();
-    let rkey = key.clone();
-    tokio::spawn(async move {
-        let mut dec = StreamDecoder::new(rkey, DecoderConfig::for_channel(Channel::Log));
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if dec.push(&buf[..n]).is_err() {
-                break;
-            }
-            while let Some(r) = dec.next_frame() {
-                match r {
-                    Ok(f) => match f.msg {
-                        Message::Log(LogMsg::Hello(_)) => {
-                            reader_shared.connected.store(true, Ordering::Release)
-                        }
-                        Message::Log(LogMsg::LogAck { id }) => {
-                            reader_shared.acked.fetch_max(id, Ordering::AcqRel);
-                            let mut w = reader_shared.waiters.lock().expect("waiters");
-                            let rest = w.split_off(&(id + 1));
-                            for (_, tx) in std::mem::replace(&mut *w, rest) {
-                                let _ = tx.send(());
-                            }
-                        }
-                        _ => {}
-                    },
-                    Err(_) if dec.poisoned().is_some() => return,
-                    Err(_) => {}
-                }
-            }
-        }
-        reader_shared.connected.store(false, Ordering::Release);
-    });
+    tokio::spawn(read_acks(rd, key.clone(), shared.clone()));
     let mut next_id: u64 = 1;
     let mut out = Vec::with_capacity(64 * 1024);
     while let Some(Cmd::Entry(kind, waiter)) = rx.recv().await {
@@ -290,30 +254,7 @@ async fn client_task(
         for (kind, waiter) in batch {
             let id = next_id;
             next_id += 1;
-            let msg = match kind {
-                LogMsgKind::Open { tuple, options } => LogMsg::ConnOpen {
-                    id,
-                    tuple,
-                    server_isn: 0,
-                    client_isn: 0,
-                    options,
-                },
-                LogMsgKind::Reply {
-                    tuple,
-                    request_end,
-                    offset,
-                    last,
-                    bytes,
-                } => LogMsg::Reply {
-                    id,
-                    tuple,
-                    request_end,
-                    offset,
-                    last,
-                    bytes,
-                },
-                LogMsgKind::Close { tuple, kind } => LogMsg::ConnClose { id, tuple, kind },
-            };
+            let msg = kind.into_msg(id);
             if let Some(w) = waiter {
                 if shared.simplex.load(Ordering::Acquire) {
                     let _ = w.send(());
@@ -331,6 +272,73 @@ async fn client_task(
             shared.connected.store(false, Ordering::Release);
             while rx.recv().await.is_some() {}
             return;
+        }
+    }
+}
+
+/// The primary's reader: the backup's hello, then cumulative acks, each
+/// releasing every writer waiting for an entry it covers.
+async fn read_acks(mut rd: tokio::net::tcp::OwnedReadHalf, key: Key, shared: Arc<ClientShared>) {
+    let mut dec = StreamDecoder::new(key, DecoderConfig::for_channel(Channel::Log));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if dec.push(&buf[..n]).is_err() {
+            break;
+        }
+        while let Some(r) = dec.next_frame() {
+            match r {
+                Ok(f) => match f.msg {
+                    Message::Log(LogMsg::Hello(_)) => {
+                        shared.connected.store(true, Ordering::Release)
+                    }
+                    Message::Log(LogMsg::LogAck { id }) => {
+                        shared.acked.fetch_max(id, Ordering::AcqRel);
+                        let mut w = shared.waiters.lock().expect("waiters");
+                        let rest = w.split_off(&(id + 1));
+                        for (_, tx) in std::mem::replace(&mut *w, rest) {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                },
+                Err(_) if dec.poisoned().is_some() => return,
+                Err(_) => {}
+            }
+        }
+    }
+    shared.connected.store(false, Ordering::Release);
+}
+
+impl LogMsgKind {
+    /// The wire message for this entry, numbered `id`.
+    fn into_msg(self, id: u64) -> LogMsg {
+        match self {
+            LogMsgKind::Open { tuple, options } => LogMsg::ConnOpen {
+                id,
+                tuple,
+                server_isn: 0,
+                client_isn: 0,
+                options,
+            },
+            LogMsgKind::Reply {
+                tuple,
+                request_end,
+                offset,
+                last,
+                bytes,
+            } => LogMsg::Reply {
+                id,
+                tuple,
+                request_end,
+                offset,
+                last,
+                bytes,
+            },
+            LogMsgKind::Close { tuple, kind } => LogMsg::ConnClose { id, tuple, kind },
         }
     }
 }
