@@ -13,7 +13,7 @@
 //! steps, none waited for (see [`VipMachine::without_witness`]).
 //!
 //! A refusal, or a higher epoch in a peer heartbeat, makes a machine hand
-//! out `Fence`: [`Node::fence_and_exit`] drops every connection silently,
+//! out `Fence`: [`crate::takeover::fence_and_exit`] drops every connection silently,
 //! revokes the leases, removes the addresses, stops front, log and
 //! heartbeats, records `fenced` and exits with status 3, leaving the nft
 //! table (a zombie kernel stays silent).
