@@ -15,8 +15,8 @@
 //! much, or writes a malformed header block gets a 502 with a one-line
 //! reason naming what went wrong.
 
-use crate::cgi::{rejection_response, Rejection, CGI_PATH};
 use crate::cgi_program::{MAX_SIZE_VAR, SERVED_BY_VAR};
+use crate::webstone::{rejection_response, Rejection, CGI_PATH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};

@@ -6,13 +6,13 @@
 //! The program reads its meta-variables from the environment:
 //! - `REQUEST_METHOD` (required; `GET`, else 405),
 //! - `QUERY_STRING` (`size=N`, default 1024, as the in-process application
-//!   parses it: [`crate::cgi::parse_size`]),
+//!   parses it: [`crate::webstone::parse_size`]),
 //! - `GATEWAY_INTERFACE` (if set, must be `CGI/1.x`),
 //! - [`SERVED_BY_VAR`] (`CORAL_SERVED_BY`: the server's own host name for
 //!   `X-Coral-Served-By`; `SERVER_NAME` is the address the client used, not
 //!   the server; default: the system host name),
 //! - [`MAX_SIZE_VAR`] (`CORAL_MAX_SIZE`: the server's reply size cap,
-//!   default [`crate::cgi::DEFAULT_MAX_SIZE`]; larger sizes get 413),
+//!   default [`crate::webstone::DEFAULT_MAX_SIZE`]; larger sizes get 413),
 //!
 //! and writes one CGI response on stdout: `Status:` (only where not 200),
 //! `Content-Type:`, `Content-Length:`, `X-Coral-Digest:` (lowercase hex
@@ -21,7 +21,7 @@
 //! end in a bare LF, as RFC 3875 allows a script to write them. A bad
 //! meta-variable gets `Status: 400` with a one-line reason as the body.
 
-use crate::cgi::{self, Rejection};
+use crate::webstone::{self, Rejection};
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
@@ -117,7 +117,7 @@ fn parse_meta(var: &impl Fn(&str) -> Option<OsString>) -> Result<(u64, String), 
         ));
     }
     let max_size = match text(var, MAX_SIZE_VAR)? {
-        None => cgi::DEFAULT_MAX_SIZE,
+        None => webstone::DEFAULT_MAX_SIZE,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => {
@@ -128,10 +128,10 @@ fn parse_meta(var: &impl Fn(&str) -> Option<OsString>) -> Result<(u64, String), 
         },
     };
     let query = text(var, "QUERY_STRING")?.unwrap_or_default();
-    let size = cgi::parse_size(&query, max_size)?;
+    let size = webstone::parse_size(&query, max_size)?;
     let served_by = match text(var, SERVED_BY_VAR)? {
         Some(s) => s,
-        None => cgi::system_hostname(),
+        None => webstone::system_hostname(),
     };
     if served_by.is_empty() || HeaderValue::from_str(&served_by).is_err() {
         return Err(bad(format!(
@@ -155,7 +155,7 @@ pub fn respond(var: impl Fn(&str) -> Option<OsString>, rng: &mut impl RngCore) -
             format!("size {size} does not fit in memory"),
         ));
     };
-    let (body, digest) = cgi::generate_body(size, rng);
+    let (body, digest) = webstone::generate_body(size, rng);
     let head = format!(
         "Content-Type: application/octet-stream\nContent-Length: {size}\nX-Coral-Digest: {digest}\nX-Coral-Served-By: {served_by}\n\n"
     );
@@ -172,7 +172,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
-        respond(|k| m.get(k).cloned(), &mut cgi::new_rng())
+        respond(|k| m.get(k).cloned(), &mut webstone::new_rng())
     }
 
     /// The header lines as (name, value), checking the block's shape.
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(h[0].1, "application/octet-stream");
         assert_eq!(h[1].1, "100");
         assert_eq!(r.body.len(), 100);
-        assert_eq!(h[2].1, cgi::digest_hex(&r.body));
+        assert_eq!(h[2].1, webstone::digest_hex(&r.body));
         assert_eq!(h[3].1, "server-a");
         // The bytes on stdout are the head then the body, nothing more.
         let mut out = Vec::new();
@@ -227,10 +227,10 @@ mod tests {
         assert_eq!((a.body.len(), b.body.len()), (1024, 1024));
         assert_ne!(a.body, b.body, "each run draws fresh bytes");
         let h = headers(&a);
-        assert_eq!(h[3].1, cgi::system_hostname());
+        assert_eq!(h[3].1, webstone::system_hostname());
         let z = run(&[("REQUEST_METHOD", "GET"), ("QUERY_STRING", "size=0")]);
         assert!(z.body.is_empty());
-        assert_eq!(headers(&z)[2].1, cgi::digest_hex(b""));
+        assert_eq!(headers(&z)[2].1, webstone::digest_hex(b""));
     }
 
     fn refused(vars: &[(&str, &str)]) -> (u16, String) {
@@ -307,7 +307,7 @@ mod tests {
                 "QUERY_STRING" => Some(OsString::from_vec(vec![b's', 0xff])),
                 _ => None,
             },
-            &mut cgi::new_rng(),
+            &mut webstone::new_rng(),
         );
         assert!(r.head.starts_with("Status: 400 Bad Request\n"), "{r:?}");
         assert!(String::from_utf8_lossy(&r.body).contains("QUERY_STRING is not valid UTF-8"));

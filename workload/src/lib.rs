@@ -11,6 +11,8 @@
 //! - [`logging`]: how every program of the kit logs (`tracing`, `RUST_LOG`).
 //! - [`records`]: the `requests.csv` row ([`records::RequestRecord`]).
 //! - [`summary`]: `summary.json` computed from the rows ([`summary::Summary`]).
+//! - [`webstone`]: the request and reply vocabulary all three modes share
+//!   (path, headers, `size`, body and digest, refusals).
 //!
 //! Binaries (see `--help`):
 //! - `webstone-server --listen 0.0.0.0:80 --served-by server-a [--max-size BYTES]
@@ -31,3 +33,4 @@ pub mod driver;
 pub mod logging;
 pub mod records;
 pub mod summary;
+pub mod webstone;
