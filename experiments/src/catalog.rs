@@ -31,7 +31,8 @@
 //!
 //! - `fig2-throughput`: 8 clients, 1 KB replies, dual-role CoRAL, server-a's
 //!   link cut mid-run, keep-alive and connection-per-request; the one- and
-//!   two-unreplicated-server peaks in the same experiment and conditions.
+//!   two-unreplicated-server peaks in the same experiment and conditions;
+//!   keep-alive again with the in-process application (`inproc-` variants).
 //! - `fig3-latency`: every request's latency across the same fault
 //!   (keep-alive, dual role).
 //! - `table1-failover`: failover breakdown; dual role (server-a cut: the
@@ -44,8 +45,8 @@
 //!
 //! `fig2-throughput`, `fig3-latency`, `table1-failover` and `table3-overhead`
 //! run the paper's application, WebStone 2.0's CGI: a `webstone-cgi` process
-//! per request ([`PAPER_CGI`]); everything else, and Table 3's `inproc-`
-//! variants, the in-process generator. `run --app` overrides ([`with_app`]).
+//! per request ([`PAPER_CGI`]); everything else, and the `inproc-` variants
+//! of Fig. 2 and Table 3, the in-process generator. `run --app` overrides ([`with_app`]).
 //! - `detection-sweep`: heartbeats 1, 5, 10, 50, 100 ms, 3 misses, primary
 //!   cut (stall), without a CPU quota (CFS throttling pauses a host for up
 //!   to a period minus its quota, longer than three 1 ms heartbeats); a fault-free loaded run
@@ -351,6 +352,10 @@ fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             one_cpr.load.connection_per_request = true;
             let mut two_cpr = unreplicated("two-servers-connection-per-request", 2);
             two_cpr.load.connection_per_request = true;
+            // Keep-alive again with the in-process application (`inproc-`),
+            // so Fig. 2 shows both applications from one run.
+            let mut inproc_ka = coral(&format!("{INPROC_PREFIX}coral-keep-alive"), true, hb);
+            inproc_ka.fault = cut("server-a", at);
             let v = vec![
                 unreplicated("one-server", 1),
                 unreplicated("two-servers", 2),
@@ -358,6 +363,9 @@ fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
                 one_cpr,
                 two_cpr,
                 cpr,
+                unreplicated(&format!("{INPROC_PREFIX}one-server"), 1),
+                unreplicated(&format!("{INPROC_PREFIX}two-servers"), 2),
+                inproc_ka,
             ];
             let v = v.into_iter().map(|x| with_cpu(x, CPU_BOUND)).collect();
             (v, s)
@@ -560,6 +568,16 @@ mod tests {
         assert_eq!(cgi, 8);
         assert_eq!(v.len(), 16);
         assert!(v.iter().any(|x| x.name == "inproc-cpu010-one-server"));
+        // Fig. 2 shows both applications from one run.
+        let (f, _) = experiment("fig2-throughput", true).unwrap();
+        for n in ["coral-keep-alive", "one-server", "two-servers"] {
+            let cgi = f.iter().find(|x| x.name == n).unwrap();
+            let inproc = f
+                .iter()
+                .find(|x| x.name == format!("{INPROC_PREFIX}{n}"))
+                .unwrap();
+            assert_eq!((cgi.app, inproc.app), (AppMode::Cgi, AppMode::Inproc));
+        }
         assert!(v
             .iter()
             .any(|x| x.name == "cpu010-one-server" && x.app == AppMode::Cgi));

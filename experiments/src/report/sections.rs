@@ -84,7 +84,11 @@ fn fig2_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     let corals: Vec<&Variant> = exp
         .variants
         .iter()
-        .filter(|v| v.name.starts_with("coral"))
+        .filter(|v| {
+            v.name
+                .trim_start_matches(crate::catalog::INPROC_PREFIX)
+                .starts_with("coral")
+        })
         .collect();
     if corals.is_empty() {
         return;
@@ -122,11 +126,16 @@ fn fig2_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             show(over(v, |_, s| Some(s.errors as f64))),
             cpu_per_req(v).map(fmt_num).unwrap_or("—".into())
         );
+        let mode = if v.name.starts_with(crate::catalog::INPROC_PREFIX) {
+            crate::catalog::INPROC_PREFIX
+        } else {
+            ""
+        };
         let unrep = exp
-            .variant(if v.name.ends_with("connection-per-request") {
-                "two-servers-connection-per-request"
+            .variant(&if v.name.ends_with("connection-per-request") {
+                format!("{mode}two-servers-connection-per-request")
             } else {
-                "two-servers"
+                format!("{mode}two-servers")
             })
             .and_then(cpu_per_req);
         if let Some(b) = b2 {
