@@ -18,6 +18,14 @@ for ns in $(leftover); do
   for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
 done
+# Docker containers the kit created (label org.coral-kit.prefix): the ones
+# there before the tests may be a user's live topology; any new one left
+# after them is a test that did not clean up.
+kit_containers() {
+  command -v docker >/dev/null 2>&1 || return 0
+  docker ps -aq --filter label=org.coral-kit.prefix 2>/dev/null | sort || true
+}
+containers_before=$(kit_containers)
 # The tests start sibling binaries (coral, webstone-server, coral-load)
 # next to the test binaries: build them first.
 $CARGO build --workspace --all-targets  # same feature set as `make build`: no rebuild
@@ -36,6 +44,12 @@ left=$(leftover)
 if [ -n "$left" ]; then
   echo "test-netns: FAIL: namespaces left behind:" >&2
   echo "$left" >&2
+  exit 1
+fi
+new_containers=$(comm -13 <(echo "$containers_before") <(kit_containers) | grep . || true)
+if [ -n "$new_containers" ]; then
+  echo "test-netns: FAIL: Docker containers left behind (remove with coral-exp down --stale):" >&2
+  echo "$new_containers" >&2
   exit 1
 fi
 if [ "$rc" != 0 ]; then
