@@ -864,15 +864,9 @@ impl Topology for Docker {
                 info.dev
             );
         }
-        if !netns::netns_exists(&info.netns) {
-            bail!("namespace {} of host {host} is not attached", info.netns);
-        }
-        if argv.is_empty() {
-            bail!("no command given");
-        }
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &info.netns]).args(argv);
-        Ok(cmd)
+        // A container's namespace is attached under its netns name: from
+        // here on it is entered like any other.
+        netns::Netns.command(s, host, argv)
     }
 
     fn link_fault(&self, s: &TopologyState, host: &str, up: bool) -> Result<Fault> {
