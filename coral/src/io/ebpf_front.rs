@@ -585,13 +585,7 @@ impl EbpfFront {
     /// or `kernel.bpf_stats_enabled`). The program runs in the sender's
     /// context, outside this process's CPU time.
     pub fn run_stats(&self) -> io::Result<ProgramRunStats> {
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(PROG_NAME)
-            .ok_or_else(|| io::Error::other("program gone"))?
-            .try_into()
-            .map_err(io::Error::other)?;
-        let info = prog.info().map_err(io::Error::other)?;
+        let info = self.program_info()?;
         Ok(ProgramRunStats {
             run_time: info.run_time(),
             run_count: info.run_count(),
@@ -601,13 +595,18 @@ impl EbpfFront {
     /// The kernel's id of the loaded program (as `bpftool prog show id`
     /// lists it): it lives exactly as long as this front or its link.
     pub fn program_id(&self) -> io::Result<u32> {
+        Ok(self.program_info()?.id())
+    }
+
+    /// The kernel's view of the loaded program (id, run time, run count).
+    fn program_info(&self) -> io::Result<aya::programs::ProgramInfo> {
         let prog: &SchedClassifier = self
             .ebpf
             .program(PROG_NAME)
             .ok_or_else(|| io::Error::other("program gone"))?
             .try_into()
             .map_err(io::Error::other)?;
-        Ok(prog.info().map_err(io::Error::other)?.id())
+        prog.info().map_err(io::Error::other)
     }
 
     /// Detach the program and free its maps.
