@@ -1,9 +1,10 @@
 //! The Docker topology end to end, through the real binaries and the local
 //! engine: CoRAL comes up in containers, replies are digest-verified through
 //! the router, the primary's link is cut (its host-side veth) under 8
-//! keep-alive clients with no error and no reconnect, and `down` leaves no
-//! container, network, DOCKER-USER rule or attached namespace name; also
-//! after an `up` killed half-way.
+//! keep-alive clients with no error and no reconnect, a partition between
+//! two LAN hosts drops their frames until healed, and `down` leaves no
+//! container, network, DOCKER-USER rule, partition rule or attached namespace
+//! name; also after an `up` killed half-way.
 //!
 //! Where no Docker engine answers, each test says so on stderr and passes
 //! without checking anything: the Docker topology cannot exist there. CI
@@ -55,7 +56,39 @@ fn leftovers(prefix: &str) -> Vec<String> {
     if br.exists() {
         out.push(br.display().to_string());
     }
+    for rule in partition_rules(prefix) {
+        out.push(rule);
+    }
     out
+}
+
+/// The partition rules of `prefix` in the engine's namespace (nft lines).
+fn partition_rules(prefix: &str) -> Vec<String> {
+    let o = faultinject::netns::command_in(
+        &docker::engine_netns().unwrap(),
+        "nft",
+        &["list", "table", "bridge", faultinject::PARTITION_TABLE],
+    )
+    .unwrap()
+    .output()
+    .unwrap();
+    let label = docker::partition_label(prefix, "");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains(&label))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Whether `from` reaches `addr` with one ping (1 s).
+fn pings(prefix: &str, from: &str, addr: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-{from}")])
+        .args(["ping", "-c1", "-W1", "-q", addr])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
 
 /// Effective capabilities of `pid` (bit mask from /proc).
@@ -144,6 +177,38 @@ fn netns_docker_coral_link_cut_under_keepalive_load_and_nothing_left() {
             .any(|l| l.contains(",server-b,coral,takeover,") && l.contains("restored=8")),
         "no takeover of the 8 connections by server-b:\n{events}"
     );
+
+    // A partition between two LAN hosts drops their frames on the engine's
+    // bridge, and heal restores them. Left in place, `down` removes it.
+    let spare = v["hosts"]["spare"]["addr"].as_str().unwrap();
+    assert!(pings(&t.prefix, "router", spare));
+    coral_ok(&[
+        "fault",
+        "--state",
+        t.state(),
+        "partition",
+        "router",
+        "spare",
+    ]);
+    assert_eq!(partition_rules(&t.prefix).len(), 2);
+    assert!(
+        !pings(&t.prefix, "router", spare),
+        "partitioned spare answered"
+    );
+    coral_ok(&["fault", "--state", t.state(), "heal", "spare", "router"]);
+    assert!(
+        pings(&t.prefix, "router", spare),
+        "spare unreachable after heal"
+    );
+    assert_eq!(partition_rules(&t.prefix), Vec::<String>::new());
+    coral_ok(&[
+        "fault",
+        "--state",
+        t.state(),
+        "partition",
+        "router",
+        "spare",
+    ]);
 
     coral_ok(&["down", "--state", t.state()]);
     assert_eq!(leftovers(&t.prefix), Vec::<String>::new());

@@ -347,39 +347,87 @@ pub fn partition(netns: &str, mac_a: &str, mac_b: &str, label: &str) -> Result<(
 /// Removes the rules labelled `label`; returns how many were removed, and
 /// fails with [`FaultError::NoSuchPartition`] if there were none.
 pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
-    check_name("namespace", netns)?;
     check_name("label", label)?;
+    let n = match list_partition_rules(netns)? {
+        Some(_) => remove_rules(netns, |l| l == label)?,
+        None => 0,
+    };
+    if n == 0 {
+        return Err(FaultError::NoSuchPartition(label.to_string()));
+    }
+    Ok(n)
+}
+
+/// Removes every partition rule whose label starts with `label_prefix`
+/// (one topology's rules in a namespace other topologies may share, such as
+/// the Docker engine's), then the table itself once no rule is left in it.
+/// Returns how many rules were removed; a namespace without the table has
+/// none to remove.
+pub fn remove_partitions(netns: &str, label_prefix: &str) -> Result<usize, FaultError> {
+    check_name("label prefix", label_prefix)?;
+    if list_partition_rules(netns)?.is_none() {
+        return Ok(0);
+    }
+    let n = remove_rules(netns, |l| l.starts_with(label_prefix))?;
+    if list_partition_rules(netns)?.is_some_and(|rules| rules.is_empty()) {
+        run_command(
+            &mut netns::command_in(
+                netns,
+                "nft",
+                &["delete", "table", "bridge", PARTITION_TABLE],
+            )?,
+            None,
+        )?;
+    }
+    Ok(n)
+}
+
+/// The partition rules in `netns` as (label, handle); `None` when the table
+/// does not exist there.
+fn list_partition_rules(netns: &str) -> Result<Option<Vec<(String, String)>>, FaultError> {
+    check_name("namespace", netns)?;
     netns::require(netns)?;
-    let listing = run_command(
+    let Ok(listing) = run_command(
         &mut netns::command_in(
             netns,
             "nft",
             &["-a", "list", "chain", "bridge", PARTITION_TABLE, "forward"],
         )?,
         None,
-    )
-    .map_err(|_| FaultError::NoSuchPartition(label.to_string()))?;
-    let needle = format!("comment \"{label}\"");
-    let handles: Vec<String> = listing
+    ) else {
+        return Ok(None);
+    };
+    // ... drop comment "LABEL" # handle N
+    let rules = listing
         .lines()
-        .filter(|l| l.contains(&needle))
         .filter_map(|l| {
-            l.rsplit_once("# handle ")
-                .map(|(_, h)| h.trim().to_string())
+            let (_, rest) = l.split_once("comment \"")?;
+            let (label, rest) = rest.split_once('"')?;
+            let (_, handle) = rest.rsplit_once("# handle ")?;
+            Some((label.to_string(), handle.trim().to_string()))
         })
         .collect();
-    if handles.is_empty() {
-        return Err(FaultError::NoSuchPartition(label.to_string()));
-    }
-    let script: String = handles
+    Ok(Some(rules))
+}
+
+/// Deletes the partition rules whose label `select` accepts; how many.
+fn remove_rules(netns: &str, select: impl Fn(&str) -> bool) -> Result<usize, FaultError> {
+    let rules = list_partition_rules(netns)?.ok_or_else(|| {
+        FaultError::NoSuchPartition(format!("table {PARTITION_TABLE} in {netns}"))
+    })?;
+    let script: String = rules
         .iter()
-        .map(|h| format!("delete rule bridge {PARTITION_TABLE} forward handle {h}\n"))
+        .filter(|(label, _)| select(label))
+        .map(|(_, h)| format!("delete rule bridge {PARTITION_TABLE} forward handle {h}\n"))
         .collect();
+    if script.is_empty() {
+        return Ok(0);
+    }
     run_command(
         &mut netns::command_in(netns, "nft", &["-f", "-"])?,
         Some(&script),
     )?;
-    Ok(handles.len())
+    Ok(script.lines().count())
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@
 //! - A link cut sets the container's host-side veth down (in the root
 //!   namespace: the engine's, [`engine_netns`]); the LAN rate is a `tbf`
 //!   on the same veth (traffic towards the host, as on a switch port).
+//! - A partition is the netns switch's bridge-family rule in the engine's
+//!   namespace, its label prefixed with the topology's ([`partition_label`]).
 //! - Every container and network carries the label [`LABEL_PREFIX`], every
 //!   DOCKER-USER rule the comment `coral-kit <prefix>`: `down` and
 //!   `down --stale` remove exactly those.
@@ -572,8 +574,24 @@ impl Docker {
         if let Err(e) = remove_docker_user_rules(prefix) {
             problems.push(format!("{e:#}"));
         }
+        let partitions = engine_netns().and_then(|ns| {
+            Ok(faultinject::remove_partitions(
+                &ns,
+                &partition_label(prefix, ""),
+            )?)
+        });
+        if let Err(e) = partitions {
+            problems.push(format!("partition rules of {prefix}: {e:#}"));
+        }
         problems
     }
+}
+
+/// The label of a partition rule of `prefix`'s topology (the netns label
+/// `part_X_Y` behind the prefix): the engine's namespace is shared with
+/// other topologies and the engine's own bridges.
+pub fn partition_label(prefix: &str, label: &str) -> String {
+    format!("{prefix}_{label}")
 }
 
 /// Runs a command (faultinject's runner), its failure as an anyhow error.
@@ -878,16 +896,20 @@ impl Topology for Docker {
         netns::Netns.link_fault(&s, host, up)
     }
 
-    fn partition_fault(
-        &self,
-        _s: &TopologyState,
-        _a: &str,
-        _b: &str,
-        _heal: bool,
-    ) -> Result<Fault> {
-        bail!(
-            "partition on the Docker topology is not built yet (link-cut, kill, stop and cont are)"
-        )
+    fn partition_fault(&self, s: &TopologyState, a: &str, b: &str, heal: bool) -> Result<Fault> {
+        // The LAN is the engine's bridge: the same bridge-family rule as
+        // on the netns switch, in the engine's namespace, labelled with the
+        // prefix so that `down` removes exactly this topology's rules.
+        let mut f = netns::Netns.partition_fault(s, a, b, heal)?;
+        let engine = engine_netns()?;
+        match &mut f {
+            Fault::Partition { netns, label, .. } | Fault::Heal { netns, label } => {
+                *netns = engine;
+                *label = partition_label(&s.prefix, label);
+            }
+            _ => unreachable!("partition_fault gives a partition or a heal"),
+        }
+        Ok(f)
     }
 
     fn destroy(&self, h: &mut StateHandle) -> Result<()> {
