@@ -27,12 +27,12 @@ pub mod wire;
 // Control plane: authenticated codecs, failure detector, mode machine, witness.
 mod codec;
 mod detector;
+mod join;
 mod mode;
 mod witness;
 
-// The public API: what the node and its tests use, plus the JOIN channel,
-// the joining mode and the per-connection mode that reintegration
-// (docs/DESIGN.md section 6) will use. Wire views stay in their own
+// The public API: what the node and its tests use, including the join
+// protocol (docs/DESIGN.md section 6) on both sides of the JOIN channel. Wire views stay in their own
 // namespace (`coral_core::wire::...`), the way smoltcp keeps `wire`.
 pub use codec::{
     Channel, CloseKind, DatagramDecoder, DecoderConfig, Encoder, Heartbeat, JoinMsg,
@@ -48,6 +48,10 @@ pub use detector::{
     Detector, DetectorConfig, DetectorConfigError, DetectorEvent, HeartbeatVerdict,
 };
 pub use http::{RequestFrame, RequestFramer, ResponseFrame, ResponseFramer};
+pub use join::{
+    JoinAcceptor, JoinAction, JoinConn, JoinEvent, JoinSteps, Joiner, JoinerState, NodeView,
+    DEFAULT_JOIN_TIMEOUT_NS, JOINER_CONN,
+};
 pub use mode::{
     Action, ConnMode, FenceReason, GrantPurpose, Iface, Input, Lease, Role, Timing, VipMachine,
     VipMode,

@@ -15,7 +15,8 @@
 //!    │   GrantRefused / EpochSeen(higher) from any serving mode                         │  │JoinCompleted
 //!    └──────────────────────> Fenced (terminal; rejoin as a new server)     JoinAccepted │  │
 //!                                                                                       v  │
-//!  Joining (new server) ── JoinAccepted, JoinCompleted ──> Duplex     Joining (simplex node)
+//!  Joining (new server) ── JoinAccepted, JoinCompleted ──> Duplex     Joining (simplex node;
+//!                                                          JoinAborted: back to Simplex)
 //! ```
 //!
 //! ## The kernel-enforced lease and the takeover wait
@@ -239,6 +240,10 @@ pub enum Input {
     /// Join finished (on the new server: the simplex node released the
     /// address; on the simplex node: the new server fronts it).
     JoinCompleted,
+    /// The join was abandoned after acceptance (the new server died, closed
+    /// the join connection or timed out): the simplex node serves alone
+    /// again, the new server stops.
+    JoinAborted,
 }
 
 /// Where a service address is configured.
@@ -346,6 +351,8 @@ pub enum Action {
     },
     /// Open the log channel to the peer (primary side).
     StartLogChannel,
+    /// Close the log channel opened for a join that was abandoned.
+    StopLogChannel,
     /// Start fronting the address: the packet engine answers ARP for it,
     /// shadows and forwards its frames to the primary.
     StartFronting {
@@ -388,7 +395,10 @@ impl Action {
             | Action::StartFronting { vip }
             | Action::CloseSimplexConnectionsAfterNextResponse { vip }
             | Action::ModeChanged { vip, .. } => Some(vip),
-            Action::StopHeartbeats | Action::StartHeartbeats | Action::StartLogChannel => None,
+            Action::StopHeartbeats
+            | Action::StartHeartbeats
+            | Action::StartLogChannel
+            | Action::StopLogChannel => None,
         }
     }
 }
@@ -753,6 +763,32 @@ impl VipMachine {
                     _ => {}
                 }
                 self.set_mode(VipMode::Duplex);
+            }
+            (VipMode::Joining, Input::JoinAborted) if self.join_accepted => {
+                self.join_accepted = false;
+                self.actions
+                    .extend([Action::StopHeartbeats, Action::StopLogChannel]);
+                if self.role == Role::Sole {
+                    // Back to serving alone: the address returns to the LAN
+                    // before it leaves loopback (never non-local), and the
+                    // router is told again in case the new front spoke.
+                    self.actions.extend([
+                        Action::SetLease {
+                            vip,
+                            lease: Lease::Permanent,
+                        },
+                        Action::AddVip {
+                            vip,
+                            iface: Iface::Lan,
+                        },
+                        Action::RemoveVip {
+                            vip,
+                            iface: Iface::Loopback,
+                        },
+                        Action::SendGratuitousArp { vip },
+                    ]);
+                    self.set_mode(VipMode::Simplex);
+                }
             }
             _ => {}
         }

@@ -1,0 +1,483 @@
+//! The join protocol from crafted message sequences, both sides, with the
+//! real mode machines behind them.
+
+use super::*;
+use crate::mode::{Action, ConnMode, Iface, Lease, Role, Timing, VipMachine, VipMode};
+
+const MS: u64 = 1_000_000;
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const S: NodeId = NodeId(2);
+const N: NodeId = NodeId(3);
+
+fn t(ms: u64) -> Instant {
+    Instant(ms * MS)
+}
+
+fn cfg(node: NodeId) -> NodeConfig {
+    NodeConfig {
+        node,
+        heartbeat_interval_ns: 10 * MS,
+        misses: 3,
+        vips: vec![VIP],
+        kernel: vec![
+            ("net.ipv4.tcp_sack".into(), "1".into()),
+            ("net.ipv4.tcp_timestamps".into(), "1".into()),
+        ],
+        software: "coral test".into(),
+    }
+}
+
+const SIMPLEX: NodeView = NodeView {
+    simplex: true,
+    epoch: Epoch(2),
+};
+
+fn drain_a(a: &mut JoinAcceptor, now: Instant) -> Vec<JoinAction> {
+    std::iter::from_fn(|| a.poll(now)).collect()
+}
+
+fn drain_j(j: &mut Joiner, now: Instant) -> Vec<JoinAction> {
+    std::iter::from_fn(|| j.poll(now)).collect()
+}
+
+fn drain_m(m: &mut VipMachine, now: Instant) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll(now))
+        .filter(|a| !matches!(a, Action::ModeChanged { .. }))
+        .collect()
+}
+
+fn sends(acts: &[JoinAction]) -> Vec<JoinMsg> {
+    acts.iter()
+        .filter_map(|a| match a {
+            JoinAction::Send { msg, .. } => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refusal(acts: &[JoinAction]) -> Option<(JoinRefuseReason, String)> {
+    sends(acts).into_iter().find_map(|m| match m {
+        JoinMsg::JoinRefuse { reason, detail } => Some((reason, detail)),
+        _ => None,
+    })
+}
+
+fn request(a: &mut JoinAcceptor, now: Instant, conn: JoinConn, seq: u64, c: NodeConfig) {
+    let sender = c.node;
+    a.on_message(now, conn, sender, seq, JoinMsg::JoinRequest(c), SIMPLEX);
+}
+
+/// Feed every `Machine` action to the machine; return the other actions.
+fn apply(m: &mut VipMachine, now: Instant, acts: Vec<JoinAction>) -> Vec<JoinAction> {
+    let mut rest = Vec::new();
+    for a in acts {
+        match a {
+            JoinAction::Machine { vip, input } => {
+                assert_eq!(vip, m.vip());
+                m.handle(now, input);
+            }
+            other => rest.push(other),
+        }
+    }
+    rest
+}
+
+#[test]
+fn join_runs_both_sides_to_duplex_and_times_every_step() {
+    let timing = Timing::new(10 * MS, 3);
+    let mut sm = VipMachine::simplex(VIP, S, Epoch(2), timing);
+    let mut nm = VipMachine::joining(VIP, N, Role::Backup, timing);
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    let mut joiner = Joiner::new(cfg(N), t(0), DEFAULT_JOIN_TIMEOUT_NS);
+
+    // Request: the joiner's first action, carried to the acceptor.
+    let first = drain_j(&mut joiner, t(0));
+    assert_eq!(sends(&first), vec![JoinMsg::JoinRequest(cfg(N))]);
+    acc.on_message(t(10), 7, N, 100, JoinMsg::JoinRequest(cfg(N)), SIMPLEX);
+    assert_eq!(
+        drain_a(&mut acc, t(10)),
+        vec![JoinAction::AskWitness {
+            vip: VIP,
+            epoch: Epoch(3)
+        }]
+    );
+    assert!(acc.awaits_grant(VIP, Epoch(3)));
+    assert!(!acc.awaits_grant(VIP, Epoch(4)));
+
+    // Grant after 2 ms: accept sent, machines told.
+    acc.on_grant(t(12), VIP, Epoch(3));
+    let acts = drain_a(&mut acc, t(12));
+    let accept = JoinMsg::JoinAccept {
+        config: cfg(S),
+        epoch: Epoch(3),
+        vip: VIP,
+    };
+    assert_eq!(sends(&acts), vec![accept.clone()]);
+    assert!(acts.contains(&JoinAction::Event(JoinEvent::Accepted {
+        node: N,
+        epoch: Epoch(3)
+    })));
+    let rest = apply(&mut sm, t(12), acts);
+    assert_eq!(rest.len(), 2, "send and event: {rest:?}");
+    assert_eq!(
+        drain_m(&mut sm, t(12)),
+        vec![
+            Action::StartLogChannel,
+            Action::StartHeartbeats,
+            Action::SetLease {
+                vip: VIP,
+                lease: Lease::Refreshed {
+                    timeout_ms: timing.lease_timeout_ms()
+                }
+            },
+            Action::AddVip {
+                vip: VIP,
+                iface: Iface::Loopback
+            },
+            Action::RemoveVip {
+                vip: VIP,
+                iface: Iface::Lan
+            },
+        ]
+    );
+    assert_eq!(sm.epoch(), Epoch(3));
+    // The new server hears the accept.
+    joiner.on_message(S, accept);
+    let rest = apply(&mut nm, t(13), drain_j(&mut joiner, t(13)));
+    assert!(rest.is_empty());
+    assert_eq!(drain_m(&mut nm, t(13)), vec![Action::StartHeartbeats]);
+    assert_eq!(joiner.state(), JoinerState::Accepted { epoch: Epoch(3) });
+    assert_eq!(joiner.peer().map(|p| p.node), Some(S));
+
+    // Tasks up at 15, address off the LAN at 16: VipReleased.
+    acc.on_tasks_started(t(15));
+    acc.on_released(t(16), VIP);
+    let released = JoinMsg::VipReleased {
+        vip: VIP,
+        epoch: Epoch(3),
+    };
+    assert_eq!(sends(&drain_a(&mut acc, t(16))), vec![released.clone()]);
+    joiner.on_message(S, released);
+    let rest = apply(&mut nm, t(17), drain_j(&mut joiner, t(17)));
+    assert!(rest.is_empty());
+    assert_eq!(
+        drain_m(&mut nm, t(17)),
+        vec![
+            Action::StartFronting { vip: VIP },
+            Action::SendGratuitousArp { vip: VIP }
+        ]
+    );
+    // Fronting (ARP confirmed): JoinComplete.
+    joiner.on_fronting(VIP);
+    let complete = JoinMsg::JoinComplete {
+        vip: VIP,
+        epoch: Epoch(3),
+    };
+    assert_eq!(sends(&drain_j(&mut joiner, t(18))), vec![complete.clone()]);
+    assert_eq!(joiner.state(), JoinerState::Joined { epoch: Epoch(3) });
+    assert_eq!(joiner.next_deadline(), None);
+
+    acc.on_message(t(20), 7, N, 101, complete, SIMPLEX);
+    let acts = drain_a(&mut acc, t(20));
+    let steps = JoinSteps {
+        config_exchange_ns: 0,
+        witness_ns: 2 * MS,
+        task_startup_ns: 3 * MS,
+        identity_restoration_ns: 5 * MS,
+        total_ns: 10 * MS,
+    };
+    assert_eq!(
+        acts.last(),
+        Some(&JoinAction::Event(JoinEvent::Completed {
+            node: N,
+            epoch: Epoch(3),
+            steps
+        }))
+    );
+    apply(&mut sm, t(20), acts);
+    assert_eq!(
+        drain_m(&mut sm, t(20)),
+        vec![Action::CloseSimplexConnectionsAfterNextResponse { vip: VIP }]
+    );
+    assert_eq!(
+        (sm.mode(), sm.role(), nm.mode(), nm.role()),
+        (
+            &VipMode::Duplex,
+            Role::Primary,
+            &VipMode::Duplex,
+            Role::Backup
+        )
+    );
+    assert_eq!(sm.new_connection_mode(), Some(ConnMode::Duplex));
+    assert!(!acc.in_progress());
+    assert_eq!(acc.next_deadline(), None);
+}
+
+#[test]
+fn config_mismatch_is_refused_naming_it() {
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    let mut c = cfg(N);
+    c.kernel[0].1 = "0".into();
+    request(&mut acc, t(1), 1, 10, c);
+    let acts = drain_a(&mut acc, t(1));
+    let (reason, detail) = refusal(&acts).expect("refused");
+    assert_eq!(reason, JoinRefuseReason::ConfigMismatch);
+    assert!(detail.contains("net.ipv4.tcp_sack"), "{detail}");
+    assert!(acts.contains(&JoinAction::Close { conn: 1 }));
+    assert!(!acc.in_progress());
+
+    let mut c = cfg(N);
+    c.vips = vec![Ipv4Addr::new(192, 0, 2, 101)];
+    c.misses = 5;
+    request(&mut acc, t(2), 2, 11, c);
+    let (_, detail) = refusal(&drain_a(&mut acc, t(2))).expect("refused");
+    assert!(
+        detail.starts_with("vips:") && detail.contains("misses"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn not_simplex_busy_and_own_id_are_refused() {
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    let duplex = NodeView {
+        simplex: false,
+        epoch: Epoch(1),
+    };
+    acc.on_message(t(1), 1, N, 1, JoinMsg::JoinRequest(cfg(N)), duplex);
+    assert_eq!(
+        refusal(&drain_a(&mut acc, t(1))).map(|r| r.0),
+        Some(JoinRefuseReason::NotSimplex)
+    );
+    request(&mut acc, t(2), 2, 2, cfg(S));
+    assert_eq!(
+        refusal(&drain_a(&mut acc, t(2))).map(|r| r.0),
+        Some(JoinRefuseReason::UnknownNode)
+    );
+    // One join in progress: a second one (another node) is refused.
+    request(&mut acc, t(3), 3, 3, cfg(N));
+    drain_a(&mut acc, t(3));
+    assert!(acc.in_progress());
+    request(&mut acc, t(4), 4, 1, cfg(NodeId(4)));
+    let acts = drain_a(&mut acc, t(4));
+    let (reason, detail) = refusal(&acts).expect("refused");
+    assert_eq!(reason, JoinRefuseReason::Busy);
+    assert!(detail.contains("node 3"), "{detail}");
+    assert!(acts.contains(&JoinAction::Close { conn: 4 }));
+    assert_eq!(acc.conn(), Some(3), "the first join carries on");
+}
+
+#[test]
+fn replayed_and_unauthenticated_requests_get_no_reply() {
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    request(&mut acc, t(1), 1, 50, cfg(N));
+    drain_a(&mut acc, t(1));
+    acc.on_closed(1);
+    drain_a(&mut acc, t(1));
+    // The same request again on a new connection: a replay.
+    request(&mut acc, t(2), 2, 50, cfg(N));
+    let acts = drain_a(&mut acc, t(2));
+    assert!(sends(&acts).is_empty());
+    assert_eq!(
+        acts,
+        vec![
+            JoinAction::Close { conn: 2 },
+            JoinAction::Event(JoinEvent::Rejected {
+                conn: 2,
+                why: "replay".into()
+            })
+        ]
+    );
+    assert!(!acc.in_progress());
+    // A request naming another node than its authenticated sender.
+    acc.on_message(
+        t(3),
+        3,
+        NodeId(9),
+        60,
+        JoinMsg::JoinRequest(cfg(N)),
+        SIMPLEX,
+    );
+    assert!(sends(&drain_a(&mut acc, t(3))).is_empty());
+    // The shell's codec rejected a frame (wrong key): closed, nothing sent.
+    acc.on_reject(4, "bad_tag");
+    let acts = drain_a(&mut acc, t(4));
+    assert!(sends(&acts).is_empty());
+    assert!(acts.contains(&JoinAction::Close { conn: 4 }));
+    // A fresh request from the same node is accepted for the witness.
+    request(&mut acc, t(5), 5, 51, cfg(N));
+    assert!(matches!(
+        drain_a(&mut acc, t(5)).as_slice(),
+        [JoinAction::AskWitness { .. }]
+    ));
+}
+
+fn accepted(acc: &mut JoinAcceptor, sm: &mut VipMachine) {
+    request(acc, t(10), 1, 1, cfg(N));
+    drain_a(acc, t(10));
+    acc.on_grant(t(11), VIP, Epoch(3));
+    apply(sm, t(11), drain_a(acc, t(11)));
+    drain_m(sm, t(11));
+    assert_eq!(sm.mode(), &VipMode::Joining);
+}
+
+fn rollback_actions() -> Vec<Action> {
+    vec![
+        Action::StopHeartbeats,
+        Action::StopLogChannel,
+        Action::SetLease {
+            vip: VIP,
+            lease: Lease::Permanent,
+        },
+        Action::AddVip {
+            vip: VIP,
+            iface: Iface::Lan,
+        },
+        Action::RemoveVip {
+            vip: VIP,
+            iface: Iface::Loopback,
+        },
+        Action::SendGratuitousArp { vip: VIP },
+    ]
+}
+
+#[test]
+fn joiner_dying_half_way_rolls_the_simplex_node_back() {
+    let timing = Timing::new(10 * MS, 3);
+    let mut sm = VipMachine::simplex(VIP, S, Epoch(2), timing);
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    accepted(&mut acc, &mut sm);
+    acc.on_tasks_started(t(12));
+    acc.on_released(t(13), VIP);
+    drain_a(&mut acc, t(13));
+    // The new server's connection drops before JoinComplete.
+    acc.on_closed(1);
+    let acts = drain_a(&mut acc, t(14));
+    assert!(acts.contains(&JoinAction::Event(JoinEvent::RolledBack {
+        node: N,
+        why: "the new server closed the join connection".into()
+    })));
+    apply(&mut sm, t(14), acts);
+    assert_eq!(drain_m(&mut sm, t(14)), rollback_actions());
+    assert_eq!((sm.mode(), sm.role()), (&VipMode::Simplex, Role::Sole));
+    assert_eq!(sm.lease(), Some(Lease::Permanent));
+    assert_eq!(sm.new_connection_mode(), Some(ConnMode::Simplex));
+    // A later join asks the witness above the epoch already granted.
+    request(&mut acc, t(20), 2, 2, cfg(N));
+    let asks: Vec<_> = drain_a(&mut acc, t(20))
+        .into_iter()
+        .filter(|a| matches!(a, JoinAction::AskWitness { .. }))
+        .collect();
+    assert_eq!(
+        asks,
+        vec![JoinAction::AskWitness {
+            vip: VIP,
+            epoch: Epoch(4)
+        }]
+    );
+}
+
+#[test]
+fn silent_joiner_times_out_and_is_rolled_back() {
+    let timing = Timing::new(10 * MS, 3);
+    let mut sm = VipMachine::simplex(VIP, S, Epoch(2), timing);
+    let mut acc = JoinAcceptor::new(cfg(S), 100 * MS);
+    accepted(&mut acc, &mut sm);
+    assert_eq!(acc.next_deadline(), Some(t(110)));
+    assert!(drain_a(&mut acc, t(109)).is_empty());
+    let acts = drain_a(&mut acc, t(110));
+    assert!(acts.contains(&JoinAction::Close { conn: 1 }));
+    apply(&mut sm, t(110), acts);
+    assert_eq!(drain_m(&mut sm, t(110)), rollback_actions());
+    // Before acceptance a timeout undoes nothing in the machines.
+    let mut acc = JoinAcceptor::new(cfg(S), 100 * MS);
+    request(&mut acc, t(0), 1, 1, cfg(N));
+    drain_a(&mut acc, t(0));
+    let acts = drain_a(&mut acc, t(100));
+    assert!(acts
+        .iter()
+        .all(|a| !matches!(a, JoinAction::Machine { .. })));
+    assert!(!acc.in_progress());
+}
+
+#[test]
+fn witness_refusal_refuses_the_join() {
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    request(&mut acc, t(1), 1, 1, cfg(N));
+    drain_a(&mut acc, t(1));
+    // A refusal for another epoch is not ours.
+    let reason = RefuseReason::StaleEpoch {
+        current: Epoch(7),
+        holder: NodeId(1),
+    };
+    acc.on_grant_refused(VIP, Epoch(9), reason);
+    assert!(drain_a(&mut acc, t(2)).is_empty());
+    acc.on_grant_refused(VIP, Epoch(3), reason);
+    let acts = drain_a(&mut acc, t(2));
+    let (r, detail) = refusal(&acts).expect("refused");
+    assert_eq!(r, JoinRefuseReason::NotSimplex);
+    assert!(detail.contains("witness"), "{detail}");
+    assert!(!acc.in_progress());
+}
+
+#[test]
+fn joiner_refused_or_misled_fails_and_stops() {
+    let timing = Timing::new(10 * MS, 3);
+    // Refused: the reason is reported.
+    let mut j = Joiner::new(cfg(N), t(0), 100 * MS);
+    drain_j(&mut j, t(0));
+    j.on_message(
+        S,
+        JoinMsg::JoinRefuse {
+            reason: JoinRefuseReason::ConfigMismatch,
+            detail: "net.ipv4.tcp_sack".into(),
+        },
+    );
+    assert_eq!(j.state(), JoinerState::Failed);
+    assert!(
+        drain_j(&mut j, t(1)).contains(&JoinAction::Event(JoinEvent::JoinFailed {
+            reason: JoinRefuseReason::ConfigMismatch,
+            detail: "net.ipv4.tcp_sack".into()
+        }))
+    );
+    // An accept from a node configured differently is not trusted.
+    let mut j = Joiner::new(cfg(N), t(0), 100 * MS);
+    let mut other = cfg(S);
+    other.heartbeat_interval_ns = 50 * MS;
+    j.on_message(
+        S,
+        JoinMsg::JoinAccept {
+            config: other,
+            epoch: Epoch(3),
+            vip: VIP,
+        },
+    );
+    assert_eq!(j.state(), JoinerState::Failed);
+    // Accepted, then the simplex node goes away: the machine stops.
+    let mut nm = VipMachine::joining(VIP, N, Role::Backup, timing);
+    let mut j = Joiner::new(cfg(N), t(0), 100 * MS);
+    drain_j(&mut j, t(0));
+    j.on_message(
+        S,
+        JoinMsg::JoinAccept {
+            config: cfg(S),
+            epoch: Epoch(3),
+            vip: VIP,
+        },
+    );
+    apply(&mut nm, t(1), drain_j(&mut j, t(1)));
+    drain_m(&mut nm, t(1));
+    j.on_closed("eof");
+    apply(&mut nm, t(2), drain_j(&mut j, t(2)));
+    assert_eq!(
+        drain_m(&mut nm, t(2)),
+        vec![Action::StopHeartbeats, Action::StopLogChannel]
+    );
+    assert_eq!(nm.mode(), &VipMode::Joining);
+    // Silence: the timeout fails the join.
+    let mut j = Joiner::new(cfg(N), t(0), 100 * MS);
+    drain_j(&mut j, t(0));
+    assert!(drain_j(&mut j, t(99)).is_empty());
+    drain_j(&mut j, t(100));
+    assert_eq!(j.state(), JoinerState::Failed);
+}
