@@ -8,9 +8,12 @@
 
 pub mod agreement;
 pub mod fuzzing;
+pub mod headline;
 pub mod lb;
 pub mod paper;
 pub mod sections;
+#[cfg(test)]
+mod testtree;
 
 use crate::plot::data::{self, Experiment, Rep, Variant};
 use crate::plot::stats::{fmt_num, Spread, SpreadKind};
@@ -181,8 +184,18 @@ struct Ctx<'a> {
     figures: &'a Path,
     out_dir: &'a Path,
     paper: &'a [PaperValue],
+    /// Where `paper` came from, as the report names it.
+    paper_origin: &'a str,
     experiments: &'a [Experiment],
 }
+
+/// A section written from the whole results tree, after the experiments'
+/// sections: the place for a helper's own section file (reliability,
+/// fuzzing, …). It writes its heading itself and nothing when it has no data.
+pub type TreeSection = fn(results: &Path, root: &str, md: &mut String);
+
+/// The tree-wide sections, in report order. Add one line per section file.
+const TREE_SECTIONS: &[TreeSection] = &[fuzzing::section];
 
 impl Ctx<'_> {
     /// The results directory as the report names it (as given on the command line).
@@ -771,8 +784,11 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
             cell(&r.citation)
         );
     }
-    let _ = writeln!(md, "\nSource: `{}/*/*/rep-*/config.json`.\n", ctx.root());
-    testbed_md(ctx, md);
+    let _ = writeln!(
+        md,
+        "\nSource: `{}/*/*/rep-*/config.json`; the testbed settings are in the appendix.\n",
+        ctx.root()
+    );
 }
 
 /// The testbed settings the paper's hardware had without saying so, with the
@@ -834,9 +850,8 @@ fn testbed_md(ctx: &Ctx, md: &mut String) {
     );
 }
 
-/// Renders the whole report.
-fn render(ctx: &Ctx, paper_origin: &str) -> String {
-    let mut md = String::new();
+/// The report's opening paragraph.
+fn intro_md(ctx: &Ctx, md: &mut String) {
     let _ = writeln!(md, "# CoRAL reproduction: results\n");
     let _ = writeln!(
         md,
@@ -844,12 +859,15 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
          Nothing here is typed by hand: every number of ours comes from the `summary.json` or `config.json` \
          named under its table, every figure from the `requests.csv` named in its caption (drawn by `coral-exp plot`). \
          Paper: N. Aghdaie and Y. Tamir, \"Fast Transparent Failover for Reliable Web Service\", \
-         PDCS 2003 (the \"paper\" below).\n",
+         PDCS 2003 (the \"paper\" below). The summary table comes first; the configurations of every run are in \
+         the appendix at the end.\n",
         ctx.results.display(),
-        paper_origin
+        ctx.paper_origin
     );
-    settings_md(ctx, &mut md);
+}
 
+/// The experiments present, in report order, with their headings.
+fn ordered<'a>(ctx: &Ctx<'a>) -> Vec<(&'a Experiment, String, String)> {
     let mut ordered: Vec<(&Experiment, String, String)> = Vec::new();
     for (name, heading, what) in KNOWN {
         if let Some(e) = ctx.experiments.iter().find(|e| e.name == *name) {
@@ -861,6 +879,56 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
             ordered.push((e, format!("Experiment `{}`", e.name), String::new()));
         }
     }
+    ordered
+}
+
+/// One experiment's section (its configuration goes to the appendix).
+fn experiment_md(ctx: &Ctx, e: &Experiment, heading: &str, what: &str, md: &mut String) {
+    let _ = writeln!(md, "## {heading}\n");
+    if !what.is_empty() {
+        let _ = writeln!(md, "{what}\n");
+    }
+    if e.name == "table3-overhead" {
+        paper_table3_md(ctx, md);
+    }
+    if e.name == crate::plot::lb::EXPERIMENT {
+        let root = ctx.root();
+        let w = lb::Where {
+            figures: ctx.figures,
+            out_dir: ctx.out_dir,
+            root: &root,
+        };
+        lb::section(w, e, md);
+    }
+    results_md(ctx, e, md);
+    // The paper's experiments read their own same-run references.
+    let ours = crate::catalog::NAMES.contains(&e.name.as_str());
+    sections::paper_md(ctx, e, md);
+    if e.name != "baseline" && !ours {
+        bounds_md(ctx, e, md);
+    }
+    if !ours {
+        overhead_md(ctx, e, md);
+    }
+    if !e.name.ends_with("-sweep") {
+        let table = if e.name == "table2-integration" {
+            "table2"
+        } else {
+            "table1"
+        };
+        breakdown_md(ctx, e, table, md);
+    }
+    figures_md(ctx, e, md);
+}
+
+/// Renders the whole report.
+fn render(ctx: &Ctx) -> String {
+    let mut md = String::new();
+    intro_md(ctx, &mut md);
+    headline::section(ctx, &mut md);
+    settings_md(ctx, &mut md);
+
+    let ordered = ordered(ctx);
     let _ = writeln!(md, "## Contents\n");
     for (e, heading, _) in &ordered {
         let reps: usize = e.variants.iter().map(|v| v.reps.len()).sum();
@@ -873,49 +941,25 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
     md.push('\n');
 
     for (e, heading, what) in &ordered {
-        let _ = writeln!(md, "## {heading}\n");
-        if !what.is_empty() {
-            let _ = writeln!(md, "{what}\n");
-        }
-        if e.name == "table3-overhead" {
-            paper_table3_md(ctx, &mut md);
-        }
-        if e.name == crate::plot::lb::EXPERIMENT {
-            let root = ctx.root();
-            let w = lb::Where {
-                figures: ctx.figures,
-                out_dir: ctx.out_dir,
-                root: &root,
-            };
-            lb::section(w, e, &mut md);
-        }
-        results_md(ctx, e, &mut md);
-        // The paper's experiments read their own same-run references.
-        let ours = crate::catalog::NAMES.contains(&e.name.as_str());
-        sections::paper_md(ctx, e, &mut md);
-        if e.name != "baseline" && !ours {
-            bounds_md(ctx, e, &mut md);
-        }
-        if !ours {
-            overhead_md(ctx, e, &mut md);
-        }
-        if !e.name.ends_with("-sweep") {
-            breakdown_md(
-                ctx,
-                e,
-                if e.name == "table2-integration" {
-                    "table2"
-                } else {
-                    "table1"
-                },
-                &mut md,
-            );
-        }
-        figures_md(ctx, e, &mut md);
-        config_md(ctx, e, &mut md);
+        experiment_md(ctx, e, heading, what, &mut md);
+    }
+    if !ctx
+        .experiments
+        .iter()
+        .any(|e| e.name == "table2-integration")
+    {
+        let _ = writeln!(
+            md,
+            "## Table 2: integration of a new server after failover\n\n\
+             Not reproduced: this results tree has no `table2-integration` results, so the paper's Table 2 \
+             (integration of a new server, back to duplex) has no counterpart here.\n"
+        );
     }
 
-    fuzzing::section(ctx.results, &ctx.root(), &mut md);
+    let root = ctx.root();
+    for section in TREE_SECTIONS {
+        section(ctx.results, &root, &mut md);
+    }
 
     let warnings: Vec<&String> = ctx
         .experiments
@@ -933,7 +977,18 @@ fn render(ctx: &Ctx, paper_origin: &str) -> String {
         }
         md.push('\n');
     }
+    appendix_md(ctx, &ordered, &mut md);
     md
+}
+
+/// The appendix: the testbed settings and every experiment's configuration.
+fn appendix_md(ctx: &Ctx, ordered: &[(&Experiment, String, String)], md: &mut String) {
+    let _ = writeln!(md, "## Appendix: configurations\n");
+    testbed_md(ctx, md);
+    for (e, _, _) in ordered {
+        let _ = writeln!(md, "### `{}`\n", e.name);
+        config_md(ctx, e, md);
+    }
 }
 
 /// `coral-exp report`; returns the process exit code.
@@ -953,14 +1008,16 @@ pub fn run(a: ReportArgs) -> Result<i32> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let origin = format!("`{origin}`");
     let ctx = Ctx {
         results: &a.results,
         figures: &a.figures,
         out_dir: &out_dir,
         paper: &paper_values,
+        paper_origin: &origin,
         experiments: &experiments,
     };
-    let mut md = render(&ctx, &format!("`{origin}`"));
+    let mut md = render(&ctx);
     if let Some(other) = &a.against {
         let rows = agreement::compare(&experiments, &data::load_tree(other)?);
         let _ = writeln!(md, "## Run-to-run agreement\n");

@@ -2,7 +2,6 @@
 //! with the place in the paper it comes from.
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use std::path::Path;
 
 /// The copy of `experiments/paper_values.csv` compiled into the binary, used
@@ -10,9 +9,10 @@ use std::path::Path;
 pub const EMBEDDED: &str = include_str!("../../paper_values.csv");
 
 /// One row of `paper_values.csv`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PaperValue {
-    /// Which table: `settings`, `table1`, `table2`, `table3`.
+    /// Which table: `settings`, `table1`, `table2`, `table3`, or `headline`
+    /// (the report's summary table: one row per headline result).
     pub table: String,
     /// Key matched against our names (e.g. a `failover` step name).
     pub key: String,
@@ -24,14 +24,42 @@ pub struct PaperValue {
     pub unit: String,
     /// Where in the paper.
     pub citation: String,
+    /// For `headline` rows: how far ours may be from `value` and still
+    /// reproduce it ([`super::headline::Tolerance`]); empty elsewhere (the
+    /// column may be left off those rows).
+    pub tolerance: String,
 }
 
-/// Parses `paper_values.csv` text; `origin` names it in errors.
+/// Parses `paper_values.csv` text; `origin` names it in errors. Columns are
+/// found by their header; `tolerance` may be left off rows that have none.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<PaperValue>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{origin}: header"))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
     let mut out = Vec::new();
-    for (i, row) in reader.deserialize::<PaperValue>().enumerate() {
-        out.push(row.with_context(|| format!("{origin}: row {}", i + 2))?);
+    for (i, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{origin}: row {}", i + 2))?;
+        let get = |name: &str, required: bool| -> Result<String> {
+            match col(name).and_then(|c| row.get(c)) {
+                Some(v) => Ok(v.to_string()),
+                None if !required => Ok(String::new()),
+                None => anyhow::bail!("{origin}: row {}: no `{name}` field", i + 2),
+            }
+        };
+        out.push(PaperValue {
+            table: get("table", true)?,
+            key: get("key", true)?,
+            label: get("label", true)?,
+            value: get("value", true)?,
+            unit: get("unit", true)?,
+            citation: get("citation", true)?,
+            tolerance: get("tolerance", false)?,
+        });
     }
     Ok(out)
 }
