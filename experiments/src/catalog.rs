@@ -207,7 +207,10 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
         | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
             bail!("experiment `{name}` is not built yet")
         }
-        other => bail!("unknown experiment `{other}` (baseline, baseline-crash, lb-compare)"),
+        other => bail!(
+            "unknown experiment `{other}` (the experiments: baseline, baseline-crash, lb-compare, {})",
+            NAMES.join(", ")
+        ),
     };
     Ok((variants, shape))
 }

@@ -148,12 +148,16 @@ pub struct FaultArgs {
 /// Arguments of `coral-exp run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Experiment: baseline, baseline-crash.
+    /// Experiment: baseline, baseline-crash, lb-compare, or one of the
+    /// paper's (fig2-throughput, fig3-latency, table1-failover,
+    /// table3-overhead, detection-sweep, scale-sweep, reply-size-sweep);
+    /// docs/CLI.md lists them all, an unknown name lists them too.
     pub experiment: String,
     /// The short shape (1 repetition, short runs).
     #[arg(long)]
     pub quick: bool,
-    /// Topology backend: netns.
+    /// Topology backend: netns, or docker (containers through the local
+    /// engine; results go to variants suffixed `-docker`).
     #[arg(long, default_value = "netns")]
     pub topology: String,
     /// Results directory.
