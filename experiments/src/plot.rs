@@ -5,13 +5,17 @@
 //! - `<experiment>-<variant>-throughput.{png,svg}`: successful requests per
 //!   1 s bin (paper Fig. 2), with the one- and two-unreplicated-server peaks
 //!   (median `throughput_rps` of the experiment's own `one-server` and
-//!   `two-servers` variants when it has them, see [`experiment_peaks`], else
-//!   of `baseline`'s) as dashed lines and the fault instant marked;
+//!   `two-servers` variants of the same shape, see [`experiment_peaks`]; none
+//!   drawn without them) as dashed lines and the fault instant marked;
 //! - `<experiment>-<variant>-latency.{png,svg}`: every request's latency over
 //!   time (paper Fig. 3), errors as red crosses, with a zoom on the fault.
 //!
 //! and, for every experiment with two or more variants that have summaries
-//! (`baseline`: one vs two servers), `<experiment>-throughput-bars.{png,svg}`.
+//! (`baseline`: one vs two servers), `<experiment>-throughput-bars.{png,svg}`;
+//! all of these in the subfolder [`VARIANTS_DIR`]. At the top, the paper's
+//! figures by the paper's names ([`PAPER_FIGURES`]: `fig2`, `fig3`) and the
+//! load-balancer comparison's figures; `coral-exp report` adds `table1.md`,
+//! `table2.md` and `table3.md` beside them.
 //! Text uses the DejaVu Sans font embedded in the binary, never system fonts.
 
 pub mod data;
@@ -42,6 +46,11 @@ pub struct PlotArgs {
     #[arg(long, default_value = "paper-figures")]
     pub out: PathBuf,
 }
+
+/// The subfolder of the figures directory that holds every per-variant
+/// figure and per-experiment bar chart; the paper's figures by the paper's
+/// names (`fig2`, `fig3`, …) sit at the top.
+pub const VARIANTS_DIR: &str = "variants";
 
 /// Kinds of per-variant figures, as they appear in file names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,16 +105,26 @@ pub fn baseline_peaks(experiments: &[Experiment]) -> (Option<f64>, Option<f64>) 
     )
 }
 
+/// A variant name split into its base and its topology suffix (`-docker`
+/// for a Docker run, see [`crate::runner::variant_dir`]; empty on netns).
+pub fn split_topology(name: &str) -> (&str, &str) {
+    match name.strip_suffix("-docker") {
+        Some(base) => (base, &name[base.len()..]),
+        None => (name, ""),
+    }
+}
+
 /// The peaks drawn with variant `v` of `exp`: the experiment's own
-/// unreplicated variants measured in the same run and conditions when it has
-/// them (`[inproc-][cpuNNN-]one-server[-connection-per-request|-NNNNKB]`, the same
-/// prefix and suffix as `v`), else `fallback` (from `baseline`).
+/// unreplicated variants measured in the same run, shape and topology
+/// (`[inproc-][cpuNNN-]one-server[-connection-per-request|-NNNNKB][-docker]`,
+/// the same prefix and suffixes as `v`), else `fallback`. The report and the
+/// figures pass no fallback: a bound from another experiment is another run.
 pub fn experiment_peaks(
     exp: &Experiment,
     v: &Variant,
     fallback: (Option<f64>, Option<f64>),
 ) -> (Option<f64>, Option<f64>) {
-    let name = v.name.as_str();
+    let (name, topo) = split_topology(v.name.as_str());
     // An `inproc-` variant is compared with the in-process servers.
     let (mode, rest) = match name.strip_prefix(crate::catalog::INPROC_PREFIX) {
         Some(r) => (crate::catalog::INPROC_PREFIX, r),
@@ -130,7 +149,7 @@ pub fn experiment_peaks(
         }
     };
     let get = |n: &str| {
-        exp.variant(&format!("{prefix}{n}{suffix}"))
+        exp.variant(&format!("{prefix}{n}{suffix}{topo}"))
             .and_then(median_throughput)
     };
     let (one, two) = (get("one-server"), get("two-servers"));
@@ -162,13 +181,13 @@ macro_rules! render_both {
 /// this, every k-th is drawn (and the legend says so).
 pub const MAX_SCATTER_POINTS: usize = 20_000;
 
-/// Draws the throughput and latency figures of one variant; returns the files.
-fn plot_variant(
-    out: &Path,
+/// The throughput and latency figures of one variant, from its typical
+/// repetition.
+fn variant_figures(
     exp: &Experiment,
     v: &Variant,
     peaks: (Option<f64>, Option<f64>),
-) -> Result<Vec<PathBuf>> {
+) -> Result<(ThroughputFig, LatencyFig)> {
     let rep = v.typical_rep().context("no repetition")?;
     let records = data::load_requests(rep)?;
     let events = match data::load_events(rep) {
@@ -197,7 +216,6 @@ fn plot_variant(
     let warmup_s = warmup_ns.map(secs);
     let what = format!("{} / {}, rep-{}", exp.name, v.name, rep.n);
 
-    let mut files = Vec::new();
     let tf = ThroughputFig {
         title: format!("{what}: throughput per second"),
         bins: stats::success_bins(&records, t0, t_end, NS_PER_S),
@@ -206,14 +224,6 @@ fn plot_variant(
         one_peak: peaks.0,
         two_peak: peaks.1,
     };
-    let stem = figure_stem(&exp.name, &v.name, FigureKind::Throughput);
-    files.extend(render_both!(
-        out,
-        stem,
-        (1200, 700),
-        figures::draw_throughput,
-        &tf
-    ));
 
     let ok: Vec<(f64, f64)> = records
         .iter()
@@ -244,6 +254,27 @@ fn plot_variant(
         warmup_s,
         zoom,
     };
+    Ok((tf, lf))
+}
+
+/// Draws the throughput and latency figures of one variant into `out`;
+/// returns the files.
+fn plot_variant(
+    out: &Path,
+    exp: &Experiment,
+    v: &Variant,
+    peaks: (Option<f64>, Option<f64>),
+) -> Result<Vec<PathBuf>> {
+    let (tf, lf) = variant_figures(exp, v, peaks)?;
+    let mut files = Vec::new();
+    let stem = figure_stem(&exp.name, &v.name, FigureKind::Throughput);
+    files.extend(render_both!(
+        out,
+        stem,
+        (1200, 700),
+        figures::draw_throughput,
+        &tf
+    ));
     let stem = figure_stem(&exp.name, &v.name, FigureKind::Latency);
     files.extend(render_both!(
         out,
@@ -252,6 +283,61 @@ fn plot_variant(
         figures::draw_latency,
         &lf
     ));
+    Ok(files)
+}
+
+/// The paper's figures by the paper's names: (stem, experiment, variant,
+/// title). The variant is the paper's configuration: dual role, the paper's
+/// workload and application, keep-alive, the default front, on netns.
+pub const PAPER_FIGURES: &[(&str, &str, &str, &str)] = &[
+    (
+        "fig2",
+        "fig2-throughput",
+        "coral-keep-alive",
+        "Fig. 2: system throughput per second before and after a fault (dashed: one and two unreplicated servers, same run)",
+    ),
+    (
+        "fig3",
+        "fig3-latency",
+        "coral-keep-alive",
+        "Fig. 3: client-observed request latencies before and after a fault (right: zoom on the fault)",
+    ),
+];
+
+/// Draws `fig2` and `fig3` into `out` from the experiments that have them;
+/// returns the files.
+fn plot_paper_figures(out: &Path, experiments: &[Experiment]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for (stem, exp_name, variant, title) in PAPER_FIGURES {
+        let Some(exp) = experiments.iter().find(|e| e.name == *exp_name) else {
+            continue;
+        };
+        let Some(v) = exp.variant(variant) else {
+            continue;
+        };
+        let rep = v.typical_rep().map(|r| r.n).unwrap_or(0);
+        let (mut tf, mut lf) = variant_figures(exp, v, experiment_peaks(exp, v, (None, None)))?;
+        let caption = format!("{title}; {exp_name}/{variant} rep-{rep}");
+        if *stem == "fig2" {
+            tf.title = caption;
+            files.extend(render_both!(
+                out,
+                stem,
+                (1200, 700),
+                figures::draw_throughput,
+                &tf
+            ));
+        } else {
+            lf.title = caption;
+            files.extend(render_both!(
+                out,
+                stem,
+                (1500, 650),
+                figures::draw_latency,
+                &lf
+            ));
+        }
+    }
     Ok(files)
 }
 
@@ -299,8 +385,9 @@ pub fn run(a: PlotArgs) -> Result<i32> {
             a.results.display()
         );
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let peaks = baseline_peaks(&experiments);
+    let by_variant = a.out.join(VARIANTS_DIR);
+    std::fs::create_dir_all(&by_variant)
+        .with_context(|| format!("creating {}", by_variant.display()))?;
     let total: usize = experiments.iter().map(|e| e.variants.len()).sum();
     let bar = indicatif::ProgressBar::new(total as u64);
     let mut failures = 0;
@@ -313,7 +400,7 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                     bar.suspend(|| warn!("{w}"));
                 }
             }
-            match plot_variant(&a.out, exp, v, experiment_peaks(exp, v, peaks)) {
+            match plot_variant(&by_variant, exp, v, experiment_peaks(exp, v, (None, None))) {
                 Ok(files) => written += files.len(),
                 Err(e) => {
                     failures += 1;
@@ -331,7 +418,7 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                 }
             }
         }
-        match plot_bars(&a.out, exp) {
+        match plot_bars(&by_variant, exp) {
             Ok(files) => written += files.len(),
             Err(e) => {
                 failures += 1;
@@ -340,6 +427,13 @@ pub fn run(a: PlotArgs) -> Result<i32> {
         }
     }
     bar.finish_and_clear();
+    match plot_paper_figures(&a.out, &experiments) {
+        Ok(files) => written += files.len(),
+        Err(e) => {
+            failures += 1;
+            error!("the paper's figures: {e:#}");
+        }
+    }
     info!("wrote {written} files to {}", a.out.display());
     Ok(if failures > 0 { 1 } else { 0 })
 }

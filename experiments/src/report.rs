@@ -12,6 +12,7 @@ pub mod headline;
 pub mod lb;
 pub mod paper;
 pub mod sections;
+pub mod tables;
 #[cfg(test)]
 mod testtree;
 
@@ -253,21 +254,34 @@ fn kind_name(s: &Spread) -> &'static str {
 /// The figures section of an experiment: every figure file that exists.
 fn figures_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     let mut any = false;
-    let push = |stem: String, caption: String, md: &mut String| {
-        let png = ctx.figures.join(format!("{stem}.png"));
+    let by_variant = ctx.figures.join(crate::plot::VARIANTS_DIR);
+    let push_in = |dir: &Path, stem: String, caption: String, md: &mut String| {
+        let png = dir.join(format!("{stem}.png"));
         if png.is_file() {
             let rel = relative_path(ctx.out_dir, &png);
             let _ = writeln!(md, "![{caption}]({})\n", rel.display());
             let _ = writeln!(
                 md,
                 "*{caption}* (also `{}`).\n",
-                relative_path(ctx.out_dir, &ctx.figures.join(format!("{stem}.svg"))).display()
+                relative_path(ctx.out_dir, &dir.join(format!("{stem}.svg"))).display()
             );
             true
         } else {
             false
         }
     };
+    for (stem, exp_name, variant, title) in crate::plot::PAPER_FIGURES {
+        if *exp_name == exp.name {
+            any |= push_in(
+                ctx.figures,
+                stem.to_string(),
+                format!("{title} (`{exp_name}/{variant}`)"),
+                md,
+            );
+        }
+    }
+    let push =
+        |stem: String, caption: String, md: &mut String| push_in(&by_variant, stem, caption, md);
     for v in &exp.variants {
         let rep = v.typical_rep().map(|r| r.n).unwrap_or(0);
         any |= push(
@@ -582,20 +596,11 @@ fn paper_table3_md(ctx: &Ctx, md: &mut String) {
 
 /// Our overhead: 1 - X / X_two (and against one server), from medians.
 fn overhead_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
-    let same_run = exp.variant("two-servers").is_some();
-    let reference_exp = if same_run {
-        Some(exp)
-    } else if exp.name == "table3-overhead" {
-        ctx.experiments.iter().find(|e| e.name == "baseline")
-    } else {
-        None
-    };
-    let Some(reference) = reference_exp else {
-        if exp.name == "table3-overhead" {
-            let _ = writeln!(md, "No `two-servers` reference (neither in this experiment nor in `baseline`): overhead not computed.\n");
-        }
+    // Only a reference measured in the same experiment (same run, shape).
+    if exp.variant("two-servers").is_none() {
         return;
-    };
+    }
+    let reference = exp;
     let two = reference
         .variant("two-servers")
         .and_then(crate::plot::median_throughput);
@@ -656,35 +661,26 @@ fn overhead_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             )
         })
         .collect();
-    let note = if same_run {
-        "reference measured in the same experiment"
-    } else {
-        "reference from the `baseline` experiment, a different run"
-    };
+    let note = "reference measured in the same experiment";
     let _ = writeln!(md, "\nOverhead is negative when a variant beat the reference. {note}. Source: {src_ref}, {}.\n", src_ours.join(", "));
 }
 
 /// Throughput before and after a fault against the unreplicated bounds
-/// (the reading of Fig. 2), for variants whose summaries have both.
+/// (the reading of Fig. 2), for variants whose summaries have both and whose
+/// experiment measured the bounds itself, in the same run and shape
+/// ([`crate::plot::experiment_peaks`]); a bound from another experiment is
+/// never used.
 fn bounds_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
-    let Some(baseline) = ctx.experiments.iter().find(|e| e.name == "baseline") else {
-        return;
-    };
-    let one = baseline
-        .variant("one-server")
-        .and_then(crate::plot::median_throughput);
-    let two = baseline
-        .variant("two-servers")
-        .and_then(crate::plot::median_throughput);
-    if one.is_none() && two.is_none() {
-        return;
-    }
     let pct = |x: Option<f64>, of: Option<f64>| match (x, of.filter(|o| *o > 0.0)) {
         (Some(x), Some(o)) => format!("{} %", fmt_num(100.0 * x / o)),
         _ => "—".to_string(),
     };
     let mut rows = Vec::new();
     for v in &exp.variants {
+        let (one, two) = crate::plot::experiment_peaks(exp, v, (None, None));
+        if one.is_none() && two.is_none() {
+            continue;
+        }
         let get = |f: fn(&Summary) -> Option<f64>| {
             let xs: Vec<f64> = v.summaries().filter_map(|(_, s)| f(s)).collect();
             crate::plot::stats::median(&xs)
@@ -695,12 +691,15 @@ fn bounds_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             continue;
         }
         rows.push(format!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             cell(&v.name),
             before.map(fmt_num).unwrap_or("—".into()),
             pct(before, two),
             after.map(fmt_num).unwrap_or("—".into()),
-            pct(after, one)
+            pct(after, one),
+            get(|s| Some(s.requests_lost as f64))
+                .map(fmt_num)
+                .unwrap_or("—".into())
         ));
     }
     if rows.is_empty() {
@@ -708,24 +707,21 @@ fn bounds_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "**Against the unreplicated bounds** (the dashed lines of Fig. 2; medians): two servers {} req/s, one server {} req/s.\n",
-        two.map(fmt_num).unwrap_or("—".into()),
-        one.map(fmt_num).unwrap_or("—".into())
+        "**Against the unreplicated bounds measured in this experiment** (the dashed lines of Fig. 2; medians):\n"
     );
     let _ = writeln!(
         md,
-        "| variant | before fault (req/s) | of two servers | from fault + 1 s (req/s) | of one server |\n|---|---:|---:|---:|---:|"
+        "| variant | before fault (req/s) | of two servers | from fault + 1 s (req/s) | of one server | requests lost |\n|---|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let _ = writeln!(md, "{r}");
     }
     let _ = writeln!(
         md,
-        "\nThe paper (section 4.1): before the fault the system runs at the maximum duplex throughput; after it, \
-         in simplex mode, throughput falls toward one server's. Source: `throughput_before_rps` and \
-         `throughput_after_rps` of this experiment's `summary.json` files, `throughput_rps` of \
-         `{}/baseline/{{one-server,two-servers}}/rep-*/summary.json`.\n",
-        ctx.root()
+        "\nSource: `throughput_before_rps` and `throughput_after_rps` of this experiment's `summary.json` files, \
+         `throughput_rps` of its own `one-server`/`two-servers` variants (`{}/{}/*/rep-*/summary.json`).\n",
+        ctx.root(),
+        exp.name
     );
 }
 
@@ -1038,6 +1034,8 @@ pub fn run(a: ReportArgs) -> Result<i32> {
         }
     }
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
+    let tables = tables::write(&a.figures, &experiments, &paper_values)?;
+    tracing::info!("wrote {} table(s) to {}", tables.len(), a.figures.display());
     tracing::info!(
         "wrote {} ({} experiment(s))",
         out.display(),

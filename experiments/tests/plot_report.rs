@@ -236,6 +236,17 @@ fn synthetic_tree(root: &Path) {
         std::fs::write(&p, v.to_string()).unwrap();
     }
     write_rep(root, &r("my-new-exp", "only", 1, 123.0, 5.0, None, None));
+    // The paper's configuration of Fig. 2 with its own bounds: drawn as fig2.
+    for (variant, x, fault) in [
+        ("coral-keep-alive", 700.0, Some((3, 300))),
+        ("one-server", 500.0, None),
+        ("two-servers", 1000.0, None),
+    ] {
+        write_rep(
+            root,
+            &r("fig2-throughput", variant, 1, x, 300.0, fault, None),
+        );
+    }
     for (rep, k, d) in [(1, 0.6, 280.0), (2, 0.7, 300.0), (3, 0.8, 320.0)] {
         let steps = [("kernel_ops", k), ("total", 1.5), ("detection_ms", d)];
         write_rep(
@@ -295,7 +306,7 @@ fn plot_and_report_from_a_synthetic_tree() {
 
     let o = run(dir, &["plot"]);
     assert_ok(&o, "plot");
-    let figs = dir.join("paper-figures");
+    let figs = dir.join("paper-figures/variants");
     for stem in [
         "baseline-one-server-throughput",
         "baseline-one-server-latency",
@@ -309,9 +320,31 @@ fn plot_and_report_from_a_synthetic_tree() {
         check_png(&figs.join(format!("{stem}.png")));
         svg(&figs.join(format!("{stem}.svg")));
     }
-    // Axis titles with units, the baseline peaks (medians 512.5 -> "513" rounded
-    // and 1001) and the fault from events.csv on the Fig. 2 style plot.
+    // The paper's figures by the paper's names, at the top, with the same
+    // run's bounds.
+    let top = dir.join("paper-figures");
+    check_png(&top.join("fig2.png"));
+    let f = svg(&top.join("fig2.svg"));
+    assert!(f.contains("Fig. 2: system throughput per second") && f.contains("(peak): 1000 req/s"));
+    assert!(!top.join("fig2-throughput-coral-throughput.png").exists());
+    // The baseline's own peaks (medians 512.5 -> "513" rounded and 1001) on
+    // its figure; fig2-throughput/coral has its own experiment's (1000),
+    // never baseline's (another run).
+    let b1 = svg(&figs.join("baseline-one-server-throughput.svg"));
+    assert!(
+        b1.contains("two unreplicated servers (peak): 1001 req/s"),
+        "two-server peak missing"
+    );
+    assert!(
+        b1.contains("one unreplicated server (peak): 513 req/s"),
+        "one-server peak missing"
+    );
+    // Axis titles with units and the fault from events.csv on the Fig. 2 style plot.
     let f2 = svg(&figs.join("fig2-throughput-coral-throughput.svg"));
+    assert!(
+        f2.contains("(peak): 1000 req/s") && !f2.contains("1001 req/s"),
+        "a bound from another run"
+    );
     assert!(
         f2.contains("time since run start (s), requests binned by completion"),
         "x title missing"
@@ -319,14 +352,6 @@ fn plot_and_report_from_a_synthetic_tree() {
     assert!(
         f2.contains("successful requests per second (req/s)"),
         "y title missing"
-    );
-    assert!(
-        f2.contains("two unreplicated servers (peak): 1001 req/s"),
-        "two-server peak missing"
-    );
-    assert!(
-        f2.contains("one unreplicated server (peak): 513 req/s"),
-        "one-server peak missing"
     );
     // Time zero is the driver's start from summary.json, 0.5 s before the first request.
     assert!(
@@ -359,6 +384,10 @@ fn plot_and_report_from_a_synthetic_tree() {
     let o = run(dir, &["report", "--paper-values", pv.to_str().unwrap()]);
     assert_ok(&o, "report");
     let md = std::fs::read_to_string(dir.join("results/REPORT.md")).unwrap();
+    let t2 = std::fs::read_to_string(top.join("table2.md")).unwrap();
+    assert!(t2.starts_with("# Table 2") && t2.contains("**Not reproduced**"));
+    assert!(top.join("table1.md").is_file() && top.join("table3.md").is_file());
+    assert!(md.contains("](../paper-figures/fig2.png)"));
 
     // Medians and spreads over the synthetic repetitions, exactly.
     assert!(
@@ -377,15 +406,14 @@ fn plot_and_report_from_a_synthetic_tree() {
         .contains("| Kernel Notification and Operations (`kernel_ops`) | 0.3 | 0.3 (0.25–0.35) |"));
     assert!(md.contains("| `detection_ms_synthetic` | — | 220 (210–230) |"));
     assert!(md.contains("| errors: reset | 1 |"));
-    // Fig. 2 reading: 900 of 1001 before, 600 of 512.5 after (synthetic summaries).
-    // (no unreplicated variant in fig2 here: the baseline's peaks, said so).
+    // Fig. 2 reading against fig2's own bounds (1000 and 500), never
+    // baseline's (1001 and 512.5, another run).
     assert!(
         md.contains(
-            "| coral | 905 (900–910) | 90.41 % | 605 (600–610) | 118 % | 300 (290–310) | 1 | — |"
+            "| coral | 905 (900–910) | 90.5 % | 605 (600–610) | 121 % | 300 (290–310) | 1 | 0 | — |"
         ),
         "bounds row:\n{md}"
     );
-    assert!(md.contains("the peaks are `baseline`'s, a different run"));
     // Overhead 1 - 700/1000 = 30 %, against one server 1 - 700/500 = -40 %.
     assert!(
         md.contains("| none | cgi | coral | 700 | 30 % | -40 % | 5 | 5 |"),
@@ -411,7 +439,9 @@ fn plot_and_report_from_a_synthetic_tree() {
         md.contains("| application (how each reply is made) | WebStone 2.0 CGI: a process per request under Apache 1.3.23 | cgi, inproc |"),
         "settings:\n{md}"
     );
-    assert!(md.contains("`coral` overhead 30 % against the paper's 30 %: close."));
+    assert!(md.contains(
+        "`coral` overhead 30 % against the paper's 30 % (0 % above): within the tolerance"
+    ));
     // Table 1 with p95: kernel_ops 0.6, 0.7, 0.8 ms; the paper's 0.3 ms.
     assert!(
         md.contains("| dual-role | 3 | `kernel_ops` | 0.3 | 0.7 | 0.79 | 0.8 |"),
@@ -419,7 +449,7 @@ fn plot_and_report_from_a_synthetic_tree() {
     );
     assert!(md.contains("| dual-role | 3 | `detection_ms` | — | 300 | 318 | 320 |"));
     // One generated sentence for the row that differs (0.7 > 2 x 0.3), none for total (1.5).
-    assert!(md.contains("`dual-role` `kernel_ops`: 0.7 ms against the paper's 0.3 ms. Cause:"));
+    assert!(md.contains("`dual-role` `kernel_ops`: 0.7 ms against the paper's 0.3 ms. Not measured here; a likely cause:"));
     assert!(!md.contains("`dual-role` `total`:"));
     // Every paper value of the tables present, from paper_values.csv.
     let text = std::fs::read_to_string(&pv).unwrap();
@@ -451,7 +481,7 @@ fn plot_and_report_from_a_synthetic_tree() {
     );
     assert!(tb.contains("`bridge-nf-call-*`) | 0 |"), "{tb}");
     assert!(md.contains("`results/baseline/one-server/rep-{1,2,3}/summary.json`"));
-    assert!(md.contains("](../paper-figures/fig2-throughput-coral-throughput.png)"));
+    assert!(md.contains("](../paper-figures/variants/fig2-throughput-coral-throughput.png)"));
     // Sections: present ones headed as the paper names them, absent ones absent.
     assert!(
         md.contains("## Fig. 2: service throughput before and after a fault (`fig2-throughput`)")

@@ -379,13 +379,14 @@ fn draw_timelines<DB: DrawingBackend>(
     Ok(())
 }
 
-/// The experiment's variants in the runner's order (reference first), then
-/// any others by name.
+/// The experiment's variants in the runner's order (reference first), a
+/// `-docker` variant right after its netns one, then any others by name.
 pub fn ordered(exp: &Experiment) -> Vec<&data::Variant> {
     let pos = |n: &str| {
+        let base = crate::plot::split_topology(n).0;
         crate::catalog::LB_COMPARE
             .iter()
-            .position(|(name, _, _)| *name == n)
+            .position(|(name, _, _)| *name == base)
             .unwrap_or(usize::MAX)
     };
     let mut vs: Vec<&data::Variant> = exp.variants.iter().collect();

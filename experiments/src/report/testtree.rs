@@ -6,6 +6,7 @@
 use super::{paper, render, Ctx};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use workload::records::{ErrorKind, RequestRecord};
 use workload::summary::Summary;
 
 /// A results tree under a temporary directory.
@@ -77,6 +78,13 @@ impl Tree {
         self
     }
 
+    /// Writes a repetition's `requests.csv`.
+    pub fn requests(&self, exp: &str, variant: &str, n: u32, recs: &[RequestRecord]) -> &Self {
+        let d = self.rep_dir(exp, variant, n);
+        workload::summary::write_requests_csv(d.join("requests.csv"), recs).expect("requests.csv");
+        self
+    }
+
     /// Writes a file at `rel` under the results directory.
     pub fn file(&self, rel: &str, text: &str) -> &Self {
         let p = self.root().join(rel);
@@ -101,6 +109,28 @@ impl Tree {
             experiments: &experiments,
         };
         render(&ctx)
+    }
+}
+
+/// One request of client `client` from `start_ms` to `end_ms` after [`T0`],
+/// failed with a reset when `failed`.
+pub fn request(client: u32, seq: u64, start_ms: u64, end_ms: u64, failed: bool) -> RequestRecord {
+    let (start, end) = (T0 + start_ms * 1_000_000, T0 + end_ms * 1_000_000);
+    RequestRecord {
+        client,
+        seq,
+        url: "http://192.0.2.100/cgi-bin/webstone?size=1024".into(),
+        local_port: 40000,
+        new_connection: seq == 0,
+        start_unix_ns: start,
+        end_unix_ns: end,
+        latency_us: (end - start) / 1000,
+        status: if failed { 0 } else { 200 },
+        bytes: if failed { 0 } else { 1024 },
+        digest_ok: !failed,
+        served_by: "server-a".into(),
+        error_kind: failed.then_some(ErrorKind::Reset),
+        lost: false,
     }
 }
 
