@@ -76,13 +76,14 @@ pub fn counters(
     );
     if let Some(f) = front {
         c.push_str(&format!(
-            " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={}",
+            " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={} front_ring_full={}",
             r(&f.stats.frames),
             r(&f.stats.forwarded),
             r(&f.stats.dropped),
             r(&f.stats.malformed),
             r(&f.stats.arp_replies),
             r(&f.stats.busy_ns),
+            r(&f.stats.ring_full),
         ));
     }
     c

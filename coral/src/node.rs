@@ -32,6 +32,7 @@ use coral_core::{
 
 use crate::clock::unix_ns;
 use crate::config::{Config, ServiceRole};
+use crate::io::front::{Command, FrontEvent};
 use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::logchan::LogServerStats;
 use crate::io::nft;
@@ -108,6 +109,7 @@ impl Node {
                 _ = tokio::time::sleep(wait) => {}
                 Some(m) = inputs.witness.recv() => self.on_witness(m),
                 Some(v) = inputs.peer_status.recv() => self.on_peer_status(&v),
+                Some(e) = inputs.front.recv() => self.on_front(e),
                 ev = inputs.detector.recv() => match ev {
                     Some(ev) => self.on_detector(ev),
                     None => break,
@@ -177,6 +179,18 @@ impl Node {
         }
     }
 
+    /// Something the front's data path reported.
+    fn on_front(&mut self, e: FrontEvent) {
+        let ctx = &self.ctx;
+        match e {
+            FrontEvent::Conn(t, c) => ctx.events.record("conn", &format!("{t} {c:?}")),
+            FrontEvent::Failed(why) => ctx.events.record("front-failed", &why),
+            FrontEvent::Restorable(tuple, state) => {
+                crate::takeover::restore_late(ctx, tuple, state)
+            }
+        }
+    }
+
     /// The peer's heartbeat reported its per-address epochs.
     fn on_peer_status(&mut self, v: &[VipStatus]) {
         for st in v {
@@ -241,7 +255,7 @@ impl Node {
     async fn take_over(&mut self, action: Action, port: u16) -> Result<()> {
         let ctx = &self.ctx;
         if let Action::SnapshotAndStopAckingLog { vip } = action {
-            let t = Takeover::stop(ctx, SocketAddrV4::new(vip, port))?;
+            let t = Takeover::stop(ctx, SocketAddrV4::new(vip, port)).await?;
             self.takeovers.insert(vip, t);
             return Ok(());
         }
@@ -254,7 +268,7 @@ impl Node {
             return Ok(());
         };
         match action {
-            Action::BuildRepairedSockets { .. } => t.rebuild(ctx),
+            Action::BuildRepairedSockets { .. } => t.rebuild(ctx).await?,
             Action::SetLease {
                 lease: Lease::Permanent,
                 ..
@@ -262,7 +276,7 @@ impl Node {
             Action::AddVip {
                 iface: Iface::Lan, ..
             } => t.add_address(ctx).await?,
-            Action::InjectLateFrames { .. } => t.reinject(ctx)?,
+            Action::InjectLateFrames { .. } => t.reinject(ctx).await?,
             Action::FlushLoggedReplies { .. } => t.hand_over(ctx)?,
             Action::SendGratuitousArp { .. } => {
                 if let Some(t) = self.takeovers.remove(&vip) {
@@ -320,7 +334,7 @@ impl Node {
             &self.hb,
             &self.ctx.leases,
             &self.log_stats,
-            self.ctx.front.as_deref(),
+            self.ctx.front.as_ref(),
         )
     }
 
@@ -340,7 +354,7 @@ impl Node {
     async fn shutdown(&self) {
         let ctx = &self.ctx;
         if let Some(f) = &ctx.front {
-            ctx.acking.store(false, Ordering::SeqCst);
+            f.send(Command::StopAcking);
             f.retire();
         }
         let _ = ctx.leases.run(&nft::remove_table(ctx.leases.fence()));

@@ -7,10 +7,11 @@
 //! calls the matching method. Each step there records what went wrong on
 //! this machine when it was done differently:
 //!
-//! 1. `SnapshotAndStopAckingLog` ([`Takeover::stop`]): stop forwarding (the
-//!    packet socket stays open, frames are held), stop answering ARP, and
-//!    stop acknowledging log entries under the table lock, so the old
-//!    primary can never write another byte.
+//! 1. `SnapshotAndStopAckingLog` ([`Takeover::stop`]): the front holds
+//!    frames (with the eBPF front: hold mode, program runs in flight waited
+//!    for, ring drained), stops answering ARP, and stops acknowledging log
+//!    entries; the front's thread owns the table and does these in order
+//!    between log batches, so the old primary can never write another byte.
 //! 2. `BuildRepairedSockets` ([`Takeover::rebuild`]): snapshot the shadow
 //!    state and rebuild every restorable connection with `TCP_REPAIR`,
 //!    before the address is local (`IP_TRANSPARENT`), so no client segment
@@ -37,18 +38,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use coral_core::wire::{parse_frame, FramePayload};
-use coral_core::{ConnTable, FourTuple, NotRestorable, TakeoverParams, TakeoverState};
+use coral_core::{FourTuple, NotRestorable, TakeoverState};
 
 use crate::clock::Clock;
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
-use crate::io::front::Front;
+use crate::io::front::{Command, Front, Mode};
 use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::leases::Leases;
 use crate::io::logchan::LogClient;
@@ -131,12 +132,9 @@ impl TakeoverReport {
 
 /// The shells a failover works with (built once by the node).
 pub struct TakeoverCtx {
-    /// The front's table.
-    pub table: Arc<Mutex<ConnTable>>,
-    /// The log server's acknowledgement switch.
-    pub acking: Arc<AtomicBool>,
-    /// The front (nodes that front an address).
-    pub front: Option<Arc<Front>>,
+    /// The front's data path, owner of the table (nodes that front an
+    /// address).
+    pub front: Option<Front>,
     /// The primary's end of the log channel (nodes that are primary).
     pub log_client: Option<LogClient>,
     /// The kernel-enforced leases.
@@ -162,7 +160,7 @@ pub struct TakeoverCtx {
 }
 
 impl TakeoverCtx {
-    fn front(&self) -> Result<&Arc<Front>> {
+    fn front(&self) -> Result<&Front> {
         self.front
             .as_ref()
             .ok_or_else(|| anyhow!("this node fronts no address"))
@@ -264,25 +262,32 @@ pub struct Restored {
 /// Where each rebuilt socket's receive queue ends (for step 4).
 pub type ReceivePoints = HashMap<FourTuple, coral_core::SeqNum>;
 
-/// Step 7, late half: rebuild one connection whose handshake completed
-/// after the takeover (called from the front's engine thread).
-pub fn rebuild_one(
-    table: &Mutex<ConnTable>,
-    clock: Clock,
-    close_mark: u32,
+/// Step 7, late half: a connection whose handshake completed after the
+/// takeover (the front reports its state) is rebuilt, its logged reply
+/// bytes written, and handed to the HTTP server.
+pub fn restore_late(
+    ctx: &TakeoverCtx,
     tuple: FourTuple,
-) -> io::Result<Restored> {
-    let state = table
-        .lock()
-        .expect("table")
-        .takeover(&tuple, clock.now(), &TakeoverParams::default())
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let stream = repair::build_repaired_socket(&spec_of(&state, close_mark))?;
-    Ok(Restored {
-        tuple,
-        stream,
-        unacked: state.unacked_replies,
-    })
+    state: std::result::Result<TakeoverState, String>,
+) {
+    let r = state.map_err(io::Error::other).and_then(|state| {
+        let stream = repair::build_repaired_socket(&spec_of(&state, ctx.close_mark))?;
+        Ok(Restored {
+            tuple,
+            stream,
+            unacked: state.unacked_replies,
+        })
+    });
+    match r {
+        Ok(mut r) => {
+            ctx.events
+                .record("handshake-restored", &r.tuple.to_string());
+            if write_unacked(&mut r).is_ok() {
+                hand_off(r, Arc::new(SimplexLogger), ctx.app.clone(), ctx.close_mark);
+            }
+        }
+        Err(e) => tracing::warn!(%tuple, "rebuilding after its handshake: {e}"),
+    }
 }
 
 /// Step 5, first half: write what can be written at once of each socket's
@@ -365,20 +370,16 @@ pub struct Takeover {
 
 impl Takeover {
     /// Step 1: hold frames, stop answering ARP, and stop acknowledging the
-    /// log, atomically with respect to log entries (under the table lock).
-    pub fn stop(ctx: &TakeoverCtx, vip: SocketAddrV4) -> Result<Takeover> {
+    /// log; the front does these in order, between two log batches.
+    pub async fn stop(ctx: &TakeoverCtx, vip: SocketAddrV4) -> Result<Takeover> {
         let span = tracing::info_span!("takeover", vip = %vip.ip());
-        let _g = span.enter();
         let front = ctx.front()?;
-        front.hold();
-        front.stop_answering_arp();
-        {
-            let _table = ctx.table.lock().expect("table");
-            ctx.acking.store(false, Ordering::SeqCst);
-        }
+        front.send(Command::Mode(Mode::Hold));
+        front.send(Command::ArpUntil(0));
+        front.send(Command::StopAcking);
+        front.call(Command::Barrier).await?;
         ctx.events.record("log-acks-stopped", "");
-        tracing::info!("frames held, log acks stopped");
-        drop(_g);
+        span.in_scope(|| tracing::info!("frames held, log acks stopped"));
         Ok(Takeover {
             vip,
             span,
@@ -391,18 +392,11 @@ impl Takeover {
 
     /// Step 2: snapshot the shadow state of this address's connections and
     /// rebuild every restorable one (silent: no lease, address not local).
-    pub fn rebuild(&mut self, ctx: &TakeoverCtx) {
-        let _g = self.span.enter();
+    pub async fn rebuild(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
         let vip = *self.vip.ip();
-        let states: Vec<_> = ctx
-            .table
-            .lock()
-            .expect("table")
-            .takeover_all(ctx.clock.now(), &TakeoverParams::default())
-            .into_iter()
-            .filter(|(tuple, _)| tuple.server_ip == vip)
-            .collect();
+        let states = ctx.front()?.call(|r| Command::Snapshot(vip, r)).await?;
+        let _g = self.span.enter();
         let report = &mut self.report;
         report.snapshot_conns = states.len();
         let t = report.step("snapshot", t);
@@ -436,6 +430,7 @@ impl Takeover {
         report.handshakes = self.handshakes.len();
         report.step("repair", t);
         tracing::info!(restored = report.restored, "sockets rebuilt");
+        Ok(())
     }
 
     /// Step 3, first half: the address's lease becomes permanent.
@@ -458,9 +453,11 @@ impl Takeover {
 
     /// Step 4 (the address is local now): re-inject client data held since
     /// the snapshot past each rebuilt socket's receive point.
-    pub fn reinject(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+    pub async fn reinject(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
-        let held = ctx.front()?.idle_and_take_held();
+        let front = ctx.front()?;
+        front.send(Command::Mode(Mode::Idle));
+        let held = front.call(Command::TakeHeld).await?;
         if !held.is_empty() {
             let fd = raw_inject_socket()?;
             for frame in &held {
@@ -493,7 +490,7 @@ impl Takeover {
             write_unacked(&mut r)?;
             hand_off(r, logger.clone(), ctx.app.clone(), ctx.close_mark);
         }
-        self.watch_handshakes(ctx, logger.clone())?;
+        self.watch_handshakes(ctx)?;
         let t = self.report.step("handoff", t);
         let listener =
             primary::listen(self.vip).with_context(|| format!("listening on {}", self.vip))?;
@@ -508,33 +505,14 @@ impl Takeover {
         Ok(())
     }
 
-    /// Step 7, late half: connections whose handshake completes from now on
-    /// are rebuilt from the front's engine thread and handed over here.
-    fn watch_handshakes(&mut self, ctx: &TakeoverCtx, logger: Arc<dyn ReplyLogger>) -> Result<()> {
+    /// Step 7, late half: the front keeps recording connections caught
+    /// mid-handshake and reports each that completes its handshake (the
+    /// node then calls [`restore_late`]).
+    fn watch_handshakes(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let handshakes = std::mem::take(&mut self.handshakes);
-        if handshakes.is_empty() {
-            return Ok(());
+        if !handshakes.is_empty() {
+            ctx.front()?.send(Command::Watch(handshakes));
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let (table, clock, mark) = (ctx.table.clone(), ctx.clock, ctx.close_mark);
-        ctx.front()?.watch_handshakes(
-            handshakes,
-            Box::new(move |tuple| match rebuild_one(&table, clock, mark, tuple) {
-                Ok(r) => {
-                    let _ = tx.send(r);
-                }
-                Err(e) => tracing::warn!(%tuple, "rebuilding after its handshake: {e}"),
-            }),
-        );
-        let (app, ev) = (ctx.app.clone(), ctx.events.clone());
-        tokio::spawn(async move {
-            while let Some(mut r) = rx.recv().await {
-                ev.record("handshake-restored", &r.tuple.to_string());
-                if write_unacked(&mut r).is_ok() {
-                    hand_off(r, logger.clone(), app.clone(), mark);
-                }
-            }
-        });
         Ok(())
     }
 
@@ -549,7 +527,7 @@ impl Takeover {
         if let Some(f) = ctx.front.clone() {
             tokio::spawn(async move {
                 for _ in 0..100 {
-                    if !f.watching_handshakes() {
+                    if !f.call(Command::Watching).await.unwrap_or(false) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -680,9 +658,9 @@ pub async fn fence_and_exit(
         }
     }
     if let Some(f) = &ctx.front {
+        f.send(Command::StopAcking);
         f.retire();
     }
-    ctx.acking.store(false, Ordering::SeqCst);
     hb.silent.store(true, Ordering::SeqCst);
     hb.abort();
     ctx.events.record(

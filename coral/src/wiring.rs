@@ -12,15 +12,13 @@
 //! ([`crate::io::leases`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::{
-    Channel, ConnTable, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Input, Key,
-    Message, ModeTag, NodeConfig, NodeId, RejectCounters, Role, TableConfig, Timing, VipMachine,
-    VipStatus, WitnessMsg,
+    Channel, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Input, Key, Message,
+    ModeTag, NodeConfig, NodeId, RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -29,7 +27,7 @@ use crate::clock::{unix_ns, Clock};
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
-use crate::io::front::{Front, FrontConfig, FrontEvent};
+use crate::io::front::{Command, Front, FrontConfig, FrontEvent, Source};
 use crate::io::heartbeat::{self, HeartbeatHandle};
 use crate::io::leases::Leases;
 use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
@@ -151,6 +149,8 @@ pub struct Inputs {
     pub peer_status: UnboundedReceiver<Vec<VipStatus>>,
     /// Witness replies (witness channel task; never fed without a witness).
     pub witness: UnboundedReceiver<WitnessMsg>,
+    /// What the front's data path reports (fronts only).
+    pub front: UnboundedReceiver<FrontEvent>,
 }
 
 /// Everything the node's loop drives, built and started.
@@ -304,16 +304,15 @@ async fn primary_side(b: &Base, app: &Arc<workload::cgi::CgiConfig>) -> Result<O
     Ok(Some(client))
 }
 
-/// The front's side: the address off every interface, the log server
-/// applying entries to the table, the packet engine.
+/// The front's side: the address off every interface, the data path (the
+/// table's one owner) and the log server handing it the log's entries.
 async fn front_side(
     b: &Base,
-    table: &Arc<Mutex<ConnTable>>,
-    acking: &Arc<AtomicBool>,
     log_stats: &Arc<LogServerStats>,
-) -> Result<Option<Arc<Front>>> {
+) -> Result<(Option<Front>, UnboundedReceiver<FrontEvent>)> {
+    let (etx, erx) = unbounded_channel();
     if b.fronted.is_empty() {
-        return Ok(None);
+        return Ok((None, erx));
     }
     netcfg::front_sysctls()?;
     for s in &b.fronted {
@@ -323,9 +322,36 @@ async fn front_side(
             b.nc.del_addr(idx, s.vip, len).await?;
         }
     }
+    // Bound now, served once the front runs: the kernel completes the
+    // primary's connection meanwhile, which teaches ours the primary's MAC.
     let listener = TcpListener::bind((b.own, b.cfg.log_port))
         .await
         .with_context(|| format!("log port {}:{}", b.own, b.cfg.log_port))?;
+    let primary_mac = match &b.cfg.peer.mac {
+        Some(m) => parse_mac(m)?,
+        None => wait_for_mac(&b.nc, b.lan.index, b.cfg.peer.addr).await?,
+    };
+    let vips: Vec<Ipv4Addr> = b.fronted.iter().map(|s| s.vip).collect();
+    let source = Source::packet(&b.cfg.lan, &vips)
+        .with_context(|| format!("packet socket on {}", b.cfg.lan))?;
+    let f = Front::start(
+        FrontConfig {
+            own_mac: b.lan.mac,
+            primary_mac,
+            vips,
+        },
+        source,
+        b.clock,
+        etx,
+    )?;
+    if b.cfg.witness.is_some() {
+        // The front answers ARP only while heartbeats keep coming (its
+        // lease, extended on every fresh heartbeat); one failure timeout
+        // to start.
+        f.send(Command::ArpUntil(
+            b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0,
+        ));
+    }
     tokio::spawn(serve_log(
         listener,
         LogServer {
@@ -334,52 +360,13 @@ async fn front_side(
             me: NodeId(b.cfg.node_id),
             epoch: START_EPOCH,
             hello: hello(&b.cfg, &b.timing),
-            table: table.clone(),
-            acking: acking.clone(),
+            front: f.clone(),
             stats: log_stats.clone(),
             rejects: Arc::new(Mutex::new(RejectCounters::default())),
         },
     ));
-    let primary_mac = match &b.cfg.peer.mac {
-        Some(m) => parse_mac(m)?,
-        None => wait_for_mac(&b.nc, b.lan.index, b.cfg.peer.addr).await?,
-    };
-    let sock = PacketSocket::open(&b.cfg.lan)
-        .with_context(|| format!("packet socket on {}", b.cfg.lan))?;
-    let (etx, erx) = std::sync::mpsc::channel();
-    let f = Front::start(
-        FrontConfig {
-            lan: b.cfg.lan.clone(),
-            own_mac: b.lan.mac,
-            primary_mac,
-            vips: b.fronted.iter().map(|s| s.vip).collect(),
-        },
-        sock,
-        table.clone(),
-        b.clock,
-        etx,
-    )?;
-    let ev = b.events.clone();
-    std::thread::Builder::new()
-        .name("coral-front-events".into())
-        .spawn(move || {
-            for e in erx {
-                match e {
-                    FrontEvent::Conn(t, c) => ev.record("conn", &format!("{t} {c:?}")),
-                    FrontEvent::Failed(why) => ev.record("front-failed", &why),
-                }
-            }
-        })?;
-    if b.cfg.witness.is_some() {
-        // The front answers ARP only while heartbeats keep coming (its
-        // lease, see Front::arp_lease); one failure timeout to start.
-        f.arp_lease().store(
-            b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0,
-            Ordering::Release,
-        );
-    }
     b.events.record("front-ready", &list(&b.fronted));
-    Ok(Some(Arc::new(f)))
+    Ok((Some(f), erx))
 }
 
 /// Heartbeats feeding the core's detector; every fresh one refreshes the
@@ -387,7 +374,7 @@ async fn front_side(
 async fn heartbeats(
     b: &Base,
     leases: &Arc<Leases>,
-    front: Option<&Arc<Front>>,
+    front: Option<&Front>,
 ) -> Result<(
     HeartbeatHandle,
     UnboundedReceiver<DetectorEvent>,
@@ -408,13 +395,13 @@ async fn heartbeats(
     let witness = b.cfg.witness.is_some();
     let on_fresh = {
         let (leases, clock) = (leases.clone(), b.clock);
-        let arp = front.filter(|_| witness).map(|f| f.arp_lease());
+        let arp = front.filter(|_| witness).cloned();
         let lease_ns = b.timing.lease_timeout_ns();
         Box::new(move |age: Duration| {
             leases.refresh(age);
-            if let Some(a) = &arp {
+            if let Some(f) = &arp {
                 let left = lease_ns.saturating_sub(age.as_nanos() as u64);
-                a.store(clock.now().plus_ns(left).0, Ordering::Release);
+                f.send(Command::ArpUntil(clock.now().plus_ns(left).0));
             }
         })
     };
@@ -525,17 +512,13 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     let leases = fence_and_leases(&b)?;
     let arp_sock = PacketSocket::open_send_only(&b.cfg.lan)?;
     let log_client = primary_side(&b, &app).await?;
-    let table = Arc::new(Mutex::new(ConnTable::new(TableConfig::default())));
-    let acking = Arc::new(AtomicBool::new(true));
     let log_stats = Arc::new(LogServerStats::default());
-    let front = front_side(&b, &table, &acking, &log_stats).await?;
+    let (front, front_rx) = front_side(&b, &log_stats).await?;
     let (hb, detector, peer_status) = heartbeats(&b, &leases, front.as_ref()).await?;
     let (witness, witness_rx) = witness_link(&b).await?;
     Ok(Wired {
         machines: machines(&b),
         ctx: TakeoverCtx {
-            table,
-            acking,
             front,
             log_client,
             leases,
@@ -558,6 +541,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
             detector,
             peer_status,
             witness: witness_rx,
+            front: front_rx,
         },
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! Runs the backup's front for some service addresses on a LAN interface,
 //! either kind (`--front ebpf`: the tc ingress program and its ring;
-//! `--front packet`: the AF_PACKET engine of `coral::io::front`), and records
+//! `--front packet`: the node's data path, `coral::io::front`, on its
+//! AF_PACKET source), and records
 //! every client frame into the core's `ConnTable` exactly as a node's front
 //! does. No log channel, no heartbeats, no takeover: just record and
 //! forward. Prints `ready` (with `prog_id=N` for the eBPF front) once the front is attached; on SIGTERM/SIGINT or
@@ -12,7 +13,6 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -117,7 +117,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let own = own_mac(&args.lan)?;
     let primary = parse_mac(&args.primary_mac)?;
     let clock = Clock::new();
-    let table = Arc::new(Mutex::new(ConnTable::new(TableConfig::default())));
+    let mut table = ConnTable::new(TableConfig::default());
     let until = args
         .duration_s
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
@@ -144,7 +144,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let cpu0 = cpu_time();
             let (mut frames, mut malformed, mut batches) = (0u64, 0u64, 0u64);
             let poll = Duration::from_millis(args.poll_ms);
-            let mut t = table.lock().expect("table");
+            let t = &mut table;
             while !done() {
                 front.wait(poll)?;
                 let now = clock.now();
@@ -174,17 +174,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
         }
         FrontKind::Packet => {
-            let sock = coral::io::afpacket::PacketSocket::open(&args.lan)?;
-            let (tx, _rx) = std::sync::mpsc::channel();
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
             let front = coral::io::front::Front::start(
                 coral::io::front::FrontConfig {
-                    lan: args.lan.clone(),
                     own_mac: own,
                     primary_mac: primary,
                     vips: args.vip.clone(),
                 },
-                sock,
-                table.clone(),
+                coral::io::front::Source::packet(&args.lan, &args.vip)?,
                 clock,
                 tx,
             )?;
@@ -194,8 +191,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let cpu = cpu_time() - cpu0;
+            front.retire();
             let s = &front.stats;
-            let line = format!(
+            format!(
                 "{{\"front\":\"packet\",\"frames\":{},\"forwarded\":{},\"dropped\":{},\"malformed\":{},\
                  \"cpu_ns\":{},\"prog_run_ns\":0,\"prog_runs\":0,\"conns\":{}}}",
                 s.frames.load(Ordering::Relaxed),
@@ -203,10 +201,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 s.dropped.load(Ordering::Relaxed),
                 s.malformed.load(Ordering::Relaxed),
                 cpu.as_nanos(),
-                table.lock().expect("table").len()
-            );
-            front.stop();
-            line
+                s.conns.load(Ordering::Relaxed),
+            )
         }
     };
     println!("{report}");

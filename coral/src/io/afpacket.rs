@@ -24,6 +24,8 @@ use crate::io::sockopt;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// `ETH_P_ALL` in network byte order, as `socket()` and `bind()` want it.
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
+/// `ETH_P_ARP` in network byte order.
+const ETH_P_ARP_BE: u16 = (libc::ETH_P_ARP as u16).to_be();
 
 /// `struct virtio_net_hdr` (10 bytes), as the kernel prepends it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,6 +121,12 @@ impl PacketSocket {
     /// for sending ARP only, at no cost per received frame.
     pub fn open_send_only(name: &str) -> io::Result<PacketSocket> {
         Self::bound(name, 0)
+    }
+
+    /// Open a packet socket on `name` that receives ARP only (the eBPF
+    /// front answers ARP through it; every other frame never wakes it).
+    pub fn open_arp(name: &str) -> io::Result<PacketSocket> {
+        Self::bound(name, ETH_P_ARP_BE)
     }
 
     /// A packet socket on `name` for `protocol` (network byte order; 0 =
@@ -230,13 +238,23 @@ impl PacketSocket {
     /// frame's length; the frame is `buf[VnetHdr::LEN..VnetHdr::LEN + len]`.
     /// `buf` should hold 64 KiB + header (offloaded frames exceed the MTU).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(VnetHdr, usize)> {
+        self.recv_with(buf, 0)
+    }
+
+    /// [`PacketSocket::recv`] without blocking (`WouldBlock` when no frame
+    /// waits), for an owner that polls the descriptor.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(VnetHdr, usize)> {
+        self.recv_with(buf, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<(VnetHdr, usize)> {
         // SAFETY: `buf` is writable for its length.
         let n = unsafe {
             libc::recv(
                 self.fd.as_raw_fd(),
                 buf.as_mut_ptr() as *mut libc::c_void,
                 buf.len(),
-                0,
+                flags,
             )
         };
         if n < 0 {

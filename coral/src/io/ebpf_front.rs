@@ -163,6 +163,13 @@ pub struct ProgramRunStats {
 #[error("eBPF front: {0}")]
 pub struct LoadError(String);
 
+impl LoadError {
+    /// A load error with this message.
+    pub fn new(msg: impl Into<String>) -> LoadError {
+        LoadError(msg.into())
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 struct ProgConfig {
@@ -514,13 +521,25 @@ impl EbpfFront {
     pub fn quiesce(
         &mut self,
         timeout: Duration,
+        f: impl FnMut(RecordKind, &[u8]),
+    ) -> io::Result<usize> {
+        self.switch_mode(Mode::Hold, timeout, f)
+    }
+
+    /// Set `mode`, wait until no run that may have seen the old mode is
+    /// under way (at most `timeout`), then drain the whole ring into `f`:
+    /// every record written under the old mode has been handed over.
+    pub fn switch_mode(
+        &mut self,
+        mode: Mode,
+        timeout: Duration,
         mut f: impl FnMut(RecordKind, &[u8]),
     ) -> io::Result<usize> {
-        self.set_mode(Mode::Hold)?;
+        self.set_mode(mode)?;
         let deadline = Instant::now() + timeout;
         // The map update above is a system call (a full barrier); the
         // program bumps its in-flight count with an atomic add before it
-        // reads the mode. A run not counted here reads Hold.
+        // reads the mode. A run not counted here reads the new mode.
         while self.runs_in_flight()? != 0 {
             if Instant::now() >= deadline {
                 return Err(io::Error::new(

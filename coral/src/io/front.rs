@@ -1,68 +1,217 @@
-//! The front: the backup's packet engine for the service addresses it
-//! fronts (docs/DESIGN.md section 2).
+//! The front: the backup's data path for the service addresses it fronts
+//! (docs/DESIGN.md section 2).
 //!
-//! It owns those addresses at layer 2: it answers ARP for them, receives
-//! every client frame first, records the frame into the connection's shadow
-//! state ([`coral_core::ConnTable`]) and only then forwards it to the
-//! primary's MAC, with its own MAC as the source (otherwise the switch learns
-//! the client's MAC on the front's port and flaps). The virtio-net header
-//! travels with the frame, so offloaded checksums and segmentation survive.
+//! One thread owns the connection table ([`coral_core::ConnTable`]) and
+//! polls three things: its frame source, the log channel's entries, and the
+//! node's commands. Nothing else touches the table, so there is no lock:
+//! the log server hands each batch of entries over as a [`Command::Log`]
+//! and writes the acknowledgement the thread returns, and a takeover asks
+//! the thread for the snapshot.
 //!
-//! The engine runs on a thread of its own with a blocking packet socket;
-//! the table is shared with the log channel behind a mutex held only for one
-//! frame or one log entry at a time.
+//! Two frame sources ([`FrontKind`]):
+//! - `ebpf`: the kernel fast path ([`crate::io::ebpf_front`]). The program
+//!   records every client frame into a ring and only then forwards it; the
+//!   thread drains the ring in batches into the table, and always drains it
+//!   before applying log entries (an entry never refers to a frame the
+//!   table has not seen). ARP is answered through an ARP-only packet socket.
+//! - `packet`: an AF_PACKET socket with a classic BPF filter; the thread
+//!   records each frame, then forwards it to the primary's MAC with its own
+//!   MAC as the source (otherwise the switch learns the client's MAC on the
+//!   front's port and flaps). The virtio-net header travels with the frame,
+//!   so offloaded checksums and segmentation survive.
+//!
+//! The thread holds no policy: the mode (forward, hold, idle), whether and
+//! until when ARP is answered, and when to stop acknowledging the log are
+//! commands from the node.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use coral_core::wire::{build_arp_frame, ArpPacket, ArpRepr};
+use coral_core::wire::{build_arp_frame, parse_frame, ArpPacket, ArpRepr, FramePayload};
 use coral_core::wire::{rewrite_macs, EthernetAddress, EthernetFrame};
-use coral_core::{ConnEvent, Verdict};
-use coral_core::{ConnTable, FrameOutcome};
-use coral_core::{FourTuple, Instant};
+use coral_core::{ConnEvent, ConnTable, DropReason, FrameOutcome, TableConfig, Verdict};
+use coral_core::{FourTuple, LogMsg, NotRestorable, TakeoverParams, TakeoverState};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde::Deserialize;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use crate::clock::Clock;
 use crate::io::afpacket::{PacketSocket, VnetHdr};
+use crate::io::ebpf_front::{ConnVerdict, EbpfFront, EbpfFrontConfig, LoadError, RecordKind};
+
+pub use crate::io::ebpf_front::Mode;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 
-/// Counters of the engine, readable while it runs.
+/// Most bytes kept while holding (frames beyond are left to the client's
+/// retransmission).
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// How long a mode switch may wait for program runs in flight.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Frames (or ring records) handled before the thread looks at commands.
+const BATCH: usize = 256;
+
+/// Which frame source the front uses (the node's `front` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontKind {
+    /// The tc ingress BPF program and its ring (the default).
+    #[default]
+    Ebpf,
+    /// The AF_PACKET socket.
+    Packet,
+}
+
+impl FrontKind {
+    /// The name used in the configuration and in config.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontKind::Ebpf => "ebpf",
+            FrontKind::Packet => "packet",
+        }
+    }
+}
+
+/// Counters of the data path, readable while it runs.
 #[derive(Debug, Default)]
 pub struct FrontStats {
-    /// Frames received for a fronted address.
+    /// Frames to a fronted address taken into the table.
     pub frames: AtomicU64,
     /// Frames forwarded to the primary.
     pub forwarded: AtomicU64,
-    /// Frames dropped by a verdict (not recorded, so not forwarded).
+    /// Frames not forwarded because of a verdict.
     pub dropped: AtomicU64,
-    /// Frames that could not be parsed (dropped).
+    /// Frames that could not be parsed.
     pub malformed: AtomicU64,
     /// ARP requests answered.
     pub arp_replies: AtomicU64,
-    /// Nanoseconds spent handling fronted frames (record + forward).
+    /// Nanoseconds spent handling fronted frames (record, and forward).
     pub busy_ns: AtomicU64,
+    /// eBPF: frames dropped because the ring was full (never forwarded).
+    pub ring_full: AtomicU64,
+    /// Connections in the table.
+    pub conns: AtomicU64,
 }
 
-/// Something the node should know about (written to events.csv).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something the node should know about.
+#[derive(Debug)]
 pub enum FrontEvent {
-    /// A connection event from the table.
+    /// A connection event from the table (written to events.csv).
     Conn(FourTuple, ConnEvent),
-    /// The engine stopped because of an I/O error.
+    /// The frame source failed; the front records nothing any more.
     Failed(String),
+    /// A connection caught mid-handshake at a takeover completed its
+    /// handshake: its state, for a rebuild (docs/DESIGN.md 5 step 7).
+    Restorable(FourTuple, Result<TakeoverState, String>),
+}
+
+/// What applying one batch of log entries did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogApplied {
+    /// False once the node stopped acknowledging: nothing was applied, and
+    /// the channel must close.
+    pub acking: bool,
+    /// The highest entry id applied (to acknowledge), if any.
+    pub ack: Option<u64>,
+    /// The batch had a `Hello` (to answer).
+    pub hello: bool,
+    /// Messages applied.
+    pub applied: u64,
+    /// Replies logged.
+    pub replies: u64,
+    /// Entries for connections the table does not know.
+    pub unknown: u64,
+}
+
+/// The snapshot of one address's connections (takeover step 2).
+pub type Snapshot = Vec<(FourTuple, Result<TakeoverState, NotRestorable>)>;
+
+/// A command from the node (or the log server) to the data path.
+pub enum Command {
+    /// Log entries of one read, applied after the ring is drained.
+    Log(Vec<LogMsg>, oneshot::Sender<LogApplied>),
+    /// Switch mode; with the eBPF source, wait for runs in flight and drain.
+    Mode(Mode),
+    /// Answer ARP for the fronted addresses while the node clock is below
+    /// this (ns); 0 = never.
+    ArpUntil(u64),
+    /// Acknowledge no log entry from now on.
+    StopAcking,
+    /// The shadow state of every connection to one address.
+    Snapshot(Ipv4Addr, oneshot::Sender<Snapshot>),
+    /// The frames held since `Mode(Hold)`, in arrival order.
+    TakeHeld(oneshot::Sender<Vec<Vec<u8>>>),
+    /// Keep recording these connections (caught mid-handshake) in idle
+    /// mode; report each that completes its handshake.
+    Watch(HashSet<FourTuple>),
+    /// Whether connections are still watched.
+    Watching(oneshot::Sender<bool>),
+    /// Answered once every earlier command is done.
+    Barrier(oneshot::Sender<()>),
+    /// Stop the thread (the eBPF program is detached, the socket closed).
+    Retire,
+}
+
+/// Where client frames come from.
+pub enum Source {
+    /// AF_PACKET: every frame for a fronted address (and ARP).
+    Packet(PacketSocket),
+    /// The eBPF program's ring, and an ARP-only packet socket.
+    Ebpf {
+        /// The loaded, attached program.
+        prog: Box<EbpfFront>,
+        /// ARP requests (and our replies).
+        arp: PacketSocket,
+        /// Ring drain interval (the program never wakes us).
+        poll: Duration,
+    },
+}
+
+impl Source {
+    /// The packet source on `lan`: a packet socket whose classic BPF
+    /// filter passes ARP and frames to `vips` only.
+    pub fn packet(lan: &str, vips: &[Ipv4Addr]) -> io::Result<Source> {
+        let sock = PacketSocket::open(lan)?;
+        sock.set_recv_buffer(16 << 20)?;
+        sock.set_front_filter(vips)?;
+        Ok(Source::Packet(sock))
+    }
+
+    /// The eBPF source: load and attach the program (the error names the
+    /// missing capability or kernel feature), and the ARP socket.
+    pub fn ebpf(cfg: &EbpfFrontConfig, poll: Duration) -> Result<Source, LoadError> {
+        let prog = EbpfFront::load(cfg)?;
+        let arp = PacketSocket::open_arp(&cfg.lan)
+            .map_err(|e| LoadError::new(format!("ARP socket on {}: {e}", cfg.lan)))?;
+        Ok(Source::Ebpf {
+            prog: Box::new(prog),
+            arp,
+            poll,
+        })
+    }
+
+    /// Which kind this is.
+    pub fn kind(&self) -> FrontKind {
+        match self {
+            Source::Packet(_) => FrontKind::Packet,
+            Source::Ebpf { .. } => FrontKind::Ebpf,
+        }
+    }
 }
 
 /// Static configuration of one front.
 #[derive(Debug, Clone)]
 pub struct FrontConfig {
-    /// LAN interface name.
-    pub lan: String,
-    /// Our MAC on it.
+    /// Our MAC on the LAN.
     pub own_mac: [u8; 6],
     /// The primary's MAC (where recorded frames go).
     pub primary_mac: [u8; 6],
@@ -70,343 +219,413 @@ pub struct FrontConfig {
     pub vips: Vec<Ipv4Addr>,
 }
 
-/// Normal operation: record, then forward.
-const MODE_FORWARD: u8 = 0;
-/// Takeover under way: record and keep a copy, forward nothing.
-const MODE_HOLD: u8 = 1;
-/// After takeover: the kernel owns the address; ignore its frames.
-const MODE_IDLE: u8 = 2;
-
-/// Most bytes kept while holding (frames beyond are left to the client's
-/// retransmission).
-pub const MAX_HELD_BYTES: usize = 64 << 20;
-
-/// Called from the engine thread when a connection caught mid-handshake at
-/// takeover completes its handshake (docs/DESIGN.md section 5 step 7).
-pub type OnEstablished = Box<dyn Fn(FourTuple) + Send + Sync>;
-
-/// Connections still mid-handshake after a takeover, and what to do when
-/// one completes.
-struct Pending {
-    tuples: HashSet<FourTuple>,
-    on_established: OnEstablished,
-}
-
-/// A running front.
+/// The node's handle on the running data path (cheap to clone).
+#[derive(Clone)]
 pub struct Front {
     /// Counters.
     pub stats: Arc<FrontStats>,
-    mode: Arc<AtomicU8>,
-    held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
-    pending: Arc<Mutex<Option<Pending>>>,
-    stop: Arc<AtomicBool>,
-    arp_off: Arc<AtomicBool>,
-    arp_until: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+    kind: FrontKind,
 }
 
 impl Front {
-    /// Start the engine on `sock` (opened on the LAN interface, in the
-    /// node's namespace). `events` receives connection events.
+    /// Start the data-path thread on `source`; connection events go to
+    /// `events`.
     pub fn start(
         cfg: FrontConfig,
-        sock: PacketSocket,
-        table: Arc<Mutex<ConnTable>>,
+        source: Source,
         clock: Clock,
-        events: std::sync::mpsc::Sender<FrontEvent>,
+        events: UnboundedSender<FrontEvent>,
     ) -> io::Result<Front> {
-        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-        sock.set_recv_buffer(16 << 20)?;
-        // Only ARP and frames to the fronted addresses wake the engine.
-        sock.set_front_filter(&cfg.vips)?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(FrontStats::default());
-        let mode = Arc::new(AtomicU8::new(MODE_FORWARD));
-        let held = Arc::new(Mutex::new((Vec::new(), 0)));
-        let pending = Arc::new(Mutex::new(None));
-        let sock = Arc::new(sock);
-        let stop = Arc::new(AtomicBool::new(false));
-        let arp_off = Arc::new(AtomicBool::new(false));
-        let arp_until = Arc::new(AtomicU64::new(u64::MAX));
+        let kind = source.kind();
         let engine = Engine {
-            own: EthernetAddress(cfg.own_mac),
-            primary: EthernetAddress(cfg.primary_mac),
-            vips: cfg.vips.iter().copied().collect(),
-            sock: sock.clone(),
-            table,
-            clock,
-            events,
-            stats: stats.clone(),
-            mode: mode.clone(),
-            held: held.clone(),
-            pending: pending.clone(),
-            stop: stop.clone(),
-            arp_off: arp_off.clone(),
-            arp_until: arp_until.clone(),
+            source,
+            rec: Recorder {
+                own: EthernetAddress(cfg.own_mac),
+                primary: EthernetAddress(cfg.primary_mac),
+                vips: cfg.vips.iter().copied().collect(),
+                table: ConnTable::new(TableConfig::default()),
+                max_conns: TableConfig::default().max_conns,
+                clock,
+                events,
+                stats: stats.clone(),
+                mode: Mode::Forward,
+                arp_until: u64::MAX,
+                acking: true,
+                held: (Vec::new(), 0),
+                watched: HashSet::new(),
+                verdicts: HashSet::new(),
+                changes: Vec::new(),
+                table_full: false,
+            },
+            rx,
+            refusing: false,
         };
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("coral-front".into())
-            .spawn(move || engine.run())?;
+            .spawn(move || engine.run(poll))?;
         Ok(Front {
             stats,
-            mode,
-            held,
-            pending,
-            stop,
-            arp_off,
-            arp_until,
-            thread: Some(thread),
+            tx,
+            waker,
+            kind,
         })
     }
 
-    /// Takeover step 1: stop forwarding; from now on frames are recorded and
-    /// a copy kept for re-injection. The packet socket stays open (closing
-    /// it waits in the kernel for about 10 ms, and frames arriving meanwhile
-    /// were lost).
-    pub fn hold(&self) {
-        self.mode.store(MODE_HOLD, Ordering::SeqCst);
+    /// Which frame source runs.
+    pub fn kind(&self) -> FrontKind {
+        self.kind
     }
 
-    /// Stop answering ARP for the fronted addresses (witness mode, from the
-    /// snapshot on): while the grant is pending this node must not claim
-    /// an address the peer may be granted.
-    pub fn stop_answering_arp(&self) {
-        self.arp_off.store(true, Ordering::SeqCst);
+    /// Hand `cmd` to the thread; false if it has stopped.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.tx.send(cmd).is_ok() && self.waker.wake().is_ok()
     }
 
-    /// The front's own lease on answering ARP (witness mode): ARP for the
-    /// fronted addresses is answered only while the node clock (ns) is
-    /// below this value; the node extends it on every fresh heartbeat, like
-    /// the kernel lease of a primary. Initially unlimited.
-    pub fn arp_lease(&self) -> Arc<AtomicU64> {
-        self.arp_until.clone()
+    /// Send the command `make` builds around a reply channel, and wait
+    /// for the reply.
+    pub async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> io::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(make(tx)) {
+            return Err(io::Error::other("the front has stopped"));
+        }
+        rx.await
+            .map_err(|_| io::Error::other("the front stopped before answering"))
     }
 
-    /// Takeover step 4: the address is local now; stop handling its frames
-    /// and return those held since [`Front::hold`], in arrival order.
-    pub fn idle_and_take_held(&self) -> Vec<Vec<u8>> {
-        self.mode.store(MODE_IDLE, Ordering::SeqCst);
-        std::mem::take(&mut self.held.lock().expect("held").0)
+    /// Apply one read's log entries (after draining the ring).
+    pub async fn apply_log(&self, entries: Vec<LogMsg>) -> io::Result<LogApplied> {
+        self.call(|r| Command::Log(entries, r)).await
     }
 
-    /// After takeover: keep recording the frames of `tuples` (connections
-    /// caught mid-handshake) and call `on_established` from the engine
-    /// thread when one completes its handshake, once per connection.
-    pub fn watch_handshakes(&self, tuples: HashSet<FourTuple>, on_established: OnEstablished) {
-        *self.pending.lock().expect("pending") = (!tuples.is_empty()).then_some(Pending {
-            tuples,
-            on_established,
-        });
-    }
-
-    /// Stop watching handshakes (those not completed by now are left to
-    /// the client's retransmissions, which the kernel will refuse).
-    pub fn forget_handshakes(&self) -> usize {
-        self.pending
-            .lock()
-            .expect("pending")
-            .take()
-            .map_or(0, |p| p.tuples.len())
-    }
-
-    /// Whether connections caught mid-handshake are still watched.
-    pub fn watching_handshakes(&self) -> bool {
-        self.pending.lock().expect("pending").is_some()
-    }
-
-    /// After a takeover: stop the engine thread without waiting for it. The
-    /// packet socket closes when the thread has let go of it (closing takes
-    /// the kernel about 10 ms: off the failover path here).
+    /// Stop the thread without waiting for it.
     pub fn retire(&self) {
-        self.forget_handshakes();
-        self.stop.store(true, Ordering::SeqCst);
-    }
-
-    /// Stop the engine thread (waits up to one read timeout, 50 ms).
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.send(Command::Retire);
     }
 }
 
-impl Drop for Front {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+const SOURCE: Token = Token(0);
+const ARP: Token = Token(1);
+const WAKE: Token = Token(2);
 
+/// The data-path thread: the frame source and the table's side.
 struct Engine {
+    source: Source,
+    rec: Recorder,
+    rx: Receiver<Command>,
+    /// The program refuses new connections (the table was full).
+    refusing: bool,
+}
+
+/// Everything on the table's side of the thread (borrowed apart from the
+/// source, so ring records go straight from the ring into the table).
+struct Recorder {
     own: EthernetAddress,
     primary: EthernetAddress,
     vips: HashSet<Ipv4Addr>,
-    sock: Arc<PacketSocket>,
-    table: Arc<Mutex<ConnTable>>,
+    table: ConnTable,
+    max_conns: usize,
     clock: Clock,
-    events: std::sync::mpsc::Sender<FrontEvent>,
+    events: UnboundedSender<FrontEvent>,
     stats: Arc<FrontStats>,
-    mode: Arc<AtomicU8>,
-    held: Arc<Mutex<(Vec<Vec<u8>>, usize)>>,
-    pending: Arc<Mutex<Option<Pending>>>,
-    stop: Arc<AtomicBool>,
-    arp_off: Arc<AtomicBool>,
-    arp_until: Arc<AtomicU64>,
+    mode: Mode,
+    arp_until: u64,
+    acking: bool,
+    /// Frames held since `Mode(Hold)`, and their bytes.
+    held: (Vec<Vec<u8>>, usize),
+    /// Connections caught mid-handshake, still recorded in idle mode.
+    watched: HashSet<FourTuple>,
+    /// Connections with a verdict in the program's map.
+    verdicts: HashSet<FourTuple>,
+    /// Changes to the program's verdicts, made after a drain.
+    changes: Vec<(FourTuple, Option<ConnVerdict>)>,
+    /// The table refused a SYN because it was full.
+    table_full: bool,
+}
+
+/// What one frame did to the table.
+enum Recorded {
+    /// A TCP segment of `tuple`, and the table's verdict.
+    Tcp(FourTuple, Verdict),
+    /// Not TCP (ICMP and friends): the primary answers.
+    NotTcp,
+    /// Could not be parsed.
+    Malformed,
 }
 
 impl Engine {
-    fn run(self) {
-        // 64 KiB GSO frames plus the virtio-net header.
-        let mut buf = vec![0u8; VnetHdr::LEN + 65_600];
-        while !self.stop.load(Ordering::Relaxed) {
-            let (hdr, len) = match self.sock.recv(&mut buf) {
-                Ok(x) => x,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    let _ = self
-                        .events
-                        .send(FrontEvent::Failed(format!("packet socket: {e}")));
-                    break;
-                }
-            };
-            let _ = hdr;
-            let frame_end = VnetHdr::LEN + len;
-            self.handle(&mut buf[..frame_end]);
+    fn register(&self, poll: &Poll) -> io::Result<()> {
+        let r = poll.registry();
+        match &self.source {
+            Source::Packet(s) => {
+                r.register(&mut SourceFd(&s.as_raw_fd()), SOURCE, Interest::READABLE)
+            }
+            Source::Ebpf { prog, arp, .. } => {
+                r.register(&mut SourceFd(&prog.as_raw_fd()), SOURCE, Interest::READABLE)?;
+                r.register(&mut SourceFd(&arp.as_raw_fd()), ARP, Interest::READABLE)
+            }
         }
     }
 
-    /// One received buffer: virtio-net header followed by the frame.
-    fn handle(&self, buf: &mut [u8]) {
+    fn run(mut self, mut poll: Poll) {
+        if let Err(e) = self.register(&poll) {
+            self.rec.fail(format!("polling the frame source: {e}"));
+            return;
+        }
+        let mut events = Events::with_capacity(8);
+        // 64 KiB GSO frames plus the virtio-net header.
+        let mut buf = vec![0u8; VnetHdr::LEN + 65_600];
+        let mut more = false;
+        let mut last_sync = std::time::Instant::now();
+        loop {
+            let timeout = match &self.source {
+                _ if more => Duration::ZERO,
+                Source::Ebpf { poll, .. } => *poll,
+                Source::Packet(_) => Duration::from_secs(1),
+            };
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.rec.fail(format!("poll: {e}"));
+                    return;
+                }
+            }
+            more = match self.frames(&mut buf) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.rec.fail(format!("frame source: {e}"));
+                    return;
+                }
+            };
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Command::Retire) | Err(TryRecvError::Disconnected) => return,
+                    Ok(cmd) => self.command(cmd),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            if last_sync.elapsed() >= Duration::from_millis(500) {
+                last_sync = std::time::Instant::now();
+                self.sync_counters();
+            }
+        }
+    }
+
+    /// Handle what the source has, up to a batch; true if more may wait.
+    fn frames(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        let rec = &mut self.rec;
+        match &mut self.source {
+            Source::Packet(sock) => {
+                for _ in 0..BATCH {
+                    match sock.try_recv(buf) {
+                        Ok((_, len)) => rec.on_packet(sock, &mut buf[..VnetHdr::LEN + len]),
+                        Err(e) if would_block(&e) => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(true);
+            }
+            Source::Ebpf { arp, .. } => loop {
+                match arp.try_recv(buf) {
+                    Ok((_, len)) => rec.on_arp(arp, &buf[VnetHdr::LEN..VnetHdr::LEN + len]),
+                    Err(e) if would_block(&e) => break,
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+        Ok(self.drain_ring(BATCH * 16) == BATCH * 16)
+    }
+
+    /// Hand up to `max` ring records to the table; returns how many.
+    fn drain_ring(&mut self, max: usize) -> usize {
+        let Source::Ebpf { prog, .. } = &mut self.source else {
+            return 0;
+        };
+        let rec = &mut self.rec;
+        let t0 = std::time::Instant::now();
+        let n = prog.drain(max, |kind, frame| rec.on_record(kind, frame));
+        if n > 0 {
+            rec.stats
+                .busy_ns
+                .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        self.apply_verdicts();
+        n
+    }
+
+    /// Keep the program's per-connection verdicts in step with the table.
+    fn apply_verdicts(&mut self) {
+        let Source::Ebpf { prog, .. } = &mut self.source else {
+            return;
+        };
+        for (tuple, v) in self.rec.changes.drain(..) {
+            if let Err(e) = prog.set_verdict(&tuple, v) {
+                tracing::warn!(%tuple, "front: updating a verdict: {e}");
+            }
+        }
+        if self.rec.table_full && !self.refusing {
+            self.refusing = prog.refuse_new_conns(true).is_ok();
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Log(entries, reply) => {
+                // Causality: every frame the primary may have seen is in
+                // the table before an entry that refers to it.
+                while self.drain_ring(usize::MAX) > 0 {}
+                let _ = reply.send(self.rec.apply_log(entries));
+            }
+            Command::Mode(m) => self.set_mode(m),
+            Command::ArpUntil(t) => self.rec.arp_until = t,
+            Command::StopAcking => self.rec.acking = false,
+            Command::Snapshot(vip, reply) => {
+                let _ = reply.send(self.rec.snapshot(vip));
+            }
+            Command::TakeHeld(reply) => {
+                let _ = reply.send(std::mem::take(&mut self.rec.held).0);
+            }
+            Command::Watch(tuples) => {
+                for t in &tuples {
+                    self.rec.changes.push((*t, Some(ConnVerdict::Watch)));
+                }
+                self.apply_verdicts();
+                self.rec.watched = tuples;
+            }
+            Command::Watching(reply) => {
+                let _ = reply.send(!self.rec.watched.is_empty());
+            }
+            Command::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+            Command::Retire => {}
+        }
+    }
+
+    /// The node's mode switch. With the eBPF source: the program's mode is
+    /// set, runs that may have read the old one are waited for, and the
+    /// ring is drained, so every frame handled under the old mode is in
+    /// the table when this returns.
+    fn set_mode(&mut self, m: Mode) {
+        self.rec.mode = m;
+        let Source::Ebpf { prog, .. } = &mut self.source else {
+            return;
+        };
+        let rec = &mut self.rec;
+        let r = prog.switch_mode(m, SWITCH_TIMEOUT, |kind, frame| rec.on_record(kind, frame));
+        self.apply_verdicts();
+        if let Err(e) = r {
+            self.rec
+                .fail(format!("switching the eBPF front to {m:?}: {e}"));
+        }
+    }
+
+    /// Copy the program's counters into the stats; let new connections in
+    /// again once the table has room.
+    fn sync_counters(&mut self) {
+        let rec = &mut self.rec;
+        let Source::Ebpf { prog, .. } = &mut self.source else {
+            return;
+        };
+        if let Ok(c) = prog.counters() {
+            rec.stats.forwarded.store(c.forwarded, Ordering::Relaxed);
+            rec.stats.ring_full.store(c.ring_full, Ordering::Relaxed);
+        }
+        if self.refusing && rec.table.len() < rec.max_conns {
+            rec.table_full = false;
+            self.refusing = prog.refuse_new_conns(false).is_err();
+        }
+    }
+}
+
+impl Recorder {
+    fn fail(&self, why: String) {
+        tracing::error!("front: {why}");
+        let _ = self.events.send(FrontEvent::Failed(why));
+    }
+
+    /// One ring record (the program forwarded it, held it, or kept it).
+    fn on_record(&mut self, kind: RecordKind, frame: &[u8]) {
+        match kind {
+            RecordKind::Watched => self.on_watched(frame),
+            RecordKind::Held => {
+                self.record(frame);
+                self.hold(frame);
+            }
+            RecordKind::Forwarded | RecordKind::RecordOnly => {
+                if let Recorded::Tcp(tuple, verdict) = self.record(frame) {
+                    self.follow_verdict(kind, tuple, verdict);
+                }
+            }
+        }
+    }
+
+    /// The program forwarded the frame before the table saw it: a
+    /// connection whose bytes the table could not take is recorded but not
+    /// forwarded from now on (the client retransmits) until the table takes
+    /// them again; a full table makes the program refuse new connections.
+    fn follow_verdict(&mut self, kind: RecordKind, tuple: FourTuple, verdict: Verdict) {
+        match (kind, verdict) {
+            (RecordKind::Forwarded, Verdict::Drop(DropReason::BufferFull))
+                if self.verdicts.insert(tuple) =>
+            {
+                self.changes.push((tuple, Some(ConnVerdict::RecordOnly)));
+            }
+            (_, Verdict::Drop(DropReason::TableFull)) => self.table_full = true,
+            (RecordKind::RecordOnly, Verdict::Forward) if self.verdicts.remove(&tuple) => {
+                self.changes.push((tuple, None));
+            }
+            _ => {}
+        }
+    }
+
+    /// One received buffer of the packet source: virtio-net header
+    /// followed by the frame.
+    fn on_packet(&mut self, sock: &PacketSocket, buf: &mut [u8]) {
         let frame = &buf[VnetHdr::LEN..];
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return;
         };
         match eth.ethertype() {
-            ETHERTYPE_ARP
-                if self.mode.load(Ordering::Acquire) != MODE_IDLE
-                    && !self.arp_off.load(Ordering::Acquire) =>
-            {
-                self.on_arp(eth.payload())
-            }
+            ETHERTYPE_ARP => self.on_arp(sock, frame),
             ETHERTYPE_IPV4 => {
                 let ip = eth.payload();
                 if ip.len() < 20 {
                     return;
                 }
                 let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-                if self.vips.contains(&dst) {
-                    match self.mode.load(Ordering::Acquire) {
-                        MODE_FORWARD => self.on_vip_frame(buf, true),
-                        MODE_HOLD => {
-                            self.on_vip_frame(buf, false);
-                            let mut h = self.held.lock().expect("held");
-                            let frame = &buf[VnetHdr::LEN..];
-                            if h.1 + frame.len() <= MAX_HELD_BYTES {
-                                h.1 += frame.len();
-                                h.0.push(frame.to_vec());
-                            }
-                        }
-                        _ => self.on_pending_frame(buf),
+                if !self.vips.contains(&dst) {
+                    return;
+                }
+                match self.mode {
+                    Mode::Forward => self.record_and_forward(sock, buf),
+                    Mode::Hold => {
+                        self.record(frame);
+                        self.hold(&buf[VnetHdr::LEN..]);
                     }
+                    Mode::Idle => self.on_watched(&buf[VnetHdr::LEN..]),
                 }
             }
             _ => {}
         }
     }
 
-    /// After takeover: frames of connections caught mid-handshake are still
-    /// recorded; the one that completes a handshake triggers its rebuild.
-    fn on_pending_frame(&self, buf: &mut [u8]) {
-        let mut guard = self.pending.lock().expect("pending");
-        let Some(p) = guard.as_mut() else { return };
-        let Ok(parsed) = coral_core::wire::parse_frame(&buf[VnetHdr::LEN..]) else {
-            return;
-        };
-        let coral_core::wire::FramePayload::Tcp(seg) = parsed.payload else {
-            return;
-        };
-        let tuple = seg.client_tuple();
-        if !p.tuples.contains(&tuple) {
-            return;
-        }
-        let outcome = self
-            .table
-            .lock()
-            .expect("table lock")
-            .on_segment(&seg, self.clock.now());
-        if outcome.event == Some(ConnEvent::Established) {
-            p.tuples.remove(&tuple);
-            (p.on_established)(tuple);
-            let _ = self
-                .events
-                .send(FrontEvent::Conn(tuple, ConnEvent::Established));
-        }
-        if p.tuples.is_empty() {
-            *guard = None;
-        }
-    }
-
-    fn on_arp(&self, payload: &[u8]) {
-        let Ok(p) = ArpPacket::new_checked(payload) else {
-            return;
-        };
-        let req = ArpRepr::parse(&p);
-        if !self.vips.contains(&req.target_ip) {
-            return;
-        }
-        if self.clock.now().0 >= self.arp_until.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(reply) = req.reply_for(req.target_ip, self.own) {
-            let frame = build_arp_frame(self.own, req.sender_hw, &reply);
-            if self.sock.send(&VnetHdr::default(), &frame).is_ok() {
-                self.stats.arp_replies.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Record, then forward. The order is the invariant: a frame is
     /// forwarded only after the table has taken it in.
-    fn on_vip_frame(&self, buf: &mut [u8], forward_ok: bool) {
+    fn record_and_forward(&mut self, sock: &PacketSocket, buf: &mut [u8]) {
         let t0 = std::time::Instant::now();
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        let now: Instant = self.clock.now();
-        let outcome = {
-            let mut table = self.table.lock().expect("table lock");
-            table.on_frame(&buf[VnetHdr::LEN..], now)
+        let forward = match self.record(&buf[VnetHdr::LEN..]) {
+            Recorded::Tcp(_, v) => v == Verdict::Forward,
+            Recorded::NotTcp => true,
+            Recorded::Malformed => false,
         };
-        let forward = match outcome {
-            Ok(FrameOutcome::Tcp { tuple, outcome }) => {
-                if let Some(ev) = outcome.event {
-                    if !matches!(ev, ConnEvent::Untracked) {
-                        let _ = self.events.send(FrontEvent::Conn(tuple, ev));
-                    }
-                }
-                outcome.verdict == Verdict::Forward
-            }
-            // ICMP and friends to the service address: the primary answers.
-            Ok(FrameOutcome::NotTcp) => true,
-            Err(_) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        };
-        if !forward {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        } else if forward_ok
+        if forward
             && rewrite_macs(&mut buf[VnetHdr::LEN..], self.own, self.primary).is_ok()
-            && self.sock.send_raw(buf).is_ok()
+            && sock.send_raw(buf).is_ok()
         {
             self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         }
@@ -414,4 +633,152 @@ impl Engine {
             .busy_ns
             .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+
+    /// Take one frame into the table.
+    fn record(&mut self, frame: &[u8]) -> Recorded {
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let r = self.table.on_frame(frame, self.clock.now());
+        self.stats
+            .conns
+            .store(self.table.len() as u64, Ordering::Relaxed);
+        match r {
+            Ok(FrameOutcome::Tcp { tuple, outcome }) => {
+                if let Some(ev) = outcome.event {
+                    if !matches!(ev, ConnEvent::Untracked) {
+                        let _ = self.events.send(FrontEvent::Conn(tuple, ev));
+                    }
+                }
+                if outcome.verdict != Verdict::Forward {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Recorded::Tcp(tuple, outcome.verdict)
+            }
+            Ok(FrameOutcome::NotTcp) => Recorded::NotTcp,
+            Err(_) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Recorded::Malformed
+            }
+        }
+    }
+
+    fn hold(&mut self, frame: &[u8]) {
+        if self.held.1 + frame.len() <= MAX_HELD_BYTES {
+            self.held.1 += frame.len();
+            self.held.0.push(frame.to_vec());
+        }
+    }
+
+    /// Idle mode: frames of connections caught mid-handshake are still
+    /// recorded; the one that completes a handshake is reported with its
+    /// state, for the node to rebuild it.
+    fn on_watched(&mut self, frame: &[u8]) {
+        let Ok(parsed) = parse_frame(frame) else {
+            return;
+        };
+        let FramePayload::Tcp(seg) = parsed.payload else {
+            return;
+        };
+        let tuple = seg.client_tuple();
+        if !self.watched.contains(&tuple) {
+            return;
+        }
+        let now = self.clock.now();
+        let outcome = self.table.on_segment(&seg, now);
+        if outcome.event != Some(ConnEvent::Established) {
+            return;
+        }
+        self.watched.remove(&tuple);
+        self.changes.push((tuple, None));
+        let state = self
+            .table
+            .takeover(&tuple, now, &TakeoverParams::default())
+            .map_err(|e| e.to_string());
+        let _ = self.events.send(FrontEvent::Restorable(tuple, state));
+        let _ = self
+            .events
+            .send(FrontEvent::Conn(tuple, ConnEvent::Established));
+    }
+
+    /// An ARP frame: answered for a fronted address while the node's ARP
+    /// lease lasts and the front is not idle.
+    fn on_arp(&mut self, sock: &PacketSocket, frame: &[u8]) {
+        if self.mode == Mode::Idle || self.clock.now().0 >= self.arp_until {
+            return;
+        }
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        if eth.ethertype() != ETHERTYPE_ARP {
+            return;
+        }
+        let Ok(p) = ArpPacket::new_checked(eth.payload()) else {
+            return;
+        };
+        let req = ArpRepr::parse(&p);
+        if !self.vips.contains(&req.target_ip) {
+            return;
+        }
+        if let Some(reply) = req.reply_for(req.target_ip, self.own) {
+            let out = build_arp_frame(self.own, req.sender_hw, &reply);
+            if sock.send(&VnetHdr::default(), &out).is_ok() {
+                self.stats.arp_replies.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn snapshot(&mut self, vip: Ipv4Addr) -> Snapshot {
+        self.table
+            .takeover_all(self.clock.now(), &TakeoverParams::default())
+            .into_iter()
+            .filter(|(t, _)| t.server_ip == vip)
+            .collect()
+    }
+
+    fn apply_log(&mut self, entries: Vec<LogMsg>) -> LogApplied {
+        let mut r = LogApplied {
+            acking: self.acking,
+            ..LogApplied::default()
+        };
+        if !self.acking {
+            return r;
+        }
+        for msg in entries {
+            match msg {
+                LogMsg::Hello(_) => r.hello = true,
+                LogMsg::ConnOpen {
+                    id, tuple, options, ..
+                } => {
+                    if self.table.on_conn_open(&tuple, options).is_err() {
+                        r.unknown += 1;
+                    }
+                    r.ack = Some(id);
+                }
+                LogMsg::Reply {
+                    id,
+                    tuple,
+                    offset,
+                    bytes,
+                    ..
+                } => {
+                    match self.table.log_reply(&tuple, offset, &bytes) {
+                        Ok(_) => r.replies += 1,
+                        Err(_) => r.unknown += 1,
+                    }
+                    r.ack = Some(id);
+                }
+                LogMsg::ConnClose { id, .. } => r.ack = Some(id),
+                LogMsg::LogAck { .. } => {}
+            }
+            r.applied += 1;
+        }
+        r
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }

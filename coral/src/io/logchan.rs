@@ -6,8 +6,9 @@
 //!   backup's cumulative ack covers it. In simplex mode replies resolve at
 //!   once, and [`LogClient::go_simplex`] releases every waiting writer
 //!   (paper section 3.1: waiting processes must stop waiting).
-//! - [`serve_log`] (backup): applies entries to the connection table and
-//!   acknowledges them, one cumulative ack per batch read.
+//! - [`serve_log`] (backup): hands each read's entries to the front's data
+//!   path, which applies them to the connection table, and acknowledges
+//!   them, one cumulative ack per batch read.
 //!
 //! Garbage on the port never reaches the table: frames are checked by the
 //! core's [`StreamDecoder`] (size, magic, version, HMAC tag, replay window)
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coral_core::ConnTable;
 use coral_core::{
     Channel, CloseKind, DecoderConfig, Encoder, Key, LogMsg, Message, NodeConfig, RejectCounters,
     StreamDecoder,
@@ -31,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::io::front::Front;
 use crate::io::logged_io::{LogFuture, ReplyLogger};
 
 /// Largest reply payload put in one `Reply` message.
@@ -372,11 +373,10 @@ pub struct LogServer {
     pub epoch: Epoch,
     /// Our `Hello`.
     pub hello: NodeConfig,
-    /// The front's connection table, where entries are applied.
-    pub table: Arc<Mutex<ConnTable>>,
-    /// Cleared (under the table lock) at a takeover snapshot: from then on
-    /// nothing is acknowledged, so the old primary can never write again.
-    pub acking: Arc<AtomicBool>,
+    /// The front's data path, which owns the table and applies entries
+    /// (and, from a takeover's snapshot on, refuses to: nothing is
+    /// acknowledged any more, so the old primary can never write again).
+    pub front: Front,
     /// Counters.
     pub stats: Arc<LogServerStats>,
     /// Decoder rejections by reason (of the latest connection).
@@ -415,70 +415,50 @@ async fn serve_one(stream: TcpStream, ctx: LogServer) {
         if dec.push(&buf[..n]).is_err() {
             break;
         }
-        let mut ack: Option<u64> = None;
-        let mut out = Vec::new();
+        let mut entries = Vec::new();
         while let Some(r) = dec.next_frame() {
-            let frame = match r {
-                Ok(f) => f,
+            match r {
+                Ok(f) => {
+                    if let Message::Log(msg) = f.msg {
+                        entries.push(msg);
+                    }
+                }
                 Err(_) => {
                     ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     if dec.poisoned().is_some() {
                         *ctx.rejects.lock().expect("rejects") = *dec.counters();
                         return;
                     }
-                    continue;
                 }
-            };
-            let Message::Log(msg) = frame.msg else {
-                continue;
-            };
-            // Entries are applied and acknowledged under the table lock, so a
-            // takeover snapshot (which clears `acking` under the same lock)
-            // is atomic with respect to acknowledgements.
-            let mut table = ctx.table.lock().expect("table");
-            if !ctx.acking.load(Ordering::Acquire) {
-                return; // snapshot taken: never acknowledge again
             }
-            match msg {
-                LogMsg::Hello(_) => {
-                    if !said_hello {
-                        said_hello = true;
-                        let _ =
-                            enc.encode(&Message::Log(LogMsg::Hello(ctx.hello.clone())), &mut out);
-                    }
-                }
-                LogMsg::ConnOpen {
-                    id, tuple, options, ..
-                } => {
-                    if table.on_conn_open(&tuple, options).is_err() {
-                        ctx.stats.unknown_conn.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ack = Some(id);
-                }
-                LogMsg::Reply {
-                    id,
-                    tuple,
-                    offset,
-                    bytes,
-                    ..
-                } => {
-                    match table.log_reply(&tuple, offset, &bytes) {
-                        Ok(_) => {
-                            ctx.stats.replies.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            ctx.stats.unknown_conn.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    ack = Some(id);
-                }
-                LogMsg::ConnClose { id, .. } => ack = Some(id),
-                LogMsg::LogAck { .. } => {}
-            }
-            ctx.stats.entries.fetch_add(1, Ordering::Relaxed);
         }
         *ctx.rejects.lock().expect("rejects") = *dec.counters();
-        if let Some(id) = ack {
+        if entries.is_empty() {
+            continue;
+        }
+        // The data path applies them in order with the frames it recorded,
+        // and says what to acknowledge.
+        let Ok(applied) = ctx.front.apply_log(entries).await else {
+            return;
+        };
+        if !applied.acking {
+            return; // snapshot taken: never acknowledge again
+        }
+        ctx.stats
+            .entries
+            .fetch_add(applied.applied, Ordering::Relaxed);
+        ctx.stats
+            .replies
+            .fetch_add(applied.replies, Ordering::Relaxed);
+        ctx.stats
+            .unknown_conn
+            .fetch_add(applied.unknown, Ordering::Relaxed);
+        let mut out = Vec::new();
+        if applied.hello && !said_hello {
+            said_hello = true;
+            let _ = enc.encode(&Message::Log(LogMsg::Hello(ctx.hello.clone())), &mut out);
+        }
+        if let Some(id) = applied.ack {
             let _ = enc.encode(&Message::Log(LogMsg::LogAck { id }), &mut out);
         }
         if !out.is_empty() && wr.write_all(&out).await.is_err() {
