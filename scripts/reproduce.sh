@@ -58,11 +58,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "reproduce: interrupted" >&2; exit 130' INT TERM
 
-start=$(date +%s)
+# The plan: runs and estimated seconds per experiment (nothing runs yet).
+declare -A EST
+total_est=0
 for exp in "${EXPERIMENTS[@]}"; do
+  line=$("$BIN" run "$exp" "${QUICK[@]}" --plan)
+  est=${line#*estimate_s=}; est=${est%% *}
+  EST[$exp]=$est
+  total_est=$((total_est + est))
+done
+echo "reproduce: ${#EXPERIMENTS[@]} experiments, about $((total_est / 60)) min $((total_est % 60)) s of runs (estimate)"
+
+start=$(date +%s)
+i=0
+done_est=0
+for exp in "${EXPERIMENTS[@]}"; do
+  i=$((i + 1))
+  elapsed=$(( $(date +%s) - start ))
+  left=$((total_est - done_est))
+  # Scale the remaining estimate by how the finished experiments compared.
+  if [ "$done_est" -gt 0 ]; then left=$((left * elapsed / done_est)); fi
   step="coral-exp run $exp ${QUICK[*]}"
-  echo "reproduce: == $step"
+  echo "reproduce: == [$i/${#EXPERIMENTS[@]}] $step (about ${EST[$exp]} s; about $((left / 60)) min $((left % 60)) s left in all)"
   "$BIN" run "$exp" "${QUICK[@]}" --topology "$TOPOLOGY" --results "$RESULTS"
+  done_est=$((done_est + EST[$exp]))
 done
 
 step="coral-exp plot"

@@ -169,6 +169,9 @@ pub struct RunArgs {
     /// Only this variant (default: all of the experiment's).
     #[arg(long)]
     pub variant: Option<String>,
+    /// Print the plan (runs, estimated seconds) and run nothing.
+    #[arg(long)]
+    pub plan: bool,
     /// Limit every LAN switch port to this rate in Mbit/s (tbf).
     #[arg(long, value_name = "MBIT")]
     pub lan_mbit: Option<u32>,
@@ -458,5 +461,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
         server_cpu: a.server_cpu,
         prefix: a.prefix,
         app: a.app,
+        plan: a.plan,
     })
 }

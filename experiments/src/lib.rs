@@ -8,6 +8,7 @@
 //!   `plot`, `report` and `compare`.
 //! - [`runner`]: runs an experiment of the catalog, repetition by
 //!   repetition, from plain [`runner::RunOptions`].
+//! - [`progress`]: which run is running, how many remain, time left.
 //! - [`catalog`]: what each experiment is (variants, faults, load, shapes),
 //!   as data.
 //! - [`live`]: a topology with its service running ([`live::bring_up`]),
@@ -26,6 +27,7 @@ pub mod conditions;
 pub mod live;
 pub mod measure;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod services;

@@ -45,6 +45,8 @@ pub struct RunOptions {
     /// Application mode override (None: each variant's own, see
     /// [`crate::catalog::with_app`]).
     pub app: Option<AppMode>,
+    /// Only print the plan (runs and estimated time) and run nothing.
+    pub plan: bool,
 }
 
 /// `config.json` of one repetition.
@@ -91,6 +93,20 @@ pub fn run(a: &RunOptions) -> Result<i32> {
             bail!("experiment {} has no variant `{only}`", a.experiment);
         }
     }
+    let runs = variants.len() as u32 * shape.reps;
+    let per_run_s = crate::progress::estimate_s(1, shape.duration_s);
+    if a.plan {
+        println!(
+            "plan {}: runs={runs} estimate_s={:.0} ({} variant(s) x {} rep(s), each its {} s load + {} s drain and topology)",
+            a.experiment,
+            crate::progress::estimate_s(runs, shape.duration_s),
+            variants.len(),
+            shape.reps,
+            shape.duration_s,
+            crate::progress::REP_OVERHEAD_S
+        );
+        return Ok(0);
+    }
     topology::backend(&a.topology)?;
     for v in &variants {
         conditions(a, v).validate()?;
@@ -106,6 +122,7 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     let cancel = live::install_signal_flag()?;
     let t0 = Instant::now();
     let _run = info_span!("run", experiment = %a.experiment, quick = a.quick).entered();
+    let mut progress = crate::progress::Progress::new(&a.experiment, runs, per_run_s);
     for v in &variants {
         // A Docker run's results sit beside the netns ones, never over them.
         let v = &Variant {
@@ -115,11 +132,13 @@ pub fn run(a: &RunOptions) -> Result<i32> {
         for rep in 1..=shape.reps {
             let _rep = info_span!("rep", variant = %v.name, rep).entered();
             let dir = rep_dir(&a.results, &a.experiment, &v.name, rep);
+            progress.start(&v.name, rep, shape.reps);
             let line = run_rep(a, v, shape, rep, &dir, &load_bin, &cancel)
                 .with_context(|| format!("{} {} rep {rep}", a.experiment, v.name))?;
-            println!("{}/{}/rep-{rep}: {line}", a.experiment, v.name);
+            progress.finish(&format!("{}/{}/rep-{rep}: {line}", a.experiment, v.name));
         }
     }
+    progress.close();
     println!(
         "run {}: {} variant(s) x {} rep(s) in {:.1} s, results in {}",
         a.experiment,
