@@ -97,7 +97,7 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     let per_run_s = crate::progress::estimate_s(1, shape.duration_s);
     if a.plan {
         println!(
-            "plan {}: runs={runs} estimate_s={:.0} ({} variant(s) x {} rep(s), each its {} s load + {} s drain and topology)",
+            "plan {}: runs={runs} estimate_s={:.0} ({} variant(s) x {} rep(s), each its {} s load + {} s of topology and drain)",
             a.experiment,
             crate::progress::estimate_s(runs, shape.duration_s),
             variants.len(),
