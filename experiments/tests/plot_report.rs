@@ -440,7 +440,7 @@ fn plot_and_report_from_a_synthetic_tree() {
         "settings:\n{md}"
     );
     assert!(md.contains(
-        "`coral` overhead 30 % against the paper's 30 % (0 % above): within the tolerance"
+        "`coral` overhead 30 % against the paper's 30 % (0 pp above): within the tolerance"
     ));
     // Table 1 with p95: kernel_ops 0.6, 0.7, 0.8 ms; the paper's 0.3 ms.
     assert!(

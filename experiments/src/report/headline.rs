@@ -59,11 +59,7 @@ impl Tolerance {
 
     /// The tolerance as printed beside the paper's value.
     pub fn shown(self, unit: &str) -> String {
-        let u = if unit.is_empty() {
-            String::new()
-        } else {
-            format!(" {unit}")
-        };
+        let u = diff_unit(unit);
         match self {
             Self::Abs(x) => format!("± {}{u}", fmt_num(x)),
             Self::Rel(p) => format!("± {} % of the paper's", fmt_num(p)),
@@ -76,11 +72,7 @@ impl Tolerance {
     /// The verdict for `ours` against the paper's `paper`: whether it
     /// reproduces, and by how much it is off, in words.
     pub fn verdict(self, paper: f64, ours: f64, unit: &str) -> (bool, String) {
-        let u = if unit.is_empty() {
-            String::new()
-        } else {
-            format!(" {unit}")
-        };
+        let u = diff_unit(unit);
         let d = ours - paper;
         let side = if d >= 0.0 { "above" } else { "below" };
         let by_units = format!("{}{u} {side}", fmt_num(d.abs()));
@@ -107,6 +99,16 @@ impl Tolerance {
             Self::AtMost => (ours <= paper, by_units),
             Self::AtLeast => (ours >= paper, by_units),
         }
+    }
+}
+
+/// The unit of a difference between two values in `unit`: a difference of
+/// percentages is in percentage points (`pp`).
+fn diff_unit(unit: &str) -> String {
+    match unit {
+        "" => String::new(),
+        "%" => " pp".into(),
+        u => format!(" {u}"),
     }
 }
 
@@ -550,8 +552,8 @@ mod tests {
             assert_eq!(Tolerance::parse(bad), None, "{bad}");
         }
         let t = Tolerance::Abs(15.0);
-        assert_eq!(t.verdict(70.0, 80.0, "%"), (true, "10 % above".into()));
-        assert_eq!(t.verdict(70.0, 40.0, "%"), (false, "30 % below".into()));
+        assert_eq!(t.verdict(70.0, 80.0, "%"), (true, "10 pp above".into()));
+        assert_eq!(t.verdict(70.0, 40.0, "%"), (false, "30 pp below".into()));
         let f = Tolerance::Factor(2.0);
         assert!(f.verdict(1.5, 2.9, "ms").0);
         assert_eq!(
@@ -624,14 +626,14 @@ mod tests {
             before.contains("| 71 (70.5–71.5) % (`fig2-throughput/coral-keep-alive` ×3) |"),
             "{before}"
         );
-        assert!(before.contains("| reproduced (1 % above) |"), "{before}");
+        assert!(before.contains("| reproduced (1 pp above) |"), "{before}");
         let after = summary_row(&md, "Fig. 2", "throughput from fault + 1 s");
         assert!(after.contains("| 102 (101–103) % "), "{after}");
         assert!(after.contains("reproduced"), "{after}");
         // 62/200 = 31 %: far below the paper's 70 %.
         let md = fig2_tree(60.0, 100.0, true).report();
         let before = summary_row(&md, "Fig. 2", "throughput before the fault");
-        assert!(before.contains("| **differs**: 39 % below |"), "{before}");
+        assert!(before.contains("| **differs**: 39 pp below |"), "{before}");
         // Without the experiment's own bounds: no verdict from baseline's.
         let md = fig2_tree(140.0, 100.0, false).report();
         let before = summary_row(&md, "Fig. 2", "throughput before the fault");
@@ -755,12 +757,12 @@ mod tests {
         let md = t.report();
         let row = summary_row(&md, "Table 3", "CoRAL (dual role)");
         assert!(
-            row.contains("| 35 % ") && row.contains("reproduced (5 % above)"),
+            row.contains("| 35 % ") && row.contains("reproduced (5 pp above)"),
             "{row}"
         );
         let row = summary_row(&md, "Detection sweep", "detection's share");
         assert!(
-            row.contains("| 75 % ") && row.contains("reproduced (25 % above)"),
+            row.contains("| 75 % ") && row.contains("reproduced (25 pp above)"),
             "{row}"
         );
         let row = summary_row(&md, "Scale", "failover transition per extra");
@@ -770,7 +772,7 @@ mod tests {
         );
         let row = summary_row(&md, "Reliability campaign", "trials meeting");
         assert!(
-            row.contains("| 75 % (3 of 4 trials") && row.contains("**differs**: 25 % below"),
+            row.contains("| 75 % (3 of 4 trials") && row.contains("**differs**: 25 pp below"),
             "{row}"
         );
         // Detection below half of the stall contradicts the paper's claim.
@@ -783,6 +785,6 @@ mod tests {
             json!({}),
         );
         let row = summary_row(&t.report(), "Detection sweep", "detection's share");
-        assert!(row.contains("**differs**: 25 % below"), "{row}");
+        assert!(row.contains("**differs**: 25 pp below"), "{row}");
     }
 }

@@ -1102,7 +1102,7 @@ mod tests {
     #[test]
     fn fig2_reads_the_papers_70_percent_and_says_what_is_measured() {
         let md = fig2_tree(140.0, None, false);
-        assert!(md.contains("before the fault CoRAL ran at 70 % of two unreplicated servers, as the paper's system ran at its maximum duplex throughput (70 % of two servers by its Table 3; 0 % above)"), "{md}");
+        assert!(md.contains("before the fault CoRAL ran at 70 % of two unreplicated servers, as the paper's system ran at its maximum duplex throughput (70 % of two servers by its Table 3; 0 pp above)"), "{md}");
         // Lost requests beside errors, in the table and the notes.
         assert!(
             md.contains("| coral-keep-alive | 140 | 70 % | 90 | 90 % | 300 | 0 | 3 | — |"),
@@ -1114,7 +1114,7 @@ mod tests {
         );
         assert!(md.contains("the drop the paper shows"), "{md}");
         let md = fig2_tree(60.0, Some((2.0, 1.0)), false);
-        assert!(md.contains("ran at 30 % of two unreplicated servers, where the paper's system ran at 70 % (40 % below). Measured: within the same 0.5 -core quota per host our CoRAL spends 2 ms of server CPU per request against 1 ms"), "{md}");
+        assert!(md.contains("ran at 30 % of two unreplicated servers, where the paper's system ran at 70 % (40 pp below). Measured: within the same 0.5 -core quota per host our CoRAL spends 2 ms of server CPU per request against 1 ms"), "{md}");
         assert!(md.contains("did not fall (from 60 to 90 req/s, 90 % of one server), unlike the paper's Fig. 2. Hypothesis, not measured here"), "{md}");
         let md = fig2_tree(60.0, None, false);
         assert!(
@@ -1287,16 +1287,18 @@ mod tests {
     fn table3_sentences_follow_the_numbers() {
         let md = table3_tree(140.0, 200.0, (2.0, 1.0));
         assert!(
-            md.contains("overhead 30 % against the paper's 30 % (0 % above): within the tolerance"),
+            md.contains(
+                "overhead 30 % against the paper's 30 % (0 pp above): within the tolerance"
+            ),
             "{md}"
         );
         let md = table3_tree(60.0, 200.0, (2.0, 1.0));
-        assert!(md.contains("overhead 70 % against the paper's 30 % (40 % above). Measured: server CPU per request is 2 ms for CoRAL against 1 ms unreplicated"), "{md}");
+        assert!(md.contains("overhead 70 % against the paper's 30 % (40 pp above). Measured: server CPU per request is 2 ms for CoRAL against 1 ms unreplicated"), "{md}");
         let md = table3_tree(60.0, 200.0, (1.0, 2.0));
         assert!(md.contains("The cause is not measured here."), "{md}");
         // Two servers barely above one: the servers do not bound throughput.
         let md = table3_tree(120.0, 120.0, (2.0, 1.0));
-        assert!(md.contains("(30 % below). Measured: two unreplicated servers reach only 120 % of one server's throughput"), "{md}");
+        assert!(md.contains("(30 pp below). Measured: two unreplicated servers reach only 120 % of one server's throughput"), "{md}");
         let md = table3_tree(190.0, 200.0, (2.0, 1.0));
         assert!(!md.contains("reach only"), "{md}");
     }
