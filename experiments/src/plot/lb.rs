@@ -462,6 +462,40 @@ mod tests {
     use super::*;
     use workload::records::ErrorKind;
 
+    #[test]
+    fn docker_variants_sit_beside_their_netns_ones() {
+        let names = [
+            "coral-docker",
+            "zz-other",
+            "coral",
+            "two-unreplicated-docker",
+            "two-unreplicated",
+            "haproxy-stock",
+        ];
+        let exp = Experiment {
+            name: EXPERIMENT.into(),
+            variants: names
+                .iter()
+                .map(|n| data::Variant {
+                    name: n.to_string(),
+                    reps: Vec::new(),
+                })
+                .collect(),
+        };
+        let got: Vec<&str> = ordered(&exp).iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "two-unreplicated",
+                "two-unreplicated-docker",
+                "haproxy-stock",
+                "coral",
+                "coral-docker",
+                "zz-other"
+            ]
+        );
+    }
+
     fn rec(client: u32, start_ms: u64, end_ms: u64, err: Option<ErrorKind>) -> RequestRecord {
         RequestRecord {
             client,
