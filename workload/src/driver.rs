@@ -46,6 +46,22 @@ pub enum ConnectionMode {
     KeepAlive,
     /// A new connection per request (`Connection: close`), as WebStone 2.0.
     PerRequest,
+    /// HTTP/1.1 pipelining on a keep-alive connection: the client writes
+    /// this many requests back to back, then reads their replies in order.
+    /// Each is still a request of its own (one row each); a failure ends
+    /// the round, and the requests of the round not answered by then are
+    /// recorded with the same error kind.
+    Pipelined(u32),
+}
+
+impl ConnectionMode {
+    /// Requests written per round (1 unless pipelined).
+    pub fn depth(self) -> u32 {
+        match self {
+            ConnectionMode::Pipelined(n) => n.max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// What a run does.
@@ -496,13 +512,16 @@ fn request_bytes(target: &Target, client: u32, seq: u64, close: bool) -> Vec<u8>
     r.into_bytes()
 }
 
-/// Send one request on `conn` and read and verify its whole reply.
-async fn exchange(conn: &mut Conn, req: &[u8], expected_size: u64) -> Result<Reply, Failure> {
+/// Write `req` (one request, or a round of pipelined ones) on `conn`.
+async fn send(conn: &mut Conn, req: &[u8]) -> Result<(), Failure> {
     conn.stream
         .write_all(req)
         .await
-        .map_err(|e| Failure::new(classify(&e)))?;
+        .map_err(|e| Failure::new(classify(&e)))
+}
 
+/// Read and verify one whole reply from `conn`.
+async fn read_reply(conn: &mut Conn, expected_size: u64) -> Result<Reply, Failure> {
     // Reply head.
     let (head_len, status, content_length, digest, served_by, close) = loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_REPLY_HEADERS];
@@ -593,7 +612,165 @@ async fn exchange(conn: &mut Conn, req: &[u8], expected_size: u64) -> Result<Rep
     })
 }
 
-/// One closed-loop client: returns its records.
+/// Claims up to `want` requests from the shared count (all of them when
+/// the run is not counted); returns how many.
+fn claim(shared: &Shared, want: u32) -> u64 {
+    let Some(rem) = &shared.remaining else {
+        return u64::from(want);
+    };
+    let mut got = 0;
+    while got < u64::from(want)
+        && rem
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+            .is_ok()
+    {
+        got += 1;
+    }
+    got
+}
+
+/// How a round of requests ended, besides the replies read.
+enum RoundEnd {
+    /// Every reply read, or a reply failed (the last one read).
+    Read,
+    /// Connecting or writing failed.
+    Failed(Failure),
+    /// The request's own timeout passed.
+    Timeout,
+    /// The run ended first (its drain passed): the rest are lost.
+    Abandoned,
+}
+
+/// One round: the requests of `seqs` written back to back on `conn`
+/// (opened first if needed), then their replies read in order until one
+/// fails. Returns each reply read with the instant it completed.
+async fn round(
+    conn: &mut Option<Conn>,
+    target: &Target,
+    req: &[u8],
+    n: u64,
+    done: &mut Vec<(Instant, Result<Reply, Failure>)>,
+) -> Result<(), Failure> {
+    if conn.is_none() {
+        *conn = Some(connect(target.addr).await.map_err(Failure::new)?);
+    }
+    let c = conn
+        .as_mut()
+        .ok_or_else(|| Failure::new(ErrorKind::Other))?;
+    send(c, req).await?;
+    for _ in 0..n {
+        let r = read_reply(c, target.expected_size).await;
+        let failed = r.is_err();
+        done.push((Instant::now(), r));
+        if failed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `rec` from a reply read (or its failure).
+fn fill(rec: &mut RequestRecord, r: Result<Reply, Failure>) {
+    match r {
+        Ok(reply) => {
+            rec.status = reply.status;
+            rec.bytes = reply.bytes;
+            rec.digest_ok = true;
+            rec.served_by = reply.served_by;
+        }
+        Err(f) => {
+            rec.status = f.status;
+            rec.bytes = f.bytes;
+            rec.served_by = f.served_by;
+            rec.error_kind = Some(f.kind);
+        }
+    }
+}
+
+/// One round's requests, for recording.
+struct Round<'a> {
+    client: u32,
+    url: &'a str,
+    seqs: std::ops::Range<u64>,
+    start_unix_ns: u64,
+    local_port: u16,
+    /// The round opened its connection (the first request's row says so).
+    opened: bool,
+}
+
+impl Round<'_> {
+    /// Appends one row per request of the round to `out`: the replies read
+    /// (`done`), then the rest as `end` says. Returns whether a reply asked
+    /// to close the connection.
+    fn record(
+        &self,
+        clock: &Clock,
+        start: Instant,
+        now: Instant,
+        done: Vec<(Instant, Result<Reply, Failure>)>,
+        end: &RoundEnd,
+        out: &mut Vec<RequestRecord>,
+    ) -> bool {
+        let mut close = false;
+        let mut failed: Option<(ErrorKind, Instant)> = None;
+        let mut replies = done.into_iter();
+        for q in self.seqs.clone() {
+            let mut rec = RequestRecord {
+                client: self.client,
+                seq: q,
+                url: self.url.to_string(),
+                local_port: self.local_port,
+                new_connection: q == self.seqs.start && self.opened,
+                start_unix_ns: self.start_unix_ns,
+                end_unix_ns: 0,
+                latency_us: 0,
+                status: 0,
+                bytes: 0,
+                digest_ok: false,
+                served_by: String::new(),
+                error_kind: None,
+                lost: false,
+            };
+            let at = match (replies.next(), end, failed) {
+                (Some((at, r)), _, _) => {
+                    close |= r.as_ref().is_ok_and(|reply| reply.close);
+                    fill(&mut rec, r);
+                    if let Some(k) = rec.error_kind {
+                        failed = Some((k, at));
+                    }
+                    at
+                }
+                // Unanswered in a round whose reply failed: that kind.
+                (None, _, Some((k, at))) => {
+                    rec.error_kind = Some(k);
+                    at
+                }
+                (None, RoundEnd::Failed(f), None) => {
+                    rec.status = f.status;
+                    rec.bytes = f.bytes;
+                    rec.served_by = f.served_by.clone();
+                    rec.error_kind = Some(f.kind);
+                    now
+                }
+                (None, RoundEnd::Timeout, None) => {
+                    rec.error_kind = Some(ErrorKind::Timeout);
+                    now
+                }
+                (None, _, None) => {
+                    rec.lost = true;
+                    now
+                }
+            };
+            rec.end_unix_ns = clock.unix_ns(at);
+            rec.latency_us = at.saturating_duration_since(start).as_micros() as u64;
+            out.push(rec);
+        }
+        close
+    }
+}
+
+/// One closed-loop client: returns its records. Each round writes
+/// `cfg.mode.depth()` requests (one unless pipelined) and reads their replies.
 async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> Vec<RequestRecord> {
     let cfg = &shared.cfg;
     let clock = shared.clock;
@@ -620,13 +797,9 @@ async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> V
         if shared.stopped() || shared.send_end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
-        if let Some(rem) = &shared.remaining {
-            if rem
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
-                .is_err()
-            {
-                break;
-            }
+        let n = claim(&shared, cfg.mode.depth());
+        if n == 0 {
+            break;
         }
         let start = Instant::now();
         let timeout_at = start + cfg.timeout;
@@ -634,82 +807,52 @@ async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> V
             Some(h) => timeout_at.min(h),
             None => timeout_at,
         };
-        let mut rec = RequestRecord {
-            client,
-            seq,
-            url: target.url.clone(),
-            local_port: 0,
-            new_connection: false,
-            start_unix_ns: clock.unix_ns(start),
-            end_unix_ns: 0,
-            latency_us: 0,
-            status: 0,
-            bytes: 0,
-            digest_ok: false,
-            served_by: String::new(),
-            error_kind: None,
-            lost: false,
-        };
-        seq += 1;
-
+        let first = seq;
+        seq += n;
         let had_conn = conn.is_some();
-        let req = request_bytes(&target, client, rec.seq, per_request);
-        let attempt = async {
-            if conn.is_none() {
-                conn = Some(connect(target.addr).await.map_err(Failure::new)?);
-            }
-            match conn.as_mut() {
-                Some(c) => exchange(c, &req, target.expected_size).await,
-                None => Err(Failure::new(ErrorKind::Other)),
-            }
-        };
-        // None: abandoned (lost); Some(Err): deadline; Some(Ok): finished.
+        let req: Vec<u8> = (first..seq)
+            .flat_map(|q| request_bytes(&target, client, q, per_request))
+            .collect();
+        let mut done = Vec::new();
         let result = tokio::select! {
-            r = tokio::time::timeout_at(deadline, attempt) => Some(r),
+            r = tokio::time::timeout_at(deadline, round(&mut conn, &target, &req, n, &mut done)) => Some(r),
             _ = stop_abandon(shared.stop.clone()) => None,
         };
-        let end = Instant::now();
-        rec.end_unix_ns = clock.unix_ns(end);
-        rec.latency_us = end.saturating_duration_since(start).as_micros() as u64;
-        rec.new_connection = !had_conn && conn.is_some();
-        rec.local_port = conn.as_ref().map_or(0, |c| c.local_port);
-        let outcome = match result {
-            Some(Ok(outcome)) => outcome,
-            // The run's end came before this request's own timeout: lost.
+        let end = match result {
+            Some(Ok(Ok(()))) => RoundEnd::Read,
+            Some(Ok(Err(f))) => RoundEnd::Failed(f),
+            // The run's end came before the round's own timeout: lost.
             Some(Err(_)) if !matches!(shared.hard_end, Some(h) if h < timeout_at) => {
-                Err(Failure::new(ErrorKind::Timeout))
+                RoundEnd::Timeout
             }
-            _ => {
-                rec.lost = true;
-                records.push(rec);
-                break;
-            }
+            _ => RoundEnd::Abandoned,
         };
-        match outcome {
-            Ok(reply) => {
-                rec.status = reply.status;
-                rec.bytes = reply.bytes;
-                rec.digest_ok = true;
-                rec.served_by = reply.served_by;
-                backoff = None;
-                if per_request || reply.close {
-                    conn = None;
-                }
-            }
-            Err(f) => {
-                rec.status = f.status;
-                rec.bytes = f.bytes;
-                rec.served_by = f.served_by;
-                rec.error_kind = Some(f.kind);
+        let now = Instant::now();
+        let round = Round {
+            client,
+            url: &target.url,
+            seqs: first..seq,
+            start_unix_ns: clock.unix_ns(start),
+            local_port: conn.as_ref().map_or(0, |c| c.local_port),
+            opened: !had_conn && conn.is_some(),
+        };
+        let close = round.record(&clock, start, now, done, &end, &mut records) || per_request;
+        if records.last().is_some_and(|r| r.lost) {
+            break;
+        }
+        if records.last().is_some_and(|r| r.error_kind.is_some()) {
+            conn = None;
+            backoff = Some(match backoff {
+                None => cfg.backoff_min,
+                Some(b) => (b * 2).min(cfg.backoff_max),
+            });
+            pending_backoff = true;
+        } else {
+            backoff = None;
+            if close {
                 conn = None;
-                backoff = Some(match backoff {
-                    None => cfg.backoff_min,
-                    Some(b) => (b * 2).min(cfg.backoff_max),
-                });
-                pending_backoff = true;
             }
         }
-        records.push(rec);
     }
     records
 }

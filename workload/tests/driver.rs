@@ -138,6 +138,86 @@ fn connection_per_request_opens_one_connection_each() {
     assert!(peers.len() > 1, "connections were not per request");
 }
 
+#[test]
+fn pipelined_rounds_write_requests_back_to_back() {
+    // A server that answers only once it holds a whole round of 3 requests:
+    // a client that waited for each reply before the next would time out.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let heads = buf.windows(4).filter(|w| w == b"\r\n\r\n").count();
+                        if heads >= 3 {
+                            let body = b"abc";
+                            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+                            let one = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-coral-digest: {digest}\r\nx-coral-served-by: pipe\r\n\r\nabc"
+                            );
+                            if s.write_all(one.repeat(3).as_bytes()).is_err() {
+                                return;
+                            }
+                            buf.clear();
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/cgi-bin/webstone?size=3");
+    let (recs, sum, _) = run_load(
+        &[
+            "--url",
+            &url,
+            "--clients",
+            "2",
+            "--requests",
+            "12",
+            "--pipeline",
+            "3",
+            "--timeout-s",
+            "5",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        (sum.requests, sum.ok, sum.errors, sum.reconnects),
+        (12, 12, 0, 0)
+    );
+    for rows in by_client(&recs).values() {
+        assert_eq!(rows.len(), 6);
+        for (i, r) in rows.iter().enumerate() {
+            assert!(r.is_ok() && r.served_by == "pipe", "{r:?}");
+            assert_eq!(r.new_connection, i == 0);
+            // The round's requests were written together.
+            assert_eq!(r.start_unix_ns, rows[i - i % 3].start_unix_ns);
+        }
+    }
+    // A pipeline of 0, or with a connection per request, is refused.
+    for args in [
+        &["--pipeline", "0"][..],
+        &["--pipeline", "2", "--connection-per-request"],
+    ] {
+        let out = std::process::Command::new(LOAD)
+            .args(["--url", &url, "--requests", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+    }
+}
+
 /// THE key test: SIGKILL the server while a 32 MiB reply is in flight.
 #[test]
 fn server_killed_mid_reply_is_an_error_never_resent_then_reconnect() {

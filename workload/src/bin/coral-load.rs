@@ -51,6 +51,17 @@ struct Args {
     /// 2.0; the default is HTTP/1.1 keep-alive.
     #[arg(long)]
     connection_per_request: bool,
+    /// HTTP/1.1 pipelining: each client writes N requests back to back on
+    /// its keep-alive connection, then reads the N replies in order (each
+    /// still recorded as its own request; a failure ends the round and the
+    /// round's unanswered requests get its error kind). 1: no pipelining.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        conflicts_with = "connection_per_request"
+    )]
+    pipeline: u32,
     /// Open N extra keep-alive connections (round-robin over the URLs)
     /// before the clients start and hold them open, idle, to the end; their
     /// fate is written to DIR/idle.json. Raises the open-file limit to the
@@ -94,10 +105,11 @@ fn config(a: &Args) -> Result<DriverConfig, String> {
     Ok(DriverConfig {
         urls: a.urls.clone(),
         clients: a.clients,
-        mode: if a.connection_per_request {
-            ConnectionMode::PerRequest
-        } else {
-            ConnectionMode::KeepAlive
+        mode: match (a.connection_per_request, a.pipeline) {
+            (_, 0) => return Err("--pipeline must be at least 1".into()),
+            (true, _) => ConnectionMode::PerRequest,
+            (false, 1) => ConnectionMode::KeepAlive,
+            (false, n) => ConnectionMode::Pipelined(n),
         },
         duration,
         total_requests: a.requests,
