@@ -11,7 +11,7 @@ TOPOLOGY ?= netns
 RELEASE_BIN := target/release
 QUICK_FLAG := $(if $(QUICK),--quick,)
 
-.PHONY: all build release deps test test-unit test-netns test-fuzz reproduce fuzz fmt clippy clean
+.PHONY: all build release deps test test-unit test-netns test-fuzz reproduce campaign fuzz fmt clippy clean
 
 all: build
 
@@ -45,6 +45,14 @@ test-netns:
 
 reproduce: deps release
 	TOPOLOGY=$(TOPOLOGY) bash scripts/reproduce.sh $(QUICK_FLAG)
+
+## The fault campaign at length: TRIALS (default 200) randomized single
+## faults against fresh CoRAL pairs from seed SEED (default 1), each decided
+## by the checker; RESULTS/fault-campaign/trials.csv (docs/CLI.md). Prints
+## its time; fails if any trial missed the standard.
+campaign: deps release
+	time $(RELEASE_BIN)/coral-exp run fault-campaign --trials $(or $(TRIALS),200) \
+		--seed $(or $(SEED),1) --results $(or $(RESULTS),results)
 
 ## Fuzz every parser and codec, FUZZ_SECONDS each (default 60); prints runs,
 ## coverage and findings per target and writes them to RESULTS/fuzz/fuzz.csv

@@ -4,6 +4,7 @@
 //! from inside any namespace of the topology: namespaces are reached through
 //! /run/netns paths, never through the caller's own.
 
+use crate::campaign;
 use crate::live::{self, UpOptions};
 use crate::runner::{self, RunOptions};
 use crate::services::{AppMode, CoralOptions, LbOptions, LbProfile, ServiceOptions};
@@ -129,6 +130,9 @@ pub enum FaultKind {
     Partition,
     /// Remove that partition.
     Heal,
+    /// Cut HOST off from the witness alone: its UDP port blocked, both
+    /// ways, in HOST's namespace (CoRAL topologies).
+    IsolateWitness,
 }
 
 /// Arguments of `coral-exp fault`.
@@ -151,7 +155,8 @@ pub struct RunArgs {
     /// Experiment: baseline, baseline-crash, lb-compare, or one of the
     /// paper's (fig2-throughput, fig3-latency, table1-failover,
     /// table3-overhead, detection-sweep, scale-sweep, reply-size-sweep);
-    /// docs/CLI.md lists them all, an unknown name lists them too.
+    /// docs/CLI.md lists them all, an unknown name lists them too;
+    /// fault-campaign takes --trials and --seed.
     pub experiment: String,
     /// The short shape (1 repetition, short runs).
     #[arg(long)]
@@ -188,6 +193,13 @@ pub struct RunArgs {
     /// only that mode's variants run.
     #[arg(long, value_name = "inproc|cgi")]
     pub app: Option<AppMode>,
+    /// fault-campaign only: trials to run (default: 20 with --quick, else 50).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trials: Option<u32>,
+    /// fault-campaign only: seed of the first trial; trial i has seed S+i,
+    /// and `--trials 1 --seed S` replays the trial of seed S (default 1).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
 }
 
 /// `coral-exp up`; returns the process exit code.
@@ -394,34 +406,12 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
     if h.state.status == Status::Down {
         bail!("the topology in {} is down", a.state.display());
     }
-    let two = matches!(a.kind, FaultKind::Partition | FaultKind::Heal);
-    match (two, a.hosts.len()) {
-        (true, 2) | (false, 1) => {}
-        (true, _) => bail!("partition/heal take two hosts: HOST_A HOST_B"),
-        (false, _) => bail!("this fault takes one host"),
-    }
     let mut names = Vec::new();
     for spec in &a.hosts {
         names.push(live::resolve_host_now(backend.as_ref(), &mut h, spec)?);
     }
-    let s = &h.state;
-    let fault = match a.kind {
-        FaultKind::LinkCut => backend.link_fault(s, &names[0], false)?,
-        FaultKind::LinkRestore => backend.link_fault(s, &names[0], true)?,
-        FaultKind::Partition => backend.partition_fault(s, &names[0], &names[1], false)?,
-        FaultKind::Heal => backend.partition_fault(s, &names[0], &names[1], true)?,
-        FaultKind::Kill | FaultKind::Stop | FaultKind::Cont => {
-            let pids = s.host(&names[0])?.pids.clone();
-            if pids.is_empty() {
-                bail!("host {} runs no service process of the kit", names[0]);
-            }
-            match a.kind {
-                FaultKind::Kill => faultinject::Fault::Kill { pids },
-                FaultKind::Stop => faultinject::Fault::Stop { pids },
-                _ => faultinject::Fault::Cont { pids },
-            }
-        }
-    };
+    let kind = a.kind.to_possible_value().context("fault kind")?;
+    let fault = live::build_fault(backend.as_ref(), &h.state, kind.get_name(), &names)?;
     let t = faultinject::now_unix_ns();
     let detail = faultinject::inject(&fault)?;
     let roles: Vec<String> = a
@@ -450,6 +440,31 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
 
 /// `coral-exp run`.
 pub fn run(a: RunArgs) -> Result<i32> {
+    if a.experiment == campaign::plan::NAME {
+        let other = a.reps.is_some()
+            || a.variant.is_some()
+            || a.lan_mbit.is_some()
+            || a.server_cpu.is_some()
+            || a.app.is_some();
+        if other {
+            bail!("fault-campaign takes --trials, --seed, --quick, --topology, --results and --prefix only");
+        }
+        let default = if a.quick {
+            campaign::plan::TRIALS_QUICK
+        } else {
+            campaign::plan::TRIALS_FULL
+        };
+        return campaign::run(&campaign::CampaignOptions {
+            trials: a.trials.unwrap_or(default),
+            seed: a.seed.unwrap_or(campaign::plan::DEFAULT_SEED),
+            topology: a.topology,
+            results: a.results,
+            prefix: a.prefix,
+        });
+    }
+    if a.trials.is_some() || a.seed.is_some() {
+        bail!("--trials and --seed apply to fault-campaign only");
+    }
     runner::run(&RunOptions {
         experiment: a.experiment,
         quick: a.quick,

@@ -9,6 +9,9 @@
 //! - [`runner`]: runs an experiment of the catalog, repetition by
 //!   repetition, from plain [`runner::RunOptions`].
 //! - [`progress`]: which run is running, how many remain, time left.
+//! - [`campaign`]: `run fault-campaign`: randomized single faults against
+//!   fresh CoRAL pairs and the checker that decides each trial; it runs on
+//!   [`live`], [`runner`]'s load helpers and faultinject.
 //! - [`catalog`]: what each experiment is (variants, faults, load, shapes),
 //!   as data.
 //! - [`live`]: a topology with its service running ([`live::bring_up`]),
@@ -21,6 +24,7 @@
 //! - [`plot`]: `coral-exp plot`, figures from the results tree.
 //! - [`report`]: `coral-exp report`, `results/REPORT.md` from the results tree.
 
+pub mod campaign;
 pub mod catalog;
 pub mod commands;
 pub mod conditions;

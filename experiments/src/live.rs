@@ -124,6 +124,44 @@ pub fn load(dir: &Path) -> Result<(Box<dyn Topology>, StateHandle)> {
     Ok((b, h))
 }
 
+/// The fault `kind` (a name of docs/CLI.md's `coral-exp fault`: `link-cut`,
+/// `link-restore`, `kill`, `stop`, `cont`, `partition`, `heal`,
+/// `isolate-witness`) on `hosts`, already resolved to host names (two for
+/// `partition` and `heal`, else one). Building it changes nothing.
+pub fn build_fault(
+    backend: &dyn Topology,
+    s: &TopologyState,
+    kind: &str,
+    hosts: &[String],
+) -> Result<faultinject::Fault> {
+    use faultinject::Fault;
+    let two = matches!(kind, "partition" | "heal");
+    match (two, hosts.len()) {
+        (true, 2) | (false, 1) => {}
+        (true, _) => bail!("{kind} takes two hosts: HOST_A HOST_B"),
+        (false, _) => bail!("{kind} takes one host"),
+    }
+    let h = &hosts[0];
+    let pids = || -> Result<Vec<u32>> {
+        let pids = s.host(h)?.pids.clone();
+        if pids.is_empty() {
+            bail!("host {h} runs no service process of the kit");
+        }
+        Ok(pids)
+    };
+    Ok(match kind {
+        "link-cut" => backend.link_fault(s, h, false)?,
+        "link-restore" => backend.link_fault(s, h, true)?,
+        "partition" => backend.partition_fault(s, h, &hosts[1], false)?,
+        "heal" => backend.partition_fault(s, h, &hosts[1], true)?,
+        "kill" => Fault::Kill { pids: pids()? },
+        "stop" => Fault::Stop { pids: pids()? },
+        "cont" => Fault::Cont { pids: pids()? },
+        "isolate-witness" => services::coral::isolate_witness_fault(s, h)?,
+        other => bail!("unknown fault `{other}`"),
+    })
+}
+
 /// Resolves `spec` like [`TopologyState::resolve_host`], after re-resolving
 /// the roles that move while a baseline runs (a proxy's busiest server, the
 /// VRRP master: [`services::refresh_roles`]) and saving them to

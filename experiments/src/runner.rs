@@ -11,7 +11,7 @@ use crate::live::{self, UpOptions};
 use crate::services::{AppMode, ServiceOptions};
 use crate::topology::{self, Live, ServiceSpec};
 use anyhow::{bail, Context, Result};
-use faultinject::{Event, Fault};
+use faultinject::Event;
 use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -158,9 +158,38 @@ fn conditions(a: &RunOptions, v: &Variant) -> Conditions {
     }
 }
 
+/// `coral-load`'s command line for `load` over `urls` in `shape` (without
+/// `--out`).
+pub(crate) fn load_argv(
+    load_bin: &Path,
+    urls: &[String],
+    load: &crate::catalog::LoadOptions,
+    shape: Shape,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![load_bin.into()];
+    for u in urls {
+        argv.push("--url".into());
+        argv.push(u.into());
+    }
+    for (k, val) in [
+        ("--clients", load.clients.to_string()),
+        ("--duration-s", shape.duration_s.to_string()),
+        ("--warmup-s", shape.warmup_s.to_string()),
+        ("--size", load.size.to_string()),
+        ("--idle-conns", load.idle_conns.to_string()),
+    ] {
+        argv.push(k.into());
+        argv.push(val.into());
+    }
+    if load.connection_per_request {
+        argv.push("--connection-per-request".into());
+    }
+    argv
+}
+
 /// Appends one of the runner's own events (source `coral-exp`) to `path`
 /// and logs it.
-fn record(path: &Path, host: &str, event: &str, detail: String) -> Result<()> {
+pub(crate) fn record(path: &Path, host: &str, event: &str, detail: String) -> Result<()> {
     info!(host, "{event}: {detail}");
     let ev = Event {
         t_unix_ns: faultinject::now_unix_ns(),
@@ -173,7 +202,7 @@ fn record(path: &Path, host: &str, event: &str, detail: String) -> Result<()> {
 }
 
 /// Sleeps until `until`, failing if `cancel` is set.
-fn sleep_until(until: Instant, cancel: &AtomicBool) -> Result<()> {
+pub(crate) fn sleep_until(until: Instant, cancel: &AtomicBool) -> Result<()> {
     while Instant::now() < until {
         if cancel.load(Ordering::SeqCst) {
             bail!("interrupted");
@@ -260,24 +289,7 @@ fn run_rep(
 
     // The load, in the client namespace.
     let load_dir = dir.join("load");
-    let mut argv: Vec<OsString> = vec![load_bin.into()];
-    for u in &st.service_urls {
-        argv.push("--url".into());
-        argv.push(u.into());
-    }
-    for (k, val) in [
-        ("--clients", v.load.clients.to_string()),
-        ("--duration-s", shape.duration_s.to_string()),
-        ("--warmup-s", shape.warmup_s.to_string()),
-        ("--size", v.load.size.to_string()),
-        ("--idle-conns", v.load.idle_conns.to_string()),
-    ] {
-        argv.push(k.into());
-        argv.push(val.into());
-    }
-    if v.load.connection_per_request {
-        argv.push("--connection-per-request".into());
-    }
+    let mut argv = load_argv(load_bin, &st.service_urls, &v.load, shape);
     let cgroups: Vec<String> = st.hosts.values().filter_map(|h| h.cgroup.clone()).collect();
     let cpu_start = crate::measure::CpuSample::take(&cgroups);
     argv.push("--out".into());
@@ -396,7 +408,7 @@ fn run_rep(
 }
 
 /// Kills coral-load if the rep ends early (error, interrupt).
-struct LoadGuard<'a>(Option<&'a mut std::process::Child>);
+pub(crate) struct LoadGuard<'a>(pub(crate) Option<&'a mut std::process::Child>);
 
 impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {
@@ -411,14 +423,12 @@ impl Drop for LoadGuard<'_> {
 /// events.csv; returns its instant and the host it hit.
 fn inject_planned(l: &mut Live, f: &FaultPlan) -> Result<(u64, String)> {
     let host = live::resolve_host_now(l.backend.as_ref(), &mut l.handle, &f.host)?;
-    let st = l.state();
-    let fault = match f.kind.as_str() {
-        "kill" => Fault::Kill {
-            pids: st.host(&host)?.pids.clone(),
-        },
-        "link-cut" => l.backend.link_fault(st, &host, false)?,
-        other => bail!("fault kind `{other}` is not supported by the runner"),
-    };
+    let fault = live::build_fault(
+        l.backend.as_ref(),
+        l.state(),
+        &f.kind,
+        std::slice::from_ref(&host),
+    )?;
     let ev = faultinject::inject_and_record(
         &fault,
         &host,

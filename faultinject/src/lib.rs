@@ -10,6 +10,9 @@
 //! - [`Fault::Partition`] / [`Fault::Heal`]: an nft rule (bridge family) in
 //!   the switch's namespace that drops every frame between two MAC addresses,
 //!   in both directions, and its removal.
+//! - [`Fault::IsolateWitness`]: an nft table (inet family) in one host's
+//!   namespace that drops UDP to and from the witness's address and port:
+//!   that host alone is cut off from the witness.
 //!
 //! Every injected fault can be appended to an `events.csv`
 //! (`t_unix_ns,host,source,event,detail`, see [`events`]) with
@@ -30,6 +33,9 @@ pub use events::{append_event, now_unix_ns, read_events, Event};
 
 /// Name of the nft table (bridge family) holding partition rules.
 pub const PARTITION_TABLE: &str = "coral_fault";
+
+/// Name of the nft table (inet family) of [`Fault::IsolateWitness`].
+pub const ISOLATE_TABLE: &str = "coral_fault_isolate";
 
 /// Errors of fault injection.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +129,17 @@ pub enum Fault {
         /// Label given to [`Fault::Partition`].
         label: String,
     },
+    /// Drop UDP from namespace `netns` to `addr:port` and from there back
+    /// (the host's own input and output hooks): the host can no longer
+    /// reach the witness listening there; everything else flows.
+    IsolateWitness {
+        /// The isolated host's namespace.
+        netns: String,
+        /// The witness's IPv4 address.
+        addr: String,
+        /// The witness's UDP port.
+        port: u16,
+    },
 }
 
 impl Fault {
@@ -136,6 +153,7 @@ impl Fault {
             Fault::Cont { .. } => "cont",
             Fault::Partition { .. } => "partition",
             Fault::Heal { .. } => "heal",
+            Fault::IsolateWitness { .. } => "isolate-witness",
         }
     }
 }
@@ -166,6 +184,10 @@ pub fn inject(fault: &Fault) -> Result<String, FaultError> {
         Fault::Heal { netns, label } => {
             let n = heal(netns, label)?;
             Ok(format!("{netns}: removed {n} rules ({label})"))
+        }
+        Fault::IsolateWitness { netns, addr, port } => {
+            isolate_witness(netns, addr, *port)?;
+            Ok(format!("{netns}: drop udp to/from {addr}:{port}"))
         }
     }
 }
@@ -344,6 +366,30 @@ pub fn partition(netns: &str, mac_a: &str, mac_b: &str, label: &str) -> Result<(
     Ok(())
 }
 
+/// Adds the table [`ISOLATE_TABLE`] to `netns`, dropping UDP to `addr:port`
+/// (output) and from it (input). Injecting it twice adds the rules twice:
+/// still one isolation.
+pub fn isolate_witness(netns: &str, addr: &str, port: u16) -> Result<(), FaultError> {
+    check_name("namespace", netns)?;
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| FaultError::Invalid(format!("IPv4 address `{addr}`")))?;
+    netns::require(netns)?;
+    let t = ISOLATE_TABLE;
+    let script = format!(
+        "add table inet {t}\n\
+         add chain inet {t} out {{ type filter hook output priority 0; policy accept; }}\n\
+         add chain inet {t} in {{ type filter hook input priority 0; policy accept; }}\n\
+         add rule inet {t} out ip daddr {addr} udp dport {port} drop\n\
+         add rule inet {t} in ip saddr {addr} udp sport {port} drop\n"
+    );
+    run_command(
+        &mut netns::command_in(netns, "nft", &["-f", "-"])?,
+        Some(&script),
+    )?;
+    Ok(())
+}
+
 /// Removes the rules labelled `label`; returns how many were removed, and
 /// fails with [`FaultError::NoSuchPartition`] if there were none.
 pub fn heal(netns: &str, label: &str) -> Result<usize, FaultError> {
@@ -487,6 +533,14 @@ mod tests {
     fn missing_namespace_is_an_error() {
         let r = link_set("cx-no-such-ns-zz", "eth0", false);
         assert!(matches!(r, Err(FaultError::NoNetns(_))), "{r:?}");
+    }
+
+    #[test]
+    fn isolate_witness_checks_its_arguments() {
+        let r = isolate_witness("cx-no-such-ns-zz", "198.51.100.10", 7012);
+        assert!(matches!(r, Err(FaultError::NoNetns(_))), "{r:?}");
+        let r = isolate_witness("cx-no-such-ns-zz", "198.51.100.10; flush ruleset", 7012);
+        assert!(matches!(r, Err(FaultError::Invalid(_))), "{r:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! configuration).
 
 use crate::services::{wait_for_log, AppMode, ServiceOptions};
-use crate::topology::{self, Live, Role, ServiceSpec};
+use crate::topology::{self, Live, Role, ServiceSpec, TopologyState};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -250,6 +250,27 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         st.service_urls.push(format!("http://{v}/cgi-bin/webstone"));
     }
     Ok(())
+}
+
+/// The fault that cuts `host` off from the witness (its UDP port on the
+/// client host blocked in `host`'s namespace, both ways): `coral-exp fault
+/// isolate-witness HOST`.
+pub fn isolate_witness_fault(s: &TopologyState, host: &str) -> Result<faultinject::Fault> {
+    if s.service != "coral" {
+        bail!(
+            "isolate-witness needs a CoRAL topology (this one runs {})",
+            s.service
+        );
+    }
+    let netns = s.host(host)?.netns.clone();
+    if netns.is_empty() {
+        bail!("host {host} has no namespace of its own");
+    }
+    Ok(faultinject::Fault::IsolateWitness {
+        netns,
+        addr: s.host("client")?.addr.clone(),
+        port: WITNESS_PORT,
+    })
 }
 
 /// The configuration file `start` wrote for `host`.

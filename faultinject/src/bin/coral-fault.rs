@@ -9,7 +9,7 @@ use tracing::error;
 use tracing_subscriber::EnvFilter;
 
 /// Inject one fault (link cut/restore, SIGKILL/SIGSTOP/SIGCONT, bridge
-/// partition/heal) and append it to an events.csv.
+/// partition/heal, a host cut off from the witness) and append it to an events.csv.
 #[derive(Parser, Debug)]
 #[command(name = "coral-fault", version, about)]
 struct Cli {
@@ -83,6 +83,18 @@ enum Cmd {
         #[arg(long)]
         label: String,
     },
+    /// Drop UDP between namespace NETNS and the witness at ADDR:PORT.
+    IsolateWitness {
+        /// Namespace of the host to cut off from the witness.
+        #[arg(long)]
+        netns: String,
+        /// The witness's IPv4 address.
+        #[arg(long)]
+        addr: String,
+        /// The witness's UDP port.
+        #[arg(long)]
+        port: u16,
+    },
 }
 
 fn main() {
@@ -106,6 +118,7 @@ fn main() {
             label,
         },
         Cmd::Heal { netns, label } => Fault::Heal { netns, label },
+        Cmd::IsolateWitness { netns, addr, port } => Fault::IsolateWitness { netns, addr, port },
     };
     match inject_and_record(&fault, &cli.host, "coral-fault", &cli.events) {
         Ok(ev) => println!("{} {}: {}", ev.event, ev.host, ev.detail),
