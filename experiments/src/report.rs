@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod headline;
 pub mod lb;
 pub mod paper;
+pub mod runtime;
 pub mod sections;
 pub mod tables;
 #[cfg(test)]
@@ -952,6 +953,7 @@ fn render(ctx: &Ctx) -> String {
         );
     }
 
+    runtime::section(ctx.experiments, &mut md);
     let root = ctx.root();
     for section in TREE_SECTIONS {
         section(ctx.results, &root, &mut md);
