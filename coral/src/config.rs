@@ -156,6 +156,10 @@ pub struct Config {
     /// UDP port this node sends witness requests from (on its LAN address).
     #[serde(default = "default_witness_port")]
     pub witness_port: u16,
+    /// TCP port of the JOIN channel (on the LAN address): a simplex node
+    /// listens there for a new server (`coral join`).
+    #[serde(default = "default_join_port")]
+    pub join_port: u16,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.
@@ -176,6 +180,9 @@ fn default_log_port() -> u16 {
 }
 fn default_heartbeat_port() -> u16 {
     DEFAULT_HEARTBEAT_PORT
+}
+fn default_join_port() -> u16 {
+    crate::io::join::DEFAULT_JOIN_PORT
 }
 fn default_witness_port() -> u16 {
     DEFAULT_WITNESS_PORT
@@ -228,8 +235,15 @@ impl Config {
         if self.close_mark == 0 {
             bail!("close_mark must be non-zero");
         }
-        if self.log_port == 0 || self.heartbeat_port == 0 || self.witness_port == 0 {
-            bail!("log_port, heartbeat_port and witness_port must be non-zero");
+        if [
+            self.log_port,
+            self.heartbeat_port,
+            self.witness_port,
+            self.join_port,
+        ]
+        .contains(&0)
+        {
+            bail!("log_port, heartbeat_port, witness_port and join_port must be non-zero");
         }
         if let Some(w) = self.witness {
             if w.port() == 0 || w.ip().is_unspecified() {

@@ -9,7 +9,8 @@
 //! - The node beside them: [`wiring`] builds the shells from the
 //!   configuration, [`node`] drives the core's machines with them (one loop:
 //!   inputs in, actions out), [`takeover`] carries out a failover
-//!   (docs/DESIGN.md section 5), [`config`] reads the node's TOML
+//!   (docs/DESIGN.md section 5), [`reintegration`] a join (section 6),
+//!   [`config`] reads the node's TOML
 //!   file, [`clock`] is the node's one monotonic clock, [`events`] its
 //!   events.csv.
 
@@ -18,5 +19,6 @@ pub mod config;
 pub mod events;
 pub mod io;
 pub mod node;
+pub mod reintegration;
 pub mod takeover;
 pub mod wiring;

@@ -24,6 +24,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask a simplex node to take this server as its new backup (paper
+    /// section 3.2): identity and configuration are exchanged over the
+    /// authenticated JOIN channel and the simplex node's witness decides a
+    /// new epoch. Exchange only for now: the new server's side of the
+    /// transition is not built, so an accepted join is closed again and the
+    /// simplex node rolls it back (exit status 2); a refusal exits 1 naming
+    /// the reason.
+    Join {
+        /// This server's TOML configuration (the node it would run as).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The simplex node's JOIN endpoint (ADDR:PORT, port 7014 by default).
+        #[arg(long)]
+        to: std::net::SocketAddrV4,
+    },
     /// Parse and validate a configuration file, then exit.
     CheckConfig {
         /// The file to check.
@@ -69,6 +84,17 @@ fn main() {
                 .enable_all()
                 .build()?;
             rt.block_on(coral::node::run(cfg))
+        }),
+        Command::Join { config, to } => coral::config::Config::load(&config).and_then(|cfg| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let epoch = rt.block_on(coral::reintegration::join_config(&cfg, to))?;
+            println!(
+                "coral join: accepted by {to} in epoch {}; the new server's side is not built yet, closing (the simplex node rolls back)",
+                epoch.0
+            );
+            std::process::exit(2);
         }),
         Command::CheckConfig { config } => coral::config::Config::load(&config).map(|c| {
             println!(

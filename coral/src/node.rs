@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use coral_core::{
-    Action, DetectorEvent, Iface, Input, Instant as CoreInstant, Lease, NodeId, VipStatus,
-    WitnessMsg,
+    Action, DetectorEvent, Iface, Input, Instant as CoreInstant, JoinAction, Lease, NodeId,
+    VipStatus, WitnessMsg,
 };
 
 use crate::clock::unix_ns;
@@ -36,6 +36,7 @@ use crate::io::front::{Command, FrontEvent};
 use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::logchan::LogServerStats;
 use crate::io::nft;
+use crate::reintegration::{node_view, Joins};
 use crate::takeover::{Claim, Takeover, TakeoverCtx};
 use crate::wiring::{self, Inputs, WitnessClient};
 
@@ -58,6 +59,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         primaries: w.primaries.iter().map(|s| s.vip).collect(),
         takeovers: HashMap::new(),
         claims: HashMap::new(),
+        joins: w.joins,
     };
     println!("coral node {name} ready");
     node.run(w.inputs).await
@@ -79,6 +81,8 @@ struct Node {
     takeovers: HashMap<Ipv4Addr, Takeover>,
     /// Claims under way (primary addresses), between `GoSimplex` and ARP.
     claims: HashMap<Ipv4Addr, Claim>,
+    /// New servers joining this node once it is simplex (docs/DESIGN.md 6).
+    joins: Joins,
 }
 
 impl Node {
@@ -94,6 +98,7 @@ impl Node {
                 .machines
                 .iter()
                 .filter_map(|(m, _, _)| m.next_deadline())
+                .chain(self.joins.next_deadline())
                 .min()
                 .map(|d| Duration::from_nanos(d.since_ns(now)))
                 .unwrap_or(Duration::from_secs(3600));
@@ -108,6 +113,10 @@ impl Node {
                 }
                 _ = tokio::time::sleep(wait) => {}
                 Some(m) = inputs.witness.recv() => self.on_witness(m),
+                Some(j) = self.joins.recv() => {
+                    let view = node_view(self.machines.iter().map(|(m, _, _)| (m.mode().tag(), m.epoch())));
+                    self.joins.on_input(self.ctx.clock.now(), j, view);
+                }
                 Some(v) = inputs.peer_status.recv() => self.on_peer_status(&v),
                 Some(e) = inputs.front.recv() => self.on_front(e),
                 ev = inputs.detector.recv() => match ev {
@@ -175,7 +184,15 @@ impl Node {
             return;
         };
         if let Some((vip, input)) = w.on_reply(m, self.me, &self.ctx.events) {
-            self.feed(Some(vip), input);
+            let epoch = match input {
+                Input::GrantReceived { epoch } | Input::GrantRefused { epoch, .. } => Some(epoch),
+                _ => None,
+            };
+            if epoch.is_some_and(|e| self.joins.awaits_grant(vip, e)) {
+                self.joins.on_witness(self.ctx.clock.now(), vip, input);
+            } else {
+                self.feed(Some(vip), input);
+            }
         }
     }
 
@@ -203,6 +220,10 @@ impl Node {
     async fn drive(&mut self) {
         loop {
             let now = self.ctx.clock.now();
+            if let Some(a) = self.joins.poll(now, &self.ctx.events) {
+                self.on_join_action(a).await;
+                continue;
+            }
             let next = self
                 .machines
                 .iter_mut()
@@ -223,8 +244,32 @@ impl Node {
         *self.hb.vips.lock().expect("vips") = st;
     }
 
+    /// A join asks the witness or gives a machine an input.
+    async fn on_join_action(&mut self, a: JoinAction) {
+        match a {
+            JoinAction::Machine { vip, input } => self.feed(Some(vip), input),
+            JoinAction::AskWitness { vip, epoch } => match &mut self.witness {
+                Some(w) => w.ask(&self.ctx.events, vip, self.me, epoch).await,
+                None => self.joins.grant_now(self.ctx.clock.now(), vip, epoch),
+            },
+            _ => {}
+        }
+    }
+
     /// Carry out one action of machine `i`.
     async fn act(&mut self, i: usize, action: Action) -> Result<()> {
+        let st: Vec<VipStatus> = self.machines.iter().map(|(m, _, _)| m.status()).collect();
+        if let Some(r) = self
+            .joins
+            .act(&mut self.ctx, &mut self.hb, st, action)
+            .await
+        {
+            if let Action::CloseSimplexConnectionsAfterNextResponse { .. } = action {
+                // Joined: this node is the address's primary from now on.
+                self.machines[i].1 = ServiceRole::Primary;
+            }
+            return r;
+        }
         let (origin, port) = (self.machines[i].1, self.machines[i].2);
         let ctx = &self.ctx;
         match (origin, action) {

@@ -35,6 +35,7 @@ use crate::io::logged_io::ReplyLogger;
 use crate::io::netcfg::{self, Iface, NetCfg};
 use crate::io::nft::{self, FenceConfig, Nft};
 use crate::io::primary;
+use crate::reintegration::{HeartbeatSpec, Joins};
 use crate::takeover::TakeoverCtx;
 
 /// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
@@ -50,7 +51,7 @@ const MATCHED_SYSCTLS: &[&str] = &[
     "net/ipv4/tcp_wmem",
 ];
 
-fn hello(cfg: &Config, timing: &Timing) -> NodeConfig {
+pub(crate) fn hello(cfg: &Config, timing: &Timing) -> NodeConfig {
     NodeConfig {
         node: NodeId(cfg.node_id),
         heartbeat_interval_ns: timing.heartbeat_ns(),
@@ -172,6 +173,8 @@ pub struct Wired {
     pub primaries: Vec<Service>,
     /// The loop's inputs.
     pub inputs: Inputs,
+    /// The JOIN listener and what a join starts.
+    pub joins: Joins,
 }
 
 /// What every part below needs.
@@ -379,6 +382,7 @@ async fn heartbeats(
     HeartbeatHandle,
     UnboundedReceiver<DetectorEvent>,
     UnboundedReceiver<Vec<VipStatus>>,
+    HeartbeatSpec,
 )> {
     let (dtx, drx) = unbounded_channel();
     let (ptx, prx) = unbounded_channel::<Vec<VipStatus>>();
@@ -405,6 +409,19 @@ async fn heartbeats(
             }
         })
     };
+    // What a join needs to start heartbeats toward a new peer later.
+    let spec = HeartbeatSpec {
+        key: b.key.clone(),
+        local: SocketAddrV4::new(b.own, b.cfg.heartbeat_port),
+        port: b.cfg.heartbeat_port,
+        node: NodeId(b.cfg.node_id),
+        timing: b.timing,
+        clock: b.clock,
+        witness,
+        leases: leases.clone(),
+        detector: dtx.clone(),
+        peer_status: ptx.clone(),
+    };
     let hb = heartbeat::start(
         b.key.clone(),
         heartbeat::HeartbeatConfig {
@@ -425,7 +442,7 @@ async fn heartbeats(
     )
     .await
     .context("heartbeat socket")?;
-    Ok((hb, drx, prx))
+    Ok((hb, drx, prx, spec))
 }
 
 /// The witness channel: a socket, and a task passing on authenticated
@@ -514,8 +531,15 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     let log_client = primary_side(&b, &app).await?;
     let log_stats = Arc::new(LogServerStats::default());
     let (front, front_rx) = front_side(&b, &log_stats).await?;
-    let (hb, detector, peer_status) = heartbeats(&b, &leases, front.as_ref()).await?;
+    let (hb, detector, peer_status, spec) = heartbeats(&b, &leases, front.as_ref()).await?;
     let (witness, witness_rx) = witness_link(&b).await?;
+    let joins = Joins::start(
+        spec,
+        hello(&b.cfg, &b.timing),
+        (b.cfg.join_port, b.cfg.log_port),
+        b.cfg.lan.clone(),
+    )
+    .await?;
     Ok(Wired {
         machines: machines(&b),
         ctx: TakeoverCtx {
@@ -543,6 +567,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
             witness: witness_rx,
             front: front_rx,
         },
+        joins,
     })
 }
 

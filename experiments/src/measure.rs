@@ -197,7 +197,18 @@ pub fn cpu_keys(start: &CpuSample, end: &CpuSample, ok: u64) -> BTreeMap<String,
     m
 }
 
-/// Fills `s.failover` from the repetition's merged `events.csv` and
+/// Table 2's rows of a repetition: the first node `integration` event's
+/// `k=ms` pairs (a new server joined a simplex node; docs/CLI.md).
+pub fn integration_breakdown(events: &[EventRow]) -> Option<BTreeMap<String, f64>> {
+    let e = events.iter().find(|e| e.event == "integration")?;
+    let m: BTreeMap<String, f64> = parse_detail(&e.detail)
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "node" | "epoch"))
+        .collect();
+    m.contains_key("total").then_some(m)
+}
+
+/// Fills `s.failover` and `s.integration` from the repetition's merged `events.csv` and
 /// returns the other keys this module adds to `summary.json` (counts, CPU,
 /// idle connections from the driver's `idle.json` when it exists).
 pub fn summary_extras(
@@ -216,6 +227,9 @@ pub fn summary_extras(
     let facts = failover_facts(&events, fault_at);
     if facts.failover.is_some() {
         s.failover = facts.failover;
+    }
+    if let Some(m) = integration_breakdown(&events) {
+        s.integration = Some(m);
     }
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     let mut m = cpu_keys(cpu.0, cpu.1, ok);
@@ -271,6 +285,25 @@ mod tests {
             event: event.into(),
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn integration_rows_come_from_the_node_event() {
+        assert_eq!(
+            integration_breakdown(&[ev(1, "server-b", "join-accepted", "node=3 epoch=3")]),
+            None
+        );
+        let m = integration_breakdown(&[ev(
+            2,
+            "server-b",
+            "integration",
+            "node=3 epoch=3 config_exchange=0.100 identity_restoration=0.400 task_startup=0.300 total=1.200 witness=0.400",
+        )])
+        .unwrap();
+        assert_eq!(m.get("total"), Some(&1.2));
+        assert_eq!(m.get("witness"), Some(&0.4));
+        assert!(!m.contains_key("node") && !m.contains_key("epoch"));
+        assert_eq!(m.len(), 5);
     }
 
     #[test]

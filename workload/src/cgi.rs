@@ -167,6 +167,9 @@ struct CgiService {
     peer: Option<SocketAddr>,
     reject_token: String,
     reject_slot: RejectSlot,
+    /// Once set, every response carries `Connection: close` (and hyper
+    /// ends the connection after it).
+    ending: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl CgiService {
@@ -216,6 +219,10 @@ impl hyper::service::Service<Request<Incoming>> for CgiService {
     type Future = ReplyFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let ending = self
+            .ending
+            .as_ref()
+            .is_some_and(|e| e.load(std::sync::atomic::Ordering::SeqCst));
         let mut resp = match (self.guard_rejection(&req), &self.cfg.app) {
             (Some(r), _) => {
                 let mut resp = rejection_response(&r);
@@ -229,9 +236,23 @@ impl hyper::service::Service<Request<Incoming>> for CgiService {
             }
             (None, App::Cgi(prog)) => match check_target(req.method(), req.uri()) {
                 Err(r) => rejection_response(&r),
-                Ok(()) => return self.call_cgi(prog, &req),
+                Ok(()) => {
+                    return match self.call_cgi(prog, &req) {
+                        ReplyFuture::Cgi(f) if ending => ReplyFuture::Cgi(Box::pin(async move {
+                            let mut resp = f.await;
+                            resp.headers_mut()
+                                .insert(CONNECTION, HeaderValue::from_static("close"));
+                            resp
+                        })),
+                        other => other,
+                    }
+                }
             },
         };
+        if ending {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if !resp.status().is_success() && req.method() != Method::GET {
             // A request we refuse may carry a body we will not read: close.
             resp.headers_mut()
@@ -560,6 +581,22 @@ pub async fn serve_connection_from<IO>(
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
+    serve_connection_ending(io, cfg, peer, None).await
+}
+
+/// [`serve_connection_from`]; once `ending` is set, the next response
+/// carries `Connection: close` and the connection ends after it (HTTP/1.1
+/// lets the client send the rest on a new connection). A CoRAL node sets it
+/// on the connections it served alone when a new server joins.
+pub async fn serve_connection_ending<IO>(
+    io: IO,
+    cfg: Arc<CgiConfig>,
+    peer: Option<SocketAddr>,
+    ending: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> Result<(), hyper::Error>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
     let mut rng = new_rng();
     let reject_token = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
     let reject_slot: RejectSlot = Arc::new(std::sync::Mutex::new(None));
@@ -569,6 +606,7 @@ where
         peer,
         reject_token: reject_token.clone(),
         reject_slot: reject_slot.clone(),
+        ending,
     };
     let guard = HeadGuard::new(io, cfg.max_head, reject_token, reject_slot);
     let mut conn = hyper::server::conn::http1::Builder::new()

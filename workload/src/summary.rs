@@ -70,6 +70,10 @@ pub struct Summary {
     /// Failover breakdown in milliseconds, by step name.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub failover: Option<BTreeMap<String, f64>>,
+    /// Integration breakdown (a new server joined the simplex node, the
+    /// paper's Table 2) in milliseconds, by step name, with `total`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub integration: Option<BTreeMap<String, f64>>,
     /// Added: when the driver started (unix ns; 0 if unknown).
     #[serde(default)]
     pub run_start_unix_ns: u64,
@@ -129,7 +133,8 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Compute `summary.json` from the rows of `requests.csv` (definitions in the
-/// module doc). `failover` is left `None` for the experiment runner to fill.
+/// module doc). `failover` and `integration` are left `None` for the
+/// experiment runner to fill.
 pub fn compute(records: &[RequestRecord], opts: &SummaryOptions) -> Summary {
     let w0 = opts.warmup_end_unix_ns;
     let w1 = opts.run_end_unix_ns.max(w0);

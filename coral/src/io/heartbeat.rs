@@ -92,6 +92,13 @@ impl HeartbeatHandle {
     pub fn abort(&self) {
         self.task.abort();
     }
+
+    /// Stop the task and wait until its socket is closed (a join starts a
+    /// new task on the same port toward the new peer).
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 fn mode_from_u8(v: u8) -> ModeTag {

@@ -41,6 +41,9 @@ static LIVE: Mutex<BTreeMap<RawFd, Arc<Nudge>>> = Mutex::new(BTreeMap::new());
 pub struct Nudge {
     wanted: AtomicBool,
     waker: AtomicWaker,
+    /// Set once a new server joined: the connection is simplex and ends
+    /// after its next response (`Connection: close`, docs/DESIGN.md 6).
+    ending: Arc<AtomicBool>,
 }
 
 impl Nudge {
@@ -55,6 +58,12 @@ impl Nudge {
     pub fn take(&self, cx: &Context<'_>) -> bool {
         self.waker.register(cx.waker());
         self.wanted.swap(false, Ordering::SeqCst)
+    }
+
+    /// The connection's "end after the next response" flag, for its HTTP
+    /// server.
+    pub fn ending(&self) -> Arc<AtomicBool> {
+        self.ending.clone()
     }
 }
 
@@ -93,6 +102,17 @@ pub fn count() -> usize {
 /// The registered descriptors.
 pub fn fds() -> Vec<RawFd> {
     LIVE.lock().expect("live").keys().copied().collect()
+}
+
+/// Mark every registered connection to end after its next response
+/// (`Connection: close`); returns how many. Run when a new server joined:
+/// every connection served until then is simplex.
+pub fn end_all_after_next_response() -> usize {
+    let all: Vec<Arc<Nudge>> = LIVE.lock().expect("live").values().cloned().collect();
+    for n in &all {
+        n.ending.store(true, Ordering::SeqCst);
+    }
+    all.len()
 }
 
 /// Nudge every registered connection; returns how many.

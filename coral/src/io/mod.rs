@@ -8,6 +8,8 @@
 //! - [`ebpf_front`]: the kernel fast path of the front (tc ingress BPF
 //!   program, ring buffer).
 //! - [`front`]: the backup's packet engine: ARP, record, then forward.
+//! - [`join`]: the JOIN channel (reintegration): the simplex node's
+//!   listener and the new server's link.
 //! - [`heartbeat`]: authenticated UDP heartbeats driving the core's detector.
 //! - [`leases`]: the kernel-enforced lease, refreshed by heartbeats.
 //! - [`live_conns`]: the live-connection registry and the nudge (an ACK
@@ -28,6 +30,7 @@ pub mod ebpf_front;
 pub mod fencing;
 pub mod front;
 pub mod heartbeat;
+pub mod join;
 pub mod leases;
 pub mod live_conns;
 pub mod logchan;

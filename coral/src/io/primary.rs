@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use coral_core::CloseKind;
 use coral_core::{FourTuple, NegotiatedOptions};
@@ -83,10 +83,13 @@ pub fn spawn_connection(
     tokio::spawn(async move {
         let nudge = live.nudge();
         let _live = live;
+        let ending = nudge.ending();
         let io = LoggedStream::new(stream, tuple, logger, close_mark).with_nudge(nudge);
         // The client's address reaches the application (CGI's REMOTE_ADDR).
         let peer = SocketAddr::from((tuple.client_ip, tuple.client_port));
-        let r = workload::cgi::serve_connection_from(TokioIo::new(io), cgi, Some(peer)).await;
+        let r =
+            workload::cgi::serve_connection_ending(TokioIo::new(io), cgi, Some(peer), Some(ending))
+                .await;
         if let Some(log) = log {
             log.conn_close(
                 tuple,
@@ -100,9 +103,22 @@ pub fn spawn_connection(
     });
 }
 
+/// The log channel to a server that joined this simplex node
+/// ([`join_duplex`]): listeners started without one serve new connections
+/// through it from then on.
+static JOINED: Mutex<Option<LogClient>> = Mutex::new(None);
+
+/// A new server joined (docs/DESIGN.md 6): connections accepted from now on
+/// by listeners serving alone are duplex, logged through `client`
+/// (`None`: back to simplex, the join was rolled back).
+pub fn join_duplex(client: Option<LogClient>) {
+    *JOINED.lock().expect("joined") = client;
+}
+
 /// Accept and serve connections on `listener` forever. With `log` (duplex),
 /// every connection is reported to the backup with its negotiated options
 /// before it is served; `logger` decides when a reply may be written.
+/// Without `log`, a log channel set by [`join_duplex`] takes its place.
 pub async fn serve(
     listener: TcpListener,
     logger: Arc<dyn ReplyLogger>,
@@ -123,19 +139,20 @@ pub async fn serve(
         let Some(tuple) = stream.local_addr().ok().and_then(|l| tuple_of(peer, l)) else {
             continue;
         };
+        let joined = match &log {
+            Some(_) => None,
+            None => JOINED.lock().expect("joined").clone(),
+        };
+        let (logger, log) = match joined {
+            Some(c) => (Arc::new(c.clone()) as Arc<dyn ReplyLogger>, Some(c)),
+            None => (logger.clone(), log.clone()),
+        };
         if let Some(log) = &log {
             match negotiated_options(stream.as_raw_fd()) {
                 Ok(opts) => log.conn_open(tuple, opts),
                 Err(e) => tracing::warn!(%tuple, "TCP_INFO: {e}"),
             }
         }
-        spawn_connection(
-            stream,
-            tuple,
-            logger.clone(),
-            log.clone(),
-            cgi.clone(),
-            close_mark,
-        );
+        spawn_connection(stream, tuple, logger, log, cgi.clone(), close_mark);
     }
 }

@@ -1,0 +1,438 @@
+//! Reintegration, carried out (paper section 3.2, docs/DESIGN.md 6): the
+//! simplex node's side of a join ([`Joins`]) and the new server's
+//! (`coral join`, [`join_once`]).
+//!
+//! Nothing here decides: the core's [`JoinAcceptor`] and [`Joiner`] say what
+//! to send and which input the mode machines get, and the machines hand out
+//! the steps (log channel, heartbeats, lease, address). This module carries
+//! the join-only steps out for the node's loop, times them for the core and
+//! writes the events: `join-refused`, `join-rejected`, `join-accepted`,
+//! `join-rolled-back` and, once both nodes are duplex, one `integration`
+//! event with the rows of the paper's Table 2 (ms).
+//!
+//! What is ready at rest, before any join: the JOIN listener (one socket,
+//! one idle task). Nothing is forked or exec'd on the integration path: the
+//! log channel, heartbeats and the front are tasks and a thread started
+//! when the join is accepted.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use coral_core::{
+    Action, DetectorEvent, Epoch, Iface, Input, Instant as CoreInstant, JoinAcceptor, JoinAction,
+    JoinEvent, JoinSteps, Joiner, JoinerState, Key, Lease, ModeTag, NodeConfig, NodeId, NodeView,
+    Timing, VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::clock::Clock;
+use crate::events::EventLog;
+use crate::io::heartbeat::{self, HeartbeatHandle};
+use crate::io::join::{self, JoinInput, JoinLink, JoinServer};
+use crate::io::leases::Leases;
+use crate::io::logchan::{LogClient, LogClientConfig};
+use crate::io::{announce, live_conns, netcfg, primary};
+use crate::takeover::{fmt_breakdown, TakeoverCtx};
+
+/// What a node needs to start heartbeats toward a peer it learns of later.
+pub struct HeartbeatSpec {
+    /// The pre-shared key.
+    pub key: Key,
+    /// Our LAN address and heartbeat port.
+    pub local: SocketAddrV4,
+    /// The peers' heartbeat port.
+    pub port: u16,
+    /// Our node id.
+    pub node: NodeId,
+    /// H, K and the lease.
+    pub timing: Timing,
+    /// The node's clock.
+    pub clock: Clock,
+    /// A witness arbitrates (stop heartbeats at a failure).
+    pub witness: bool,
+    /// Refreshed by every fresh heartbeat.
+    pub leases: Arc<Leases>,
+    /// The node loop's detector input.
+    pub detector: UnboundedSender<DetectorEvent>,
+    /// The node loop's peer-status input.
+    pub peer_status: UnboundedSender<Vec<VipStatus>>,
+}
+
+impl HeartbeatSpec {
+    /// Heartbeats toward `peer` (node `peer_node`) in `epoch`.
+    pub async fn start(
+        &self,
+        peer: Ipv4Addr,
+        peer_node: NodeId,
+        epoch: Epoch,
+        vips: Vec<VipStatus>,
+    ) -> Result<HeartbeatHandle> {
+        let leases = self.leases.clone();
+        let on_fresh = Box::new(move |age: Duration| leases.refresh(age));
+        let h = heartbeat::start(
+            self.key.clone(),
+            heartbeat::HeartbeatConfig {
+                local: self.local,
+                peer: SocketAddrV4::new(peer, self.port),
+                node: self.node,
+                peer_node,
+                epoch,
+                detector: self.timing.detector,
+                vips,
+                stop_on_failure: self.witness,
+                max_refresh_age: Some(Duration::from_nanos(self.timing.margin_ns)),
+                peer_vips: Some(self.peer_status.clone()),
+            },
+            self.clock,
+            self.detector.clone(),
+            on_fresh,
+        )
+        .await?;
+        Ok(h)
+    }
+}
+
+/// Table 2's rows for summary.json and the event (ms).
+pub fn steps_ms(s: &JoinSteps) -> BTreeMap<String, f64> {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    BTreeMap::from([
+        ("identity_restoration".into(), ms(s.identity_restoration_ns)),
+        ("config_exchange".into(), ms(s.config_exchange_ns)),
+        ("witness".into(), ms(s.witness_ns)),
+        ("task_startup".into(), ms(s.task_startup_ns)),
+        ("total".into(), ms(s.total_ns)),
+    ])
+}
+
+fn record(events: &EventLog, ev: &JoinEvent) {
+    match ev {
+        JoinEvent::Refused {
+            node,
+            reason,
+            detail,
+        } => events.record(
+            "join-refused",
+            &format!("node={} reason={reason:?} detail={detail}", node.0),
+        ),
+        JoinEvent::Rejected { conn, why } => {
+            events.record("join-rejected", &format!("conn={conn} why={why}"))
+        }
+        JoinEvent::Accepted { node, epoch } => events.record(
+            "join-accepted",
+            &format!("node={} epoch={}", node.0, epoch.0),
+        ),
+        JoinEvent::Completed { node, epoch, steps } => events.record(
+            "integration",
+            &format!(
+                "node={} epoch={} {}",
+                node.0,
+                epoch.0,
+                fmt_breakdown(&steps_ms(steps))
+            ),
+        ),
+        JoinEvent::RolledBack { node, why } => {
+            events.record("join-rolled-back", &format!("node={} why={why}", node.0))
+        }
+        JoinEvent::JoinFailed { reason, detail } => {
+            events.record("join-failed", &format!("reason={reason:?} detail={detail}"))
+        }
+    }
+    tracing::info!(?ev, "join");
+}
+
+/// The simplex node's side of joins, driven by the node's loop.
+pub struct Joins {
+    acceptor: JoinAcceptor,
+    server: JoinServer,
+    rx: UnboundedReceiver<JoinInput>,
+    hb: HeartbeatSpec,
+    key: Key,
+    hello: NodeConfig,
+    log_port: u16,
+    lan: String,
+    /// The new server of the join in progress: LAN address, node.
+    peer: Option<(Ipv4Addr, NodeId)>,
+    epoch: Epoch,
+    /// Addresses whose rollback steps are being carried out.
+    rolling_back: HashSet<Ipv4Addr>,
+}
+
+impl Joins {
+    /// Listen on the JOIN port of `hb.local`'s address; `lan` names the
+    /// LAN interface.
+    pub async fn start(
+        hb: HeartbeatSpec,
+        hello: NodeConfig,
+        ports: (u16, u16),
+        lan: String,
+    ) -> Result<Joins> {
+        let (join_port, log_port) = ports;
+        let local = SocketAddrV4::new(*hb.local.ip(), join_port);
+        let rx = join::listen(local, hb.key.clone()).await?;
+        Ok(Joins {
+            acceptor: JoinAcceptor::new(hello.clone(), DEFAULT_JOIN_TIMEOUT_NS),
+            server: JoinServer::new(hb.key.clone(), hb.node, Epoch(0)),
+            rx,
+            key: hb.key.clone(),
+            hb,
+            hello,
+            log_port,
+            lan,
+            peer: None,
+            epoch: Epoch(0),
+            rolling_back: HashSet::new(),
+        })
+    }
+
+    /// The next input from the JOIN listener.
+    pub async fn recv(&mut self) -> Option<JoinInput> {
+        self.rx.recv().await
+    }
+
+    /// Feed one listener input to the acceptor.
+    pub fn on_input(&mut self, now: CoreInstant, input: JoinInput, view: NodeView) {
+        match input {
+            JoinInput::Opened { conn, peer, writer } => self.server.opened(conn, peer, writer),
+            JoinInput::Message {
+                conn,
+                sender,
+                seq,
+                msg,
+            } => self.acceptor.on_message(now, conn, sender, seq, msg, view),
+            JoinInput::Reject { conn, why } => self.acceptor.on_reject(conn, why),
+            JoinInput::Closed { conn } => {
+                self.acceptor.on_closed(conn);
+                self.server.close(conn);
+            }
+        }
+    }
+
+    /// True if the witness's answer about `vip` in `epoch` is for a join.
+    pub fn awaits_grant(&self, vip: Ipv4Addr, epoch: Epoch) -> bool {
+        self.acceptor.awaits_grant(vip, epoch)
+    }
+
+    /// A witness reply for a join.
+    pub fn on_witness(&mut self, now: CoreInstant, vip: Ipv4Addr, input: Input) {
+        match input {
+            Input::GrantReceived { epoch } => self.acceptor.on_grant(now, vip, epoch),
+            Input::GrantRefused { epoch, reason } => {
+                self.acceptor.on_grant_refused(vip, epoch, reason)
+            }
+            _ => {}
+        }
+    }
+
+    /// Without a witness a join's epoch is granted at once.
+    pub fn grant_now(&mut self, now: CoreInstant, vip: Ipv4Addr, epoch: Epoch) {
+        self.acceptor.on_grant(now, vip, epoch);
+    }
+
+    /// When the join in progress times out.
+    pub fn next_deadline(&self) -> Option<CoreInstant> {
+        self.acceptor.next_deadline()
+    }
+
+    /// The next action the node must carry out (`Machine`, `AskWitness`);
+    /// sends, closes and events are done here.
+    pub fn poll(&mut self, now: CoreInstant, events: &EventLog) -> Option<JoinAction> {
+        loop {
+            match self.acceptor.poll(now)? {
+                JoinAction::Send { conn, msg } => {
+                    if let coral_core::JoinMsg::JoinAccept { epoch, .. } = &msg {
+                        self.epoch = *epoch;
+                        self.server.set_epoch(*epoch);
+                        self.peer = self.server.peer(conn).map(|p| (*p.ip(), self.peer_node()));
+                    }
+                    if let Err(e) = self.server.send(conn, msg) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+                JoinAction::Close { conn } => self.server.close(conn),
+                JoinAction::Event(ev) => record(events, &ev),
+                a @ JoinAction::Machine {
+                    vip,
+                    input: Input::JoinAborted,
+                } => {
+                    self.rolling_back.insert(vip);
+                    return Some(a);
+                }
+                a => return Some(a),
+            }
+        }
+    }
+
+    fn peer_node(&self) -> NodeId {
+        self.acceptor.peer().map_or(NodeId(0), |p| p.node)
+    }
+
+    /// Carry out `action` if it is a join step; `None` if it is not.
+    pub async fn act(
+        &mut self,
+        ctx: &mut TakeoverCtx,
+        hb: &mut HeartbeatHandle,
+        vips: Vec<VipStatus>,
+        action: Action,
+    ) -> Option<Result<()>> {
+        let back = action.vip().is_some_and(|v| self.rolling_back.contains(&v));
+        let r = match action {
+            Action::StartLogChannel => self.start_log(ctx),
+            Action::StartHeartbeats => self.restart_heartbeats(ctx, hb, vips).await,
+            Action::StopLogChannel => {
+                if let Some(c) = ctx.log_client.take() {
+                    c.go_simplex();
+                }
+                primary::join_duplex(None);
+                Ok(())
+            }
+            Action::SetLease {
+                vip,
+                lease: Lease::Refreshed { .. },
+            } => ctx.leases.start_refreshed(vip),
+            Action::AddVip {
+                vip,
+                iface: Iface::Loopback,
+            } => self.onto_loopback(ctx, vip).await,
+            Action::RemoveVip {
+                vip,
+                iface: Iface::Lan,
+            } => {
+                let r = ctx.nc.del_addr(ctx.lan.index, vip, 32).await;
+                self.acceptor.on_released(ctx.clock.now(), vip);
+                r
+            }
+            Action::CloseSimplexConnectionsAfterNextResponse { vip } => {
+                primary::join_duplex(ctx.log_client.clone());
+                let n = live_conns::end_all_after_next_response();
+                ctx.events
+                    .record("join-simplex-conns", &format!("vip={vip} ending={n}"));
+                Ok(())
+            }
+            // The rollback: the address back on the LAN, told to the router.
+            Action::SetLease {
+                vip,
+                lease: Lease::Permanent,
+            } if back => ctx.leases.make_permanent(vip),
+            Action::AddVip {
+                vip,
+                iface: Iface::Lan,
+            } if back => ctx.nc.add_addr(ctx.lan.index, vip, 32).await,
+            Action::RemoveVip {
+                vip,
+                iface: Iface::Loopback,
+            } if back => ctx.nc.del_addr(ctx.lo.index, vip, 32).await,
+            Action::SendGratuitousArp { vip } if back => {
+                self.rolling_back.remove(&vip);
+                announce_now(ctx, vip).map(|_| ())
+            }
+            _ => return None,
+        };
+        Some(r)
+    }
+
+    fn start_log(&mut self, ctx: &mut TakeoverCtx) -> Result<()> {
+        let (peer, _) = self.peer.ok_or_else(|| anyhow!("no joining peer"))?;
+        let client = LogClient::start(
+            self.key.clone(),
+            LogClientConfig {
+                local: *self.hb.local.ip(),
+                backup: SocketAddrV4::new(peer, self.log_port),
+                node: self.hb.node,
+                epoch: self.epoch,
+                hello: self.hello.clone(),
+            },
+        );
+        ctx.log_client = Some(client);
+        Ok(())
+    }
+
+    async fn restart_heartbeats(
+        &mut self,
+        ctx: &TakeoverCtx,
+        hb: &mut HeartbeatHandle,
+        vips: Vec<VipStatus>,
+    ) -> Result<()> {
+        let (peer, node) = self.peer.ok_or_else(|| anyhow!("no joining peer"))?;
+        let new = self.hb.start(peer, node, self.epoch, vips).await?;
+        std::mem::replace(hb, new).stop().await;
+        self.acceptor.on_tasks_started(ctx.clock.now());
+        Ok(())
+    }
+
+    async fn onto_loopback(&mut self, ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<()> {
+        netcfg::primary_sysctls(&self.lan)?;
+        ctx.nc.add_addr(ctx.lo.index, vip, 32).await
+    }
+}
+
+/// Gratuitous ARP for `vip` from this node, confirmed by a ping from the
+/// address when an outside host is configured.
+fn announce_now(ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<announce::AnnounceTiming> {
+    tokio::task::block_in_place(|| {
+        announce::announce(
+            &ctx.arp_sock,
+            vip,
+            ctx.lan.mac,
+            ctx.outside,
+            Duration::from_millis(100),
+            10,
+        )
+    })
+    .map_err(|e| anyhow!("announcing {vip}: {e}"))
+}
+
+/// The new server's view for the node's loop.
+pub fn node_view(machines: impl Iterator<Item = (ModeTag, Epoch)>) -> NodeView {
+    let mut view = NodeView {
+        simplex: true,
+        epoch: Epoch(0),
+    };
+    let mut any = false;
+    for (mode, epoch) in machines {
+        any = true;
+        view.simplex &= mode == ModeTag::Simplex;
+        view.epoch = view.epoch.max(epoch);
+    }
+    view.simplex &= any;
+    view
+}
+
+/// `coral join`: the exchange for the node `cfg` describes.
+pub async fn join_config(cfg: &crate::config::Config, to: SocketAddrV4) -> Result<Epoch> {
+    let timing = Timing::from_ms(cfg.heartbeat_ms, cfg.misses).map_err(|e| anyhow!("{e}"))?;
+    let key = Key::new(&cfg.read_key()?).map_err(|e| anyhow!("key: {e}"))?;
+    join_once(to, key, crate::wiring::hello(cfg, &timing)).await
+}
+
+/// `coral join` without a node behind it: the exchange alone, up to the
+/// simplex node's accept or refusal (used to check a join would be
+/// accepted, and by the refused-join tests). Returns the accepted epoch.
+pub async fn join_once(to: SocketAddrV4, key: Key, me: NodeConfig) -> Result<Epoch> {
+    let mut link = JoinLink::connect(to, key, me.node).await?;
+    let mut j = Joiner::new(me, CoreInstant(0), DEFAULT_JOIN_TIMEOUT_NS);
+    loop {
+        while let Some(a) = j.poll(CoreInstant(0)) {
+            match a {
+                JoinAction::Send { msg, .. } => link.send(msg).await?,
+                JoinAction::Event(JoinEvent::JoinFailed { reason, detail }) => {
+                    bail!("join refused: {reason:?}: {detail}")
+                }
+                JoinAction::Event(ev) => bail!("join failed: {ev:?}"),
+                _ => {}
+            }
+        }
+        if let JoinerState::Accepted { epoch } = j.state() {
+            link.close().await;
+            return Ok(epoch);
+        }
+        let r = tokio::time::timeout(Duration::from_secs(5), link.recv()).await;
+        match r {
+            Ok(Ok((sender, msg))) => j.on_message(sender, msg),
+            Ok(Err(why)) => j.on_closed(why),
+            Err(_) => bail!("no answer from {to} in 5 s"),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Reintegration's refusals in real namespaces (docs/DESIGN.md 6): a new
+//! server asking a node to take it as its backup with `coral join`. A node
+//! that is not simplex refuses; after a failover the survivor refuses a
+//! wrong key (no reply), a mismatching configuration (named), and rolls back
+//! a joiner that goes away after acceptance, serving its open keep-alive
+//! connection throughout.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::duplex::{coral_bin, Duplex, VIP, WITNESS};
+
+const SPARE: &str = "192.0.2.13";
+const SIMPLEX_JOIN: &str = "192.0.2.12:7014";
+
+/// The spare's configuration: node 3, backup of server-b, `hb_ms` and
+/// `key` as given.
+fn spare_config(dir: &Path, name: &str, hb_ms: u64, key: &Path) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"{name}\"\nnode_id = 3\nlan = \"eth0\"\nkey_file = \"{}\"\nheartbeat_ms = {hb_ms}\n\
+             misses = 3\nwitness = \"{WITNESS}\"\n[peer]\nnode_id = 2\naddr = \"192.0.2.12\"\n\
+             [[service]]\nvip = \"{VIP}\"\nrole = \"backup\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn join(ns: &str, cfg: &Path) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, coral_bin(), "join", "--config"])
+        .arg(cfg)
+        .args(["--to", SIMPLEX_JOIN])
+        .output()
+        .unwrap()
+}
+
+fn wait_event(d: &Duplex, host: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.events(host).contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} on {host}:\n{}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn netns_join_refusals_and_rollback_keep_the_simplex_node_serving() {
+    let mut d = Duplex::start("tjn", 50, 3);
+    let s = d.ns.add("s");
+    d.ns.plug(&s, &format!("{SPARE}/24"), &d.sw, "s");
+    let dir = d.dir.path().to_path_buf();
+    let good = spare_config(&dir, "spare", 50, &dir.join("key"));
+
+    // Duplex: server-b has a peer, so it refuses.
+    let o = join(&s, &good);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("NotSimplex"), "{}", stderr(&o));
+
+    // server-a's link is cut: server-b takes over and serves alone.
+    common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
+    wait_event(&d, "server-b", ",takeover,");
+    d.wait_ready();
+
+    // A keep-alive connection opened now must be served across every join
+    // attempt below (the address moves to loopback and back at the rollback).
+    let py = format!(
+        "{PY}\ns = socket.create_connection(('{VIP}', 80))\nprint(get(s), flush=True)\n\
+         sys.stdin.readline()\nprint(get(s), get(s), flush=True)"
+    );
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &d.c, "python3", "-c", &py])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert_eq!(first.trim(), "server-b", "{}", d.logs());
+
+    // A wrong key: closed without a reply, counted as rejected.
+    let bad_key = dir.join("bad-key");
+    std::fs::write(&bad_key, "ffeeddccbbaa99887766554433221100ffeeddccbbaa9988").unwrap();
+    let o = join(&s, &spare_config(&dir, "spare-bad-key", 50, &bad_key));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    wait_event(&d, "server-b", ",join-rejected,");
+    assert!(d.events("server-b").contains("why=bad_tag"), "{}", d.logs());
+
+    // Another heartbeat interval: refused, the mismatch named.
+    let o = join(&s, &spare_config(&dir, "spare-60ms", 60, &dir.join("key")));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ConfigMismatch") && e.contains("heartbeat_interval_ns"),
+        "{e}"
+    );
+
+    // Accepted under a new witness epoch, then the joiner goes away (this
+    // `coral join` builds no node): server-b rolls back and serves on.
+    let o = join(&s, &good);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("epoch 3"),
+        "{o:?}"
+    );
+    wait_event(&d, "server-b", ",join-rolled-back,");
+    let ev = d.events("server-b");
+    assert!(ev.contains(",join-accepted,node=3 epoch=3"), "{ev}");
+    assert!(!ev.contains(",integration,"), "{ev}");
+    assert!(!ev.contains(",fenced,"), "{ev}");
+    let witness = std::fs::read_to_string(dir.join("witness-events.csv")).unwrap();
+    assert!(
+        witness.lines().filter(|l| l.contains(",grant,")).count() >= 2,
+        "{witness}"
+    );
+
+    use std::io::Write;
+    client.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut second).unwrap();
+    let status = client.wait().unwrap();
+    assert!(status.success(), "client failed: {}", d.logs());
+    assert_eq!(second.trim(), "server-b server-b", "{}", d.logs());
+    d.wait_ready();
+}
+
+const PY: &str = r#"
+import socket, hashlib, sys
+def get(s):
+    s.sendall(b"GET /cgi-bin/webstone?size=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in head")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    h = {}
+    for l in head.split(b"\r\n")[1:]:
+        k, v = l.split(b":", 1); h[k.strip().lower()] = v.strip().decode()
+    n = int(h[b"content-length"])
+    while len(rest) < n:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in body")
+        rest += d
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert hashlib.sha256(rest[:n]).hexdigest() == h[b"x-coral-digest"], "digest"
+    return h[b"x-coral-served-by"]
+"#;
