@@ -454,8 +454,19 @@ pub fn run(a: RunArgs) -> Result<i32> {
         } else {
             campaign::plan::TRIALS_FULL
         };
+        let trials = a.trials.unwrap_or(default);
+        if a.plan {
+            println!(
+                "plan {}: runs={trials} estimate_s={:.0} ({trials} trial(s), each its {} s load + {} s of topology and drain)",
+                campaign::plan::NAME,
+                crate::progress::estimate_s(trials, campaign::plan::DURATION_S),
+                campaign::plan::DURATION_S,
+                crate::progress::estimate_s(1, 0.0)
+            );
+            return Ok(0);
+        }
         return campaign::run(&campaign::CampaignOptions {
-            trials: a.trials.unwrap_or(default),
+            trials,
             seed: a.seed.unwrap_or(campaign::plan::DEFAULT_SEED),
             topology: a.topology,
             results: a.results,

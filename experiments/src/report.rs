@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod headline;
 pub mod lb;
 pub mod paper;
+pub mod reliability;
 pub mod runtime;
 pub mod sections;
 pub mod tables;
@@ -197,7 +198,7 @@ struct Ctx<'a> {
 pub type TreeSection = fn(results: &Path, root: &str, md: &mut String);
 
 /// The tree-wide sections, in report order. Add one line per section file.
-const TREE_SECTIONS: &[TreeSection] = &[fuzzing::section];
+const TREE_SECTIONS: &[TreeSection] = &[reliability::section];
 
 impl Ctx<'_> {
     /// The results directory as the report names it (as given on the command line).

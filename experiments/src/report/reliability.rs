@@ -1,0 +1,201 @@
+//! The report's Reliability section: the fault campaign's table by fault
+//! kind (from `RESULTS/fault-campaign/trials.csv`, docs/CLI.md), the
+//! hostile-input table, and the fuzzing table ([`super::fuzzing`]) as its
+//! subsections. Nothing when none of them has data.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The columns of a `trials.csv` row the report uses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrialRow {
+    /// The trial's seed.
+    pub seed: u64,
+    /// Fault kind.
+    pub kind: String,
+    /// Host the fault hit.
+    pub target: String,
+    /// `pass`, `FAIL` or `error`.
+    pub verdict: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// Lost requests.
+    pub lost: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Reconnects after an error.
+    pub reconnects: u64,
+    /// Corrupted replies.
+    pub digest_mismatches: u64,
+    /// Split-brain findings (None: no capture).
+    pub split_brain: Option<u64>,
+    /// Longest gap between two verified replies of one client, ms.
+    pub stall_ms: f64,
+    /// Why it failed.
+    pub detail: String,
+}
+
+/// Reads `trials.csv`; a malformed row is an error naming it.
+pub fn read(path: &Path) -> anyhow::Result<Vec<TrialRow>> {
+    use anyhow::Context;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, row) in r.deserialize::<TrialRow>().enumerate() {
+        out.push(row.with_context(|| format!("{}: row {}", path.display(), i + 2))?);
+    }
+    Ok(out)
+}
+
+/// Fault kinds in table order (the campaign's).
+const KINDS: [&str; 5] = [
+    "link-cut",
+    "kill",
+    "stop-cont",
+    "partition",
+    "isolate-witness",
+];
+
+/// Appends the Reliability section (`root`: how the report names the
+/// results directory).
+pub fn section(results: &Path, root: &str, md: &mut String) {
+    let mut fuzz = String::new();
+    super::fuzzing::section(results, root, &mut fuzz);
+    let trials = results.join("fault-campaign").join("trials.csv");
+    if fuzz.is_empty() && !trials.exists() {
+        return;
+    }
+    let _ = writeln!(md, "## Reliability\n");
+    if trials.exists() {
+        campaign(&trials, root, md);
+    }
+    let _ = writeln!(
+        md,
+        "### Hostile input\n\nNot measured yet: the live hostile-input test (slowloris, \
+         oversized heads, garbage on the log port, forged and replayed control traffic, \
+         spoofed ARP, a SYN flood) is not built.\n"
+    );
+    // The fuzzing table, one level down.
+    md.push_str(&fuzz.replacen("## Fuzzing", "### Fuzzing", 1));
+}
+
+fn campaign(path: &Path, root: &str, md: &mut String) {
+    let _ = writeln!(md, "### Fault campaign\n");
+    let rows = match read(path) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                md,
+                "`{root}/fault-campaign/trials.csv` could not be read: {e:#}\n"
+            );
+            return;
+        }
+    };
+    let passed = rows.iter().filter(|r| r.verdict == "pass").count();
+    let _ = writeln!(
+        md,
+        "{} trial(s), each a fresh CoRAL pair with one fault of a random kind at a random \
+         instant (`coral-exp run fault-campaign`); {passed} met the standard (no request \
+         lost, no error, no reconnect, no corrupted reply, no split brain in the switch \
+         capture).\n",
+        rows.len()
+    );
+    let _ = writeln!(
+        md,
+        "| fault | trials | passed | lost | errors | reconnects | digest mismatches | split brain | max stall (ms) |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut by: BTreeMap<&str, Vec<&TrialRow>> = BTreeMap::new();
+    for r in &rows {
+        by.entry(r.kind.as_str()).or_default().push(r);
+    }
+    let known = KINDS.iter().copied();
+    let others: Vec<&str> = by.keys().copied().filter(|k| !KINDS.contains(k)).collect();
+    for k in known.chain(others) {
+        let Some(rs) = by.get(k) else { continue };
+        let sum = |f: fn(&TrialRow) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
+        let _ = writeln!(
+            md,
+            "| {k} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            rs.len(),
+            rs.iter().filter(|r| r.verdict == "pass").count(),
+            sum(|r| r.lost),
+            sum(|r| r.errors),
+            sum(|r| r.reconnects),
+            sum(|r| r.digest_mismatches),
+            sum(|r| r.split_brain.unwrap_or(0)),
+            rs.iter().map(|r| r.stall_ms).fold(0.0, f64::max),
+        );
+    }
+    let failed: Vec<&TrialRow> = rows.iter().filter(|r| r.verdict != "pass").collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nTrials that missed the standard (replay each with the command):\n"
+        );
+        for r in failed {
+            let _ = writeln!(
+                md,
+                "- seed {} ({} {}): {}: `coral-exp run fault-campaign --trials 1 --seed {}`",
+                r.seed, r.kind, r.target, r.detail, r.seed
+            );
+        }
+    }
+    let _ = writeln!(md, "\nSource: `{root}/fault-campaign/trials.csv`.\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "seed,kind,target,target_role,instant_s,pause_s,role,shape,verdict,requests,ok,lost,errors,errors_by_kind,reconnects,digest_mismatches,duplicate_executions,split_brain,stall_ms,detail\n";
+
+    #[test]
+    fn campaign_table_by_kind_and_failed_trials() {
+        let d = tempfile::tempdir().unwrap();
+        let mut md = String::new();
+        section(d.path(), "results", &mut md);
+        assert!(md.is_empty(), "no data, no section");
+        std::fs::create_dir_all(d.path().join("fault-campaign")).unwrap();
+        std::fs::write(
+            d.path().join("fault-campaign/trials.csv"),
+            format!(
+                "{HEAD}1,link-cut,server-b,primary+backup,1.3,,dual,keep-alive/1MB,FAIL,30,29,0,1,eof=1,1,0,,0,983.7,1 errors; 1 reconnects\n\
+                 2,kill,server-a,primary,2.0,,single,keep-alive/1KB,pass,900,900,0,0,,0,0,,0,400.5,\n\
+                 3,link-cut,server-a,primary,1.1,,single,pipelined/16KB,pass,875,875,0,0,,0,0,,0,1932.8,\n"
+            ),
+        )
+        .unwrap();
+        section(d.path(), "results", &mut md);
+        assert!(md.starts_with("## Reliability\n"), "{md}");
+        assert!(
+            md.contains("3 trial(s)") && md.contains("2 met the standard"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| link-cut | 2 | 1 | 0 | 1 | 1 | 0 | 0 | 1933 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| kill | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 400 |"),
+            "{md}"
+        );
+        assert!(md.contains("--trials 1 --seed 1`"), "{md}");
+        assert!(md.contains("### Hostile input"));
+        // The fuzzing table becomes a subsection.
+        std::fs::create_dir_all(d.path().join("fuzz")).unwrap();
+        std::fs::write(
+            d.path().join("fuzz/fuzz.csv"),
+            "target,seconds,runs,cov,ft,corpus,findings,status\nframes,3,100,10,20,5,0,ok\n",
+        )
+        .unwrap();
+        let mut md = String::new();
+        section(d.path(), "results", &mut md);
+        assert!(
+            md.contains("### Fuzzing") && !md.contains("\n## Fuzzing"),
+            "{md}"
+        );
+    }
+}
