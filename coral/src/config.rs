@@ -11,6 +11,9 @@
 //! outside = "198.51.100.2"     # optional: pinged after an address takeover
 //! witness = "198.51.100.2:7012"  # optional but needed for safety, see below
 //! app = "cgi"                  # "inproc" (default) or "cgi": webstone-cgi per request
+//! front = "packet"             # "packet" (default) or "ebpf": the backup's frame source
+//! # front_fallback = true      # if the eBPF program fails to load, run the packet front
+//! # front_ring_bytes = 16777216  # eBPF: the ring's size (a power of two, at least 4096)
 //! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
 //!
 //! [peer]
@@ -56,6 +59,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use workload::cgi_gateway::AppMode;
 
+pub use crate::io::front::FrontKind;
+
 /// Default intentional-close mark (`SO_MARK`) for deliberate FINs.
 pub const DEFAULT_CLOSE_MARK: u32 = 0xc0a1;
 /// Default TCP port of the log channel (on the backup's LAN address).
@@ -64,6 +69,8 @@ pub const DEFAULT_LOG_PORT: u16 = 7010;
 pub const DEFAULT_HEARTBEAT_PORT: u16 = 7011;
 /// Default UDP port a node sends witness requests from.
 pub const DEFAULT_WITNESS_PORT: u16 = 7013;
+/// Default size of the eBPF front's ring, bytes.
+pub const DEFAULT_FRONT_RING_BYTES: u32 = crate::io::ebpf_front::DEFAULT_RING_BYTES;
 
 /// This node's role for one service address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,6 +167,18 @@ pub struct Config {
     /// listens there for a new server (`coral join`).
     #[serde(default = "default_join_port")]
     pub join_port: u16,
+    /// The backup's frame source: `packet` (an AF_PACKET socket, the
+    /// default) or `ebpf` (the tc ingress program and its ring).
+    #[serde(default)]
+    pub front: FrontKind,
+    /// If the eBPF program cannot be loaded, run the packet front instead
+    /// (recorded as `front-fallback`); without it the node refuses to start.
+    #[serde(default)]
+    pub front_fallback: bool,
+    /// Size of the eBPF front's ring in bytes: a frame arriving while it is
+    /// full is dropped (the client retransmits), never forwarded unrecorded.
+    #[serde(default = "default_front_ring_bytes")]
+    pub front_ring_bytes: u32,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.
@@ -186,6 +205,9 @@ fn default_join_port() -> u16 {
 }
 fn default_witness_port() -> u16 {
     DEFAULT_WITNESS_PORT
+}
+fn default_front_ring_bytes() -> u32 {
+    DEFAULT_FRONT_RING_BYTES
 }
 fn default_max_size() -> u64 {
     16 << 20
@@ -234,6 +256,13 @@ impl Config {
         }
         if self.close_mark == 0 {
             bail!("close_mark must be non-zero");
+        }
+        if !self.front_ring_bytes.is_power_of_two() || self.front_ring_bytes < 128 << 10 {
+            bail!(
+                "front_ring_bytes must be a power of two of at least 131072 (one 64 KiB \
+                 frame's record), got {}",
+                self.front_ring_bytes
+            );
         }
         if [
             self.log_port,

@@ -27,7 +27,8 @@ use crate::clock::{unix_ns, Clock};
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
-use crate::io::front::{Command, Front, FrontConfig, FrontEvent, Source};
+use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
+use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Source};
 use crate::io::heartbeat::{self, HeartbeatHandle};
 use crate::io::leases::Leases;
 use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
@@ -37,6 +38,10 @@ use crate::io::nft::{self, FenceConfig, Nft};
 use crate::io::primary;
 use crate::reintegration::{HeartbeatSpec, Joins};
 use crate::takeover::TakeoverCtx;
+
+/// How often the data path drains the eBPF front's ring when nothing else
+/// wakes it (log entries and commands drain it at once).
+const RING_POLL: Duration = Duration::from_millis(2);
 
 /// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
 pub const START_EPOCH: Epoch = Epoch(1);
@@ -335,8 +340,8 @@ async fn front_side(
         None => wait_for_mac(&b.nc, b.lan.index, b.cfg.peer.addr).await?,
     };
     let vips: Vec<Ipv4Addr> = b.fronted.iter().map(|s| s.vip).collect();
-    let source = Source::packet(&b.cfg.lan, &vips)
-        .with_context(|| format!("packet socket on {}", b.cfg.lan))?;
+    let source = frame_source(b, primary_mac, &vips)?;
+    let kind = source.kind();
     let f = Front::start(
         FrontConfig {
             own_mac: b.lan.mac,
@@ -368,8 +373,41 @@ async fn front_side(
             rejects: Arc::new(Mutex::new(RejectCounters::default())),
         },
     ));
-    b.events.record("front-ready", &list(&b.fronted));
+    b.events.record(
+        "front-ready",
+        &format!("{} front={}", list(&b.fronted), kind.as_str()),
+    );
     Ok((Some(f), erx))
+}
+
+/// The configured frame source. The eBPF program failing to load is an
+/// error naming what is missing, unless the configuration allows the
+/// packet front instead (then recorded as `front-fallback`).
+fn frame_source(b: &Base, primary_mac: [u8; 6], vips: &[Ipv4Addr]) -> Result<Source> {
+    let lan = &b.cfg.lan;
+    let packet = || Source::packet(lan, vips).with_context(|| format!("packet socket on {lan}"));
+    if b.cfg.front == FrontKind::Packet {
+        return packet();
+    }
+    let cfg = EbpfFrontConfig {
+        lan: lan.clone(),
+        own_mac: b.lan.mac,
+        primary_mac,
+        vips: vips.to_vec(),
+        ring_bytes: b.cfg.front_ring_bytes,
+        wakeup: Wakeup::Never,
+    };
+    match Source::ebpf(&cfg, RING_POLL) {
+        Ok(s) => Ok(s),
+        Err(e) if b.cfg.front_fallback => {
+            tracing::warn!("{e}; front_fallback = true: running the packet front");
+            b.events.record("front-fallback", &e.to_string());
+            packet()
+        }
+        Err(e) => Err(anyhow!(
+            "{e} (set front = \"packet\", or front_fallback = true, to run without it)"
+        )),
+    }
 }
 
 /// Heartbeats feeding the core's detector; every fresh one refreshes the

@@ -14,7 +14,9 @@ use common::duplex::{check_reply, counter, sibling, Duplex, VIP};
 
 #[test]
 fn netns_duplex_serves_unmodified_clients_through_the_front() {
-    let d = Duplex::start("dpx", 50, 20);
+    // The eBPF front (opt-in): the packet front, the default, runs in every
+    // other namespace test.
+    let d = Duplex::start_configured("dpx", 50, 20, true, "front = \"ebpf\"\n");
 
     // curl, keep-alive, several URLs on one connection.
     let urls: Vec<String> = (0..3)
@@ -128,7 +130,7 @@ fn netns_duplex_serves_unmodified_clients_through_the_front() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&ss.stdout).contains(&format!("{VIP}:80")));
-    assert!(d.events("server-b").contains("front-ready"));
+    assert!(d.events("server-b").contains("front=ebpf"));
 
     // Clients reach the service address at the backup's MAC (the front
     // answers ARP for it; the primary never does).
@@ -164,10 +166,16 @@ fn complete3(buf: &[u8]) -> bool {
     true
 }
 
+/// The packet front (the default): the backup process itself records each
+/// frame before forwarding it, so a stopped backup stops every client byte
+/// at once. (With the eBPF front a frame counts as recorded once it is in
+/// the ring, so a stopped backup forwards until its ring is full; that test
+/// is not landed yet, see docs/DESIGN.md section 2.)
 #[test]
-fn netns_record_before_forward_holds_when_the_backup_stops() {
+fn netns_packet_front_records_before_forwarding_when_the_backup_stops() {
     // Misses set high: the stopped backup is not declared failed here.
-    let d = Duplex::start("rbf", 100, 100);
+    let d = Duplex::start("rbp", 100, 100);
+    assert!(d.events("server-b").contains("front=packet"));
     let mut sock = common::in_netns(&d.c, || std::net::TcpStream::connect((VIP, 80)).unwrap());
     sock.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();

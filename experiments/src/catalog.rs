@@ -324,6 +324,7 @@ fn coral(name: &str, dual_role: bool, heartbeat_ms: u64) -> Variant {
             heartbeat_ms,
             misses: 3,
             dual_role,
+            ..CoralOptions::default()
         },
         conditions: paper_conditions(CPU_AMPLE),
         ..Variant::default()

@@ -7,7 +7,7 @@
 use crate::campaign;
 use crate::live::{self, UpOptions};
 use crate::runner::{self, RunOptions};
-use crate::services::{AppMode, CoralOptions, LbOptions, LbProfile, ServiceOptions};
+use crate::services::{AppMode, CoralOptions, Front, LbOptions, LbProfile, ServiceOptions};
 use crate::topology::{self, Status};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -52,6 +52,10 @@ pub struct UpArgs {
     /// Dual role: each server fronts one address (for --service coral).
     #[arg(long)]
     pub dual_role: bool,
+    /// The backup's frame source (for --service coral; default packet; a
+    /// Docker topology always runs packet).
+    #[arg(long, value_enum)]
+    pub front: Option<FrontArg>,
     /// Name prefix of every namespace (default: a fresh `cx` + 4 hex digits).
     #[arg(long)]
     pub prefix: Option<String>,
@@ -65,6 +69,24 @@ pub struct UpArgs {
     /// the server) or cgi (a webstone-cgi process per request, the paper's).
     #[arg(long, default_value = "inproc", value_name = "inproc|cgi")]
     pub app: AppMode,
+}
+
+/// `--front`: [`Front`] as the command line spells it.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontArg {
+    /// The tc ingress BPF program and its ring buffer.
+    Ebpf,
+    /// The AF_PACKET socket.
+    Packet,
+}
+
+impl From<FrontArg> for Front {
+    fn from(a: FrontArg) -> Front {
+        match a {
+            FrontArg::Ebpf => Front::Ebpf,
+            FrontArg::Packet => Front::Packet,
+        }
+    }
 }
 
 /// `--lb-profile`: [`LbProfile`] as the command line spells it.
@@ -187,6 +209,10 @@ pub struct RunArgs {
     /// other; default: a fresh `cx` + 4 hex digits each).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// The backup's frame source of every CoRAL variant (default: packet; a
+    /// Docker topology always runs packet).
+    #[arg(long, value_enum)]
+    pub front: Option<FrontArg>,
     /// The WebStone application (default: the experiment's own: cgi for
     /// fig2-throughput, fig3-latency, table1-failover and table3-overhead,
     /// inproc elsewhere). Where an experiment has both (table3-overhead),
@@ -204,8 +230,10 @@ pub struct RunArgs {
 
 /// `coral-exp up`; returns the process exit code.
 pub fn up(a: UpArgs) -> Result<i32> {
-    if a.service != "coral" && (a.heartbeat_ms.is_some() || a.misses.is_some() || a.dual_role) {
-        bail!("--heartbeat-ms, --misses and --dual-role apply to --service coral only");
+    if a.service != "coral"
+        && (a.heartbeat_ms.is_some() || a.misses.is_some() || a.dual_role || a.front.is_some())
+    {
+        bail!("--heartbeat-ms, --misses, --dual-role and --front apply to --service coral only");
     }
     if a.heartbeat_ms == Some(0) || a.misses == Some(0) {
         bail!("--heartbeat-ms and --misses must be at least 1");
@@ -220,7 +248,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
     let cancel = live::install_signal_flag()?;
     let defaults = CoralOptions::default();
     let opts = UpOptions {
-        topology: a.topology,
+        topology: a.topology.clone(),
         state_dir: a.state.clone(),
         prefix: a.prefix,
         lan_mbit: a.lan_mbit,
@@ -237,7 +265,9 @@ pub fn up(a: UpArgs) -> Result<i32> {
                 heartbeat_ms: a.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
                 misses: a.misses.unwrap_or(defaults.misses),
                 dual_role: a.dual_role,
-            },
+                front: a.front.map_or(defaults.front, Front::from),
+            }
+            .on_topology(&a.topology),
             lb: LbOptions {
                 profile: a.lb_profile.map_or(lb_defaults.profile, LbProfile::from),
                 advert_ms: a.advert_ms.unwrap_or(lb_defaults.advert_ms),
@@ -488,5 +518,6 @@ pub fn run(a: RunArgs) -> Result<i32> {
         prefix: a.prefix,
         app: a.app,
         plan: a.plan,
+        front: a.front.map(Front::from),
     })
 }

@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub app: Option<AppMode>,
     /// Only print the plan (runs and estimated time) and run nothing.
     pub plan: bool,
+    /// The backup's frame source of every CoRAL variant (none: the
+    /// variant's own).
+    pub front: Option<crate::services::Front>,
 }
 
 /// `config.json` of one repetition.
@@ -83,6 +86,11 @@ pub fn run(a: &RunOptions) -> Result<i32> {
     let (mut variants, mut shape) = experiment(&a.experiment, a.quick)?;
     if let Some(app) = a.app {
         with_app(&mut variants, app);
+    }
+    if let Some(front) = a.front {
+        for v in &mut variants {
+            v.coral.front = front;
+        }
     }
     if let Some(r) = a.reps {
         shape.reps = r;
@@ -239,7 +247,7 @@ fn run_rep(
                 name: v.service.clone(),
                 servers: v.servers,
                 server_cpu: cond.server_cpu,
-                coral: v.coral,
+                coral: v.coral.on_topology(&a.topology),
                 lb: v.lb,
                 app: v.app,
             },
@@ -277,7 +285,7 @@ fn run_rep(
         service_urls: &st.service_urls,
         prefix: &st.prefix,
         conditions: cond.recorded(&a.topology),
-        coral: (v.service == "coral").then_some(v.coral),
+        coral: (v.service == "coral").then_some(v.coral.on_topology(&a.topology)),
         idle_conns: v.load.idle_conns,
         started_unix_ns: faultinject::now_unix_ns(),
         coral_exp_version: env!("CARGO_PKG_VERSION"),

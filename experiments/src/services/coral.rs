@@ -185,6 +185,7 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
             events.display()
         );
         toml.push_str(&app_lines);
+        let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
         let _ = writeln!(
             toml,
             "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",

@@ -49,6 +49,47 @@ pub struct CoralOptions {
     pub misses: u32,
     /// Dual role: each server fronts one address and is primary for the other.
     pub dual_role: bool,
+    /// The backup's frame source (the node's `front`; config.json's
+    /// `coral.front`).
+    pub front: Front,
+}
+
+/// The backup's frame source: the node's `front` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Front {
+    /// The tc ingress BPF program and its ring (opt-in).
+    Ebpf,
+    /// The AF_PACKET socket with its classic BPF filter (the node's default).
+    #[default]
+    Packet,
+}
+
+impl Front {
+    /// As the node's configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Ebpf => "ebpf",
+            Front::Packet => "packet",
+        }
+    }
+}
+
+impl CoralOptions {
+    /// The options as they run on `topology`. A Docker topology runs the
+    /// packet front: loading the eBPF program in a container needs
+    /// CAP_SYS_ADMIN, because Docker Engine 20.10 cannot grant CAP_BPF, and
+    /// the kit gives its containers no CAP_SYS_ADMIN.
+    pub fn on_topology(self, topology: &str) -> CoralOptions {
+        CoralOptions {
+            front: if topology == "docker" {
+                Front::Packet
+            } else {
+                self.front
+            },
+            ..self
+        }
+    }
 }
 
 impl Default for CoralOptions {
@@ -58,6 +99,7 @@ impl Default for CoralOptions {
             heartbeat_ms: 100,
             misses: 3,
             dual_role: false,
+            front: Front::Ebpf,
         }
     }
 }
