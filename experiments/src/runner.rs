@@ -343,19 +343,7 @@ fn run_rep(
     }
     // Wait for the driver: its duration, its drain (2 s) and a margin.
     let limit = started + Duration::from_secs_f64(shape.duration_s + 30.0);
-    let status = loop {
-        if let Some(s) = load.0.as_mut().context("load")?.try_wait()? {
-            break s;
-        }
-        if cancel.load(Ordering::SeqCst) {
-            bail!("interrupted");
-        }
-        if Instant::now() > limit {
-            bail!("coral-load did not finish within its duration + 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    load.0 = None;
+    let status = load.wait(limit, "its duration + 30 s", cancel)?;
     let cpu_end = crate::measure::CpuSample::take(&cgroups);
     record(
         &runner_events,
@@ -417,6 +405,31 @@ fn run_rep(
 
 /// Kills coral-load if the rep ends early (error, interrupt).
 pub(crate) struct LoadGuard<'a>(pub(crate) Option<&'a mut std::process::Child>);
+
+impl LoadGuard<'_> {
+    /// Waits for coral-load to exit, by `limit` at the latest (`what` names
+    /// the limit in the error), and stops guarding it once it has exited.
+    pub(crate) fn wait(
+        &mut self,
+        limit: Instant,
+        what: &str,
+        cancel: &AtomicBool,
+    ) -> Result<std::process::ExitStatus> {
+        loop {
+            if let Some(s) = self.0.as_mut().context("load")?.try_wait()? {
+                self.0 = None;
+                return Ok(s);
+            }
+            if cancel.load(Ordering::SeqCst) {
+                bail!("interrupted");
+            }
+            if Instant::now() > limit {
+                bail!("coral-load did not finish within {what}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
 
 impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {

@@ -366,19 +366,7 @@ fn run_trial(
     inject(&mut live, p, started, cancel)?;
 
     let limit = started + Duration::from_secs_f64(plan::DURATION_S + plan::DRAIN_S + 30.0);
-    let status = loop {
-        if let Some(s) = load.0.as_mut().context("load")?.try_wait()? {
-            break s;
-        }
-        if cancel.load(Ordering::SeqCst) {
-            bail!("interrupted");
-        }
-        if Instant::now() > limit {
-            bail!("coral-load did not finish within its duration, drain and 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    load.0 = None;
+    let status = load.wait(limit, "its duration, drain and 30 s", cancel)?;
     record(
         &runner_events,
         "client",
