@@ -196,7 +196,9 @@ fn pipelined_rounds_write_requests_back_to_back() {
         (12, 12, 0, 0)
     );
     for rows in by_client(&recs).values() {
-        assert_eq!(rows.len(), 6);
+        // The 12 requests are shared out a round at a time, to whichever
+        // client is free first (not necessarily 6 each).
+        assert_eq!(rows.len() % 3, 0, "whole rounds of 3: {rows:?}");
         for (i, r) in rows.iter().enumerate() {
             assert!(r.is_ok() && r.served_by == "pipe", "{r:?}");
             assert_eq!(r.new_connection, i == 0);
