@@ -237,7 +237,7 @@ async fn client_task(
         .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
         .expect("hello encodes");
     if wr.write_all(&hello).await.is_err() {
-        return;
+        return park_until_simplex(rx, shared).await;
     }
     tokio::spawn(read_acks(rd, key.clone(), shared.clone()));
     let mut next_id: u64 = 1;
@@ -257,23 +257,47 @@ async fn client_task(
             next_id += 1;
             let msg = kind.into_msg(id);
             if let Some(w) = waiter {
-                if shared.simplex.load(Ordering::Acquire) {
-                    let _ = w.send(());
-                } else {
-                    shared.waiters.lock().expect("waiters").insert(id, w);
-                }
+                park(&shared, id, w);
             }
             if enc.encode(&Message::Log(msg), &mut out).is_err() {
                 continue;
             }
         }
         if wr.write_all(&out).await.is_err() {
-            // The backup is gone: waiters stay pending until the detector
-            // declares it failed and the node goes simplex.
             shared.connected.store(false, Ordering::Release);
-            while rx.recv().await.is_some() {}
-            return;
+            return park_until_simplex(rx, shared).await;
         }
+    }
+}
+
+/// The backup is gone (the channel could not be written): every writer,
+/// those queued already and those to come, waits until the detector declares
+/// the backup failed and the node goes simplex ([`LogClient::go_simplex`]),
+/// or the node fences itself. Dropping a waiter instead would fail its
+/// reply, and the connection with it: a client would see its connection
+/// closed with requests unanswered at a takeover the standard says it must
+/// not notice.
+async fn park_until_simplex(mut rx: mpsc::UnboundedReceiver<Cmd>, shared: Arc<ClientShared>) {
+    // Ids past every id sent: no late ack can release them.
+    let mut id = u64::MAX / 2;
+    while let Some(Cmd::Entry(_, waiter)) = rx.recv().await {
+        if let Some(w) = waiter {
+            park(&shared, id, w);
+            id += 1;
+        }
+    }
+}
+
+/// Keeps `w` (the writer of entry `id`) waiting for the backup's ack, or
+/// releases it at once in simplex mode. Decided under the waiters' lock, as
+/// [`LogClient::go_simplex`] takes them, so no waiter is parked after the
+/// last release.
+fn park(shared: &ClientShared, id: u64, w: oneshot::Sender<()>) {
+    let mut waiters = shared.waiters.lock().expect("waiters");
+    if shared.simplex.load(Ordering::Acquire) {
+        let _ = w.send(());
+    } else {
+        waiters.insert(id, w);
     }
 }
 
