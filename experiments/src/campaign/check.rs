@@ -182,25 +182,36 @@ fn push_run(runs: &mut Vec<(String, usize)>, mac: &str) {
 /// Parses `tcpdump -nn -e` lines for `vip`: ARP claims (a reply `VIP is-at
 /// MAC`, or a gratuitous request `tell VIP`) by the MAC they name, and TCP
 /// segments from `vip` by their source MAC.
+///
+/// A reply sent to a MAC that announced `vip` itself (gratuitous ARP) is
+/// not a claim: it answers the announcement and reaches only the announcer,
+/// the address's owner, which ignores it; no router or client cache sees
+/// it. A front still answering for the address when its new owner announces
+/// itself sends one such reply (unicast, to the new owner).
 pub fn voices(text: &str, vip: &str) -> Voices {
     let mut v = Voices::default();
     let is_at = format!("Reply {vip} is-at ");
     let tell = format!("tell {vip},");
     let from = format!("{vip}.");
+    let mut announcers: Vec<&str> = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 4 {
             continue;
         }
-        let src = f[1];
+        let (src, dst) = (f[1], f[3].trim_end_matches(','));
         if line.contains("ethertype ARP") {
             if let Some(i) = line.find(&is_at) {
+                if announcers.contains(&dst) {
+                    continue;
+                }
                 let mac = line[i + is_at.len()..]
                     .split([',', ' '])
                     .next()
                     .unwrap_or(src);
                 push_run(&mut v.arp, mac);
             } else if line.contains(&tell) {
+                announcers.push(src);
                 push_run(&mut v.arp, src);
             }
         } else if let Some(i) = f.iter().position(|w| w.starts_with(&from)) {
@@ -299,6 +310,12 @@ mod tests {
 
     fn arp_reply(mac: &str) -> String {
         format!("12:00:00.000002 {mac} > {R}, ethertype ARP (0x0806), length 42: Reply {VIP} is-at {mac}, length 28")
+    }
+
+    const BCAST: &str = "ff:ff:ff:ff:ff:ff";
+
+    fn arp_reply_to(mac: &str, to: &str) -> String {
+        format!("12:00:00.000002 {mac} > {to}, ethertype ARP (0x0806), length 42: Reply {VIP} is-at {mac}, length 28")
     }
 
     fn garp(mac: &str) -> String {
@@ -404,10 +421,42 @@ mod tests {
         let v = check(&evidence(&r, Some(&cap), None));
         assert_eq!(v.split_brain.len(), 1, "{:?}", v.split_brain);
         assert!(v.split_brain[0].contains("claimed in ARP"));
+        // Broadcast replies by alternating MACs are claims too.
+        let cap = [arp_reply_to(B, BCAST), garp(A), arp_reply_to(B, BCAST)].join("\n");
+        let v = check(&evidence(&r, Some(&cap), None));
+        assert_eq!(v.split_brain.len(), 1, "{:?}", v.split_brain);
         // Another address's traffic is not this one's.
         let other = cap.replace(VIP, "192.0.2.101");
         let v = check(&evidence(&r, Some(&other), None));
         assert!(v.split_brain.is_empty());
+    }
+
+    /// Seen in the campaign (seed 18, dual role): the new owner announces
+    /// the address (request `tell VIP`, then a broadcast reply); the other
+    /// node's front, still answering for it, replies to the announcement,
+    /// unicast to the announcer. One switch-over, not a second voice.
+    #[test]
+    fn a_front_answering_the_new_owners_announcement_is_not_a_claim() {
+        let r = clean();
+        let cap = [
+            arp_reply(B),
+            tcp(A, 40000),
+            garp(A),
+            arp_reply_to(B, A),
+            arp_reply_to(A, BCAST),
+            tcp(A, 40000),
+        ]
+        .join("\n");
+        let v = check(&evidence(&r, Some(&cap), None));
+        assert!(v.split_brain.is_empty(), "{:?}", v.split_brain);
+        assert_eq!(
+            voices(&cap, VIP).arp,
+            vec![(B.to_string(), 1), (A.to_string(), 2)]
+        );
+        // The same reply sent to the router is a claim: B spoke again.
+        let cap = cap.replace(&arp_reply_to(B, A), &arp_reply(B));
+        let v = check(&evidence(&r, Some(&cap), None));
+        assert_eq!(v.split_brain.len(), 1, "{:?}", v.split_brain);
     }
 
     #[test]
