@@ -51,8 +51,9 @@ impl EventLog {
     }
 }
 
-/// The detail of a `counters` row: heartbeats, leases, log channel and (on
-/// a front) the packet engine.
+/// The detail of a `counters` row: heartbeats (with the one-way delay of
+/// the peer's heartbeats, in microseconds), leases, log channel and (on a
+/// front) the packet engine.
 pub fn counters(
     hb: &HeartbeatHandle,
     leases: &Leases,
@@ -60,12 +61,21 @@ pub fn counters(
     front: Option<&Front>,
 ) -> String {
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let h = hb.counters();
+    let us = |q: f64| h.link.delay.quantile_ns(q).map_or(0, |ns| ns / 1000);
     let mut c = format!(
-        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
-        r(&hb.stats.sent),
-        r(&hb.stats.received),
-        r(&hb.stats.rejected),
-        r(&hb.stale),
+        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
+        h.link.sent,
+        h.link.received,
+        h.rejected,
+        h.link.stale,
+        h.link.seq_gap,
+        h.link.waits,
+        us(0.5),
+        us(0.99),
+        h.link.delay.max_ns() / 1000,
+        h.link.lease_extensions,
+        h.link.lease_lapses,
         r(&leases.refreshes),
         r(&leases.refresh_errors),
         r(&log.entries),

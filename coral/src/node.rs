@@ -2,7 +2,8 @@
 //! out the actions they hand back (the shape of quinn's `ConnectionDriver`
 //! around quinn-proto). It decides nothing itself.
 //!
-//! Inputs: detector events and the peer's per-address status (heartbeats),
+//! Inputs: heartbeat events (detector, the peer's per-address status, lease
+//! lapses),
 //! witness replies, the one timer armed from the machines' next deadline,
 //! a counters tick, and SIGTERM/SIGINT. Each service address has a
 //! [`VipMachine`]; on a detected failure every machine gets `PeerFailed`
@@ -20,20 +21,18 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use coral_core::{
-    Action, DetectorEvent, Iface, Input, Instant as CoreInstant, JoinAction, Lease, NodeId,
-    VipStatus, WitnessMsg,
+    Action, DetectorEvent, Iface, Input, JoinAction, Lease, NodeId, VipStatus, WitnessMsg,
 };
 
 use crate::clock::unix_ns;
 use crate::config::{Config, ServiceRole};
 use crate::io::front::{Command, FrontEvent};
-use crate::io::heartbeat::HeartbeatHandle;
+use crate::io::heartbeat::{HeartbeatCmd, HeartbeatEvent, HeartbeatHandle};
 use crate::io::logchan::LogServerStats;
 use crate::io::nft;
 use crate::reintegration::{node_view, Joins};
@@ -60,6 +59,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         takeovers: HashMap::new(),
         claims: HashMap::new(),
         joins: w.joins,
+        reported: Vec::new(),
     };
     println!("coral node {name} ready");
     node.run(w.inputs).await
@@ -83,6 +83,8 @@ struct Node {
     claims: HashMap<Ipv4Addr, Claim>,
     /// New servers joining this node once it is simplex (docs/DESIGN.md 6).
     joins: Joins,
+    /// The status our heartbeats report (the machines', as last sent).
+    reported: Vec<VipStatus>,
 }
 
 impl Node {
@@ -117,10 +119,9 @@ impl Node {
                     let view = node_view(self.machines.iter().map(|(m, _, _)| (m.mode().tag(), m.epoch())));
                     self.joins.on_input(self.ctx.clock.now(), j, view);
                 }
-                Some(v) = inputs.peer_status.recv() => self.on_peer_status(&v),
                 Some(e) = inputs.front.recv() => self.on_front(e),
-                ev = inputs.detector.recv() => match ev {
-                    Some(ev) => self.on_detector(ev),
+                ev = inputs.heartbeat.recv() => match ev {
+                    Some(ev) => self.on_heartbeat(ev),
                     None => break,
                 },
                 _ = term.recv() => break,
@@ -143,6 +144,20 @@ impl Node {
         }
     }
 
+    fn on_heartbeat(&mut self, ev: HeartbeatEvent) {
+        match ev {
+            HeartbeatEvent::Detector(d) => self.on_detector(d),
+            HeartbeatEvent::PeerStatus(v) => self.on_peer_status(&v),
+            HeartbeatEvent::LeaseLapsed { at } => {
+                let late_ms = self.ctx.clock.now().since_ns(at) as f64 / 1e6;
+                self.ctx
+                    .events
+                    .record("lease-lapsed", &format!("late_ms={late_ms:.3}"));
+                tracing::warn!(late_ms, "lease lapsed");
+            }
+        }
+    }
+
     fn on_detector(&mut self, ev: DetectorEvent) {
         let events = &self.ctx.events;
         match ev {
@@ -157,19 +172,7 @@ impl Node {
                     &format!("ever_heard={ever_heard} silent_ms={silent_ms}"),
                 );
                 tracing::warn!(silent_ms, "peer failed");
-                let sent = self.hb.last_sent_ns.load(Ordering::SeqCst);
-                let last_sent = if sent == 0 {
-                    last_heard
-                } else {
-                    CoreInstant(sent)
-                };
-                self.feed(
-                    None,
-                    Input::PeerFailed {
-                        last_heard,
-                        last_sent,
-                    },
-                );
+                self.feed(None, Input::PeerFailed { last_heard });
             }
             DetectorEvent::PeerUp { epoch } => {
                 events.record("peer-up", &format!("epoch={}", epoch.0))
@@ -238,10 +241,10 @@ impl Node {
             }
         }
         let st: Vec<VipStatus> = self.machines.iter().map(|(m, _, _)| m.status()).collect();
-        if let Some(first) = st.first() {
-            self.hb.mode.store(first.mode as u8, Ordering::Relaxed);
+        if st != self.reported {
+            self.hb.command(HeartbeatCmd::Status(st.clone()));
+            self.reported = st;
         }
-        *self.hb.vips.lock().expect("vips") = st;
     }
 
     /// A join asks the witness or gives a machine an input.
@@ -280,7 +283,7 @@ impl Node {
             (_, Action::StopHeartbeats) => {
                 // No lease is extended from now on except by a grant.
                 ctx.leases.stop_refreshing();
-                self.hb.silent.store(true, Ordering::SeqCst);
+                self.hb.command(HeartbeatCmd::StopSending);
             }
             (_, Action::AskWitness { vip, node, epoch }) => match &mut self.witness {
                 Some(w) => w.ask(&ctx.events, vip, node, epoch).await,

@@ -22,22 +22,24 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use coral_core::{
-    Action, DetectorEvent, Epoch, Iface, Input, Instant as CoreInstant, JoinAcceptor, JoinAction,
-    JoinEvent, JoinSteps, Joiner, JoinerState, Key, Lease, ModeTag, NodeConfig, NodeId, NodeView,
-    Timing, VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
+    Action, Epoch, Iface, Input, Instant as CoreInstant, JoinAcceptor, JoinAction, JoinEvent,
+    JoinSteps, Joiner, JoinerState, Key, Lease, ModeTag, NodeConfig, NodeId, NodeView, Timing,
+    VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::clock::Clock;
 use crate::events::EventLog;
-use crate::io::heartbeat::{self, HeartbeatHandle};
+use crate::io::front::Front;
+use crate::io::heartbeat::{self, HeartbeatEvent, HeartbeatHandle, LeaseTargets};
 use crate::io::join::{self, JoinInput, JoinLink, JoinServer};
 use crate::io::leases::Leases;
 use crate::io::logchan::{LogClient, LogClientConfig};
 use crate::io::{announce, live_conns, netcfg, primary};
 use crate::takeover::{fmt_breakdown, TakeoverCtx};
 
-/// What a node needs to start heartbeats toward a peer it learns of later.
+/// What a node needs to start heartbeats toward a peer: the configured one
+/// at start-up, or one it learns of later (a joining node).
 pub struct HeartbeatSpec {
     /// The pre-shared key.
     pub key: Key,
@@ -51,28 +53,25 @@ pub struct HeartbeatSpec {
     pub timing: Timing,
     /// The node's clock.
     pub clock: Clock,
-    /// A witness arbitrates (stop heartbeats at a failure).
-    pub witness: bool,
-    /// Refreshed by every fresh heartbeat.
+    /// The nft leases the heartbeat link extends.
     pub leases: Arc<Leases>,
-    /// The node loop's detector input.
-    pub detector: UnboundedSender<DetectorEvent>,
-    /// The node loop's peer-status input.
-    pub peer_status: UnboundedSender<Vec<VipStatus>>,
+    /// The front whose ARP lease follows the link's (with a witness).
+    pub arp: Option<Front>,
+    /// The node loop's heartbeat input.
+    pub events: UnboundedSender<HeartbeatEvent>,
 }
 
 impl HeartbeatSpec {
-    /// Heartbeats toward `peer` (node `peer_node`) in `epoch`.
-    pub async fn start(
+    /// Heartbeats toward `peer` (node `peer_node`) in `epoch`, on their own
+    /// thread.
+    pub fn start(
         &self,
         peer: Ipv4Addr,
         peer_node: NodeId,
         epoch: Epoch,
         vips: Vec<VipStatus>,
-    ) -> Result<HeartbeatHandle> {
-        let leases = self.leases.clone();
-        let on_fresh = Box::new(move |age: Duration| leases.refresh(age));
-        let h = heartbeat::start(
+    ) -> std::io::Result<HeartbeatHandle> {
+        heartbeat::start(
             self.key.clone(),
             heartbeat::HeartbeatConfig {
                 local: self.local,
@@ -80,18 +79,16 @@ impl HeartbeatSpec {
                 node: self.node,
                 peer_node,
                 epoch,
-                detector: self.timing.detector,
+                timing: self.timing,
                 vips,
-                stop_on_failure: self.witness,
-                max_refresh_age: Some(Duration::from_nanos(self.timing.margin_ns)),
-                peer_vips: Some(self.peer_status.clone()),
             },
             self.clock,
-            self.detector.clone(),
-            on_fresh,
+            self.events.clone(),
+            LeaseTargets {
+                leases: self.leases.clone(),
+                arp: self.arp.clone(),
+            },
         )
-        .await?;
-        Ok(h)
     }
 }
 
@@ -356,8 +353,9 @@ impl Joins {
         vips: Vec<VipStatus>,
     ) -> Result<()> {
         let (peer, node) = self.peer.ok_or_else(|| anyhow!("no joining peer"))?;
-        let new = self.hb.start(peer, node, self.epoch, vips).await?;
-        std::mem::replace(hb, new).stop().await;
+        // The old thread holds the heartbeat socket: end it first.
+        hb.stop().await;
+        *hb = self.hb.start(peer, node, self.epoch, vips)?;
         self.acceptor.on_tasks_started(ctx.clock.now());
         Ok(())
     }

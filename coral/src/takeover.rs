@@ -38,7 +38,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +49,7 @@ use crate::clock::Clock;
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
 use crate::io::front::{Command, Front, Mode};
-use crate::io::heartbeat::HeartbeatHandle;
+use crate::io::heartbeat::{HeartbeatCmd, HeartbeatHandle};
 use crate::io::leases::Leases;
 use crate::io::logchan::LogClient;
 use crate::io::logged_io::{LogFuture, ReplyLogger};
@@ -661,8 +660,7 @@ pub async fn fence_and_exit(
         f.send(Command::StopAcking);
         f.retire();
     }
-    hb.silent.store(true, Ordering::SeqCst);
-    hb.abort();
+    hb.command(HeartbeatCmd::Stop);
     ctx.events.record(
         "fenced",
         &format!(

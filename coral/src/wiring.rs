@@ -8,8 +8,9 @@
 //! forwarding, the log server, and the packet engine once the primary's MAC
 //! is known. In any case: the crash fence and leases (nftables), heartbeats,
 //! and (if configured) the witness channel. Leases: a primary's addresses
-//! are leased for (K-1) x H at start and on every fresh heartbeat
-//! ([`crate::io::leases`]).
+//! are leased for one lease timeout at start, then to wherever the
+//! heartbeat link extends them ([`crate::io::heartbeat`],
+//! [`crate::io::leases`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::{
-    Channel, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, Input, Key, Message,
-    ModeTag, NodeConfig, NodeId, RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
+    Channel, DatagramDecoder, DecoderConfig, Encoder, Epoch, Input, Key, Message, ModeTag,
+    NodeConfig, NodeId, RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -29,7 +30,7 @@ use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
 use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Source};
-use crate::io::heartbeat::{self, HeartbeatHandle};
+use crate::io::heartbeat::{HeartbeatEvent, HeartbeatHandle};
 use crate::io::leases::Leases;
 use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
 use crate::io::logged_io::ReplyLogger;
@@ -149,10 +150,9 @@ impl WitnessClient {
 
 /// What the node's loop reads: one receiver per source.
 pub struct Inputs {
-    /// Detector events (heartbeat task).
-    pub detector: UnboundedReceiver<DetectorEvent>,
-    /// The peer's per-address status, when it changes (heartbeat task).
-    pub peer_status: UnboundedReceiver<Vec<VipStatus>>,
+    /// Heartbeat events: detector, the peer's per-address status when it
+    /// changes, lease lapses (heartbeat thread).
+    pub heartbeat: UnboundedReceiver<HeartbeatEvent>,
     /// Witness replies (witness channel task; never fed without a witness).
     pub witness: UnboundedReceiver<WitnessMsg>,
     /// What the front's data path reports (fronts only).
@@ -168,7 +168,7 @@ pub struct Wired {
     pub machines: Vec<(VipMachine, ServiceRole, u16)>,
     /// The witness channel, if configured.
     pub witness: Option<WitnessClient>,
-    /// The heartbeat task.
+    /// The heartbeat thread.
     pub hb: HeartbeatHandle,
     /// The log server's counters (fronts).
     pub log_stats: Arc<LogServerStats>,
@@ -410,20 +410,20 @@ fn frame_source(b: &Base, primary_mac: [u8; 6], vips: &[Ipv4Addr]) -> Result<Sou
     }
 }
 
-/// Heartbeats feeding the core's detector; every fresh one refreshes the
-/// leases (and, with a witness, the front's ARP lease) from its arrival.
-async fn heartbeats(
+/// Heartbeats on their own thread (the core's heartbeat link) toward the
+/// configured peer; the lease it names is carried out there: the nft leases
+/// and, with a witness, the front's ARP lease. The spec it returns starts
+/// heartbeats toward a peer that joins later.
+fn heartbeats(
     b: &Base,
     leases: &Arc<Leases>,
     front: Option<&Front>,
 ) -> Result<(
     HeartbeatHandle,
-    UnboundedReceiver<DetectorEvent>,
-    UnboundedReceiver<Vec<VipStatus>>,
+    UnboundedReceiver<HeartbeatEvent>,
     HeartbeatSpec,
 )> {
-    let (dtx, drx) = unbounded_channel();
-    let (ptx, prx) = unbounded_channel::<Vec<VipStatus>>();
+    let (tx, rx) = unbounded_channel();
     let vips = b
         .cfg
         .service
@@ -435,19 +435,6 @@ async fn heartbeats(
         })
         .collect();
     let witness = b.cfg.witness.is_some();
-    let on_fresh = {
-        let (leases, clock) = (leases.clone(), b.clock);
-        let arp = front.filter(|_| witness).cloned();
-        let lease_ns = b.timing.lease_timeout_ns();
-        Box::new(move |age: Duration| {
-            leases.refresh(age);
-            if let Some(f) = &arp {
-                let left = lease_ns.saturating_sub(age.as_nanos() as u64);
-                f.send(Command::ArpUntil(clock.now().plus_ns(left).0));
-            }
-        })
-    };
-    // What a join needs to start heartbeats toward a new peer later.
     let spec = HeartbeatSpec {
         key: b.key.clone(),
         local: SocketAddrV4::new(b.own, b.cfg.heartbeat_port),
@@ -455,32 +442,19 @@ async fn heartbeats(
         node: NodeId(b.cfg.node_id),
         timing: b.timing,
         clock: b.clock,
-        witness,
         leases: leases.clone(),
-        detector: dtx.clone(),
-        peer_status: ptx.clone(),
+        arp: front.filter(|_| witness).cloned(),
+        events: tx,
     };
-    let hb = heartbeat::start(
-        b.key.clone(),
-        heartbeat::HeartbeatConfig {
-            local: SocketAddrV4::new(b.own, b.cfg.heartbeat_port),
-            peer: SocketAddrV4::new(b.cfg.peer.addr, b.cfg.heartbeat_port),
-            node: NodeId(b.cfg.node_id),
-            peer_node: NodeId(b.cfg.peer.node_id),
-            epoch: START_EPOCH,
-            detector: b.timing.detector,
+    let hb = spec
+        .start(
+            b.cfg.peer.addr,
+            NodeId(b.cfg.peer.node_id),
+            START_EPOCH,
             vips,
-            stop_on_failure: witness,
-            max_refresh_age: Some(Duration::from_nanos(b.timing.margin_ns)),
-            peer_vips: Some(ptx),
-        },
-        b.clock,
-        dtx,
-        on_fresh,
-    )
-    .await
-    .context("heartbeat socket")?;
-    Ok((hb, drx, prx, spec))
+        )
+        .context("heartbeat socket")?;
+    Ok((hb, rx, spec))
 }
 
 /// The witness channel: a socket, and a task passing on authenticated
@@ -569,7 +543,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     let log_client = primary_side(&b, &app).await?;
     let log_stats = Arc::new(LogServerStats::default());
     let (front, front_rx) = front_side(&b, &log_stats).await?;
-    let (hb, detector, peer_status, spec) = heartbeats(&b, &leases, front.as_ref()).await?;
+    let (hb, heartbeat, spec) = heartbeats(&b, &leases, front.as_ref())?;
     let (witness, witness_rx) = witness_link(&b).await?;
     let joins = Joins::start(
         spec,
@@ -600,8 +574,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
         vips: b.cfg.service.iter().map(|s| s.vip).collect(),
         primaries: b.primaries.clone(),
         inputs: Inputs {
-            detector,
-            peer_status,
+            heartbeat,
             witness: witness_rx,
             front: front_rx,
         },

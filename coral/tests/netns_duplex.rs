@@ -228,6 +228,9 @@ fn netns_forged_malformed_and_replayed_control_traffic_is_rejected_and_counted()
     let hb = Message::Heartbeat(Heartbeat {
         mode: ModeTag::Duplex,
         vips: vec![],
+        echo: 0,
+        sent_unix_ns: 0,
+        answer: false,
     });
     let mut forged = Encoder::new(bad_key, NodeId(1), Epoch(1), u64::MAX / 2);
     let forged = forged.encode_to_vec(&hb).unwrap();

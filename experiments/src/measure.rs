@@ -10,8 +10,12 @@
 //!   address the failed node fronted, `address_move_ms` (that event's total).
 //! - counts: `false_detections` (`peer-failed` rows of a node that had
 //!   heard its peer, without a fault before them; a node starting before its
-//!   peer reports `ever_heard=false`, which is not counted),
+//!   peer reports `ever_heard=false`, which is not counted), `lease_lapses`
+//!   (`lease-lapsed` rows without a fault before them),
 //!   `takeover_restored` (connections rebuilt).
+//! - heartbeat one-way delay: `hb_delay_p50_ms`, `hb_delay_p99_ms`,
+//!   `hb_delay_max_ms`, from each node's last `counters` row, the larger of
+//!   the nodes' values.
 //! - CPU: `server_cpu_ms` (cgroup cpuacct of every server host over the
 //!   load), `cpu_ms_per_request` (that per completed request) and
 //!   `machine_cpu_ms_per_request` (whole machine, `/proc/stat`).
@@ -66,6 +70,8 @@ pub struct FailoverFacts {
     pub false_detections: u64,
     /// Connections the survivor rebuilt (`restored=`), if it took over.
     pub restored: Option<f64>,
+    /// `lease-lapsed` rows with no fault injected at or before them.
+    pub lease_lapses: u64,
 }
 
 /// Derives [`FailoverFacts`] from the merged events of a repetition whose
@@ -84,6 +90,11 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
     facts.false_detections = events
         .iter()
         .filter(|e| e.event == "peer-failed" && !e.detail.contains("ever_heard=false"))
+        .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
+        .count() as u64;
+    facts.lease_lapses = events
+        .iter()
+        .filter(|e| e.event == "lease-lapsed")
         .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
         .count() as u64;
     let Some(t0) = fault_at else {
@@ -122,6 +133,26 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
     facts.restored = detail.get("restored").copied();
     facts.failover = Some(m);
     facts
+}
+
+/// Heartbeat one-way delay (ms) by key (`hb_delay_p50_ms`, `_p99_ms`,
+/// `_max_ms`): each node's last `counters` row, the larger of the nodes'.
+pub fn heartbeat_delay(events: &[EventRow]) -> BTreeMap<String, f64> {
+    let mut last: BTreeMap<&str, &EventRow> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event == "counters") {
+        last.insert(e.host.as_str(), e);
+    }
+    let mut m = BTreeMap::new();
+    for row in last.values() {
+        let d = parse_detail(&row.detail);
+        for q in ["p50", "p99", "max"] {
+            if let Some(us) = d.get(&format!("hb_delay_{q}_us")) {
+                let v = m.entry(format!("hb_delay_{q}_ms")).or_insert(0.0f64);
+                *v = v.max(us / 1e3);
+            }
+        }
+    }
+    m
 }
 
 /// CPU counters read at the start and the end of the load.
@@ -234,6 +265,8 @@ pub fn summary_extras(
     let ok = records.iter().filter(|r| r.is_ok()).count() as u64;
     let mut m = cpu_keys(cpu.0, cpu.1, ok);
     m.insert("false_detections".into(), facts.false_detections as f64);
+    m.insert("lease_lapses".into(), facts.lease_lapses as f64);
+    m.extend(heartbeat_delay(&events));
     if let Some(r) = facts.restored {
         m.insert("takeover_restored".into(), r);
     }
@@ -342,6 +375,38 @@ mod tests {
     }
 
     #[test]
+    fn lease_lapses_before_the_fault_and_heartbeat_delay_from_counters() {
+        let events = vec![
+            ev(1, "server-a", "lease-lapsed", "late_ms=0.2"),
+            ev(
+                2,
+                "server-a",
+                "counters",
+                "hb_sent=9 hb_delay_p50_us=120 hb_delay_p99_us=900 hb_delay_max_us=4000",
+            ),
+            ev(
+                3,
+                "server-b",
+                "counters",
+                "hb_delay_p50_us=80 hb_delay_p99_us=1500 hb_delay_max_us=2000",
+            ),
+            ev(
+                4,
+                "server-a",
+                "counters",
+                "hb_delay_p50_us=100 hb_delay_p99_us=700 hb_delay_max_us=5000",
+            ),
+            ev(5, "server-b", "link-cut", ""),
+            ev(6, "server-a", "lease-lapsed", "late_ms=0.1"),
+        ];
+        assert_eq!(failover_facts(&events, Some(5)).lease_lapses, 1);
+        let d = heartbeat_delay(&events);
+        assert_eq!(d["hb_delay_p50_ms"], 0.1);
+        assert_eq!(d["hb_delay_p99_ms"], 1.5);
+        assert_eq!(d["hb_delay_max_ms"], 5.0);
+    }
+
+    #[test]
     fn backup_failure_uses_simplex_address() {
         let events = vec![
             ev(10, "server-b", "link-cut", ""),
@@ -372,6 +437,7 @@ mod tests {
         let f = failover_facts(&events, None);
         assert_eq!(f.failover, None);
         assert_eq!(f.false_detections, 2);
+        assert_eq!(f.lease_lapses, 0);
         // A fault with no survivor event: no breakdown at all.
         let f = failover_facts(&[ev(5, "server-a", "link-cut", "")], Some(5));
         assert_eq!(f.failover, None);

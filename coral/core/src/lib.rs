@@ -24,10 +24,12 @@ mod shadow;
 mod table;
 pub mod wire;
 
-// Control plane: authenticated codecs, failure detector, mode machine, witness.
+// Control plane: authenticated codecs, failure detector and heartbeat link
+// (echo-anchored lease), mode machine, witness.
 mod codec;
 mod detector;
 mod join;
+mod link;
 mod mode;
 mod witness;
 
@@ -52,6 +54,7 @@ pub use join::{
     JoinAcceptor, JoinAction, JoinConn, JoinEvent, JoinSteps, Joiner, JoinerState, NodeView,
     DEFAULT_JOIN_TIMEOUT_NS, JOINER_CONN,
 };
+pub use link::{DelayHistogram, HeartbeatLink, LinkEvent, LinkStats};
 pub use mode::{
     Action, ConnMode, FenceReason, GrantPurpose, Iface, Input, Lease, Role, Timing, VipMachine,
     VipMode,

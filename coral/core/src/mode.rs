@@ -22,21 +22,21 @@
 //! ## The kernel-enforced lease and the takeover wait
 //!
 //! A node that serves connections may send from a service address only while
-//! its nft lease element exists; every authenticated heartbeat received
-//! refreshes it with timeout [`Timing::lease_timeout_ns`] = (K-1) x H, at
-//! least 8 ms (nft truncates timeouts to 4 ms jiffies). The node taking over
-//! stops sending heartbeats when it declares the peer failed, so the peer's
-//! lease is refreshed for the last time by a heartbeat sent at or before
-//! `last_sent`. The new owner therefore gets its voice (permanent lease,
-//! address added, logged replies written) only at
+//! its nft lease element exists. The lease is anchored at an echo (see
+//! [`crate::HeartbeatLink`]): every heartbeat carries the sequence number of
+//! the last fresh heartbeat its sender received, and the node receiving it
+//! extends its lease to its own send time of that echoed heartbeat plus
+//! [`Timing::lease_timeout_ns`] = K x H - margin (at least 8 ms: nft counts
+//! timeouts in 4 ms jiffies). The peer received the echoed heartbeat at or
+//! before the last fresh heartbeat it heard (`last_heard`), so the lease
+//! ends before `last_heard + lease + margin` whatever later or stale
+//! heartbeats arrive. The new owner therefore gets its voice (permanent
+//! lease, address added, logged replies written) at
 //!
-//! `voice_at = max(last_heard + K x H, last_sent + lease + margin)`
+//! `voice_at = last_heard + max(K x H, lease + margin)`
 //!
-//! which is at least `last_heard + `[`Timing::takeover_wait_ns`] (=
-//! max(K x H, lease + margin)) when both sides lost contact at the same time,
-//! and stays safe when only the peer's heartbeats were lost (the peer kept
-//! hearing ours and kept refreshing its lease). Shells that accept the risk
-//! of that asymmetric case may pass `last_sent = last_heard`.
+//! ([`Timing::takeover_wait_ns`]), which is the detection itself whenever
+//! K x H >= 8 ms + margin. The argument in full: docs/DESIGN.md section 4.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -96,10 +96,11 @@ impl Timing {
         self.detector.failure_timeout_ns()
     }
 
-    /// Lease timeout: (K-1) x H, raised to [`MIN_LEASE_NS`].
+    /// Lease length past the send time of the echoed heartbeat (module
+    /// docs): K x H - margin, raised to [`MIN_LEASE_NS`].
     pub fn lease_timeout_ns(&self) -> u64 {
-        self.heartbeat_ns()
-            .saturating_mul(u64::from(self.misses().saturating_sub(1)))
+        self.failure_timeout_ns()
+            .saturating_sub(self.margin_ns)
             .max(MIN_LEASE_NS)
     }
 
@@ -109,17 +110,15 @@ impl Timing {
     }
 
     /// max(K x H, lease + margin): the takeover wait counted from the last
-    /// heartbeat heard, when both sides lost contact at the same time.
+    /// fresh heartbeat heard.
     pub fn takeover_wait_ns(&self) -> u64 {
         self.failure_timeout_ns()
             .max(self.lease_timeout_ns().saturating_add(self.margin_ns))
     }
 
     /// When the node taking over may speak for the address (module docs).
-    pub fn voice_at(&self, last_heard: Instant, last_sent: Instant) -> Instant {
-        let a = last_heard.plus_ns(self.failure_timeout_ns());
-        let b = last_sent.plus_ns(self.lease_timeout_ns().saturating_add(self.margin_ns));
-        a.max(b)
+    pub fn voice_at(&self, last_heard: Instant) -> Instant {
+        last_heard.plus_ns(self.takeover_wait_ns())
     }
 }
 
@@ -166,8 +165,6 @@ pub enum VipMode {
         requested: Epoch,
         /// Last fresh heartbeat from the peer.
         last_heard: Instant,
-        /// Last heartbeat this node sent.
-        last_sent: Instant,
         /// When to repeat the request.
         next_retry: Instant,
     },
@@ -209,9 +206,6 @@ pub enum Input {
     PeerFailed {
         /// Last fresh heartbeat from the peer (`DetectorEvent::PeerFailed`).
         last_heard: Instant,
-        /// Last heartbeat this node sent (`Detector::last_sent`, or
-        /// `last_heard` if none).
-        last_sent: Instant,
     },
     /// The witness granted this node the address for `epoch`.
     GrantReceived {
@@ -607,13 +601,7 @@ impl VipMachine {
         let vip = self.vip;
         match (self.mode, input) {
             (VipMode::Fenced { .. }, _) => {}
-            (
-                VipMode::Duplex,
-                Input::PeerFailed {
-                    last_heard,
-                    last_sent,
-                },
-            ) => {
+            (VipMode::Duplex, Input::PeerFailed { last_heard }) => {
                 let purpose = match self.role {
                     Role::Backup => {
                         self.actions
@@ -637,7 +625,6 @@ impl VipMachine {
                     purpose,
                     requested,
                     last_heard,
-                    last_sent,
                     next_retry,
                 });
             }
@@ -646,14 +633,13 @@ impl VipMachine {
                     purpose,
                     requested,
                     last_heard,
-                    last_sent,
                     ..
                 },
                 Input::GrantReceived { epoch },
             ) if epoch == requested => {
                 self.epoch = epoch;
                 let voice_at = if self.arbitrated {
-                    self.timing.voice_at(last_heard, last_sent)
+                    self.timing.voice_at(last_heard)
                 } else {
                     now
                 };
@@ -815,7 +801,6 @@ impl VipMachine {
                 purpose,
                 requested,
                 last_heard,
-                last_sent,
                 next_retry,
             } if now >= next_retry => {
                 self.actions.push_back(Action::AskWitness {
@@ -828,7 +813,6 @@ impl VipMachine {
                     purpose,
                     requested,
                     last_heard,
-                    last_sent,
                     next_retry,
                 };
             }
@@ -895,10 +879,15 @@ mod tests {
 
     #[test]
     fn lease_arithmetic() {
+        // The lease is K x H less the margin: it ends, with jiffy
+        // truncation, by the time the peer may speak.
         let t = Timing::new(100 * MS, 3);
-        assert_eq!(t.lease_timeout_ns(), 200 * MS);
-        assert_eq!(t.lease_timeout_ms(), 200);
+        assert_eq!(t.lease_timeout_ns(), 296 * MS);
+        assert_eq!(t.lease_timeout_ms(), 296);
         assert_eq!(t.takeover_wait_ns(), 300 * MS);
+        let t = Timing::new(10 * MS, 3);
+        assert_eq!(t.lease_timeout_ns(), 26 * MS);
+        assert_eq!(t.takeover_wait_ns(), 30 * MS, "voice at detection");
         // Short heartbeats: the lease is raised to 8 ms and the wait follows it.
         let t = Timing::new(MS, 3);
         assert_eq!(t.lease_timeout_ns(), 8 * MS);
@@ -909,15 +898,13 @@ mod tests {
         };
         assert_eq!(t.lease_timeout_ns(), 8 * MS);
         assert_eq!(t.takeover_wait_ns(), 8 * MS);
-        // Non-whole milliseconds round up for nft.
+        // Non-whole milliseconds round up for nft's nominal timeout.
         let t = Timing::new(4_500_000, 3);
-        assert_eq!(t.lease_timeout_ns(), 9 * MS);
-        assert_eq!(Timing::new(4_600_000, 3).lease_timeout_ms(), 10);
-        // voice_at: symmetric loss = last_heard + takeover wait.
+        assert_eq!(t.lease_timeout_ns(), 9_500_000);
+        assert_eq!(t.lease_timeout_ms(), 10);
+        // voice_at: last_heard + takeover wait.
         let t = Timing::new(MS, 3);
-        assert_eq!(t.voice_at(t0(), t0()), t0().plus_ns(t.takeover_wait_ns()));
-        // Asymmetric: we kept sending until 3 ms later.
-        assert_eq!(t.voice_at(t0(), t0().plus_ms(3)), t0().plus_ms(15));
+        assert_eq!(t.voice_at(t0()), t0().plus_ms(12));
     }
 
     #[test]
@@ -942,13 +929,7 @@ mod tests {
     fn backup_takeover_waits_for_grant_then_lease() {
         let mut m = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(4), timing());
         assert_eq!(m.new_connection_mode(), Some(ConnMode::Duplex));
-        m.handle(
-            t(130),
-            Input::PeerFailed {
-                last_heard: t(100),
-                last_sent: t(125),
-            },
-        );
+        m.handle(t(130), Input::PeerFailed { last_heard: t(120) });
         assert_eq!(
             drain(&mut m, t(130)),
             vec![
@@ -982,12 +963,12 @@ mod tests {
             vec![Action::BuildRepairedSockets { vip: VIP }]
         );
         assert_eq!(m.epoch(), Epoch(5));
-        // voice_at = max(100 + 30, 125 + 20 + 4) = 149.
-        assert_eq!(m.mode(), &VipMode::TakingOver { voice_at: t(149) });
+        // voice_at = 120 + max(30, 26 + 4) = 150.
+        assert_eq!(m.mode(), &VipMode::TakingOver { voice_at: t(150) });
         assert_eq!(m.new_connection_mode(), None);
-        assert_eq!(drain(&mut m, t(148)), vec![]);
+        assert_eq!(drain(&mut m, t(149)), vec![]);
         assert_eq!(
-            drain(&mut m, t(149)),
+            drain(&mut m, t(150)),
             vec![
                 Action::SetLease {
                     vip: VIP,
@@ -1010,13 +991,7 @@ mod tests {
     #[test]
     fn late_grant_speaks_at_once() {
         let mut m = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(0), timing());
-        m.handle(
-            t(130),
-            Input::PeerFailed {
-                last_heard: t(100),
-                last_sent: t(120),
-            },
-        );
+        m.handle(t(130), Input::PeerFailed { last_heard: t(100) });
         drain(&mut m, t(130));
         m.handle(t(500), Input::GrantReceived { epoch: Epoch(1) });
         let acts = drain(&mut m, t(500));
@@ -1031,13 +1006,7 @@ mod tests {
     #[test]
     fn backup_failure_primary_asks_grant_then_simplex() {
         let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
-        m.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         assert_eq!(
             drain(&mut m, t(50)),
             vec![
@@ -1088,10 +1057,7 @@ mod tests {
 
     #[test]
     fn without_witness_the_grant_arrives_at_once_and_speaks_at_once() {
-        let failed = Input::PeerFailed {
-            last_heard: t(100),
-            last_sent: t(125),
-        };
+        let failed = Input::PeerFailed { last_heard: t(100) };
         // Backup: the same steps, in the same order, none waited for.
         let mut b =
             VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(4), timing()).without_witness();
@@ -1171,13 +1137,7 @@ mod tests {
     fn refused_grant_fences() {
         for role in [Role::Primary, Role::Backup] {
             let mut m = VipMachine::duplex(VIP, NodeId(1), role, Epoch(2), timing());
-            m.handle(
-                t(50),
-                Input::PeerFailed {
-                    last_heard: t(20),
-                    last_sent: t(45),
-                },
-            );
+            m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
             drain(&mut m, t(50));
             let reason = RefuseReason::AlreadyGranted { holder: NodeId(2) };
             // A refusal for another epoch is ignored.
@@ -1238,24 +1198,12 @@ mod tests {
         assert_eq!(m.mode().tag(), ModeTag::Fenced);
         // Waiting for a grant: someone else got the epoch we asked for.
         let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Backup, Epoch(2), timing());
-        m.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         m.handle(t(51), Input::EpochSeen { epoch: Epoch(3) });
         assert_eq!(m.mode().tag(), ModeTag::Fenced);
         // Taking over.
         let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Backup, Epoch(2), timing());
-        m.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         m.handle(t(51), Input::GrantReceived { epoch: Epoch(3) });
         m.handle(t(52), Input::EpochSeen { epoch: Epoch(3) });
         assert_eq!(m.mode().tag(), ModeTag::TakingOver, "our own epoch");
@@ -1278,7 +1226,7 @@ mod tests {
                 Action::StartHeartbeats,
                 Action::SetLease {
                     vip: VIP,
-                    lease: Lease::Refreshed { timeout_ms: 20 }
+                    lease: Lease::Refreshed { timeout_ms: 26 }
                 },
                 Action::AddVip {
                     vip: VIP,
@@ -1322,13 +1270,7 @@ mod tests {
         );
         assert_eq!(ConnMode::Duplex.on_join(), ConnMode::Duplex);
         // And the pair can fail over again: the new backup takes over.
-        n.handle(
-            t(100),
-            Input::PeerFailed {
-                last_heard: t(60),
-                last_sent: t(95),
-            },
-        );
+        n.handle(t(100), Input::PeerFailed { last_heard: t(60) });
         assert!(drain(&mut n, t(100)).contains(&Action::AskWitness {
             vip: VIP,
             node: NodeId(3),
@@ -1338,24 +1280,12 @@ mod tests {
 
     #[test]
     fn lease_follows_mode_and_role() {
-        let refreshed = Some(Lease::Refreshed { timeout_ms: 20 });
+        let refreshed = Some(Lease::Refreshed { timeout_ms: 26 });
         let mut p = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
         let mut b = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(2), timing());
         assert_eq!((p.lease(), b.lease()), (refreshed, None));
-        p.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
-        b.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        p.handle(t(50), Input::PeerFailed { last_heard: t(39) });
+        b.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         assert_eq!((p.lease(), b.lease()), (refreshed, None));
         b.handle(t(51), Input::GrantReceived { epoch: Epoch(3) });
         assert_eq!(b.lease(), None, "no voice before voice_at");
@@ -1395,13 +1325,7 @@ mod tests {
     #[test]
     fn mode_changes_reported() {
         let mut m = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
-        m.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         let changes: Vec<_> = std::iter::from_fn(|| m.poll(t(50)))
             .filter(|a| matches!(a, Action::ModeChanged { .. }))
             .collect();
@@ -1418,13 +1342,7 @@ mod tests {
     #[test]
     fn peer_failure_ignored_when_sole() {
         let mut m = VipMachine::simplex(VIP, NodeId(1), Epoch(1), timing());
-        m.handle(
-            t(50),
-            Input::PeerFailed {
-                last_heard: t(20),
-                last_sent: t(45),
-            },
-        );
+        m.handle(t(50), Input::PeerFailed { last_heard: t(39) });
         assert_eq!(drain(&mut m, t(50)), vec![]);
         assert_eq!(m.mode(), &VipMode::Simplex);
     }

@@ -1,44 +1,38 @@
-//! Heartbeats (docs/DESIGN.md section 4): sequenced, authenticated UDP datagrams
-//! both ways every H; the core's [`Detector`] decides when the peer failed.
+//! Heartbeats (docs/DESIGN.md section 4): the UDP shell around the core's
+//! [`HeartbeatLink`], which decides everything (when to send, what a
+//! heartbeat proves, when the peer failed, how long the lease runs).
 //!
-//! The task sends when the detector says so, feeds every datagram that
-//! passes the core's [`DatagramDecoder`] (HMAC tag, replay window) into the
-//! detector, and reports detector events on a channel. Garbage, forged or
-//! replayed datagrams are counted and otherwise ignored. A callback runs on
-//! every fresh heartbeat (the node refreshes its kernel-enforced lease there).
-//!
-//! A peer that was never heard is waited for, not declared failed: the
-//! detector restarts each time its deadline passes before the first
-//! heartbeat (so a node started well before its peer does not take over at
-//! start).
+//! The shell runs on its own OS thread, not on the tokio runtime that
+//! carries the log channel and the application, at a raised scheduling
+//! priority where the system permits (`SCHED_FIFO`, else a lower nice
+//! value; refused: a warning, and it runs as it is), with its own socket
+//! marked for the wire (`SO_PRIORITY` 6, DSCP EF). Each round it reads the
+//! node's commands, reads every datagram already queued (each with the
+//! kernel's receive timestamp as its arrival, so a late round judges no
+//! silence that was not there), sends what the link hands out, extends the
+//! lease the link names (nft lease and, with a witness, the front's ARP
+//! lease: carried out here so a busy runtime cannot delay it), passes the
+//! other events to the node, and sleeps until the link's next deadline.
+//! Garbage, forged or replayed datagrams are counted and otherwise ignored.
 
-use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use coral_core::{
-    Channel, DatagramDecoder, DecoderConfig, Encoder, Heartbeat, Key, Message, ModeTag,
-    RejectCounters, VipStatus,
+    Channel, DatagramDecoder, DecoderConfig, DetectorEvent, Encoder, Epoch, HeartbeatLink, Instant,
+    Key, LinkEvent, LinkStats, Message, NodeId, RejectCounters, Timing, VipStatus,
 };
-use coral_core::{Detector, DetectorConfig, DetectorEvent, HeartbeatVerdict};
-use coral_core::{Epoch, NodeId};
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::Clock;
+use crate::clock::{unix_ns, Clock};
+use crate::io::front::{Command, Front};
+use crate::io::leases::Leases;
+use crate::io::sockopt;
 
-/// Counters of the heartbeat task.
-#[derive(Debug, Default)]
-pub struct HeartbeatStats {
-    /// Heartbeats sent.
-    pub sent: AtomicU64,
-    /// Authenticated heartbeats received.
-    pub received: AtomicU64,
-    /// Datagrams rejected (garbage, forged, replayed, wrong sender).
-    pub rejected: AtomicU64,
-}
-
-/// What the heartbeat task needs.
+/// What the heartbeat thread needs.
 pub struct HeartbeatConfig {
     /// Our address and heartbeat port.
     pub local: SocketAddrV4,
@@ -50,240 +44,318 @@ pub struct HeartbeatConfig {
     pub peer_node: NodeId,
     /// Our epoch.
     pub epoch: Epoch,
-    /// Detector timing.
-    pub detector: DetectorConfig,
-    /// Service addresses reported in our heartbeats (initially; change
-    /// them through [`HeartbeatHandle::vips`]).
+    /// H, K and the lease.
+    pub timing: Timing,
+    /// Service addresses reported in our heartbeats until the node sends
+    /// [`HeartbeatCmd::Status`].
     pub vips: Vec<VipStatus>,
-    /// Stop sending, and never call `on_fresh` again, once the detector
-    /// declares the peer failed (witness mode: the peer's lease must lapse,
-    /// and only a grant gives this node a lease back).
-    pub stop_on_failure: bool,
-    /// Call `on_fresh` only for heartbeats that waited at most this long in
-    /// the kernel's receive queue (kernel receive timestamp): a paused or
-    /// starved process must not extend its lease on stale heartbeats.
-    pub max_refresh_age: Option<std::time::Duration>,
-    /// Where to send the peer's per-address status when it changes.
-    pub peer_vips: Option<mpsc::UnboundedSender<Vec<VipStatus>>>,
 }
 
-/// Handle to a running heartbeat task.
-pub struct HeartbeatHandle {
-    /// Counters.
-    pub stats: Arc<HeartbeatStats>,
-    /// Fresh heartbeats not used for a lease refresh (too old, or after
-    /// the peer was declared failed).
-    pub stale: Arc<AtomicU64>,
+/// What the node tells the heartbeat thread.
+#[derive(Debug, Clone)]
+pub enum HeartbeatCmd {
+    /// Report this status (per address epoch and mode) from now on.
+    Status(Vec<VipStatus>),
+    /// Stop sending (receiving goes on).
+    StopSending,
+    /// End the thread.
+    Stop,
+}
+
+/// What the heartbeat thread tells the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatEvent {
+    /// A detector event.
+    Detector(DetectorEvent),
+    /// The peer's per-address status changed.
+    PeerStatus(Vec<VipStatus>),
+    /// The lease ran out at `at` while the peer was considered alive.
+    LeaseLapsed {
+        /// When.
+        at: Instant,
+    },
+}
+
+/// Where the lease the link names is carried out.
+pub struct LeaseTargets {
+    /// The nft leases of the addresses this node is primary for.
+    pub leases: Arc<Leases>,
+    /// The front, whose ARP lease (node clock ns) follows, with a witness.
+    pub arp: Option<Front>,
+}
+
+/// A copy of the thread's counters.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatCounters {
+    /// The link's counters.
+    pub link: LinkStats,
+    /// Datagrams rejected (garbage, forged, replayed, wrong sender).
+    pub rejected: u64,
     /// Decoder rejections by reason.
-    pub rejects: Arc<Mutex<RejectCounters>>,
-    /// The mode we report (a [`ModeTag`] as u8).
-    pub mode: Arc<AtomicU8>,
-    /// Our per-address status as reported.
-    pub vips: Arc<Mutex<Vec<VipStatus>>>,
-    /// Set to stop sending (receiving goes on).
-    pub silent: Arc<AtomicBool>,
-    /// When the last heartbeat was sent (the node clock's ns; 0 = never).
-    pub last_sent_ns: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    pub rejects: RejectCounters,
+}
+
+/// Handle to the heartbeat thread.
+pub struct HeartbeatHandle {
+    cmds: mpsc::Sender<HeartbeatCmd>,
+    counters: Arc<Mutex<HeartbeatCounters>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HeartbeatHandle {
-    /// Stop sending and listening (e.g. when fenced).
-    pub fn abort(&self) {
-        self.task.abort();
+    /// Pass a command to the thread (taken at its next round, at most
+    /// H or 100 ms later).
+    pub fn command(&self, cmd: HeartbeatCmd) {
+        let _ = self.cmds.send(cmd);
     }
 
-    /// Stop the task and wait until its socket is closed (a join starts a
-    /// new task on the same port toward the new peer).
-    pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    /// End the thread and wait until it has (its socket is closed then):
+    /// at most one round, H or 100 ms.
+    pub async fn stop(&mut self) {
+        self.command(HeartbeatCmd::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
-}
 
-fn mode_from_u8(v: u8) -> ModeTag {
-    match v {
-        2 => ModeTag::Simplex,
-        3 => ModeTag::WaitingForGrant,
-        4 => ModeTag::TakingOver,
-        5 => ModeTag::Fenced,
-        6 => ModeTag::Joining,
-        _ => ModeTag::Duplex,
+    /// The counters as of the thread's last round.
+    pub fn counters(&self) -> HeartbeatCounters {
+        self.counters.lock().expect("counters").clone()
     }
 }
 
-/// Start the heartbeat task. `events` receives detector events; `on_fresh`
-/// (given how long ago the heartbeat arrived, from the kernel's timestamp)
-/// runs on every fresh heartbeat from the peer.
-pub async fn start(
+/// Bind the socket and start the heartbeat thread; `events` receives what
+/// the node must know.
+pub fn start(
     key: Key,
     cfg: HeartbeatConfig,
     clock: Clock,
-    events: mpsc::UnboundedSender<DetectorEvent>,
-    on_fresh: Box<dyn Fn(std::time::Duration) + Send + Sync>,
+    events: UnboundedSender<HeartbeatEvent>,
+    lease: LeaseTargets,
 ) -> std::io::Result<HeartbeatHandle> {
-    let sock = UdpSocket::bind(SocketAddr::V4(cfg.local)).await?;
-    let stats = Arc::new(HeartbeatStats::default());
-    let rejects = Arc::new(Mutex::new(RejectCounters::default()));
-    let shared = Shared {
-        stats: stats.clone(),
-        rejects: rejects.clone(),
-        mode: Arc::new(AtomicU8::new(ModeTag::Duplex as u8)),
-        vips: Arc::new(Mutex::new(cfg.vips.clone())),
-        silent: Arc::new(AtomicBool::new(false)),
-        last_sent_ns: Arc::new(AtomicU64::new(0)),
-        stale: Arc::new(AtomicU64::new(0)),
+    let sock = UdpSocket::bind(SocketAddr::V4(cfg.local))?;
+    sock.set_nonblocking(true)?;
+    mark_for_the_wire(&sock);
+    let (ctx, crx) = mpsc::channel();
+    let counters = Arc::new(Mutex::new(HeartbeatCounters::default()));
+    let shell = Shell {
+        link: HeartbeatLink::new(cfg.timing, clock.now(), cfg.vips.clone()),
+        enc: Encoder::new(key.clone(), cfg.node, cfg.epoch, unix_ns()),
+        dec: DatagramDecoder::new(key, DecoderConfig::for_channel(Channel::Heartbeat)),
+        sock,
+        cfg,
+        clock,
+        events,
+        lease,
+        cmds: crx,
+        counters: counters.clone(),
+        rejected: 0,
+        drained_at: clock.now(),
     };
-    let task = tokio::spawn(run(sock, key, cfg, clock, events, on_fresh, shared.clone()));
+    let thread = std::thread::Builder::new()
+        .name("coral-heartbeat".into())
+        .spawn(move || shell.run())?;
     Ok(HeartbeatHandle {
-        stats,
-        rejects,
-        mode: shared.mode,
-        vips: shared.vips,
-        silent: shared.silent,
-        last_sent_ns: shared.last_sent_ns,
-        stale: shared.stale,
-        task,
+        cmds: ctx,
+        counters,
+        thread: Some(thread),
     })
 }
 
-#[derive(Clone)]
-struct Shared {
-    stats: Arc<HeartbeatStats>,
-    rejects: Arc<Mutex<RejectCounters>>,
-    mode: Arc<AtomicU8>,
-    vips: Arc<Mutex<Vec<VipStatus>>>,
-    silent: Arc<AtomicBool>,
-    last_sent_ns: Arc<AtomicU64>,
-    stale: Arc<AtomicU64>,
+/// `SO_PRIORITY` 6 (the highest without `CAP_NET_ADMIN`: the interactive
+/// band of the default qdisc) and DSCP EF (46) in `IP_TOS`.
+fn mark_for_the_wire(sock: &UdpSocket) {
+    let fd = sock.as_raw_fd();
+    let prio: libc::c_int = 6;
+    let tos: libc::c_int = 46 << 2;
+    let r = sockopt::set(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_PRIORITY,
+        &prio,
+        "SO_PRIORITY",
+    )
+    .and_then(|_| sockopt::set(fd, libc::IPPROTO_IP, libc::IP_TOS, &tos, "IP_TOS"));
+    if let Err(e) = r {
+        tracing::warn!("heartbeat socket priority: {e}");
+    }
+}
+
+/// Raise the calling thread above the data path: `SCHED_FIFO` priority 10
+/// where permitted, else nice -10; a refusal is logged and ignored.
+fn raise_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: pid 0 is the calling thread; `param` is live for the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        tracing::info!("heartbeat thread: SCHED_FIFO 10");
+        return;
+    }
+    let fifo = std::io::Error::last_os_error();
+    // SAFETY: plain syscalls on the calling thread's id.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10)
+    };
+    if rc == 0 {
+        tracing::warn!("heartbeat thread: SCHED_FIFO refused ({fifo}); nice -10 instead");
+    } else {
+        let nice = std::io::Error::last_os_error();
+        tracing::warn!(
+            "heartbeat thread: SCHED_FIFO ({fifo}) and nice -10 ({nice}) refused; default priority"
+        );
+    }
 }
 
 /// `SIOCGSTAMP` (asm-generic sockios.h; not exported by the libc crate).
 const SIOCGSTAMP: libc::c_ulong = 0x8906;
 
-/// How long the last datagram read from `sock` waited in the kernel
-/// (`SIOCGSTAMP`), or `None` if the kernel cannot tell.
-fn rx_age(sock: &UdpSocket) -> Option<std::time::Duration> {
-    use std::os::fd::AsRawFd;
+/// When the kernel received the last datagram read from `sock` (unix ns),
+/// or `None` if it cannot tell.
+fn rx_stamp(sock: &UdpSocket) -> Option<u64> {
     let mut tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 0,
     };
     // SAFETY: SIOCGSTAMP writes one timeval into `tv`.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSTAMP as _, &mut tv) };
-    if rc != 0 {
-        return None;
-    }
-    let stamp = std::time::UNIX_EPOCH
-        + std::time::Duration::new(tv.tv_sec as u64, (tv.tv_usec as u32) * 1000);
-    Some(
-        std::time::SystemTime::now()
-            .duration_since(stamp)
-            .unwrap_or_default(),
-    )
+    (rc == 0).then(|| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000)
 }
 
-async fn run(
+struct Shell {
+    link: HeartbeatLink,
+    enc: Encoder,
+    dec: DatagramDecoder,
     sock: UdpSocket,
-    key: Key,
     cfg: HeartbeatConfig,
     clock: Clock,
-    events: mpsc::UnboundedSender<DetectorEvent>,
-    on_fresh: Box<dyn Fn(std::time::Duration) + Send + Sync>,
-    sh: Shared,
-) {
-    let Shared {
-        stats,
-        rejects,
-        mode,
-        vips,
-        silent,
-        last_sent_ns,
-        stale,
-    } = sh;
-    let mut det = Detector::new(cfg.detector, clock.now());
-    let mut enc = Encoder::new(key.clone(), cfg.node, cfg.epoch, crate::clock::unix_ns());
-    let mut dec = DatagramDecoder::new(key, DecoderConfig::for_channel(Channel::Heartbeat));
-    let mut buf = vec![0u8; 2048];
-    let peer = SocketAddr::V4(cfg.peer);
-    let mut failed = false;
-    let mut last_peer_vips: Vec<VipStatus> = Vec::new();
-    // Feed the detector's timers; a failure stops refreshes (and sending)
-    // in witness mode before any queued heartbeat is looked at.
-    // A peer never heard is not up yet, not failed: the detector starts
-    // over (a pair starts duplex; nothing to take over from a node that
-    // never spoke).
-    let poll_det = |det: &mut Detector, failed: &mut bool| {
-        while let Some(ev) = det.poll(clock.now()) {
-            match ev {
-                DetectorEvent::PeerFailed {
-                    ever_heard: false, ..
-                } => {
-                    det.reset(clock.now());
+    events: UnboundedSender<HeartbeatEvent>,
+    lease: LeaseTargets,
+    cmds: mpsc::Receiver<HeartbeatCmd>,
+    counters: Arc<Mutex<HeartbeatCounters>>,
+    rejected: u64,
+    /// When the previous round started reading the queue.
+    drained_at: Instant,
+}
+
+impl Shell {
+    fn run(mut self) {
+        raise_priority();
+        let mut buf = vec![0u8; 2048];
+        while self.take_commands() {
+            self.receive_queued(&mut buf);
+            self.transmit();
+            if !self.deliver() {
+                return;
+            }
+            self.publish_counters();
+            self.wait();
+        }
+    }
+
+    /// The node's commands; false once told to stop (or the node is gone).
+    fn take_commands(&mut self) -> bool {
+        loop {
+            match self.cmds.try_recv() {
+                Ok(HeartbeatCmd::Status(st)) => self.link.set_status(st),
+                Ok(HeartbeatCmd::StopSending) => self.link.set_sending(self.clock.now(), false),
+                Ok(HeartbeatCmd::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Every datagram already queued, each at its kernel arrival time (a
+    /// wall-clock timestamp turned into the node clock; never earlier than
+    /// the previous drain, so a step of the wall clock cannot move an
+    /// arrival further back than that).
+    fn receive_queued(&mut self, buf: &mut [u8]) {
+        let floor = std::mem::replace(&mut self.drained_at, self.clock.now());
+        while let Ok((n, from)) = self.sock.recv_from(buf) {
+            let (now, wall) = (self.clock.now(), unix_ns());
+            let stamp = rx_stamp(&self.sock).filter(|s| *s <= wall).unwrap_or(wall);
+            let arrival = Instant(now.0.saturating_sub(wall - stamp)).max(floor);
+            let from_peer = from.ip() == std::net::IpAddr::V4(*self.cfg.peer.ip());
+            match self.dec.decode(&buf[..n]) {
+                Ok(f) if from_peer && f.header.sender == self.cfg.peer_node => match &f.msg {
+                    Message::Heartbeat(hb) => {
+                        let (e, s) = (f.header.epoch, f.header.seq);
+                        self.link.on_heartbeat(arrival, stamp, e, s, hb);
+                    }
+                    _ => self.rejected += 1,
+                },
+                _ => self.rejected += 1,
+            }
+        }
+    }
+
+    /// Whatever the link has due (a scheduled heartbeat, an answer).
+    fn transmit(&mut self) {
+        while let Some(hb) = self.link.poll_transmit(self.clock.now(), unix_ns()) {
+            let Ok(seq) = self.enc.next_seq().ok_or(()) else {
+                return;
+            };
+            let Ok(dgram) = self.enc.encode_to_vec(&Message::Heartbeat(hb)) else {
+                return;
+            };
+            // Recorded before it leaves: the echo can come back at once.
+            self.link.on_sent(self.clock.now(), seq);
+            if let Err(e) = self.sock.send_to(&dgram, self.cfg.peer) {
+                tracing::debug!("heartbeat send: {e}");
+            }
+        }
+    }
+
+    /// Carry out the lease, pass everything else on; false once the node
+    /// is gone.
+    fn deliver(&mut self) -> bool {
+        while let Some(ev) = self.link.poll(self.clock.now()) {
+            let ev = match ev {
+                LinkEvent::LeaseUntil(until) => {
+                    self.lease.leases.extend_to(until, &self.clock);
+                    if let Some(f) = &self.lease.arp {
+                        f.send(Command::ArpUntil(until.0));
+                    }
                     continue;
                 }
-                DetectorEvent::PeerFailed { .. } if cfg.stop_on_failure => {
-                    *failed = true;
-                    silent.store(true, Ordering::SeqCst);
-                }
-                _ => {}
-            }
-            let _ = events.send(ev);
-        }
-    };
-    loop {
-        poll_det(&mut det, &mut failed);
-        let now = clock.now();
-        if det.poll_transmit(now) && !silent.load(Ordering::SeqCst) {
-            let hb = Heartbeat {
-                mode: mode_from_u8(mode.load(Ordering::Relaxed)),
-                vips: vips.lock().expect("vips").clone(),
+                LinkEvent::Detector(d) => HeartbeatEvent::Detector(d),
+                LinkEvent::PeerStatus(v) => HeartbeatEvent::PeerStatus(v),
+                LinkEvent::LeaseLapsed { at } => HeartbeatEvent::LeaseLapsed { at },
             };
-            if let Ok(dgram) = enc.encode_to_vec(&Message::Heartbeat(hb)) {
-                last_sent_ns.store(clock.now().0.max(1), Ordering::SeqCst);
-                if sock.send_to(&dgram, peer).await.is_ok() {
-                    stats.sent.fetch_add(1, Ordering::Relaxed);
-                }
+            if self.events.send(ev).is_err() {
+                return false;
             }
         }
-        let wait = det
+        true
+    }
+
+    fn publish_counters(&self) {
+        let mut c = self.counters.lock().expect("counters");
+        c.link.clone_from(self.link.stats());
+        c.rejected = self.rejected;
+        c.rejects = *self.dec.counters();
+    }
+
+    /// Sleep until a datagram arrives or the link's next deadline (at most
+    /// 100 ms, so commands are taken).
+    fn wait(&self) {
+        let now = self.clock.now();
+        let wait = self
+            .link
             .next_deadline()
-            .map(|d| std::time::Duration::from_nanos(d.since_ns(clock.now())))
-            .unwrap_or(std::time::Duration::from_millis(100));
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { continue };
-                let age = rx_age(&sock);
-                poll_det(&mut det, &mut failed);
-                let ok_sender = from.ip() == std::net::IpAddr::V4(*cfg.peer.ip());
-                match dec.decode(&buf[..n]) {
-                    Ok(frame) if ok_sender && frame.header.sender == cfg.peer_node
-                        && matches!(frame.msg, Message::Heartbeat(_)) => {
-                        stats.received.fetch_add(1, Ordering::Relaxed);
-                        if let (Message::Heartbeat(hb), Some(tx)) = (&frame.msg, &cfg.peer_vips) {
-                            if hb.vips != last_peer_vips {
-                                last_peer_vips = hb.vips.clone();
-                                let _ = tx.send(hb.vips.clone());
-                            }
-                        }
-                        if det.on_heartbeat(clock.now(), frame.header.epoch, frame.header.seq) == HeartbeatVerdict::Fresh {
-                            let too_old = matches!((cfg.max_refresh_age, age), (Some(max), Some(a)) if a > max);
-                            if failed || too_old {
-                                stale.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                // How long ago the heartbeat arrived: leases are
-                                // anchored at its arrival, not at this moment.
-                                on_fresh(age.unwrap_or_default());
-                            }
-                        }
-                    }
-                    _ => {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        *rejects.lock().expect("rejects") = *dec.counters();
-                    }
-                }
-            }
-            _ = tokio::time::sleep(wait) => {}
-        }
+            .map_or(Duration::from_millis(100), |d| {
+                Duration::from_nanos(d.since_ns(now))
+            })
+            .min(Duration::from_millis(100));
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd and one timespec, both live for the call.
+        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     }
 }

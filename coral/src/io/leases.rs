@@ -1,10 +1,11 @@
 //! The kernel-enforced lease (docs/DESIGN.md section 4): which service addresses
 //! this node may send from, kept in its nft `lease` set.
 //!
-//! Addresses in the refreshed set get a new element with timeout
-//! [`coral_core::Timing::lease_timeout_ns`] on every fresh
-//! authenticated heartbeat (one libnftables call for all of them, about
-//! 50 us); a witness grant makes an element permanent (and takes it out of
+//! Addresses in the refreshed set get a new element expiring when the
+//! heartbeat link says (`coral_core::HeartbeatLink`: the echo-anchored
+//! lease, at most [`coral_core::Timing::lease_timeout_ns`] past our send
+//! time of the echoed heartbeat), one libnftables call for all of them
+//! (about 50 us) on the heartbeat thread; a witness grant makes an element permanent (and takes it out of
 //! the refreshed set: a timed refresh would end the permanence); fencing
 //! revokes everything. The libnftables handle is not `Sync`: it lives under
 //! the mutex with the sets, so a refresh and a change of lease kind never
@@ -75,30 +76,52 @@ impl Leases {
         Ok(())
     }
 
-    /// A fresh authenticated heartbeat arrived `age` ago: extend every
-    /// refreshed lease to one timeout after its arrival. Anchoring at the
-    /// arrival (not at this call) keeps the lease inside the bound the peer
-    /// computes from its own last heartbeat, however late this process runs
-    /// (a loaded or just-continued process must not stretch it).
-    pub fn refresh(&self, age: std::time::Duration) {
-        let t0 = std::time::Instant::now();
+    /// Extend every refreshed lease to end at `until` (node clock; the
+    /// heartbeat link computes it, see `coral_core::HeartbeatLink`). nft
+    /// takes a relative expiry, counted from when it handles the call: if
+    /// this thread was held up for more than a millisecond around the call,
+    /// the expiry is set again from the time after it (or the leases are
+    /// withdrawn if `until` has passed), so a stall cannot stretch a lease
+    /// by more than about a millisecond plus the stall of that second call.
+    pub fn extend_to(&self, until: coral_core::Instant, clock: &crate::clock::Clock) {
         let mut g = self.inner.lock().expect("leases");
         if g.refreshed.is_empty() {
             return;
         }
-        let left = self.timeout.saturating_sub(age + t0.elapsed());
-        if left < std::time::Duration::from_millis(1) {
-            return; // already past: let the lease lapse
+        let t0 = clock.now();
+        let ok = self.set_expiry(&mut g, Duration::from_nanos(until.since_ns(t0)));
+        let t1 = clock.now();
+        if ok && t1.since_ns(t0) > 1_000_000 {
+            tracing::warn!(
+                stalled_ms = t1.since_ms(t0),
+                "lease refresh held up; setting it again"
+            );
+            self.set_expiry(&mut g, Duration::from_nanos(until.since_ns(t1)));
         }
+    }
+
+    /// One nft call setting every refreshed lease to expire in `left`
+    /// (withdrawn if under the 1 ms nft can express); true if nft accepted.
+    fn set_expiry(&self, g: &mut Inner, left: Duration) -> bool {
         let script: String = g
             .refreshed
             .iter()
-            .map(|v| nft::refresh_lease_until(&self.fence, *v, self.timeout, left))
+            .map(|v| {
+                if left < Duration::from_millis(1) {
+                    nft::revoke_lease(&self.fence, *v)
+                } else {
+                    nft::refresh_lease_until(&self.fence, *v, self.timeout, left)
+                }
+            })
             .collect();
-        match g.nft.run(&script) {
-            Ok(_) => self.refreshes.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.refresh_errors.fetch_add(1, Ordering::Relaxed),
+        let ok = g.nft.run(&script).is_ok();
+        let counter = if ok {
+            &self.refreshes
+        } else {
+            &self.refresh_errors
         };
+        counter.fetch_add(1, Ordering::Relaxed);
+        ok
     }
 
     /// Stop refreshing every lease (they lapse within one timeout); used

@@ -287,6 +287,16 @@ pub struct Heartbeat {
     pub mode: ModeTag,
     /// Per service address state (at most [`MAX_VIPS`]).
     pub vips: Vec<VipStatus>,
+    /// Sequence number of the last fresh heartbeat the sender received from
+    /// us (0 = none yet). The receiver extends its lease from its own send
+    /// time of that heartbeat (docs/DESIGN.md section 4).
+    pub echo: u64,
+    /// The sender's wall clock when it sent this heartbeat (unix ns). Only
+    /// measured (one-way delay), never decided on.
+    pub sent_unix_ns: u64,
+    /// An immediate answer to a fresh heartbeat (not on the sender's
+    /// schedule): it is not answered in turn.
+    pub answer: bool,
 }
 
 /// Why the witness refused a grant.
@@ -506,6 +516,9 @@ impl Message {
             Message::Heartbeat(hb) => {
                 check_len(hb.vips.len(), MAX_VIPS, "vips")?;
                 w.u8(hb.mode as u8);
+                w.u64(hb.echo);
+                w.u64(hb.sent_unix_ns);
+                w.u8(u8::from(hb.answer));
                 w.u16(hb.vips.len() as u16);
                 for v in &hb.vips {
                     w.ip(v.vip);
@@ -603,6 +616,12 @@ impl Message {
             (Channel::Log, 5) => Message::Log(LogMsg::LogAck { id: r.u64()? }),
             (Channel::Heartbeat, 1) => {
                 let mode = ModeTag::from_u8(r.u8()?)?;
+                let (echo, sent_unix_ns) = (r.u64()?, r.u64()?);
+                let answer = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(PayloadError::Invalid("answer flag")),
+                };
                 let n = r.count("vips", MAX_VIPS)?;
                 let mut vips = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -612,7 +631,13 @@ impl Message {
                         mode: ModeTag::from_u8(r.u8()?)?,
                     });
                 }
-                Message::Heartbeat(Heartbeat { mode, vips })
+                Message::Heartbeat(Heartbeat {
+                    mode,
+                    vips,
+                    echo,
+                    sent_unix_ns,
+                    answer,
+                })
             }
             (Channel::Witness, 1) => Message::Witness(WitnessMsg::Request {
                 vip: r.ip()?,

@@ -24,6 +24,9 @@ fn hb() -> Message {
             epoch: Epoch(3),
             mode: ModeTag::Duplex,
         }],
+        echo: 41,
+        sent_unix_ns: 1_795_000_000_000_000_000,
+        answer: true,
     })
 }
 
@@ -103,6 +106,9 @@ fn largest_messages_fit_default_limits() {
         Message::Heartbeat(Heartbeat {
             mode: ModeTag::Duplex,
             vips,
+            echo: 0,
+            sent_unix_ns: 0,
+            answer: false,
         }),
         Message::Witness(WitnessMsg::Refuse {
             vip: Ipv4Addr::LOCALHOST,
@@ -529,6 +535,9 @@ fn encode_rejects_out_of_range_fields() {
             };
             MAX_VIPS + 1
         ],
+        echo: 0,
+        sent_unix_ns: 0,
+        answer: false,
     });
     assert!(e.encode_to_vec(&too_many).is_err());
 }
@@ -667,8 +676,19 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }),
             0..=MAX_VIPS,
         ),
+        any::<u64>(),
+        any::<u64>(),
+        any::<bool>(),
     )
-        .prop_map(|(mode, vips)| Message::Heartbeat(Heartbeat { mode, vips }));
+        .prop_map(|(mode, vips, echo, sent_unix_ns, answer)| {
+            Message::Heartbeat(Heartbeat {
+                mode,
+                vips,
+                echo,
+                sent_unix_ns,
+                answer,
+            })
+        });
     let reason = prop_oneof![
         arb_node().prop_map(|holder| RefuseReason::AlreadyGranted { holder }),
         (arb_epoch(), arb_node())
