@@ -158,6 +158,27 @@ impl CpuGroup {
         fs::write(&p, value).with_context(|| format!("writing {value} to {}", p.display()))
     }
 
+    /// The group's `cgroup.procs` (and the matching cpuacct group's), open
+    /// for writing: a child writes `0` to each before it execs, so it starts
+    /// inside the group. Moving a running process in later fails (EINVAL)
+    /// once one of its threads runs a real-time policy, as the node's
+    /// heartbeat thread does where permitted (cgroup v1 with RT group
+    /// scheduling: a group has no real-time runtime by default); inside the
+    /// group that thread is refused `SCHED_FIFO` and takes a nice value.
+    pub fn procs_files(&self) -> Result<Vec<fs::File>> {
+        let mut paths = vec![self.path.join("cgroup.procs")];
+        paths.extend(self.acct_path().map(|a| a.join("cgroup.procs")));
+        paths
+            .into_iter()
+            .map(|p| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .with_context(|| format!("open {}", p.display()))
+            })
+            .collect()
+    }
+
     /// Move process `pid` (all its threads) into the group, and into the
     /// cpuacct group of the same name when one exists (see [`CpuGroup::usage_ns`]).
     pub fn add_pid(&self, pid: u32) -> Result<()> {

@@ -403,17 +403,28 @@ impl Topology for Netns {
             .append(true)
             .open(&spec.log)
             .with_context(|| format!("open {}", spec.log.display()))?;
+        // The host's CPU group, joined by the child itself before it execs.
+        let procs = match &info.cgroup {
+            Some(cg) => crate::conditions::CpuGroup { path: cg.into() }
+                .procs_files()
+                .with_context(|| format!("put {} into {cg}", spec.host))?,
+            None => Vec::new(),
+        };
         let mut cmd = Command::new(prog);
         cmd.args(&spec.argv[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: setns(2) and setsid(2) are async-signal-safe; the namespace
-        // file was opened before the fork.
+        // SAFETY: setns(2), write(2) and setsid(2) are async-signal-safe; the
+        // namespace and cgroup files were opened before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sched::setns(&nsfile, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(std::io::Error::from)?;
+                for f in &procs {
+                    // "0" is the writing process (cgroup v1).
+                    nix::unistd::write(f, b"0").map_err(std::io::Error::from)?;
+                }
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
                 Ok(())
             });
@@ -424,13 +435,6 @@ impl Topology for Netns {
         let pid = child.id();
         // The child is reaped in destroy (waitpid) or by init once we exit.
         drop(child);
-        if let Some(cg) = &info.cgroup {
-            let g = crate::conditions::CpuGroup { path: cg.into() };
-            if let Err(e) = g.add_pid(pid) {
-                let _ = kill_and_wait(&[pid]);
-                return Err(e.context(format!("put {} into {cg}", spec.host)));
-            }
-        }
         if let Some(hi) = h.state.hosts.get_mut(&spec.host) {
             hi.pids.push(pid);
         }
