@@ -615,18 +615,21 @@ async fn read_reply(conn: &mut Conn, expected_size: u64) -> Result<Reply, Failur
 /// Claims up to `want` requests from the shared count (all of them when
 /// the run is not counted); returns how many.
 fn claim(shared: &Shared, want: u32) -> u64 {
-    let Some(rem) = &shared.remaining else {
-        return u64::from(want);
-    };
-    let mut got = 0;
-    while got < u64::from(want)
-        && rem
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
-            .is_ok()
-    {
-        got += 1;
+    match &shared.remaining {
+        Some(rem) => claim_from(rem, u64::from(want)),
+        None => u64::from(want),
     }
-    got
+}
+
+/// Takes `min(want, remaining)` from `remaining` in one atomic step, so a
+/// pipelined round is claimed whole: two clients claiming at once cannot
+/// split one round between them (one request each at a time did).
+fn claim_from(remaining: &AtomicU64, want: u64) -> u64 {
+    remaining
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+            (r > 0 && want > 0).then(|| r - r.min(want))
+        })
+        .map_or(0, |before| before.min(want))
 }
 
 /// How a round of requests ended, besides the replies read.
@@ -860,6 +863,35 @@ async fn client_loop(client: u32, target: Arc<Target>, shared: Arc<Shared>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_is_claimed_whole() {
+        let rem = AtomicU64::new(10);
+        let got: Vec<u64> = (0..4).map(|_| claim_from(&rem, 4)).collect();
+        assert_eq!(got, vec![4, 4, 2, 0]);
+        assert_eq!(claim_from(&AtomicU64::new(3), 0), 0);
+        // Clients claiming at once: 4 rounds of 4, none split.
+        let rem = std::sync::Arc::new(AtomicU64::new(16));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rem = rem.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        match claim_from(&rem, 4) {
+                            0 => return mine,
+                            n => mine.push(n),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(all, vec![4; 4]);
+    }
 
     #[tokio::test]
     async fn urls_get_size_and_port() {
