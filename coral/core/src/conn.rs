@@ -22,7 +22,7 @@ use crate::replylog::{LogOutcome, ReplyLog, ReplyLogError, RequestRecord};
 use crate::seq::SeqNum;
 use crate::shadow::{LocalTcpDefaults, ShadowTcp};
 use crate::types::{FourTuple, Instant, NegotiatedOptions};
-use crate::wire::TcpSegment;
+use crate::wire::{build_ipv4_tcp_packet, TcpFlags, TcpOptions, TcpRepr, TcpSegment};
 
 /// Limits and fallbacks for one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +240,15 @@ pub struct TakeoverState {
     /// shell may re-inject it like late segments (step 4), or leave it to
     /// the client's retransmission.
     pub out_of_order: Vec<(SeqNum, Vec<u8>)>,
+    /// What the rebuilt socket must still receive from the client beyond
+    /// its receive queue, as bare IPv4 packets from the client (fresh
+    /// checksums, the client's last window and timestamps, acknowledging
+    /// `send_queue_seq`): one per `out_of_order` run, and the client's FIN
+    /// at its sequence number if it is at or after `rcv_nxt`. The shell
+    /// injects them once the socket is out of repair mode; the socket then
+    /// holds the data beyond the hole (and SACKs it, so the client
+    /// retransmits the hole at once) and sees the FIN.
+    pub carry_over: Vec<Vec<u8>>,
 }
 
 /// Why a connection cannot be rebuilt now.
@@ -526,6 +535,12 @@ impl Conn {
             rcv_wup: rcv_nxt.0,
         };
         let client_fin = self.shadow.client_fin() == Some(rcv_nxt);
+        let out_of_order: Vec<(SeqNum, Vec<u8>)> = self
+            .reasm
+            .out_of_order_runs()
+            .map(|(off, b)| (self.reasm.seq_at(off), b.to_vec()))
+            .collect();
+        let carry_over = self.carry_over(&out_of_order, rcv_nxt, snd_una, srv.timestamps);
         Ok(TakeoverState {
             tuple: self.tuple,
             send_queue_seq: snd_una,
@@ -539,12 +554,49 @@ impl Conn {
             window,
             client_fin,
             pending_requests: self.log.pending_requests().len(),
-            out_of_order: self
-                .reasm
-                .out_of_order_runs()
-                .map(|(off, b)| (self.reasm.seq_at(off), b.to_vec()))
-                .collect(),
+            out_of_order,
+            carry_over,
         })
+    }
+
+    /// [`TakeoverState::carry_over`]: the client's out-of-order runs and
+    /// its FIN (if at or after `rcv_nxt`) as IPv4 packets from the client.
+    fn carry_over(
+        &self,
+        runs: &[(SeqNum, Vec<u8>)],
+        rcv_nxt: SeqNum,
+        ack: SeqNum,
+        timestamps: bool,
+    ) -> Vec<Vec<u8>> {
+        let t = self.tuple;
+        let mut options = TcpOptions::default();
+        if timestamps {
+            let val = self.shadow.last_tsval().map_or(0, |(v, _)| v);
+            let ecr = self.shadow.last_tsecr().map_or(0, |(e, _)| e);
+            options.timestamps = Some((val, ecr));
+        }
+        let segment = |seq: SeqNum, flags: u8, data: &[u8]| {
+            let repr = TcpRepr {
+                src_port: t.client_port,
+                dst_port: t.server_port,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: self.shadow.window_raw(),
+                options,
+            };
+            build_ipv4_tcp_packet(t.client_ip, t.server_ip, 64, 0, &repr, data).ok()
+        };
+        let mut out: Vec<Vec<u8>> = runs
+            .iter()
+            .filter_map(|(seq, data)| segment(*seq, TcpFlags::ACK | TcpFlags::PSH, data))
+            .collect();
+        if let Some(fin) = self.shadow.client_fin() {
+            if !fin.before(rcv_nxt) {
+                out.extend(segment(fin, TcpFlags::ACK | TcpFlags::FIN, &[]));
+            }
+        }
+        out
     }
 
     /// The connection's 4-tuple.

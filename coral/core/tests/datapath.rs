@@ -4,7 +4,7 @@
 //! computed here by hand.
 
 use coral_core::wire::{
-    build_tcp_frame, EthernetAddress, SackBlock, TcpFlags, TcpOptions, TcpRepr,
+    build_tcp_frame, EthernetAddress, SackBlock, TcpFlags, TcpOptions, TcpRepr, TcpSegment,
 };
 use coral_core::LocalTcpDefaults;
 use coral_core::SeqNum;
@@ -605,6 +605,16 @@ fn fin_then_close_and_rst() {
         .unwrap();
     assert!(q.client_fin);
     assert_eq!(q.rcv_nxt, SeqNum(c + 1 + req.len() as u32));
+    // The FIN is carried over at its sequence number (the repair queue
+    // cannot hold it).
+    let fin: Vec<_> = q
+        .carry_over
+        .iter()
+        .map(|p| TcpSegment::parse_ipv4(p).unwrap())
+        .collect();
+    assert_eq!(fin.len(), 1);
+    assert!(fin[0].flags.fin() && fin[0].payload.is_empty());
+    assert_eq!(fin[0].seq, q.rcv_nxt);
     let r = response("bye");
     t.log_reply(&tuple(p), 0, &r).unwrap();
     // Client ACKs the reply and the server's FIN: both FINs done, forgotten.
@@ -899,6 +909,16 @@ fn out_of_order_data_is_reported_for_reinjection() {
     );
     assert_eq!(q.recv_queue, req.to_vec());
     assert_eq!(q.out_of_order, vec![(SeqNum(far), b"GET /y".to_vec())]);
+    // Carried over as one packet from the client: the run at its sequence
+    // number, acknowledging the client's last ACK, checksums valid.
+    assert_eq!(q.carry_over.len(), 1);
+    let seg = TcpSegment::parse_ipv4(&q.carry_over[0]).unwrap();
+    assert_eq!(
+        (seg.seq, seg.ack, seg.payload),
+        (SeqNum(far), q.send_queue_seq, &b"GET /y"[..])
+    );
+    assert_eq!(seg.client_tuple(), tuple(p));
+    assert!(!seg.flags.fin());
     // Kernel checks of TCP_REPAIR_WINDOW hold.
     assert!(q.window.max_window >= q.window.snd_wnd);
     assert!(!SeqNum(q.window.snd_wl1).after(q.rcv_nxt + q.window.rcv_wnd));
