@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -466,7 +467,12 @@ async fn serve_one(stream: TcpStream, ctx: LogServer) {
             return;
         };
         if !applied.acking {
-            return; // snapshot taken: never acknowledge again
+            // Snapshot taken: never acknowledge again. The primary is taken
+            // for failed, so the connection goes silently (repair mode, then
+            // close): a FIN to a cut-off peer would be retransmitted on the
+            // survivor's timer for minutes.
+            let _ = crate::io::repair::set_repair(wr.as_ref().as_raw_fd(), true);
+            return;
         }
         ctx.stats
             .entries
