@@ -15,11 +15,16 @@
 //! 2. `BuildRepairedSockets` ([`Takeover::rebuild`]): snapshot the shadow
 //!    state and rebuild every restorable connection with `TCP_REPAIR`,
 //!    before the address is local (`IP_TRANSPARENT`), so no client segment
-//!    finds no socket and draws an RST.
+//!    finds no socket and draws an RST; each is registered (nudge and
+//!    fence) as it is built and stays in repair mode, silent.
 //! 3. `SetLease` ([`Takeover::lease`]) and `AddVip` ([`Takeover::add_address`]):
 //!    lease the address in the fence, add it to the LAN interface.
-//! 4. `InjectLateFrames` ([`Takeover::reinject`]): re-inject client data held
-//!    since the snapshot past each socket's receive point (the kernel
+//! 4. `InjectLateFrames` ([`Takeover::reinject`]): every socket leaves
+//!    repair mode now that it is leased and local (before, the node's own
+//!    lease dropped the window probe) and writes a filler byte that gives
+//!    the kernel an RTT sample ([`FILLER`]); then inject the client's
+//!    out-of-order data and FIN the front recorded, and the client data
+//!    held since the snapshot past each socket's receive point (the kernel
 //!    dropped it while the address was not local).
 //! 5. `FlushLoggedReplies` ([`Takeover::hand_over`]): write the
 //!    logged-but-unacknowledged reply bytes as ordinary data, hand each
@@ -39,6 +44,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -51,11 +57,12 @@ use crate::io::afpacket::PacketSocket;
 use crate::io::front::{Command, Front, Mode};
 use crate::io::heartbeat::{HeartbeatCmd, HeartbeatHandle};
 use crate::io::leases::Leases;
+use crate::io::live_conns::{self, LiveConn};
 use crate::io::logchan::LogClient;
 use crate::io::logged_io::{LogFuture, ReplyLogger};
 use crate::io::netcfg::{Iface, NetCfg};
 use crate::io::repair::{self, RepairSpec};
-use crate::io::{announce, fencing, live_conns, primary};
+use crate::io::{announce, fencing, primary};
 
 /// The logger of a node without a peer: every reply is "logged" at once.
 pub struct SimplexLogger;
@@ -81,8 +88,14 @@ pub struct TakeoverReport {
     pub failed: usize,
     /// Segments re-injected.
     pub reinjected: usize,
+    /// Client segments the front had recorded beyond a rebuilt socket's
+    /// receive queue (out-of-order data, a FIN) injected after repair.
+    pub carried_over: usize,
     /// Bytes of logged, unacknowledged replies written after repair.
     pub unacked_bytes: usize,
+    /// Rebuilt connections whose logged reply tail could not be written at
+    /// hand-over (each also a `tail-unwritable` event).
+    pub tails_unwritable: usize,
     /// Step durations, in order: (name, duration).
     pub steps: Vec<(&'static str, Duration)>,
     /// Gratuitous-ARP rounds until the outside host answered (0 = never).
@@ -189,13 +202,15 @@ impl TakeoverCtx {
     }
 }
 
-fn spec_of(s: &TakeoverState, close_mark: u32) -> RepairSpec {
+/// The rebuild of `s` (its receive queue moves into the spec: no copy).
+fn spec_of(s: &mut TakeoverState, close_mark: u32) -> RepairSpec {
     RepairSpec {
         local: SocketAddrV4::new(s.tuple.server_ip, s.tuple.server_port),
         remote: SocketAddrV4::new(s.tuple.client_ip, s.tuple.client_port),
-        send_seq: s.send_queue_seq.0,
+        // One byte early: the filler ([`FILLER`]) goes there.
+        send_seq: s.send_queue_seq.0.wrapping_sub(1),
         recv_seq: s.recv_queue_seq.0,
-        recv_queue: s.recv_queue.clone(),
+        recv_queue: std::mem::take(&mut s.recv_queue),
         options: s.options,
         timestamp: s.timestamp,
         window: s.window,
@@ -252,77 +267,196 @@ fn inject(fd: &OwnedFd, packet: &[u8], dst: Ipv4Addr) -> io::Result<()> {
 pub struct Restored {
     /// The connection.
     pub tuple: FourTuple,
-    /// Its socket (out of repair mode).
+    /// Its socket (in repair mode until [`Restored::leave_repair`]).
     pub stream: TcpStream,
+    /// Its registration (nudge and fence), made as the socket was built,
+    /// before any byte is written to it.
+    pub live: LiveConn,
     /// Logged reply bytes the client has not acknowledged: write them first.
     pub unacked: Vec<u8>,
+    /// How many of `unacked` are written.
+    pub written: usize,
+    /// Client segments the socket must still see: out-of-order data and
+    /// the client's FIN (`TakeoverState::carry_over`), injected at step 4.
+    pub carry_over: Vec<Vec<u8>>,
+}
+
+impl Restored {
+    /// Rebuild `state`'s connection (in repair mode) and register it: the
+    /// one way a socket on a service address is created at a takeover
+    /// (accepted sockets register in [`primary::serve`]).
+    fn new(mut state: TakeoverState, close_mark: u32) -> io::Result<Restored> {
+        let stream = repair::build_in_repair(&spec_of(&mut state, close_mark))?;
+        let live = live_conns::register(stream.as_raw_fd());
+        Ok(Restored {
+            tuple: state.tuple,
+            stream,
+            live,
+            unacked: state.unacked_replies,
+            written: 0,
+            carry_over: state.carry_over,
+        })
+    }
+
+    /// Leave repair mode and write the [`FILLER`]: the kernel's window
+    /// probe and the filler both draw an ACK from the client, so call it
+    /// once the lease and the address are in place (before, the node's own
+    /// lease drops them). Until the filler is written the socket's next
+    /// sequence number is one below the client's acknowledgement, so the
+    /// kernel drops client segments as acknowledging unsent data: write it
+    /// before any client segment is re-injected.
+    pub fn leave_repair(&mut self) -> io::Result<()> {
+        use std::io::Write;
+        repair::leave_repair(self.stream.as_raw_fd())?;
+        self.stream.set_nonblocking(true)?;
+        match self.stream.write(&FILLER)? {
+            1 => Ok(()),
+            // A fresh socket's empty send buffer always takes one byte.
+            _ => Err(io::Error::other("the filler byte was not taken")),
+        }
+    }
+
+    /// Logged reply bytes not written yet.
+    pub fn tail(&self) -> &[u8] {
+        &self.unacked[self.written..]
+    }
 }
 
 /// Where each rebuilt socket's receive queue ends (for step 4).
 pub type ReceivePoints = HashMap<FourTuple, coral_core::SeqNum>;
 
 /// Step 7, late half: a connection whose handshake completed after the
-/// takeover (the front reports its state) is rebuilt, its logged reply
-/// bytes written, and handed to the HTTP server.
+/// takeover (the front reports its state) is rebuilt, registered, out of
+/// repair mode at once (the lease and the address are in place), its
+/// logged reply bytes written, and handed to the HTTP server.
 pub fn restore_late(
     ctx: &TakeoverCtx,
     tuple: FourTuple,
     state: std::result::Result<TakeoverState, String>,
 ) {
     let r = state.map_err(io::Error::other).and_then(|state| {
-        let stream = repair::build_repaired_socket(&spec_of(&state, ctx.close_mark))?;
-        Ok(Restored {
-            tuple,
-            stream,
-            unacked: state.unacked_replies,
-        })
+        let mut r = Restored::new(state, ctx.close_mark)?;
+        r.leave_repair()?;
+        Ok(r)
     });
-    match r {
-        Ok(mut r) => {
-            ctx.events
-                .record("handshake-restored", &r.tuple.to_string());
-            if write_unacked(&mut r).is_ok() {
-                hand_off(r, Arc::new(SimplexLogger), ctx.app.clone(), ctx.close_mark);
-            }
+    let mut r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%tuple, "rebuilding after its handshake: {e}");
+            return;
         }
-        Err(e) => tracing::warn!(%tuple, "rebuilding after its handshake: {e}"),
+    };
+    ctx.events
+        .record("handshake-restored", &r.tuple.to_string());
+    match write_unacked(&mut r) {
+        Ok(_) => hand_off(r, &Serving::of(ctx)),
+        Err(e) => tail_unwritable(&ctx.events, r.tuple, r.tail().len(), &e),
     }
 }
+
+/// The byte a rebuilt socket writes first, at the client's last
+/// acknowledged sequence number (its send queue starts one byte early).
+/// The client already has that byte: it discards the copy unread and
+/// acknowledges at once, and that ACK covers data the rebuilt socket sent,
+/// so the kernel takes a true RTT sample from it. Without one the socket
+/// would keep the 3 s fallback RTO of a connection without an RTT estimate
+/// until its first data was acknowledged (docs/DESIGN.md 5, step 4).
+const FILLER: [u8; 1] = [0];
 
 /// Step 5, first half: write what can be written at once of each socket's
 /// logged-but-unacknowledged reply bytes (they leave immediately; bytes put
 /// in the repair send queue would wait for a retransmission timeout).
-/// Returns how many bytes were written now; the rest stays in `r.unacked`.
+/// Returns how many bytes were written now; the rest is [`Restored::tail`].
 pub fn write_unacked(r: &mut Restored) -> io::Result<usize> {
     use std::io::Write;
-    r.stream.set_nonblocking(true)?;
-    let mut off = 0;
-    while off < r.unacked.len() {
-        match r.stream.write(&r.unacked[off..]) {
+    let start = r.written;
+    while r.written < r.unacked.len() {
+        match r.stream.write(&r.unacked[r.written..]) {
             Ok(0) => break,
-            Ok(n) => off += n,
+            Ok(n) => r.written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
     }
-    r.unacked.drain(..off);
-    Ok(off)
+    Ok(r.written - start)
 }
 
-/// Step 5, second half: give a rebuilt connection to the HTTP server once
-/// the rest of its unacknowledged reply bytes are written.
-fn hand_off(
-    r: Restored,
+/// Write `tail` to `stream`, eliciting an ACK from the client whenever the
+/// connection is nudged meanwhile (the connection's task does the nudge,
+/// as [`crate::io::logged_io::LoggedStream`] does once it serves).
+async fn write_tail(
+    stream: &mut tokio::net::TcpStream,
+    tail: &[u8],
+    nudge: &live_conns::Nudge,
+) -> io::Result<()> {
+    use tokio::io::AsyncWrite;
+    let fd = stream.as_raw_fd();
+    let mut off = 0;
+    std::future::poll_fn(|cx| loop {
+        if nudge.take(cx) {
+            if let Err(e) = repair::elicit_ack(fd) {
+                tracing::warn!("eliciting an ACK while writing a logged tail: {e}");
+            }
+        }
+        if off == tail.len() {
+            return Poll::Ready(Ok(()));
+        }
+        match std::pin::Pin::new(&mut *stream).poll_write(cx, &tail[off..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => off += n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// A logged tail that could not be written: the client will not get those
+/// bytes from this node. Counted (`tail-unwritable` in events.csv).
+fn tail_unwritable(events: &EventLog, tuple: FourTuple, left: usize, e: &io::Error) {
+    tracing::warn!(%tuple, "{left} logged reply bytes could not be written after the takeover: {e}");
+    events.record(
+        "tail-unwritable",
+        &format!("conn={tuple} left={left} error={}", e.kind()),
+    );
+}
+
+/// What a rebuilt connection is handed to the HTTP server with.
+struct Serving {
     logger: Arc<dyn ReplyLogger>,
     app: Arc<workload::cgi::CgiConfig>,
     mark: u32,
-) {
-    let tuple = r.tuple;
-    let rest = r.unacked;
-    let stream = match r
-        .stream
+    events: EventLog,
+}
+
+impl Serving {
+    /// A node without a peer serves rebuilt connections: replies are not
+    /// logged.
+    fn of(ctx: &TakeoverCtx) -> Serving {
+        Serving {
+            logger: Arc::new(SimplexLogger),
+            app: ctx.app.clone(),
+            mark: ctx.close_mark,
+            events: ctx.events.clone(),
+        }
+    }
+}
+
+/// Step 5, second half: give a rebuilt connection to the HTTP server once
+/// the rest of its unacknowledged reply bytes are written (nudged and
+/// fenced meanwhile like any served connection: it is registered).
+fn hand_off(r: Restored, to: &Serving) {
+    let Restored {
+        tuple,
+        stream,
+        live,
+        unacked,
+        written,
+        ..
+    } = r;
+    let mut stream = match stream
         .set_nonblocking(true)
-        .and_then(|_| tokio::net::TcpStream::from_std(r.stream))
+        .and_then(|_| tokio::net::TcpStream::from_std(stream))
     {
         Ok(s) => s,
         Err(e) => {
@@ -331,21 +465,19 @@ fn hand_off(
         }
     };
     let _ = stream.set_nodelay(true);
-    if rest.is_empty() {
-        primary::spawn_connection(stream, tuple, logger, None, app, mark);
-    } else {
-        tokio::spawn(async move {
-            let mut stream = stream;
-            match tokio::io::AsyncWriteExt::write_all(&mut stream, &rest).await {
-                Ok(()) => primary::spawn_connection(stream, tuple, logger, None, app, mark),
-                Err(e) => tracing::warn!(
-                    %tuple,
-                    "writing the last {} logged reply bytes after the takeover: {e}",
-                    rest.len()
-                ),
-            }
-        });
+    let (logger, app, mark) = (to.logger.clone(), to.app.clone(), to.mark);
+    if written == unacked.len() {
+        primary::spawn_connection(stream, live, tuple, logger, None, app, mark);
+        return;
     }
+    let events = to.events.clone();
+    tokio::spawn(async move {
+        let tail = &unacked[written..];
+        match write_tail(&mut stream, tail, &live.nudge()).await {
+            Ok(()) => primary::spawn_connection(stream, live, tuple, logger, None, app, mark),
+            Err(e) => tail_unwritable(&events, tuple, tail.len(), &e),
+        }
+    });
 }
 
 /// `k=v` pairs of a breakdown, for events.csv.
@@ -401,16 +533,12 @@ impl Takeover {
         let t = report.step("snapshot", t);
         for (tuple, r) in states {
             match r {
-                Ok(s) => match repair::build_repaired_socket(&spec_of(&s, ctx.close_mark)) {
-                    Ok(stream) => {
-                        self.points.insert(tuple, s.rcv_nxt);
-                        self.restored.push(Restored {
-                            tuple,
-                            stream,
-                            unacked: s.unacked_replies,
-                        });
+                Ok(s) => match (s.rcv_nxt, Restored::new(s, ctx.close_mark)) {
+                    (rcv_nxt, Ok(r)) => {
+                        self.points.insert(tuple, rcv_nxt);
+                        self.restored.push(r);
                     }
-                    Err(e) => {
+                    (_, Err(e)) => {
                         report.failed += 1;
                         tracing::warn!(%tuple, "rebuilding: {e}");
                     }
@@ -450,15 +578,37 @@ impl Takeover {
         Ok(())
     }
 
-    /// Step 4 (the address is local now): re-inject client data held since
-    /// the snapshot past each rebuilt socket's receive point.
+    /// Step 4 (the lease and the address are in place now): every rebuilt
+    /// socket leaves repair mode, so the kernel's window probe reaches the
+    /// client; then the client segments each socket must still see (its
+    /// carry-over, then data held since the snapshot past its receive
+    /// point) are injected.
     pub async fn reinject(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
+        let report = &mut self.report;
+        self.restored.retain_mut(|r| match r.leave_repair() {
+            Ok(()) => true,
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(tuple = %r.tuple, "leaving repair mode: {e}");
+                false
+            }
+        });
         let front = ctx.front()?;
         front.send(Command::Mode(Mode::Idle));
         let held = front.call(Command::TakeHeld).await?;
-        if !held.is_empty() {
+        let carry: Vec<Vec<u8>> = self
+            .restored
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.carry_over))
+            .collect();
+        if !held.is_empty() || !carry.is_empty() {
             let fd = raw_inject_socket()?;
+            for pkt in &carry {
+                if inject(&fd, pkt, *self.vip.ip()).is_ok() {
+                    self.report.carried_over += 1;
+                }
+            }
             for frame in &held {
                 let Ok(p) = parse_frame(frame) else { continue };
                 let FramePayload::Tcp(seg) = p.payload else {
@@ -483,11 +633,16 @@ impl Takeover {
     /// listener on the address for new connections.
     pub fn hand_over(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
-        let logger: Arc<dyn ReplyLogger> = Arc::new(SimplexLogger);
+        let serving = Serving::of(ctx);
         for mut r in std::mem::take(&mut self.restored) {
             self.report.unacked_bytes += r.unacked.len();
-            write_unacked(&mut r)?;
-            hand_off(r, logger.clone(), ctx.app.clone(), ctx.close_mark);
+            match write_unacked(&mut r) {
+                Ok(_) => hand_off(r, &serving),
+                Err(e) => {
+                    self.report.tails_unwritable += 1;
+                    tail_unwritable(&ctx.events, r.tuple, r.tail().len(), &e);
+                }
+            }
         }
         self.watch_handshakes(ctx)?;
         let t = self.report.step("handoff", t);
@@ -495,7 +650,7 @@ impl Takeover {
             primary::listen(self.vip).with_context(|| format!("listening on {}", self.vip))?;
         tokio::spawn(primary::serve(
             listener,
-            logger,
+            serving.logger,
             None,
             ctx.app.clone(),
             ctx.close_mark,
@@ -538,14 +693,16 @@ impl Takeover {
         ctx.events.record(
             "takeover",
             &format!(
-                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} unacked_bytes={} rounds={} nudged={} skipped={:?}",
+                "{} restored={} handshakes={} snapshot={} failed={} reinjected={} carried_over={} unacked_bytes={} tails_unwritable={} rounds={} nudged={} skipped={:?}",
                 fmt_breakdown(&r.breakdown()),
                 r.restored,
                 r.handshakes,
                 r.snapshot_conns,
                 r.failed,
                 r.reinjected,
+                r.carried_over,
                 r.unacked_bytes,
+                r.tails_unwritable,
                 r.announce_rounds,
                 r.nudged,
                 r.skipped

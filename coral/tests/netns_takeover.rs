@@ -538,3 +538,52 @@ print(b, c, port == s.getsockname()[1])",
     assert!(ev.contains("handshakes=1"), "{ev}");
     assert!(ev.contains(",handshake-restored,"), "{ev}");
 }
+
+/// `TcpExtTCPTimeouts` (retransmission timeouts that fired) in namespace `ns`.
+fn tcp_timeouts(ns: &str) -> u64 {
+    let out = common::sh(&["ip", "netns", "exec", ns, "cat", "/proc/net/netstat"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = (lines[0], lines[1]);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "TCPTimeouts")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("TcpExt TCPTimeouts")
+}
+
+/// Rebuilt sockets behave like warm ones (issue "No client ever waits on a
+/// timer"): a link cut of the primary while 8 keep-alive clients fetch
+/// 1 MB replies (most of a reply is in flight or still to be written from
+/// the log at the cut) completes every request without a retransmission
+/// timeout firing anywhere a client could feel it: neither in the
+/// client's namespace nor in the survivor's.
+#[test]
+fn netns_link_cut_with_1mb_replies_fires_no_retransmission_timeout() {
+    let d = Duplex::start("tto", 10, 3);
+    let before = (tcp_timeouts(&d.c), tcp_timeouts(&d.b));
+    let (s, _, _) = load_across_cut(&d, 5, Duration::from_millis(2000), &["--size", "1048576"]);
+    let after = (tcp_timeouts(&d.c), tcp_timeouts(&d.b));
+    let ss = common::sh(&["ip", "netns", "exec", &d.b, "ss", "-tinoH"]);
+    let ctx = format!(
+        "{s}\nsurvivor's sockets:\n{}\n{}",
+        String::from_utf8_lossy(&ss.stdout),
+        d.logs()
+    );
+    assert_eq!(s["errors"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(s["requests_lost"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(s["digest_mismatches"].as_u64(), Some(0), "{ctx}");
+    assert!(d.events("server-b").contains(",takeover,"), "{ctx}");
+    eprintln!(
+        "TCPTimeouts client {}->{} survivor {}->{}; {s}\n{}{}",
+        before.0,
+        after.0,
+        before.1,
+        after.1,
+        d.events("server-a"),
+        d.events("server-b")
+    );
+    assert_eq!(after.0, before.0, "a timeout fired in the client: {ctx}");
+    assert_eq!(after.1, before.1, "a timeout fired in the survivor: {ctx}");
+}

@@ -12,7 +12,9 @@
 //!   heard its peer, without a fault before them; a node starting before its
 //!   peer reports `ever_heard=false`, which is not counted), `lease_lapses`
 //!   (`lease-lapsed` rows without a fault before them),
-//!   `takeover_restored` (connections rebuilt).
+//!   `takeover_restored` (connections rebuilt), `tails_unwritable`
+//!   (`tail-unwritable` rows: a rebuilt connection whose logged reply tail
+//!   could not be written).
 //! - heartbeat one-way delay: `hb_delay_p50_ms`, `hb_delay_p99_ms`,
 //!   `hb_delay_max_ms`, from each node's last `counters` row, the larger of
 //!   the nodes' values.
@@ -72,6 +74,8 @@ pub struct FailoverFacts {
     pub restored: Option<f64>,
     /// `lease-lapsed` rows with no fault injected at or before them.
     pub lease_lapses: u64,
+    /// `tail-unwritable` rows (any host, any time).
+    pub tails_unwritable: u64,
 }
 
 /// Derives [`FailoverFacts`] from the merged events of a repetition whose
@@ -96,6 +100,10 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
         .iter()
         .filter(|e| e.event == "lease-lapsed")
         .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
+        .count() as u64;
+    facts.tails_unwritable = events
+        .iter()
+        .filter(|e| e.event == "tail-unwritable")
         .count() as u64;
     let Some(t0) = fault_at else {
         return facts;
@@ -267,6 +275,7 @@ pub fn summary_extras(
     m.insert("false_detections".into(), facts.false_detections as f64);
     m.insert("lease_lapses".into(), facts.lease_lapses as f64);
     m.extend(heartbeat_delay(&events));
+    m.insert("tails_unwritable".into(), facts.tails_unwritable as f64);
     if let Some(r) = facts.restored {
         m.insert("takeover_restored".into(), r);
     }
@@ -363,6 +372,12 @@ mod tests {
                 "gratuitous_arp=0.100 kernel_ops=0.300 outside_ping=0.200 total=1.000 user_ops=0.400 restored=8 skipped={}",
             ),
             ev(s + 303_000_000, "server-b", "simplex-address", "total=0.7 rounds=1"),
+            ev(
+                s + 400_000_000,
+                "server-b",
+                "tail-unwritable",
+                "conn=192.0.2.1:40000->192.0.2.100:80 left=4096 error=broken pipe",
+            ),
         ];
         let f = failover_facts(&events, Some(s));
         let m = f.failover.unwrap();
@@ -372,6 +387,7 @@ mod tests {
         assert_eq!(m["address_move_ms"], 0.7);
         assert_eq!(f.restored, Some(8.0));
         assert_eq!(f.false_detections, 1);
+        assert_eq!(f.tails_unwritable, 1);
     }
 
     #[test]

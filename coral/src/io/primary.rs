@@ -13,6 +13,7 @@ use coral_core::{FourTuple, NegotiatedOptions};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::io::live_conns::{self, LiveConn};
 use crate::io::logchan::LogClient;
 use crate::io::logged_io::{LoggedStream, ReplyLogger};
 use crate::io::repair;
@@ -70,16 +71,20 @@ pub fn listen(addr: std::net::SocketAddrV4) -> std::io::Result<TcpListener> {
 }
 
 /// Serve one accepted (or rebuilt) connection through log-before-write.
-/// `log`, when given, hears of the connection's end.
+/// `live` is the connection's registration ([`live_conns::register`]),
+/// made by whoever created the socket before any byte was written to it;
+/// it lasts as long as the connection is served. `log`, when given, hears
+/// of the connection's end.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_connection(
     stream: tokio::net::TcpStream,
+    live: LiveConn,
     tuple: FourTuple,
     logger: Arc<dyn ReplyLogger>,
     log: Option<LogClient>,
     cgi: Arc<workload::cgi::CgiConfig>,
     close_mark: u32,
 ) {
-    let live = crate::io::live_conns::register(stream.as_raw_fd());
     tokio::spawn(async move {
         let nudge = live.nudge();
         let _live = live;
@@ -135,6 +140,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Registered (nudge and fence) before anything is written to it.
+        let live = live_conns::register(stream.as_raw_fd());
         let _ = stream.set_nodelay(true);
         let Some(tuple) = stream.local_addr().ok().and_then(|l| tuple_of(peer, l)) else {
             continue;
@@ -153,6 +160,6 @@ pub async fn serve(
                 Err(e) => tracing::warn!(%tuple, "TCP_INFO: {e}"),
             }
         }
-        spawn_connection(stream, tuple, logger, log, cgi.clone(), close_mark);
+        spawn_connection(stream, live, tuple, logger, log, cgi.clone(), close_mark);
     }
 }

@@ -17,6 +17,9 @@
 //! 7. `TCP_REPAIR_WINDOW` (without it the send window starts at 0);
 //! 8. `TCP_REPAIR = 0`, then `SO_REUSEADDR` (leaving repair mode drops
 //!    the forced reuse, and a listener on the service port must still bind).
+//!    A takeover does this step later ([`build_in_repair`], then
+//!    [`leave_repair`]): leaving repair mode sends a window probe, which is
+//!    dropped unless the address is local and leased by then.
 //!
 //! Bytes that must still reach the client are NOT put into the repair send
 //! queue (they would count as already sent and wait for a retransmission
@@ -199,28 +202,69 @@ fn set_queue(fd: RawFd, queue: libc::c_int) -> io::Result<()> {
 }
 
 /// Rebuild one connection from `spec`; the returned stream is ESTABLISHED,
-/// out of repair mode, and the client sees no segment until it is used.
+/// out of repair mode, and the client sees no segment until it is used
+/// (but the window probe sent on leaving repair mode).
 pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
+    let stream = build_in_repair(spec)?;
+    leave_repair(stream.as_raw_fd())?;
+    Ok(stream)
+}
+
+/// Rebuild one connection from `spec` and leave it in repair mode (steps 1
+/// to 7 of the module docs): the kernel sends nothing for it until
+/// [`leave_repair`], whose window probe should find the address local and
+/// leased.
+pub fn build_in_repair(spec: &RepairSpec) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     let fd = sock.as_raw_fd();
     set_repair(fd, true)?;
-    set_queue(fd, TCP_SEND_QUEUE)?;
+    set_queue_seqs(fd, spec.send_seq, spec.recv_seq)?;
+    bind_and_connect(&sock, spec)?;
+    set_options(fd, spec)?;
+    if !spec.recv_queue.is_empty() {
+        fill_receive_queue(&sock, &spec.recv_queue)?;
+    }
     sockopt::set(
         fd,
         libc::IPPROTO_TCP,
-        libc::TCP_QUEUE_SEQ,
-        &spec.send_seq,
-        "TCP_QUEUE_SEQ send",
+        libc::TCP_REPAIR_WINDOW,
+        &KernelWindow::from(spec.window),
+        "TCP_REPAIR_WINDOW",
     )?;
-    set_queue(fd, TCP_RECV_QUEUE)?;
+    // SAFETY: ownership of the descriptor moves from `sock` to the stream.
+    Ok(unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) })
+}
+
+/// Step 8: `TCP_REPAIR = 0` (the kernel sends a window probe, which the
+/// client answers with an ACK), then `SO_REUSEADDR`.
+pub fn leave_repair(fd: RawFd) -> io::Result<()> {
+    set_repair(fd, false)?;
+    // Leaving repair mode resets the forced reuse to "no reuse"; allow reuse
+    // again so a listener on the same service port can be bound afterwards
+    // (step 7). Only now: set during repair mode it breaks the forced reuse.
     sockopt::set(
         fd,
-        libc::IPPROTO_TCP,
-        libc::TCP_QUEUE_SEQ,
-        &spec.recv_seq,
-        "TCP_QUEUE_SEQ recv",
-    )?;
-    set_queue(fd, TCP_NO_QUEUE)?;
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &(1 as libc::c_int),
+        "SO_REUSEADDR",
+    )
+}
+
+/// Step 2: where the send queue and the receive queue start.
+fn set_queue_seqs(fd: RawFd, send_seq: u32, recv_seq: u32) -> io::Result<()> {
+    for (queue, seq, what) in [
+        (TCP_SEND_QUEUE, send_seq, "TCP_QUEUE_SEQ send"),
+        (TCP_RECV_QUEUE, recv_seq, "TCP_QUEUE_SEQ recv"),
+    ] {
+        set_queue(fd, queue)?;
+        sockopt::set(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &seq, what)?;
+    }
+    set_queue(fd, TCP_NO_QUEUE)
+}
+
+/// Step 3: `IP_TRANSPARENT`, `SO_MARK`, bind, the MSS, connect.
+fn bind_and_connect(sock: &Socket, spec: &RepairSpec) -> io::Result<()> {
     if spec.transparent {
         step("IP_TRANSPARENT", sock.set_ip_transparent(true))?;
     }
@@ -239,7 +283,7 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
     // 64 KiB MTU is above it.
     if spec.options.mss > 0 {
         sockopt::set(
-            fd,
+            sock.as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_MAXSEG,
             &libc::c_int::from(spec.options.mss.min(MAX_USER_MSS)),
@@ -249,8 +293,11 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
     step(
         "connect",
         sock.connect(&SockAddr::from(SocketAddr::V4(spec.remote))),
-    )?;
+    )
+}
 
+/// Steps 4 and 5: `TCP_REPAIR_OPTIONS`, `TCP_TIMESTAMP`.
+fn set_options(fd: RawFd, spec: &RepairSpec) -> io::Result<()> {
     let opts: Vec<TcpRepairOpt> = spec
         .options
         .repair_opts()
@@ -273,35 +320,25 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
             "TCP_TIMESTAMP",
         )?;
     }
-    if !spec.recv_queue.is_empty() {
-        set_queue(fd, TCP_RECV_QUEUE)?;
-        let mut off = 0;
-        while off < spec.recv_queue.len() {
-            let n = step("fill receive queue", sock.send(&spec.recv_queue[off..]))?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "fill receive queue: kernel took 0 bytes",
-                ));
-            }
-            off += n;
+    Ok(())
+}
+
+/// Step 6: the unanswered request bytes into the receive queue.
+fn fill_receive_queue(sock: &Socket, data: &[u8]) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    set_queue(fd, TCP_RECV_QUEUE)?;
+    let mut off = 0;
+    while off < data.len() {
+        let n = step("fill receive queue", sock.send(&data[off..]))?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "fill receive queue: kernel took 0 bytes",
+            ));
         }
-        set_queue(fd, TCP_NO_QUEUE)?;
+        off += n;
     }
-    sockopt::set(
-        fd,
-        libc::IPPROTO_TCP,
-        libc::TCP_REPAIR_WINDOW,
-        &KernelWindow::from(spec.window),
-        "TCP_REPAIR_WINDOW",
-    )?;
-    set_repair(fd, false)?;
-    // Leaving repair mode resets the forced reuse to "no reuse"; allow reuse
-    // again so a listener on the same service port can be bound afterwards
-    // (step 7). Only now: set during repair mode it breaks the forced reuse.
-    step("SO_REUSEADDR", sock.set_reuse_address(true))?;
-    // SAFETY: ownership of the descriptor moves from `sock` to the stream.
-    Ok(unsafe { TcpStream::from_raw_fd(sock.into_raw_fd()) })
+    set_queue(fd, TCP_NO_QUEUE)
 }
 
 /// Read the kernel's view of a live connection. Puts the socket into repair
@@ -390,14 +427,7 @@ pub fn elicit_ack(fd: RawFd) -> io::Result<bool> {
         return Ok(false);
     }
     set_repair(fd, true)?;
-    set_repair(fd, false)?;
-    sockopt::set(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_REUSEADDR,
-        &(1 as libc::c_int),
-        "SO_REUSEADDR",
-    )?;
+    leave_repair(fd)?;
     Ok(true)
 }
 
