@@ -202,13 +202,22 @@ impl TakeoverCtx {
     }
 }
 
+/// Whether `s`'s rebuilt socket gets the [`FILLER`]: only if the client's
+/// window lets it leave at once. Unsent, it would leave the socket's next
+/// sequence number below the client's acknowledgement, and the kernel
+/// drops every client segment then, window updates included (a client
+/// with a full receive buffer hung so).
+fn wants_filler(s: &TakeoverState) -> bool {
+    s.window.snd_wnd > 0
+}
+
 /// The rebuild of `s` (its receive queue moves into the spec: no copy).
 fn spec_of(s: &mut TakeoverState, close_mark: u32) -> RepairSpec {
     RepairSpec {
         local: SocketAddrV4::new(s.tuple.server_ip, s.tuple.server_port),
         remote: SocketAddrV4::new(s.tuple.client_ip, s.tuple.client_port),
         // One byte early: the filler ([`FILLER`]) goes there.
-        send_seq: s.send_queue_seq.0.wrapping_sub(1),
+        send_seq: s.send_queue_seq.0.wrapping_sub(u32::from(wants_filler(s))),
         recv_seq: s.recv_queue_seq.0,
         recv_queue: std::mem::take(&mut s.recv_queue),
         options: s.options,
@@ -276,6 +285,8 @@ pub struct Restored {
     pub unacked: Vec<u8>,
     /// How many of `unacked` are written.
     pub written: usize,
+    /// The socket's send queue starts one byte early for the [`FILLER`].
+    pub filler: bool,
     /// Client segments the socket must still see: out-of-order data and
     /// the client's FIN (`TakeoverState::carry_over`), injected at step 4.
     pub carry_over: Vec<Vec<u8>>,
@@ -286,6 +297,7 @@ impl Restored {
     /// one way a socket on a service address is created at a takeover
     /// (accepted sockets register in [`primary::serve`]).
     fn new(mut state: TakeoverState, close_mark: u32) -> io::Result<Restored> {
+        let filler = wants_filler(&state);
         let stream = repair::build_in_repair(&spec_of(&mut state, close_mark))?;
         let live = live_conns::register(stream.as_raw_fd());
         Ok(Restored {
@@ -294,6 +306,7 @@ impl Restored {
             live,
             unacked: state.unacked_replies,
             written: 0,
+            filler,
             carry_over: state.carry_over,
         })
     }
@@ -309,6 +322,9 @@ impl Restored {
         use std::io::Write;
         repair::leave_repair(self.stream.as_raw_fd())?;
         self.stream.set_nonblocking(true)?;
+        if !self.filler {
+            return Ok(());
+        }
         match self.stream.write(&FILLER)? {
             1 => Ok(()),
             // A fresh socket's empty send buffer always takes one byte.
