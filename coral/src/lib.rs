@@ -9,7 +9,8 @@
 //! - The node beside them: [`wiring`] builds the shells from the
 //!   configuration, [`node`] drives the core's machines with them (one loop:
 //!   inputs in, actions out), [`takeover`] carries out a failover
-//!   (docs/DESIGN.md section 5), [`reintegration`] a join (section 6),
+//!   (docs/DESIGN.md section 5), [`reintegration`] a join on the simplex node (section 6) and
+//!   [`joining`] on the new server,
 //!   [`config`] reads the node's TOML
 //!   file, [`clock`] is the node's one monotonic clock, [`events`] its
 //!   events.csv.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod io;
+pub mod joining;
 pub mod node;
 pub mod reintegration;
 pub mod takeover;

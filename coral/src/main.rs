@@ -24,20 +24,23 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Ask a simplex node to take this server as its new backup (paper
-    /// section 3.2): identity and configuration are exchanged over the
+    /// Run a new server that joins a simplex node as its backup (paper
+    /// section 3.2, docs/DESIGN.md 6), then serves as a node until
+    /// SIGTERM/SIGINT. Identity and configuration are exchanged over the
     /// authenticated JOIN channel and the simplex node's witness decides a
-    /// new epoch. Exchange only for now: the new server's side of the
-    /// transition is not built, so an accepted join is closed again and the
-    /// simplex node rolls it back (exit status 2); a refusal exits 1 naming
-    /// the reason.
+    /// new epoch; a refused or rolled-back join exits 1 naming the reason.
+    /// With --check: the exchange alone, up to the accept (exit 0; the
+    /// simplex node rolls the join back) or the refusal (exit 1).
     Join {
-        /// This server's TOML configuration (the node it would run as).
+        /// This server's TOML configuration (every service role = "backup").
         #[arg(long, short)]
         config: PathBuf,
         /// The simplex node's JOIN endpoint (ADDR:PORT, port 7014 by default).
         #[arg(long)]
         to: std::net::SocketAddrV4,
+        /// Only check that the join would be accepted; run no node.
+        #[arg(long)]
+        check: bool,
     },
     /// Parse and validate a configuration file, then exit.
     CheckConfig {
@@ -85,16 +88,31 @@ fn main() {
                 .build()?;
             rt.block_on(coral::node::run(cfg))
         }),
-        Command::Join { config, to } => coral::config::Config::load(&config).and_then(|cfg| {
+        Command::Join {
+            config,
+            to,
+            check: true,
+        } => coral::config::Config::load(&config).and_then(|cfg| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let epoch = rt.block_on(coral::reintegration::join_config(&cfg, to))?;
             println!(
-                "coral join: accepted by {to} in epoch {}; the new server's side is not built yet, closing (the simplex node rolls back)",
+                "coral join: accepted by {to} in epoch {} (check only: closing, the simplex node rolls back)",
                 epoch.0
             );
-            std::process::exit(2);
+            Ok(())
+        }),
+        Command::Join {
+            config,
+            to,
+            check: false,
+        } => coral::config::Config::load(&config).and_then(|cfg| {
+            raise_nofile_limit();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(coral::node::join(cfg, to))
         }),
         Command::CheckConfig { config } => coral::config::Config::load(&config).map(|c| {
             println!(

@@ -33,8 +33,10 @@ use crate::clock::unix_ns;
 use crate::config::{Config, ServiceRole};
 use crate::io::front::{Command, FrontEvent};
 use crate::io::heartbeat::{HeartbeatCmd, HeartbeatEvent, HeartbeatHandle};
+use crate::io::join::JoinerInput;
 use crate::io::logchan::LogServerStats;
 use crate::io::nft;
+use crate::joining::{JoinEnd, Joining};
 use crate::reintegration::{node_view, Joins};
 use crate::takeover::{Claim, Takeover, TakeoverCtx};
 use crate::wiring::{self, Inputs, WitnessClient};
@@ -47,6 +49,19 @@ pub use crate::takeover::FENCED_EXIT;
 pub async fn run(cfg: Config) -> Result<()> {
     let (name, me) = (cfg.name.clone(), NodeId(cfg.node_id));
     let w = wiring::start(cfg).await?;
+    serve(&name, me, w, None).await
+}
+
+/// Run a new server that joins the simplex node at `to` (its JOIN
+/// endpoint), then serves as its backup until SIGTERM or SIGINT. A refused
+/// or rolled-back join stops it with an error.
+pub async fn join(cfg: Config, to: SocketAddrV4) -> Result<()> {
+    let (name, me) = (cfg.name.clone(), NodeId(cfg.node_id));
+    let (w, joining) = wiring::start_joining(cfg, to).await?;
+    serve(&name, me, w, Some(joining)).await
+}
+
+async fn serve(name: &str, me: NodeId, w: wiring::Wired, joining: Option<Joining>) -> Result<()> {
     let mut node = Node {
         me,
         ctx: w.ctx,
@@ -59,9 +74,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         takeovers: HashMap::new(),
         claims: HashMap::new(),
         joins: w.joins,
+        joining,
+        failed: None,
         reported: Vec::new(),
     };
-    println!("coral node {name} ready");
+    match node.joining {
+        Some(_) => println!("coral node {name} joining"),
+        None => println!("coral node {name} ready"),
+    }
     node.run(w.inputs).await
 }
 
@@ -83,6 +103,11 @@ struct Node {
     claims: HashMap<Ipv4Addr, Claim>,
     /// New servers joining this node once it is simplex (docs/DESIGN.md 6).
     joins: Joins,
+    /// This node's own join, while it is a new server joining a simplex
+    /// node.
+    joining: Option<Joining>,
+    /// Why the node must stop (its join failed).
+    failed: Option<String>,
     /// The status our heartbeats report (the machines', as last sent).
     reported: Vec<VipStatus>,
 }
@@ -101,6 +126,7 @@ impl Node {
                 .iter()
                 .filter_map(|(m, _, _)| m.next_deadline())
                 .chain(self.joins.next_deadline())
+                .chain(self.joining.as_ref().and_then(|j| j.next_deadline()))
                 .min()
                 .map(|d| Duration::from_nanos(d.since_ns(now)))
                 .unwrap_or(Duration::from_secs(3600));
@@ -119,6 +145,11 @@ impl Node {
                     let view = node_view(self.machines.iter().map(|(m, _, _)| (m.mode().tag(), m.epoch())));
                     self.joins.on_input(self.ctx.clock.now(), j, view);
                 }
+                Some(j) = joiner_input(&mut self.joining) => {
+                    if let Some(joining) = &mut self.joining {
+                        joining.on_input(j);
+                    }
+                }
                 Some(e) = inputs.front.recv() => self.on_front(e),
                 ev = inputs.heartbeat.recv() => match ev {
                     Some(ev) => self.on_heartbeat(ev),
@@ -128,11 +159,17 @@ impl Node {
                 _ = tokio::signal::ctrl_c() => break,
             }
             self.drive().await;
+            if self.failed.is_some() {
+                break;
+            }
         }
         self.ctx.events.record("counters", &self.counters());
-        self.ctx.events.record("stop", "signal");
+        let why = self.failed.take();
+        self.ctx
+            .events
+            .record("stop", why.as_deref().unwrap_or("signal"));
         self.shutdown().await;
-        Ok(())
+        why.map_or(Ok(()), |w| Err(anyhow!(w)))
     }
 
     fn feed(&mut self, vip: Option<Ipv4Addr>, input: Input) {
@@ -227,6 +264,14 @@ impl Node {
                 self.on_join_action(a).await;
                 continue;
             }
+            if let Some(a) = self
+                .joining
+                .as_mut()
+                .and_then(|j| j.poll(now, &self.ctx.events))
+            {
+                self.on_join_action(a).await;
+                continue;
+            }
             let next = self
                 .machines
                 .iter_mut()
@@ -240,10 +285,25 @@ impl Node {
                 tracing::error!(?action, "{e:#}");
             }
         }
+        self.end_of_join();
         let st: Vec<VipStatus> = self.machines.iter().map(|(m, _, _)| m.status()).collect();
         if st != self.reported {
             self.hb.command(HeartbeatCmd::Status(st.clone()));
             self.reported = st;
+        }
+    }
+
+    /// This node's own join ended: joined (the node is the backup from now
+    /// on, its actions take the ordinary paths) or failed (the node stops).
+    fn end_of_join(&mut self) {
+        let Some(end) = self.joining.as_ref().and_then(|j| j.end()) else {
+            return;
+        };
+        if let Some(j) = self.joining.take() {
+            match end {
+                JoinEnd::Joined => j.record_joined(&self.ctx.events),
+                JoinEnd::Failed(why) => self.failed = Some(why),
+            }
         }
     }
 
@@ -262,6 +322,11 @@ impl Node {
     /// Carry out one action of machine `i`.
     async fn act(&mut self, i: usize, action: Action) -> Result<()> {
         let st: Vec<VipStatus> = self.machines.iter().map(|(m, _, _)| m.status()).collect();
+        if let Some(j) = &mut self.joining {
+            if let Some(r) = j.act(&self.ctx, &mut self.hb, st.clone(), action).await {
+                return r;
+            }
+        }
         if let Some(r) = self
             .joins
             .act(&mut self.ctx, &mut self.hb, st, action)
@@ -409,6 +474,14 @@ impl Node {
         for vip in &self.primaries {
             let _ = ctx.nc.del_addr(ctx.lo.index, *vip, 32).await;
         }
+    }
+}
+
+/// The next input of this node's own join (never, when it is not joining).
+async fn joiner_input(j: &mut Option<Joining>) -> Option<JoinerInput> {
+    match j {
+        Some(j) => j.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -40,6 +40,7 @@ use crate::takeover::{fmt_breakdown, TakeoverCtx};
 
 /// What a node needs to start heartbeats toward a peer: the configured one
 /// at start-up, or one it learns of later (a joining node).
+#[derive(Clone)]
 pub struct HeartbeatSpec {
     /// The pre-shared key.
     pub key: Key,
@@ -104,7 +105,8 @@ pub fn steps_ms(s: &JoinSteps) -> BTreeMap<String, f64> {
     ])
 }
 
-fn record(events: &EventLog, ev: &JoinEvent) {
+/// Write one join event to the event log.
+pub(crate) fn record(events: &EventLog, ev: &JoinEvent) {
     match ev {
         JoinEvent::Refused {
             node,

@@ -10,7 +10,9 @@
 //! and (if configured) the witness channel. Leases: a primary's addresses
 //! are leased for one lease timeout at start, then to wherever the
 //! heartbeat link extends them ([`crate::io::heartbeat`],
-//! [`crate::io::leases`]).
+//! [`crate::io::leases`]). A new server that joins a simplex node
+//! ([`start_joining`]) fronts every address: its front is pre-started
+//! idle and its heartbeats wait for the join's acceptance.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -29,14 +31,16 @@ use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
-use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Source};
+use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source};
 use crate::io::heartbeat::{HeartbeatEvent, HeartbeatHandle};
+use crate::io::join::JoinLink;
 use crate::io::leases::Leases;
 use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
 use crate::io::logged_io::ReplyLogger;
 use crate::io::netcfg::{self, Iface, NetCfg};
 use crate::io::nft::{self, FenceConfig, Nft};
 use crate::io::primary;
+use crate::joining::Joining;
 use crate::reintegration::{HeartbeatSpec, Joins};
 use crate::takeover::TakeoverCtx;
 
@@ -317,6 +321,8 @@ async fn primary_side(b: &Base, app: &Arc<workload::cgi::CgiConfig>) -> Result<O
 async fn front_side(
     b: &Base,
     log_stats: &Arc<LogServerStats>,
+    primary: Ipv4Addr,
+    mode: Mode,
 ) -> Result<(Option<Front>, UnboundedReceiver<FrontEvent>)> {
     let (etx, erx) = unbounded_channel();
     if b.fronted.is_empty() {
@@ -336,8 +342,8 @@ async fn front_side(
         .await
         .with_context(|| format!("log port {}:{}", b.own, b.cfg.log_port))?;
     let primary_mac = match &b.cfg.peer.mac {
-        Some(m) => parse_mac(m)?,
-        None => wait_for_mac(&b.nc, b.lan.index, b.cfg.peer.addr).await?,
+        Some(m) if primary == b.cfg.peer.addr => parse_mac(m)?,
+        _ => wait_for_mac(&b.nc, b.lan.index, primary).await?,
     };
     let vips: Vec<Ipv4Addr> = b.fronted.iter().map(|s| s.vip).collect();
     let source = frame_source(b, primary_mac, &vips)?;
@@ -347,6 +353,7 @@ async fn front_side(
             own_mac: b.lan.mac,
             primary_mac,
             vips,
+            mode,
         },
         source,
         b.clock,
@@ -364,7 +371,7 @@ async fn front_side(
         listener,
         LogServer {
             key: b.key.clone(),
-            peer: b.cfg.peer.addr,
+            peer: primary,
             me: NodeId(b.cfg.node_id),
             epoch: START_EPOCH,
             hello: hello(&b.cfg, &b.timing),
@@ -375,7 +382,7 @@ async fn front_side(
     ));
     b.events.record(
         "front-ready",
-        &format!("{} front={}", list(&b.fronted), kind.as_str()),
+        &format!("{} front={} mode={mode:?}", list(&b.fronted), kind.as_str()),
     );
     Ok((Some(f), erx))
 }
@@ -410,30 +417,15 @@ fn frame_source(b: &Base, primary_mac: [u8; 6], vips: &[Ipv4Addr]) -> Result<Sou
     }
 }
 
-/// Heartbeats on their own thread (the core's heartbeat link) toward the
-/// configured peer; the lease it names is carried out there: the nft leases
-/// and, with a witness, the front's ARP lease. The spec it returns starts
-/// heartbeats toward a peer that joins later.
-fn heartbeats(
+/// What starts heartbeats (the core's heartbeat link, on their own thread)
+/// toward a peer; the lease it names is carried out there: the nft leases
+/// and, with a witness, the front's ARP lease.
+fn heartbeat_spec(
     b: &Base,
     leases: &Arc<Leases>,
     front: Option<&Front>,
-) -> Result<(
-    HeartbeatHandle,
-    UnboundedReceiver<HeartbeatEvent>,
-    HeartbeatSpec,
-)> {
+) -> (HeartbeatSpec, UnboundedReceiver<HeartbeatEvent>) {
     let (tx, rx) = unbounded_channel();
-    let vips = b
-        .cfg
-        .service
-        .iter()
-        .map(|s| VipStatus {
-            vip: s.vip,
-            epoch: START_EPOCH,
-            mode: ModeTag::Duplex,
-        })
-        .collect();
     let witness = b.cfg.witness.is_some();
     let spec = HeartbeatSpec {
         key: b.key.clone(),
@@ -446,6 +438,31 @@ fn heartbeats(
         arp: front.filter(|_| witness).cloned(),
         events: tx,
     };
+    (spec, rx)
+}
+
+/// Heartbeats toward the configured peer, started now. The spec it returns
+/// starts heartbeats toward a peer that joins later.
+fn heartbeats(
+    b: &Base,
+    leases: &Arc<Leases>,
+    front: Option<&Front>,
+) -> Result<(
+    HeartbeatHandle,
+    UnboundedReceiver<HeartbeatEvent>,
+    HeartbeatSpec,
+)> {
+    let (spec, rx) = heartbeat_spec(b, leases, front);
+    let vips = b
+        .cfg
+        .service
+        .iter()
+        .map(|s| VipStatus {
+            vip: s.vip,
+            epoch: START_EPOCH,
+            mode: ModeTag::Duplex,
+        })
+        .collect();
     let hb = spec
         .start(
             b.cfg.peer.addr,
@@ -499,9 +516,11 @@ async fn witness_link(b: &Base) -> Result<(Option<WitnessClient>, UnboundedRecei
     Ok((Some(client), wrx))
 }
 
-/// One mode machine per service address. Without a witness the node
-/// grants itself every request at once ([`VipMachine::without_witness`]).
-fn machines(b: &Base) -> Vec<(VipMachine, ServiceRole, u16)> {
+/// One mode machine per service address, in duplex with the configured
+/// role, or (a new server, `joining`) waiting to join as the backup of
+/// every address. Without a witness the node grants itself every request
+/// at once ([`VipMachine::without_witness`]).
+fn machines(b: &Base, joining: bool) -> Vec<(VipMachine, ServiceRole, u16)> {
     let me = NodeId(b.cfg.node_id);
     b.cfg
         .service
@@ -511,7 +530,10 @@ fn machines(b: &Base) -> Vec<(VipMachine, ServiceRole, u16)> {
                 ServiceRole::Primary => Role::Primary,
                 ServiceRole::Backup => Role::Backup,
             };
-            let m = VipMachine::duplex(s.vip, me, role, START_EPOCH, b.timing);
+            let m = match joining {
+                true => VipMachine::joining(s.vip, me, role, b.timing),
+                false => VipMachine::duplex(s.vip, me, role, START_EPOCH, b.timing),
+            };
             let m = if b.cfg.witness.is_some() {
                 m
             } else {
@@ -522,29 +544,92 @@ fn machines(b: &Base) -> Vec<(VipMachine, ServiceRole, u16)> {
         .collect()
 }
 
-/// Build and start every shell of the node described by `cfg`.
-pub async fn start(cfg: Config) -> Result<Wired> {
-    let b = base(cfg).await?;
-    // The application (for app = "cgi": its program, checked now).
+/// The application (for app = "cgi": its program, checked now).
+fn application(b: &Base) -> Result<Arc<workload::cgi::CgiConfig>> {
     let app = workload::cgi::App::from_mode(
         b.cfg.app,
         b.cfg.cgi_program.as_deref(),
         workload::cgi_gateway::DEFAULT_CGI_TIMEOUT,
     )
     .map_err(|e| anyhow!("app = {:?}: {e}", b.cfg.app.as_str()))?;
-    let app = Arc::new(workload::cgi::CgiConfig {
+    Ok(Arc::new(workload::cgi::CgiConfig {
         served_by: b.cfg.name.clone(),
         max_size: b.cfg.max_size,
         app,
         ..Default::default()
-    });
-    let leases = fence_and_leases(&b)?;
+    }))
+}
+
+/// The parts every node has, started in dependency order before the
+/// node-kind specific ones.
+struct Common {
+    app: Arc<workload::cgi::CgiConfig>,
+    leases: Arc<Leases>,
+    arp_sock: PacketSocket,
+    log_stats: Arc<LogServerStats>,
+}
+
+fn common(b: &Base) -> Result<Common> {
+    let app = application(b)?;
+    let leases = fence_and_leases(b)?;
     let arp_sock = PacketSocket::open_send_only(&b.cfg.lan)?;
-    let log_client = primary_side(&b, &app).await?;
-    let log_stats = Arc::new(LogServerStats::default());
-    let (front, front_rx) = front_side(&b, &log_stats).await?;
-    let (hb, heartbeat, spec) = heartbeats(&b, &leases, front.as_ref())?;
-    let (witness, witness_rx) = witness_link(&b).await?;
+    Ok(Common {
+        app,
+        leases,
+        arp_sock,
+        log_stats: Arc::new(LogServerStats::default()),
+    })
+}
+
+/// The node-kind specific parts, started.
+struct Started {
+    front: (Option<Front>, UnboundedReceiver<FrontEvent>),
+    log_client: Option<LogClient>,
+    hb: HeartbeatHandle,
+    heartbeat: UnboundedReceiver<HeartbeatEvent>,
+    witness: (Option<WitnessClient>, UnboundedReceiver<WitnessMsg>),
+    joins: Joins,
+}
+
+fn wired(b: &Base, c: Common, s: Started, joining: bool) -> Wired {
+    Wired {
+        machines: machines(b, joining),
+        ctx: TakeoverCtx {
+            front: s.front.0,
+            log_client: s.log_client,
+            leases: c.leases,
+            nc: b.nc.clone(),
+            lan: b.lan,
+            lo: b.lo,
+            arp_sock: c.arp_sock,
+            app: c.app,
+            clock: b.clock,
+            close_mark: b.cfg.close_mark,
+            outside: b.cfg.outside,
+            events: b.events.clone(),
+        },
+        witness: s.witness.0,
+        hb: s.hb,
+        log_stats: c.log_stats,
+        vips: b.cfg.service.iter().map(|s| s.vip).collect(),
+        primaries: b.primaries.clone(),
+        inputs: Inputs {
+            heartbeat: s.heartbeat,
+            witness: s.witness.1,
+            front: s.front.1,
+        },
+        joins: s.joins,
+    }
+}
+
+/// Build and start every shell of the node described by `cfg`.
+pub async fn start(cfg: Config) -> Result<Wired> {
+    let b = base(cfg).await?;
+    let c = common(&b)?;
+    let log_client = primary_side(&b, &c.app).await?;
+    let front = front_side(&b, &c.log_stats, b.cfg.peer.addr, Mode::Forward).await?;
+    let (hb, heartbeat, spec) = heartbeats(&b, &c.leases, front.0.as_ref())?;
+    let witness = witness_link(&b).await?;
     let joins = Joins::start(
         spec,
         hello(&b.cfg, &b.timing),
@@ -552,34 +637,52 @@ pub async fn start(cfg: Config) -> Result<Wired> {
         b.cfg.lan.clone(),
     )
     .await?;
-    Ok(Wired {
-        machines: machines(&b),
-        ctx: TakeoverCtx {
-            front,
-            log_client,
-            leases,
-            nc: b.nc.clone(),
-            lan: b.lan,
-            lo: b.lo,
-            arp_sock,
-            app,
-            clock: b.clock,
-            close_mark: b.cfg.close_mark,
-            outside: b.cfg.outside,
-            events: b.events.clone(),
-        },
-        witness,
+    let started = Started {
+        front,
+        log_client,
         hb,
-        log_stats,
-        vips: b.cfg.service.iter().map(|s| s.vip).collect(),
-        primaries: b.primaries.clone(),
-        inputs: Inputs {
-            heartbeat,
-            witness: witness_rx,
-            front: front_rx,
-        },
+        heartbeat,
+        witness,
         joins,
-    })
+    };
+    Ok(wired(&b, c, started, false))
+}
+
+/// Build and start a new server that joins the simplex node whose JOIN
+/// endpoint is `to` (docs/DESIGN.md 6): it fronts every address, so every
+/// service must have role = "backup". Pre-started before the request: the
+/// JOIN connection (which teaches our kernel the simplex node's MAC), the
+/// front (idle), the log server; heartbeats start when the join is
+/// accepted.
+pub async fn start_joining(cfg: Config, to: SocketAddrV4) -> Result<(Wired, Joining)> {
+    let b = base(cfg).await?;
+    if !b.primaries.is_empty() {
+        bail!("a joining node fronts every address: give each service role = \"backup\"");
+    }
+    let c = common(&b)?;
+    let me = NodeId(b.cfg.node_id);
+    let link = JoinLink::connect(to, b.key.clone(), me).await?;
+    let front = front_side(&b, &c.log_stats, *to.ip(), Mode::Idle).await?;
+    let (spec, heartbeat) = heartbeat_spec(&b, &c.leases, front.0.as_ref());
+    let witness = witness_link(&b).await?;
+    let hello = hello(&b.cfg, &b.timing);
+    let joining = Joining::start(link, *to.ip(), hello.clone(), spec.clone(), b.clock.now());
+    let joins = Joins::start(
+        spec,
+        hello,
+        (b.cfg.join_port, b.cfg.log_port),
+        b.cfg.lan.clone(),
+    )
+    .await?;
+    let started = Started {
+        front,
+        log_client: None,
+        hb: HeartbeatHandle::idle(),
+        heartbeat,
+        witness,
+        joins,
+    };
+    Ok((wired(&b, c, started, true), joining))
 }
 
 fn list(s: &[Service]) -> String {

@@ -180,6 +180,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     own_mac: own,
                     primary_mac: primary,
                     vips: args.vip.clone(),
+                    mode: coral::io::front::Mode::Forward,
                 },
                 coral::io::front::Source::packet(&args.lan, &args.vip)?,
                 clock,

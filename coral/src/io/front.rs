@@ -218,6 +218,10 @@ pub struct FrontConfig {
     pub primary_mac: [u8; 6],
     /// The service addresses fronted.
     pub vips: Vec<Ipv4Addr>,
+    /// The mode it starts in: `Forward` for a backup started beside its
+    /// primary; `Idle` for a new server pre-starting its front before a
+    /// join (no ARP answered, nothing forwarded until `Mode(Forward)`).
+    pub mode: Mode,
 }
 
 /// The node's handle on the running data path (cheap to clone).
@@ -255,7 +259,7 @@ impl Front {
                 clock,
                 events,
                 stats: stats.clone(),
-                mode: Mode::Forward,
+                mode: cfg.mode,
                 arp_until: u64::MAX,
                 acking: true,
                 held: (Vec::new(), 0),
@@ -377,6 +381,10 @@ impl Engine {
         if let Err(e) = self.register(&poll) {
             self.rec.fail(format!("polling the frame source: {e}"));
             return;
+        }
+        if self.rec.mode != Mode::Forward {
+            // The program starts forwarding: tell it the mode first.
+            self.set_mode(self.rec.mode);
         }
         let mut events = Events::with_capacity(8);
         // 64 KiB GSO frames plus the virtio-net header.

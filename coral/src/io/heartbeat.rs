@@ -103,6 +103,17 @@ pub struct HeartbeatHandle {
 }
 
 impl HeartbeatHandle {
+    /// A handle with no thread behind it: a new server before its join is
+    /// accepted has no peer to send to (commands are dropped, counters
+    /// stay zero).
+    pub fn idle() -> HeartbeatHandle {
+        HeartbeatHandle {
+            cmds: mpsc::channel().0,
+            counters: Arc::new(Mutex::new(HeartbeatCounters::default())),
+            thread: None,
+        }
+    }
+
     /// Pass a command to the thread (taken at its next round, at most
     /// H or 100 ms later).
     pub fn command(&self, cmd: HeartbeatCmd) {

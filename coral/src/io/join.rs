@@ -260,4 +260,73 @@ impl JoinLink {
     pub async fn close(mut self) {
         let _ = self.stream.shutdown().await;
     }
+
+    /// Hand the connection to the node's loop: a reader task passes every
+    /// authenticated message (or why the channel ended, once) to the
+    /// receiver; [`JoinWriter`] queues frames for a writer task.
+    pub fn into_node(self) -> (JoinWriter, UnboundedReceiver<JoinerInput>) {
+        let (mut rd, mut wr) = self.stream.into_split();
+        let (tx, rx) = unbounded_channel();
+        let mut dec = self.dec;
+        tokio::spawn(async move {
+            let r = read_frames(&mut rd, &mut dec, |sender, _, msg| {
+                tx.send(JoinerInput::Message(sender, msg)).is_ok()
+            })
+            .await;
+            let _ = tx.send(JoinerInput::Closed(match r {
+                Ok(()) => "eof",
+                Err(why) => why,
+            }));
+        });
+        let (wtx, mut wrx) = unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(b) = wrx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        (
+            JoinWriter {
+                enc: self.enc,
+                tx: Some(wtx),
+            },
+            rx,
+        )
+    }
+}
+
+/// What the new server's loop hears on its JOIN connection.
+#[derive(Debug)]
+pub enum JoinerInput {
+    /// An authenticated message and its sender.
+    Message(NodeId, JoinMsg),
+    /// The channel ended (`eof`, `io` or the codec's reject name).
+    Closed(&'static str),
+}
+
+/// The new server's writer, once the node's loop drives the join.
+pub struct JoinWriter {
+    enc: Encoder,
+    tx: Option<UnboundedSender<Vec<u8>>>,
+}
+
+impl JoinWriter {
+    /// Encode and queue `msg` (dropped once closed).
+    pub fn send(&mut self, msg: JoinMsg) -> Result<()> {
+        let bytes = self
+            .enc
+            .encode_to_vec(&Message::Join(msg))
+            .map_err(|e| anyhow!("encoding a join message: {e}"))?;
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(bytes);
+        }
+        Ok(())
+    }
+
+    /// Close the connection once what was queued is written.
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
 }

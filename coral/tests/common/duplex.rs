@@ -199,7 +199,15 @@ impl Duplex {
             .arg(dir.join("key"))
             .arg("--state")
             .arg(dir.join("witness.state"))
-            .args(["--allow-node", "1", "--allow-node", "2", "--allow-vip", VIP])
+            .args([
+                "--allow-node",
+                "1",
+                "--allow-node",
+                "2",
+                "--allow-node",
+                "3",
+            ])
+            .args(["--allow-vip", VIP])
             .arg("--events")
             .arg(dir.join("witness-events.csv"))
             .stdout(log.try_clone().unwrap())
@@ -245,6 +253,8 @@ impl Duplex {
             "server-b-events.csv",
             "witness.log",
             "witness-events.csv",
+            "spare.log",
+            "spare-events.csv",
         ] {
             let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
             s.push_str(&format!("--- {f}\n{text}\n"));

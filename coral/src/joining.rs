@@ -1,0 +1,234 @@
+//! The new server's side of a join, driven by the node's loop (paper
+//! section 3.2, docs/DESIGN.md 6): `coral join` runs a node whose machines
+//! start in `Joining` and whose join is the core's [`Joiner`].
+//!
+//! Nothing here decides. The [`Joiner`] says what to send and which input
+//! the machines get; the machines hand out the steps: `StartHeartbeats` at
+//! acceptance (toward the simplex node, in the granted epoch), then, once
+//! the simplex node released the address, `StartFronting` (the pre-started
+//! front switches from idle to forwarding and answers ARP from then on)
+//! and `SendGratuitousArp`; the [`Joiner`] is told the address is fronted
+//! and answers `JoinComplete`. This module carries those steps out and
+//! writes the new server's events: `join-accepted` (as the joiner saw it),
+//! `joined` once every address is fronted, and `join-failed` or
+//! `join-rolled-back` (the node then stops: exit status 1).
+//!
+//! Pre-started, before the request is sent (what it costs at rest): the
+//! front's thread (idle: its packet socket's filter passes only ARP and
+//! frames to the service addresses, none of which reach it before the
+//! address moves), the log server's listener and task, and the JOIN
+//! connection. Nothing is forked or exec'd on the integration path.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+use coral_core::{
+    Action, Instant as CoreInstant, JoinAction, JoinEvent, Joiner, JoinerState, NodeConfig, NodeId,
+    VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::events::EventLog;
+use crate::io::announce;
+use crate::io::front::{Command, Mode};
+use crate::io::heartbeat::HeartbeatHandle;
+use crate::io::join::{JoinLink, JoinWriter, JoinerInput};
+use crate::reintegration::{record, HeartbeatSpec};
+use crate::takeover::TakeoverCtx;
+
+/// Where the join of this node ended, once it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinEnd {
+    /// Every address fronted: this node is the simplex node's backup.
+    Joined,
+    /// Refused, rolled back or timed out: the node must stop.
+    Failed(String),
+}
+
+/// The new server's join in progress.
+pub struct Joining {
+    joiner: Joiner,
+    writer: JoinWriter,
+    rx: UnboundedReceiver<JoinerInput>,
+    hb: HeartbeatSpec,
+    /// The simplex node's LAN address (the join target).
+    peer: Ipv4Addr,
+    /// When the request was sent (for the `joined` event).
+    sent: Instant,
+    failure: Option<String>,
+    /// `join-accepted` is written once (one accept per address).
+    recorded_accept: bool,
+}
+
+impl Joining {
+    /// Drive the join over `link` (connected to the simplex node at
+    /// `peer`) for the node `me` describes; the request is the first
+    /// thing [`Joining::poll`] sends.
+    pub fn start(
+        link: JoinLink,
+        peer: Ipv4Addr,
+        me: NodeConfig,
+        hb: HeartbeatSpec,
+        now: CoreInstant,
+    ) -> Joining {
+        let (writer, rx) = link.into_node();
+        Joining {
+            joiner: Joiner::new(me, now, DEFAULT_JOIN_TIMEOUT_NS),
+            writer,
+            rx,
+            hb,
+            peer,
+            sent: Instant::now(),
+            failure: None,
+            recorded_accept: false,
+        }
+    }
+
+    /// The next message (or the end) of the JOIN connection.
+    pub async fn recv(&mut self) -> Option<JoinerInput> {
+        self.rx.recv().await
+    }
+
+    /// Feed one input from the JOIN connection to the joiner.
+    pub fn on_input(&mut self, input: JoinerInput) {
+        match input {
+            JoinerInput::Message(sender, msg) => self.joiner.on_message(sender, msg),
+            JoinerInput::Closed(why) => self.joiner.on_closed(&format!("join connection: {why}")),
+        }
+    }
+
+    /// When the join times out.
+    pub fn next_deadline(&self) -> Option<CoreInstant> {
+        self.joiner.next_deadline()
+    }
+
+    /// The next machine input of the join; sends, closes and events are
+    /// done here.
+    pub fn poll(&mut self, now: CoreInstant, events: &EventLog) -> Option<JoinAction> {
+        loop {
+            match self.joiner.poll(now)? {
+                JoinAction::Send { msg, .. } => {
+                    if let Err(e) = self.writer.send(msg) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+                JoinAction::Close { .. } => self.writer.close(),
+                JoinAction::Event(ev) => {
+                    if let JoinEvent::JoinFailed { reason, detail } = &ev {
+                        self.failure = Some(format!("join refused: {reason:?}: {detail}"));
+                    } else if let JoinEvent::RolledBack { why, .. } = &ev {
+                        self.failure = Some(format!("join rolled back: {why}"));
+                    }
+                    record(events, &ev);
+                }
+                a @ JoinAction::Machine { .. } => {
+                    if let JoinAction::Machine {
+                        input: coral_core::Input::JoinAccepted { epoch },
+                        ..
+                    } = a
+                    {
+                        self.accepted(events, epoch);
+                    }
+                    return Some(a);
+                }
+                JoinAction::AskWitness { .. } => {}
+            }
+        }
+    }
+
+    fn accepted(&mut self, events: &EventLog, epoch: coral_core::Epoch) {
+        if std::mem::replace(&mut self.recorded_accept, true) {
+            return;
+        }
+        let node = self.peer_node();
+        events.record(
+            "join-accepted",
+            &format!(
+                "node={} epoch={} by={} request_ms={:.3}",
+                node.0,
+                epoch.0,
+                self.peer,
+                self.sent.elapsed().as_secs_f64() * 1e3
+            ),
+        );
+    }
+
+    fn peer_node(&self) -> NodeId {
+        self.joiner.peer().map_or(NodeId(0), |p| p.node)
+    }
+
+    /// Where the join ended, once every action of the end is out.
+    pub fn end(&self) -> Option<JoinEnd> {
+        match self.joiner.state() {
+            JoinerState::Joined { .. } => Some(JoinEnd::Joined),
+            JoinerState::Failed => Some(JoinEnd::Failed(
+                self.failure
+                    .clone()
+                    .unwrap_or_else(|| "the join failed".into()),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Record that the join completed on this side.
+    pub fn record_joined(&self, events: &EventLog) {
+        if let JoinerState::Joined { epoch } = self.joiner.state() {
+            events.record(
+                "joined",
+                &format!(
+                    "node={} epoch={} by={} total_ms={:.3}",
+                    self.peer_node().0,
+                    epoch.0,
+                    self.peer,
+                    self.sent.elapsed().as_secs_f64() * 1e3
+                ),
+            );
+        }
+    }
+
+    /// Carry out `action` if it is a step of the join on this side; `None`
+    /// if it is not.
+    pub async fn act(
+        &mut self,
+        ctx: &TakeoverCtx,
+        hb: &mut HeartbeatHandle,
+        vips: Vec<VipStatus>,
+        action: Action,
+    ) -> Option<Result<()>> {
+        let r = match action {
+            Action::StartHeartbeats => self.start_heartbeats(hb, vips).await,
+            Action::StopHeartbeats => {
+                hb.stop().await;
+                Ok(())
+            }
+            // This node opened no log channel; its log server stays.
+            Action::StopLogChannel => Ok(()),
+            Action::StartFronting { .. } => match &ctx.front {
+                Some(f) if f.send(Command::Mode(Mode::Forward)) => Ok(()),
+                _ => Err(anyhow!("the front is not running")),
+            },
+            Action::SendGratuitousArp { vip } => {
+                let r = announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
+                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"));
+                self.joiner.on_fronting(vip);
+                r
+            }
+            _ => return None,
+        };
+        Some(r)
+    }
+
+    async fn start_heartbeats(
+        &mut self,
+        hb: &mut HeartbeatHandle,
+        vips: Vec<VipStatus>,
+    ) -> Result<()> {
+        let JoinerState::Accepted { epoch } = self.joiner.state() else {
+            return Err(anyhow!("heartbeats before the join was accepted"));
+        };
+        hb.stop().await;
+        *hb = self.hb.start(self.peer, self.peer_node(), epoch, vips)?;
+        Ok(())
+    }
+}
