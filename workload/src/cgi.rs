@@ -623,17 +623,24 @@ where
 
 /// Shut the write side, then read and discard what the client still sends,
 /// until EOF, an error, [`LINGER`] or [`LINGER_MAX_BYTES`].
+///
+/// The shutdown itself is not under [`LINGER`]: a stream that holds the
+/// last reply until something else allows it (a CoRAL primary waits for
+/// the backup's log acknowledgement) finishes writing it first. Bounding
+/// that wait dropped the socket with the reply unwritten and unread client
+/// bytes queued, and the kernel reset the connection: a client whose
+/// backup was stopped for two seconds lost its request.
 async fn lingering_close<IO>(io: &mut IO)
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
+    if poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let drain = async {
-        if poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx))
-            .await
-            .is_err()
-        {
-            return;
-        }
         let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
         let mut total = 0usize;
         while total < LINGER_MAX_BYTES {
@@ -844,5 +851,82 @@ mod tests {
         assert_eq!(p(Method::GET, &format!("{CGI_PATH}?size=4096")), Ok(4096));
         let r = rejection_response(&p(Method::PUT, CGI_PATH).unwrap_err());
         assert_eq!(r.headers()[ALLOW], "GET");
+    }
+
+    /// A stream whose shutdown is held until the gate opens, as a CoRAL
+    /// primary's is until the backup acknowledges the last reply.
+    struct HeldShutdown {
+        inner: TokioIo<tokio::io::DuplexStream>,
+        gate: Arc<std::sync::Mutex<(bool, Option<std::task::Waker>)>>,
+    }
+
+    impl hyper::rt::Read for HeldShutdown {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl hyper::rt::Write for HeldShutdown {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            {
+                let mut g = self.gate.lock().unwrap();
+                if !g.0 {
+                    g.1 = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lingering_close_finishes_a_held_shutdown_however_long_it_takes() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = tokio::io::duplex(1024);
+        let gate = Arc::new(std::sync::Mutex::new((false, None)));
+        let mut io = HeldShutdown {
+            inner: TokioIo::new(server),
+            gate: gate.clone(),
+        };
+        let task = tokio::spawn(async move { lingering_close(&mut io).await });
+        tokio::time::sleep(LINGER * 5).await;
+        assert!(
+            !task.is_finished(),
+            "the close gave up on a shutdown still held (the socket would be dropped with the \
+             last reply unwritten)"
+        );
+        let waker = {
+            let mut g = gate.lock().unwrap();
+            g.0 = true;
+            g.1.take()
+        };
+        waker.expect("the shutdown waits on the gate").wake();
+        // The write side is shut: the client reads EOF, then closes too.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        drop(client);
+        task.await.unwrap();
     }
 }
