@@ -43,6 +43,22 @@ pub fn coral_bin() -> &'static str {
     })
 }
 
+/// The `front` line the pair's nodes get unless a test names its own:
+/// `CORAL_TEST_FRONT` (`ebpf` or `packet`) runs the suites on that front;
+/// unset, the node's default.
+fn test_front(extra: &str) -> String {
+    match std::env::var("CORAL_TEST_FRONT") {
+        Ok(f) if !extra.contains("front =") => {
+            assert!(
+                f == "ebpf" || f == "packet",
+                "CORAL_TEST_FRONT={f:?}: ebpf or packet"
+            );
+            format!("front = \"{f}\"\n")
+        }
+        _ => String::new(),
+    }
+}
+
 /// A sibling binary of the workspace (built by `cargo build --workspace`).
 pub fn sibling(name: &str) -> PathBuf {
     let p = Path::new(coral_bin()).with_file_name(name);
@@ -72,9 +88,10 @@ fn config(
         &p,
         format!(
             "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
-             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{front}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
             key = dir.join("key").display(),
             ev = dir.join(format!("{name}-events.csv")).display(),
+            front = test_front(extra),
             w = if witness {
                 format!("witness = \"{WITNESS}\"\n")
             } else {
