@@ -52,8 +52,8 @@ impl EventLog {
 }
 
 /// The detail of a `counters` row: heartbeats (with the one-way delay of
-/// the peer's heartbeats, in microseconds), leases, log channel and (on a
-/// front) the packet engine.
+/// the peer's heartbeats, in microseconds), leases, window probes sent by
+/// nudged connections, log channel and (on a front) the packet engine.
 pub fn counters(
     hb: &HeartbeatHandle,
     leases: &Leases,
@@ -64,7 +64,7 @@ pub fn counters(
     let h = hb.counters();
     let us = |q: f64| h.link.delay.quantile_ns(q).map_or(0, |ns| ns / 1000);
     let mut c = format!(
-        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
+        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} nudge_probes={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
         h.link.sent,
         h.link.received,
         h.rejected,
@@ -78,6 +78,7 @@ pub fn counters(
         h.link.lease_lapses,
         r(&leases.refreshes),
         r(&leases.refresh_errors),
+        crate::io::live_conns::probes_sent(),
         r(&log.entries),
         r(&log.replies),
         r(&log.unknown_conn),

@@ -410,7 +410,7 @@ async fn write_tail(
     let mut off = 0;
     std::future::poll_fn(|cx| loop {
         if nudge.take(cx) {
-            if let Err(e) = repair::elicit_ack(fd) {
+            if let Err(e) = live_conns::elicit_ack(fd) {
                 tracing::warn!("eliciting an ACK while writing a logged tail: {e}");
             }
         }

@@ -390,30 +390,54 @@ fn netns_backup_failure_leaves_the_primary_serving_alone() {
         "
 s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
 s.sendall(req(1000)); a, _ = read_reply(s)
-ready(); wait_for('{}', ',simplex-address,')
+s.sendall(req(8 << 20)); ready(); big, _ = read_reply(s)
+wait_for('{}', ',simplex-address,')
 s.sendall(req(1000)); b, _ = read_reply(s)
 s2 = socket.create_connection(('192.0.2.100', 80)); s2.sendall(req(10)); c, _ = read_reply(s2)
-print(a, b, c, port == s.getsockname()[1])",
+print(a, big, b, c, port == s.getsockname()[1])",
         ev.display()
     );
     let out = python_across_cut(&d, &code, |d| {
         common::sh(&["ip", "-n", &d.sw, "link", "set", "p-b", "down"]);
     });
-    assert_eq!(out, "server-a server-a server-a True");
-    // The open connection was asked to elicit a fresh ACK from its client
-    // once the address had moved (client ACKs sent to the cut front were lost).
+    assert_eq!(out, "server-a server-a server-a server-a True");
+    // The 8 MB reply was on its way at the cut: the client's ACKs went to
+    // the cut front, so the open connection had unacknowledged data when
+    // the address moved, and its nudge must have sent a window probe (a
+    // nudge counts every registered connection; `nudge_probes` counts the
+    // probes the kernel was asked to send).
     let ev = d.events("server-a");
     let line = ev
         .lines()
         .find(|l| l.contains(",simplex-address,"))
         .unwrap_or_else(|| panic!("no simplex-address: {ev}"));
-    let nudged: usize = line
-        .split("nudged=")
+    assert!(counter(line, "nudged") >= 1, "{line}");
+    // Counters are written once a second when they change.
+    let mut probes = 0;
+    for _ in 0..40 {
+        let ev = d.events("server-a");
+        probes = ev
+            .lines()
+            .filter(|l| l.contains(",counters,"))
+            .map(|l| counter(l, "nudge_probes"))
+            .max()
+            .unwrap_or(0);
+        if probes >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("nudge_probes={probes}");
+    assert!(probes >= 1, "no window probe sent: {}", d.logs());
+}
+
+/// The number after `key=` in an events.csv line.
+fn counter(line: &str, key: &str) -> u64 {
+    line.split(&format!("{key}="))
         .nth(1)
         .and_then(|x| x.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|x| x.parse().ok())
-        .unwrap_or_else(|| panic!("no nudged= in {line}"));
-    assert!(nudged >= 1, "{line}");
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! ...), so after the address has moved the connection still waits for the
 //! next backed-off timeout: seconds with large replies. Leaving `TCP_REPAIR`
 //! mode makes the kernel send a window probe, which the client answers with
-//! an ACK at once ([`crate::io::repair::elicit_ack`]). A socket must not be in
+//! an ACK at once ([`elicit_ack`], counted: [`probes_sent`]). A socket must not be in
 //! repair mode while its task writes to it (a write fails with EINVAL
 //! then), so the toggle runs inside the connection's own task: the nudge
 //! only sets a flag and wakes that task, and the task's stream
@@ -27,13 +27,34 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 
 use futures_util::task::AtomicWaker;
 
 static LIVE: Mutex<BTreeMap<RawFd, Arc<Nudge>>> = Mutex::new(BTreeMap::new());
+
+/// Window probes sent by [`elicit_ack`] since the node started.
+static PROBES: AtomicU64 = AtomicU64::new(0);
+
+/// Answer a nudge in the connection's own task: the kernel sends a window
+/// probe if the connection has unacknowledged data
+/// ([`crate::io::repair::elicit_ack`]); each probe sent is counted.
+pub fn elicit_ack(fd: RawFd) -> std::io::Result<bool> {
+    let sent = crate::io::repair::elicit_ack(fd)?;
+    if sent {
+        PROBES.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(sent)
+}
+
+/// How many window probes nudged connections actually sent (a nudge of a
+/// connection with nothing unacknowledged sends none): `nudge_probes` in
+/// the node's `counters` event.
+pub fn probes_sent() -> u64 {
+    PROBES.load(Ordering::Relaxed)
+}
 
 /// A pending request that a connection's task elicit an ACK from its
 /// client, with the task's waker.

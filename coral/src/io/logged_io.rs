@@ -120,7 +120,7 @@ impl<S: AsRawFd> LoggedStream<S> {
     fn check_nudge(&self, cx: &Context<'_>) {
         if let Some(n) = &self.nudge {
             if n.take(cx) {
-                if let Err(e) = crate::io::repair::elicit_ack(self.fd) {
+                if let Err(e) = crate::io::live_conns::elicit_ack(self.fd) {
                     tracing::warn!(tuple = %self.tuple, "eliciting an ACK: {e}");
                 }
             }
