@@ -1,8 +1,11 @@
 //! The primary's end of the log channel on a real loopback socket, against a
-//! backup that dies (its socket reset): every reply logged after the
-//! channel broke waits for the node to go simplex and is then released. A
-//! reply failed instead would close its client's connection with requests
-//! unanswered (the fault campaign saw `eof` errors at a kill in dual role).
+//! backup that dies (its socket reset) or stops reading (a partition: the
+//! channel's writes block): every reply logged after the channel broke
+//! waits for the node to go simplex and is then released. A reply failed
+//! instead would close its client's connection with requests unanswered
+//! (the fault campaign saw `eof` errors at a kill in dual role); one never
+//! released would leave them unanswered forever (lost requests at a
+//! partition between the servers).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -22,8 +25,8 @@ fn tuple(port: u16) -> FourTuple {
     }
 }
 
-#[tokio::test]
-async fn replies_logged_after_the_backup_died_wait_for_simplex() {
+/// A log client toward a backup listening on loopback.
+async fn start() -> (LogClient, TcpListener) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let std::net::SocketAddr::V4(backup) = listener.local_addr().unwrap() else {
         unreachable!()
@@ -45,6 +48,12 @@ async fn replies_logged_after_the_backup_died_wait_for_simplex() {
             },
         },
     );
+    (client, listener)
+}
+
+#[tokio::test]
+async fn replies_logged_after_the_backup_died_wait_for_simplex() {
+    let (client, listener) = start().await;
     // The backup reads the hello and dies: its socket is reset.
     let (mut sock, _) = listener.accept().await.unwrap();
     let mut buf = [0u8; 256];
@@ -80,4 +89,36 @@ async fn replies_logged_after_the_backup_died_wait_for_simplex() {
         .log_reply(tuple(9), 100, 0, vec![b'y'; 10])
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn replies_queued_behind_a_blocked_write_are_released_by_simplex() {
+    let (client, listener) = start().await;
+    // The backup reads the hello, then nothing: as behind a partition, the
+    // channel's writes block once the socket buffers are full.
+    let (mut sock, _) = listener.accept().await.unwrap();
+    let mut buf = [0u8; 256];
+    assert!(sock.read(&mut buf).await.unwrap() > 0, "no hello");
+    let log = |ports: std::ops::Range<u16>| -> Vec<_> {
+        ports
+            .map(|port| client.log_reply(tuple(port), 100, 0, vec![b'x'; 1 << 20]))
+            .collect()
+    };
+    // The channel's task takes a first batch (16 MB) and blocks writing it;
+    // the next replies stay queued behind it.
+    let mut replies = log(0..16);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    replies.extend(log(16..20));
+    tokio::select! {
+        r = replies.last_mut().unwrap() => panic!("resolved before simplex: {r:?}"),
+        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+    }
+    client.go_simplex();
+    for (i, f) in replies.into_iter().enumerate() {
+        let r = tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("reply {} not released by go_simplex", i + 1));
+        assert!(r.is_ok(), "reply {} failed: {r:?}", i + 1);
+    }
+    drop(sock);
 }

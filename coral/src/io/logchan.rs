@@ -38,8 +38,9 @@ use crate::io::logged_io::{LogFuture, ReplyLogger};
 /// Largest reply payload put in one `Reply` message.
 pub const MAX_REPLY_PART: usize = 15 << 20;
 
+/// An entry for the wire, numbered as it was queued.
 enum Cmd {
-    Entry(LogMsgKind, Option<oneshot::Sender<()>>),
+    Entry(u64, LogMsgKind),
 }
 
 enum LogMsgKind {
@@ -64,7 +65,13 @@ enum LogMsgKind {
 struct ClientShared {
     simplex: AtomicBool,
     /// Waiters by entry id, released by cumulative acks or by simplex.
+    /// A waiter is here from the moment its entry is queued, so
+    /// [`LogClient::go_simplex`] releases it even when the entry is still
+    /// queued behind a write the backup will never take (a partition).
     waiters: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+    /// The next entry's id: entries are numbered in queue order, which is
+    /// the order they go on the wire (cumulative acks rely on it).
+    next_id: Mutex<u64>,
     acked: AtomicU64,
     connected: AtomicBool,
 }
@@ -101,6 +108,7 @@ impl LogClient {
             waiters: Mutex::new(BTreeMap::new()),
             acked: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            next_id: Mutex::new(1),
         });
         tokio::spawn(client_task(key, cfg, rx, shared.clone()));
         LogClient { tx, shared }
@@ -126,19 +134,28 @@ impl LogClient {
     /// Report a newly accepted connection and its negotiated options.
     pub fn conn_open(&self, tuple: FourTuple, options: NegotiatedOptions) {
         if !self.shared.simplex.load(Ordering::Acquire) {
-            let _ = self
-                .tx
-                .send(Cmd::Entry(LogMsgKind::Open { tuple, options }, None));
+            self.queue(LogMsgKind::Open { tuple, options }, None);
         }
     }
 
     /// Report a connection's end.
     pub fn conn_close(&self, tuple: FourTuple, kind: CloseKind) {
         if !self.shared.simplex.load(Ordering::Acquire) {
-            let _ = self
-                .tx
-                .send(Cmd::Entry(LogMsgKind::Close { tuple, kind }, None));
+            self.queue(LogMsgKind::Close { tuple, kind }, None);
         }
+    }
+
+    /// Numbers the entry, registers its waiter (or releases it at once in
+    /// simplex mode) and queues it for the wire. False if the channel's
+    /// task is gone.
+    fn queue(&self, kind: LogMsgKind, waiter: Option<oneshot::Sender<()>>) -> bool {
+        let mut next = self.shared.next_id.lock().expect("next id");
+        let id = *next;
+        *next += 1;
+        if let Some(w) = waiter {
+            park(&self.shared, id, w);
+        }
+        self.tx.send(Cmd::Entry(id, kind)).is_ok()
     }
 
     /// Stop waiting for the backup: every waiting writer is released now and
@@ -190,7 +207,7 @@ impl ReplyLogger for LogClient {
                 bytes: part,
             };
             let waiter = if last { wtx.take() } else { None };
-            if self.tx.send(Cmd::Entry(msg, waiter)).is_err() {
+            if !self.queue(msg, waiter) {
                 return Box::pin(async {
                     Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -205,7 +222,8 @@ impl ReplyLogger for LogClient {
         }
         let rx = wrx;
         Box::pin(async move {
-            // A dropped sender means the task ended; the reply stays unlogged.
+            // Released by the backup's ack or by simplex; a dropped sender
+            // means the channel's task ended: the reply stays unlogged.
             rx.await
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "log channel closed"))
         })
@@ -238,55 +256,45 @@ async fn client_task(
         .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
         .expect("hello encodes");
     if wr.write_all(&hello).await.is_err() {
-        return park_until_simplex(rx, shared).await;
+        return discard(rx).await;
     }
     tokio::spawn(read_acks(rd, key.clone(), shared.clone()));
-    let mut next_id: u64 = 1;
     let mut out = Vec::with_capacity(64 * 1024);
-    while let Some(Cmd::Entry(kind, waiter)) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
         // Batch whatever is queued into one write.
-        let mut batch = vec![(kind, waiter)];
-        while let Ok(Cmd::Entry(k, w)) = rx.try_recv() {
-            batch.push((k, w));
+        let mut batch = vec![first];
+        while let Ok(c) = rx.try_recv() {
+            batch.push(c);
             if batch.len() >= 64 {
                 break;
             }
         }
         out.clear();
-        for (kind, waiter) in batch {
-            let id = next_id;
-            next_id += 1;
-            let msg = kind.into_msg(id);
-            if let Some(w) = waiter {
-                park(&shared, id, w);
-            }
-            if enc.encode(&Message::Log(msg), &mut out).is_err() {
+        for Cmd::Entry(id, kind) in batch {
+            if enc
+                .encode(&Message::Log(kind.into_msg(id)), &mut out)
+                .is_err()
+            {
                 continue;
             }
         }
+        // Blocks for as long as a partitioned backup takes nothing; the
+        // waiters are released by go_simplex all the same.
         if wr.write_all(&out).await.is_err() {
             shared.connected.store(false, Ordering::Release);
-            return park_until_simplex(rx, shared).await;
+            return discard(rx).await;
         }
     }
 }
 
-/// The backup is gone (the channel could not be written): every writer,
-/// those queued already and those to come, waits until the detector declares
-/// the backup failed and the node goes simplex ([`LogClient::go_simplex`]),
-/// or the node fences itself. Dropping a waiter instead would fail its
-/// reply, and the connection with it: a client would see its connection
-/// closed with requests unanswered at a takeover the standard says it must
-/// not notice.
-async fn park_until_simplex(mut rx: mpsc::UnboundedReceiver<Cmd>, shared: Arc<ClientShared>) {
-    // Ids past every id sent: no late ack can release them.
-    let mut id = u64::MAX / 2;
-    while let Some(Cmd::Entry(_, waiter)) = rx.recv().await {
-        if let Some(w) = waiter {
-            park(&shared, id, w);
-            id += 1;
-        }
-    }
+/// The backup is gone (the channel could not be written): entries are
+/// dropped from now on, and their writers, registered when they were
+/// queued, wait until the detector declares the backup failed and the node
+/// goes simplex ([`LogClient::go_simplex`]), or the node fences itself.
+/// Failing them instead would close their clients' connections with
+/// requests unanswered at a takeover the clients must not notice.
+async fn discard(mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    while rx.recv().await.is_some() {}
 }
 
 /// Keeps `w` (the writer of entry `id`) waiting for the backup's ack, or
