@@ -10,7 +10,13 @@
 //! - `epoch` equal to the recorded one and the same node: granted again
 //!   (an answer to a retransmitted request; nothing changes);
 //! - `epoch` equal, another node: refused, `AlreadyGranted`;
-//! - `epoch` below the recorded one: refused, `StaleEpoch`.
+//! - `epoch` below the recorded one: refused, `StaleEpoch`;
+//! - another address already granted in `epoch` to another node: refused,
+//!   `AlreadyGranted` (that node): an epoch has one winner. The witness
+//!   serves one pair (its key is the pair's), and after a failure one node
+//!   serves every address. In dual role a partition between the servers
+//!   makes each ask for its own address first; granting each its own would
+//!   leave both refused the other's, and both would fence.
 //!
 //! Every decision is queued as a [`WitnessEvent`] for the shell's event log.
 //! The records must outlive a witness restart, or a restarted witness could
@@ -150,7 +156,7 @@ impl Witness {
         if self.vips.as_ref().is_some_and(|v| !v.contains(&vip)) {
             return Decision::Refused(RefuseReason::UnknownVip);
         }
-        match self.records.get(&vip) {
+        let own = match self.records.get(&vip) {
             None => Decision::Granted,
             Some(r) if epoch > r.epoch => Decision::Granted,
             Some(r) if epoch == r.epoch && node == r.holder => Decision::Regranted,
@@ -161,6 +167,17 @@ impl Witness {
                 current: r.epoch,
                 holder: r.holder,
             }),
+        };
+        // An epoch has one winner across the addresses.
+        let winner = self
+            .records
+            .iter()
+            .find(|(v, r)| **v != vip && r.epoch == epoch && r.holder != node);
+        match (own, winner) {
+            (Decision::Granted, Some((_, r))) => {
+                Decision::Refused(RefuseReason::AlreadyGranted { holder: r.holder })
+            }
+            _ => own,
         }
     }
 
@@ -407,13 +424,13 @@ mod tests {
                 epoch: Epoch(1)
             }
         );
-        // Addresses are independent.
+        // Another address in another epoch is granted on its own.
         assert_eq!(
-            w.on_request(now(), B, V2, B, Epoch(1)),
+            w.on_request(now(), B, V2, B, Epoch(3)),
             WitnessMsg::Grant {
                 vip: V2,
                 node: B,
-                epoch: Epoch(1)
+                epoch: Epoch(3)
             }
         );
         // A later epoch moves the address; the old one is stale.
@@ -460,6 +477,40 @@ mod tests {
                     holder: B
                 }),
             ]
+        );
+    }
+
+    /// Dual role, a partition between the servers: each node asks for its
+    /// own address first, then for the other's. The first grant of the
+    /// epoch names its winner; the other node is refused both, and fences.
+    #[test]
+    fn an_epoch_has_one_winner_across_addresses() {
+        let mut w = Witness::new();
+        let grant = |vip, node| WitnessMsg::Grant {
+            vip,
+            node,
+            epoch: Epoch(2),
+        };
+        let refuse = |vip, node| WitnessMsg::Refuse {
+            vip,
+            node,
+            epoch: Epoch(2),
+            reason: RefuseReason::AlreadyGranted { holder: A },
+        };
+        assert_eq!(w.on_request(now(), A, V1, A, Epoch(2)), grant(V1, A));
+        assert_eq!(w.on_request(now(), B, V2, B, Epoch(2)), refuse(V2, B));
+        assert_eq!(w.on_request(now(), A, V2, A, Epoch(2)), grant(V2, A));
+        assert_eq!(w.on_request(now(), B, V1, B, Epoch(2)), refuse(V1, B));
+        assert_eq!(w.record(V2).map(|r| r.holder), Some(A));
+        // A retransmission is still answered; the next epoch is open.
+        assert_eq!(w.on_request(now(), A, V2, A, Epoch(2)), grant(V2, A));
+        assert_eq!(
+            w.on_request(now(), B, V2, B, Epoch(3)),
+            WitnessMsg::Grant {
+                vip: V2,
+                node: B,
+                epoch: Epoch(3)
+            }
         );
     }
 
