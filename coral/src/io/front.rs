@@ -40,7 +40,7 @@ use coral_core::{FourTuple, LogMsg, NotRestorable, TakeoverParams, TakeoverState
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Deserialize;
-use tokio::sync::{mpsc::UnboundedSender, oneshot};
+use tokio::sync::{mpsc::UnboundedSender, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::io::afpacket::{PacketSocket, VnetHdr};
@@ -232,6 +232,7 @@ pub struct Front {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     kind: FrontKind,
+    acks_stopped: watch::Receiver<bool>,
 }
 
 impl Front {
@@ -248,6 +249,7 @@ impl Front {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(FrontStats::default());
         let kind = source.kind();
+        let (stopped_tx, acks_stopped) = watch::channel(false);
         let engine = Engine {
             source,
             rec: Recorder {
@@ -262,6 +264,7 @@ impl Front {
                 mode: cfg.mode,
                 arp_until: u64::MAX,
                 acking: true,
+                acks_stopped: stopped_tx,
                 held: (Vec::new(), 0),
                 watched: HashSet::new(),
                 verdicts: HashSet::new(),
@@ -279,6 +282,7 @@ impl Front {
             tx,
             waker,
             kind,
+            acks_stopped,
         })
     }
 
@@ -301,6 +305,13 @@ impl Front {
         }
         rx.await
             .map_err(|_| io::Error::other("the front stopped before answering"))
+    }
+
+    /// Turns true once the thread has stopped acknowledging log entries
+    /// (`Command::StopAcking`, a takeover's snapshot): the log server then
+    /// closes the primary's log connection silently.
+    pub fn acks_stopped(&self) -> watch::Receiver<bool> {
+        self.acks_stopped.clone()
     }
 
     /// Apply one read's log entries (after draining the ring).
@@ -341,6 +352,8 @@ struct Recorder {
     mode: Mode,
     arp_until: u64,
     acking: bool,
+    /// Told when `acking` turns false ([`Front::acks_stopped`]).
+    acks_stopped: watch::Sender<bool>,
     /// Frames held since `Mode(Hold)`, and their bytes.
     held: (Vec<Vec<u8>>, usize),
     /// Connections caught mid-handshake, still recorded in idle mode.
@@ -491,7 +504,10 @@ impl Engine {
             }
             Command::Mode(m) => self.set_mode(m),
             Command::ArpUntil(t) => self.rec.arp_until = t,
-            Command::StopAcking => self.rec.acking = false,
+            Command::StopAcking => {
+                self.rec.acking = false;
+                self.rec.acks_stopped.send_replace(true);
+            }
             Command::Snapshot(vip, reply) => {
                 let _ = reply.send(self.rec.snapshot(vip));
             }

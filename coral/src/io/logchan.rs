@@ -434,16 +434,35 @@ pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
     }
 }
 
+/// Once the snapshot stopped acknowledgements the primary is taken for
+/// failed, so its log connection goes silently (repair mode, then the
+/// caller drops it): a FIN, or the last ack, to a cut-off peer would be
+/// retransmitted on the survivor's timer for minutes.
+fn close_silently(wr: &tokio::net::tcp::OwnedWriteHalf) {
+    let _ = crate::io::repair::set_repair(wr.as_ref().as_raw_fd(), true);
+}
+
 async fn serve_one(stream: TcpStream, ctx: LogServer) {
     let (mut rd, mut wr) = stream.into_split();
     let mut enc = Encoder::new(ctx.key.clone(), ctx.me, ctx.epoch, crate::clock::unix_ns());
     let mut dec = StreamDecoder::new(ctx.key.clone(), DecoderConfig::for_channel(Channel::Log));
     let mut buf = vec![0u8; 256 * 1024];
     let mut said_hello = false;
+    let mut stopped = ctx.front.acks_stopped();
     loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            // The snapshot stopped acknowledgements while the primary sent
+            // nothing (it was cut off): an ack written just before may
+            // still be unacknowledged, so go silently now, not at the
+            // next entry, which never comes.
+            _ = stopped.wait_for(|s| *s) => {
+                close_silently(&wr);
+                return;
+            }
         };
         if dec.push(&buf[..n]).is_err() {
             break;
@@ -475,12 +494,8 @@ async fn serve_one(stream: TcpStream, ctx: LogServer) {
             return;
         };
         if !applied.acking {
-            // Snapshot taken: never acknowledge again. The primary is taken
-            // for failed, so the connection goes silently (repair mode, then
-            // close): a FIN to a cut-off peer would be retransmitted on the
-            // survivor's timer for minutes.
-            let _ = crate::io::repair::set_repair(wr.as_ref().as_raw_fd(), true);
-            return;
+            close_silently(&wr);
+            return; // snapshot taken: never acknowledge again
         }
         ctx.stats
             .entries
