@@ -464,8 +464,14 @@ fn results_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
 /// Per variant, the repetitions that have a `failover` map, with it.
 type FailoverCols<'a> = Vec<(&'a Variant, Vec<(&'a Rep, &'a BTreeMap<String, f64>)>)>;
 
-/// The failover (or integration) breakdown with the paper's table beside.
+/// The failover (or integration) breakdown with the paper's table beside:
+/// Table 1 reads `summary.json` `failover`, Table 2 `integration`.
 fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String) {
+    let field = if paper_table == "table2" {
+        "integration"
+    } else {
+        "failover"
+    };
     let cols: FailoverCols = exp
         .variants
         .iter()
@@ -473,7 +479,13 @@ fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String)
             (
                 v,
                 v.summaries()
-                    .filter_map(|(r, s)| s.failover.as_ref().map(|f| (r, f)))
+                    .filter_map(|(r, s)| {
+                        let m = match field {
+                            "integration" => s.integration.as_ref(),
+                            _ => s.failover.as_ref(),
+                        };
+                        m.map(|f| (r, f))
+                    })
                     .collect::<Vec<_>>(),
             )
         })
@@ -494,14 +506,14 @@ fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String)
         if matches!(exp.name.as_str(), "table1-failover" | "table2-integration") {
             let _ = writeln!(
                 md,
-                "No `failover` breakdown in any `summary.json` of this experiment.\n"
+                "No `{field}` breakdown in any `summary.json` of this experiment.\n"
             );
         }
         return;
     }
     let _ = writeln!(
         md,
-        "**{title}** (ms; from `summary.json` `failover`), beside the paper's {name}:\n"
+        "**{title}** (ms; from `summary.json` `{field}`), beside the paper's {name}:\n"
     );
     let _ = write!(md, "| step | paper (ms) |");
     for (v, _) in &cols {

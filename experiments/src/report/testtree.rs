@@ -41,6 +41,18 @@ pub fn faulted(before: f64, after: f64, stall_ms: f64, failover: &[(&str, f64)])
     s
 }
 
+/// A repetition in which a new server joined: `integration` rows (ms).
+pub fn joined(integration: &[(&str, f64)]) -> Summary {
+    let mut s = faulted(1.0, 1.0, 0.0, &[]);
+    s.integration = Some(
+        integration
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    );
+    s
+}
+
 /// Run start of every synthetic repetition (unix ns).
 pub const T0: u64 = 1_795_000_000_000_000_000;
 
