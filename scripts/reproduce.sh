@@ -20,6 +20,7 @@ EXPERIMENTS=(
   fig2-throughput
   fig3-latency
   table1-failover
+  table2-integration
   table3-overhead
   detection-sweep
   scale-sweep

@@ -39,6 +39,10 @@
 //!   survivor rebuilds server-a's connections and takes the address server-a
 //!   fronted) and single role with the backup cut (the primary takes the
 //!   address: where it really moves); full adds single role, primary cut.
+//! - `table2-integration`: reintegration (paper 3.2, Table 2): single role,
+//!   the primary killed, the spare joins the survivor under the 8 clients;
+//!   Table 2's rows from the survivor's `integration` event (QUICK 3
+//!   repetitions, full 20).
 //! - `table3-overhead`: one and two unreplicated servers, single-role and
 //!   dual-role CoRAL, no fault, same quotas; with the CGI application and
 //!   again in process (`inproc-` variants).
@@ -81,6 +85,15 @@ pub struct FaultPlan {
     pub restart_after_s: Option<f64>,
 }
 
+/// A join the runner makes during the load (`coral-exp join HOST`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinPlan {
+    /// The host that joins the simplex node (spare, or a failed server).
+    pub host: String,
+    /// Seconds after the load driver started.
+    pub at_s: f64,
+}
+
 /// The load of a variant (`coral-load` options).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LoadOptions {
@@ -111,6 +124,10 @@ pub struct Variant {
     pub servers: u8,
     /// The fault, if any.
     pub fault: Option<FaultPlan>,
+    /// A join after the fault (CoRAL), if any.
+    pub join: Option<JoinPlan>,
+    /// A second fault after the join, if any.
+    pub second_fault: Option<FaultPlan>,
     /// CoRAL options (for `service == "coral"`).
     pub coral: CoralOptions,
     /// Load-balancer baseline options (for haproxy, keepalived).
@@ -204,7 +221,7 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             return Ok((v, s));
         }
         "fig2-throughput" | "fig3-latency" | "table1-failover" | "table2-integration"
-        | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
+        | "double-fault" | "table3-overhead" | "detection-sweep" | "scale-sweep" | "reply-size-sweep" => {
             bail!("experiment `{name}` is not built yet")
         }
         other => bail!(
@@ -244,6 +261,7 @@ pub const NAMES: &[&str] = &[
     "fig2-throughput",
     "fig3-latency",
     "table1-failover",
+    "table2-integration",
     "table3-overhead",
     "detection-sweep",
     "scale-sweep",
@@ -395,6 +413,24 @@ fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             }
             (v, s)
         }
+        "table2-integration" => {
+            // The primary killed at 1.5 s; the spare joins the survivor
+            // 1.5 s later, under the 8 clients (Table 2 from the simplex
+            // node's `integration` event).
+            let s = shape(quick, (5.0, 0.5, 3), (5.0, 0.5, 20));
+            let mut v = coral("single-role-spare-joins", false, hb);
+            v.fault = Some(FaultPlan {
+                kind: "kill".into(),
+                host: "server-a".into(),
+                at_s: 1.5,
+                restart_after_s: None,
+            });
+            v.join = Some(JoinPlan {
+                host: "spare".into(),
+                at_s: 3.0,
+            });
+            (vec![v], s)
+        }
         "table3-overhead" => {
             let s = shape(quick, (6.0, 1.0, 1), (15.0, 2.0, 3));
             let mut v = Vec::new();
@@ -537,7 +573,11 @@ mod tests {
         let f = v[0].fault.as_ref().unwrap();
         assert!(f.at_s > s.warmup_s && f.at_s + 1.0 < s.duration_s);
         assert_eq!(s.reps, 5);
-        assert!(experiment("table2-integration", true)
+        let (v, s) = experiment("table2-integration", false).unwrap();
+        assert_eq!(s.reps, 20, "the issue asks for at least 20");
+        let (f, j) = (v[0].fault.as_ref().unwrap(), v[0].join.as_ref().unwrap());
+        assert!(f.at_s > s.warmup_s && f.at_s + 1.0 <= j.at_s && j.at_s + 1.0 < s.duration_s);
+        assert!(experiment("double-fault", true)
             .unwrap_err()
             .to_string()
             .contains("not built yet"));

@@ -171,12 +171,22 @@ pub struct FaultArgs {
     pub hosts: Vec<String>,
 }
 
+/// Arguments of `coral-exp join`.
+#[derive(Args, Debug, Clone)]
+pub struct JoinArgs {
+    /// State directory of the topology.
+    #[arg(long, default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// The host that joins: spare, or a failed server (server-a, server-b).
+    pub host: String,
+}
+
 /// Arguments of `coral-exp run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Experiment: baseline, baseline-crash, lb-compare, or one of the
     /// paper's (fig2-throughput, fig3-latency, table1-failover,
-    /// table3-overhead, detection-sweep, scale-sweep, reply-size-sweep);
+    /// table2-integration, table3-overhead, detection-sweep, scale-sweep, reply-size-sweep);
     /// docs/CLI.md lists them all, an unknown name lists them too;
     /// fault-campaign takes --trials and --seed.
     pub experiment: String,
@@ -465,6 +475,30 @@ pub fn fault(a: FaultArgs) -> Result<i32> {
     };
     faultinject::append_event(&a.state.join("events.csv"), &ev)?;
     println!("{} {}: {}", ev.event, ev.host, ev.detail);
+    Ok(0)
+}
+
+/// `coral-exp join`: a fresh CoRAL node on HOST joins the simplex node.
+pub fn join(a: JoinArgs) -> Result<i32> {
+    let (backend, mut h) = live::load(&a.state)?;
+    if h.state.status == Status::Down {
+        bail!("the topology in {} is down", a.state.display());
+    }
+    let cancel = live::install_signal_flag()?;
+    let j = crate::services::join::join(backend.as_ref(), &mut h, &a.host, &cancel)?;
+    let rows = j
+        .integration
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "no integration event yet".into());
+    println!(
+        "join {}: joined {} (integration ms: {rows})",
+        a.host, j.simplex
+    );
     Ok(0)
 }
 

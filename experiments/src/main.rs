@@ -22,6 +22,8 @@ enum Command {
     Exec(commands::ExecArgs),
     /// Inject a fault into a running topology.
     Fault(commands::FaultArgs),
+    /// A fresh CoRAL node on HOST joins the simplex node (reintegration).
+    Join(commands::JoinArgs),
     /// Run an experiment and write its results tree.
     Run(commands::RunArgs),
     /// Draw the figures from the results tree into paper-figures/.
@@ -40,6 +42,7 @@ fn main() {
         Command::Down(a) => commands::down(a),
         Command::Exec(a) => commands::exec(a),
         Command::Fault(a) => commands::fault(a),
+        Command::Join(a) => commands::join(a),
         Command::Run(a) => commands::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Report(a) => report::run(a),

@@ -5,7 +5,7 @@
 //! `requests.csv`, `events.csv` and `summary.json` (docs/CLI.md). What
 //! each experiment is (variants, faults, shapes) is [`crate::catalog`]'s.
 
-use crate::catalog::{experiment, with_app, FaultPlan, Shape, Variant};
+use crate::catalog::{experiment, with_app, FaultPlan, JoinPlan, Shape, Variant};
 use crate::conditions::Conditions;
 use crate::live::{self, UpOptions};
 use crate::services::{AppMode, ServiceOptions};
@@ -71,6 +71,8 @@ struct RepConfig<'a> {
     duration_s: f64,
     warmup_s: f64,
     fault: Option<&'a FaultPlan>,
+    join: Option<&'a JoinPlan>,
+    second_fault: Option<&'a FaultPlan>,
     service_urls: &'a [String],
     prefix: &'a str,
     conditions: serde_json::Value,
@@ -282,6 +284,8 @@ fn run_rep(
         duration_s: shape.duration_s,
         warmup_s: shape.warmup_s,
         fault: v.fault.as_ref(),
+        join: v.join.as_ref(),
+        second_fault: v.second_fault.as_ref(),
         service_urls: &st.service_urls,
         prefix: &st.prefix,
         conditions: cond.recorded(&a.topology),
@@ -341,6 +345,7 @@ fn run_rep(
             )?;
         }
     }
+    join_and_second_fault(v, started, &mut live, &runner_events, cancel)?;
     // Wait for the driver: its duration, its drain (2 s) and a margin.
     let limit = started + Duration::from_secs_f64(shape.duration_s + 30.0);
     let status = load.wait(limit, "its duration + 30 s", cancel)?;
@@ -401,6 +406,33 @@ fn run_rep(
         "{} ok, {} errors, {} reconnects, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
         s.ok, s.errors, s.reconnects, s.throughput_rps, s.p50_ms, s.p99_ms
     ))
+}
+
+/// The variant's join (`coral-exp join HOST`), then its second fault.
+fn join_and_second_fault(
+    v: &Variant,
+    started: Instant,
+    live: &mut Option<Live>,
+    runner_events: &Path,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    if let Some(j) = &v.join {
+        sleep_until(started + Duration::from_secs_f64(j.at_s), cancel)?;
+        let l = live.as_mut().context("topology gone")?;
+        let done = crate::services::join::join(l.backend.as_ref(), &mut l.handle, &j.host, cancel)?;
+        record(
+            runner_events,
+            &j.host,
+            "join",
+            format!("joined {}", done.simplex),
+        )?;
+    }
+    if let Some(f) = &v.second_fault {
+        sleep_until(started + Duration::from_secs_f64(f.at_s), cancel)?;
+        let l = live.as_mut().context("topology gone")?;
+        inject_planned(l, f)?;
+    }
+    Ok(())
 }
 
 /// Kills coral-load if the rep ends early (error, interrupt).

@@ -125,6 +125,10 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         "1".into(),
         "--allow-node".into(),
         "2".into(),
+        // The spare, once it joined (`coral-exp join spare`), takes over
+        // like any backup.
+        "--allow-node".into(),
+        "3".into(),
     ];
     for v in if c.dual_role {
         vec![VIP_A, VIP_B]

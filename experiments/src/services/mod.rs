@@ -7,6 +7,7 @@
 
 pub mod coral;
 pub mod haproxy;
+pub mod join;
 pub mod keepalived;
 pub mod nginx;
 pub mod unreplicated;
