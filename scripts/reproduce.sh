@@ -21,6 +21,7 @@ EXPERIMENTS=(
   fig3-latency
   table1-failover
   table2-integration
+  double-fault
   table3-overhead
   detection-sweep
   scale-sweep

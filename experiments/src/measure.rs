@@ -247,6 +247,17 @@ pub fn integration_breakdown(events: &[EventRow]) -> Option<BTreeMap<String, f64
     m.contains_key("total").then_some(m)
 }
 
+/// The window of vulnerability: from the first fault (`fault_at`) to the
+/// first `integration` event after it (a new server joined: both nodes
+/// duplex again), ms.
+pub fn vulnerability_ms(events: &[EventRow], fault_at: Option<u64>) -> Option<f64> {
+    let t0 = fault_at?;
+    let e = events
+        .iter()
+        .find(|e| e.event == "integration" && e.t_unix_ns >= t0)?;
+    Some((e.t_unix_ns - t0) as f64 / 1e6)
+}
+
 /// Fills `s.failover` and `s.integration` from the repetition's merged `events.csv` and
 /// returns the other keys this module adds to `summary.json` (counts, CPU,
 /// idle connections from the driver's `idle.json` when it exists).
@@ -278,6 +289,9 @@ pub fn summary_extras(
     m.insert("tails_unwritable".into(), facts.tails_unwritable as f64);
     if let Some(r) = facts.restored {
         m.insert("takeover_restored".into(), r);
+    }
+    if let Some(w) = vulnerability_ms(&events, fault_at) {
+        m.insert("vulnerability_ms".into(), w);
     }
     if idle_json.exists() {
         let text = std::fs::read_to_string(idle_json)
@@ -327,6 +341,19 @@ mod tests {
             event: event.into(),
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn the_window_of_vulnerability_ends_at_the_integration() {
+        let events = [
+            ev(5_000_000, "server-b", "integration", "total=1.0"),
+            ev(10_000_000, "server-a", "kill", ""),
+            ev(12_000_000, "server-b", "takeover", "total=1.0"),
+            ev(40_000_000, "server-b", "integration", "total=2.0"),
+        ];
+        assert_eq!(vulnerability_ms(&events, Some(10_000_000)), Some(30.0));
+        assert_eq!(vulnerability_ms(&events, None), None);
+        assert_eq!(vulnerability_ms(&events[..3], Some(10_000_000)), None);
     }
 
     #[test]

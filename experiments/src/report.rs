@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod headline;
 pub mod lb;
 pub mod paper;
+mod reintegration;
 pub mod reliability;
 pub mod runtime;
 pub mod sections;
@@ -86,6 +87,11 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         "table2-integration",
         "Table 2: integration of a new server after failover",
         "Time to bring a new server into a working simplex system, back to duplex, by step (paper section 4.3).",
+    ),
+    (
+        "double-fault",
+        "A second fault after reintegration",
+        "The primary killed, the spare joined to the survivor, then the survivor killed: the service carries on from the spare (not in the paper).",
     ),
     (
         "table3-overhead",
@@ -912,8 +918,9 @@ fn experiment_md(ctx: &Ctx, e: &Experiment, heading: &str, what: &str, md: &mut 
     }
     results_md(ctx, e, md);
     // The paper's experiments read their own same-run references.
-    let ours = crate::catalog::NAMES.contains(&e.name.as_str());
+    let ours = crate::catalog::NAMES.contains(&e.name.as_str()) || e.name == "double-fault";
     sections::paper_md(ctx, e, md);
+    reintegration::md(ctx, e, md);
     if e.name != "baseline" && !ours {
         bounds_md(ctx, e, md);
     }
