@@ -11,7 +11,7 @@
 //! outside = "198.51.100.2"     # optional: pinged after an address takeover
 //! witness = "198.51.100.2:7012"  # optional but needed for safety, see below
 //! app = "cgi"                  # "inproc" (default) or "cgi": webstone-cgi per request
-//! front = "packet"             # "packet" (default) or "ebpf": the backup's frame source
+//! front = "ebpf"               # "ebpf" (default) or "packet": the backup's frame source
 //! # front_fallback = true      # if the eBPF program fails to load, run the packet front
 //! # front_ring_bytes = 16777216  # eBPF: the ring's size (a power of two, at least 4096)
 //! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
@@ -167,8 +167,8 @@ pub struct Config {
     /// listens there for a new server (`coral join`).
     #[serde(default = "default_join_port")]
     pub join_port: u16,
-    /// The backup's frame source: `packet` (an AF_PACKET socket, the
-    /// default) or `ebpf` (the tc ingress program and its ring).
+    /// The backup's frame source: `ebpf` (the tc ingress program and its
+    /// ring, the default) or `packet` (an AF_PACKET socket).
     #[serde(default)]
     pub front: FrontKind,
     /// If the eBPF program cannot be loaded, run the packet front instead
@@ -363,6 +363,7 @@ role = "primary"
         assert_eq!(c.service[0].role, ServiceRole::Primary);
         assert_eq!(c.close_mark, DEFAULT_CLOSE_MARK);
         assert_eq!((c.app, c.cgi_program), (AppMode::Inproc, None));
+        assert_eq!((c.front, c.front_fallback), (FrontKind::Ebpf, false));
         let c = Config::parse(&GOOD.replace(
             "lan = \"eth0\"",
             "lan = \"eth0\"\napp = \"cgi\"\ncgi_program = \"/x/cgi\"",

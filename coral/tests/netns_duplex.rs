@@ -14,8 +14,9 @@ use common::duplex::{check_reply, counter, sibling, Duplex, VIP};
 
 #[test]
 fn netns_duplex_serves_unmodified_clients_through_the_front() {
-    // The eBPF front (opt-in): the packet front, the default, runs in every
-    // other namespace test.
+    // The eBPF front (the default), named so that it runs here even when
+    // CORAL_TEST_FRONT=packet puts the other namespace tests on the packet
+    // front.
     let d = Duplex::start_configured("dpx", 50, 20, true, "front = \"ebpf\"\n");
 
     // curl, keep-alive, several URLs on one connection.
@@ -166,7 +167,7 @@ fn complete3(buf: &[u8]) -> bool {
     true
 }
 
-/// The packet front (the default): the backup process itself records each
+/// The packet front (selectable): the backup process itself records each
 /// frame before forwarding it, so a stopped backup stops every client byte
 /// at once. (With the eBPF front a frame counts as recorded once it is in
 /// the ring, so a stopped backup forwards until its ring is full: see

@@ -52,7 +52,7 @@ pub struct UpArgs {
     /// Dual role: each server fronts one address (for --service coral).
     #[arg(long)]
     pub dual_role: bool,
-    /// The backup's frame source (for --service coral; default packet; a
+    /// The backup's frame source (for --service coral; default ebpf; a
     /// Docker topology always runs packet).
     #[arg(long, value_enum)]
     pub front: Option<FrontArg>,
@@ -219,7 +219,7 @@ pub struct RunArgs {
     /// other; default: a fresh `cx` + 4 hex digits each).
     #[arg(long)]
     pub prefix: Option<String>,
-    /// The backup's frame source of every CoRAL variant (default: packet; a
+    /// The backup's frame source of every CoRAL variant (default: ebpf; a
     /// Docker topology always runs packet).
     #[arg(long, value_enum)]
     pub front: Option<FrontArg>,

@@ -64,11 +64,10 @@ const BATCH: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontKind {
-    /// The tc ingress BPF program and its ring (opt-in until its
-    /// stopped-backup test passes, see docs/DESIGN.md section 2).
-    Ebpf,
-    /// The AF_PACKET socket (the default).
+    /// The tc ingress BPF program and its ring (the default).
     #[default]
+    Ebpf,
+    /// The AF_PACKET socket (selectable; the Docker topology's).
     Packet,
 }
 

@@ -43,20 +43,19 @@ pub fn coral_bin() -> &'static str {
     })
 }
 
-/// The `front` line the pair's nodes get unless a test names its own:
+/// The front the pair's nodes are given unless a test names its own:
 /// `CORAL_TEST_FRONT` (`ebpf` or `packet`) runs the suites on that front;
 /// unset, the node's default.
-fn test_front(extra: &str) -> String {
-    match std::env::var("CORAL_TEST_FRONT") {
-        Ok(f) if !extra.contains("front =") => {
-            assert!(
-                f == "ebpf" || f == "packet",
-                "CORAL_TEST_FRONT={f:?}: ebpf or packet"
-            );
-            format!("front = \"{f}\"\n")
-        }
-        _ => String::new(),
+fn test_front(extra: &str) -> Option<String> {
+    let f = std::env::var("CORAL_TEST_FRONT").ok()?;
+    if extra.contains("front =") {
+        return None;
     }
+    assert!(
+        f == "ebpf" || f == "packet",
+        "CORAL_TEST_FRONT={f:?}: ebpf or packet"
+    );
+    Some(f)
 }
 
 /// A sibling binary of the workspace (built by `cargo build --workspace`).
@@ -91,7 +90,9 @@ fn config(
              events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{front}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
             key = dir.join("key").display(),
             ev = dir.join(format!("{name}-events.csv")).display(),
-            front = test_front(extra),
+            front = test_front(extra)
+                .map(|f| format!("front = \"{f}\"\n"))
+                .unwrap_or_default(),
             w = if witness {
                 format!("witness = \"{WITNESS}\"\n")
             } else {
@@ -190,6 +191,14 @@ impl Duplex {
             d.witness = Some(d.spawn_witness());
         }
         d.wait_ready();
+        if let Some(f) = test_front(extra) {
+            // The front asked for runs (a node never falls back silently).
+            let ev = d.events("server-b");
+            assert!(
+                ev.contains(&format!("front={f}")),
+                "CORAL_TEST_FRONT={f}: {ev}"
+            );
+        }
         d
     }
 

@@ -59,10 +59,10 @@ pub struct CoralOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Front {
-    /// The tc ingress BPF program and its ring (opt-in).
-    Ebpf,
-    /// The AF_PACKET socket with its classic BPF filter (the node's default).
+    /// The tc ingress BPF program and its ring (the node's default).
     #[default]
+    Ebpf,
+    /// The AF_PACKET socket with its classic BPF filter.
     Packet,
 }
 
