@@ -386,26 +386,32 @@ print(a, b, port == s.getsockname()[1])",
 fn netns_backup_failure_leaves_the_primary_serving_alone() {
     let d = Duplex::start("tbk", 50, 3);
     let ev = d.dir.path().join("server-a-events.csv");
+    // The client stops reading an 8 MB reply (more than its receive
+    // buffer holds) for a second before the fault and until the primary
+    // has detected it: its window is full at the cut, and its window
+    // update goes to the cut front and is lost. Only a probe sent for
+    // unsent data brings it back before the persist timer.
     let code = format!(
         "
 s = socket.create_connection(('192.0.2.100', 80)); port = s.getsockname()[1]
 s.sendall(req(1000)); a, _ = read_reply(s)
-s.sendall(req(8 << 20)); ready(); big, _ = read_reply(s)
-wait_for('{}', ',simplex-address,')
+s.sendall(req(8 << 20)); first = s.recv(65536); time.sleep(1); ready()
+wait_for('{ev}', ',peer-failed,'); big, _ = read_reply(s, first)
+wait_for('{ev}', ',simplex-address,')
 s.sendall(req(1000)); b, _ = read_reply(s)
 s2 = socket.create_connection(('192.0.2.100', 80)); s2.sendall(req(10)); c, _ = read_reply(s2)
 print(a, big, b, c, port == s.getsockname()[1])",
-        ev.display()
+        ev = ev.display()
     );
     let out = python_across_cut(&d, &code, |d| {
         common::sh(&["ip", "-n", &d.sw, "link", "set", "p-b", "down"]);
     });
     assert_eq!(out, "server-a server-a server-a server-a True");
-    // The 8 MB reply was on its way at the cut: the client's ACKs went to
-    // the cut front, so the open connection had unacknowledged data when
-    // the address moved, and its nudge must have sent a window probe (a
-    // nudge counts every registered connection; `nudge_probes` counts the
-    // probes the kernel was asked to send).
+    // The rest of the 8 MB reply waited on the client's lost window update
+    // when the address moved, so the open connection's nudge must have sent
+    // a window probe (a nudge counts every registered connection;
+    // `nudge_probes` counts the probes the kernel was asked to send; a
+    // nudge that probed only for sent, unacknowledged data sent none here).
     let ev = d.events("server-a");
     let line = ev
         .lines()

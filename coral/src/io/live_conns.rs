@@ -8,10 +8,11 @@
 //!
 //! Why the nudge: while an address moves (peer failed, detection, witness,
 //! lease wait, gratuitous ARP) the client's ACKs for data this node already
-//! sent go to the old MAC and are lost. The data itself reached the client,
+//! sent, and its window updates, go to the old MAC and are lost. The data itself reached the client,
 //! but the sender's retransmission timer backs off (200 ms, 400 ms, 800 ms
 //! ...), so after the address has moved the connection still waits for the
-//! next backed-off timeout: seconds with large replies. Leaving `TCP_REPAIR`
+//! next backed-off timeout: seconds with large replies. A client whose
+//! window was full waits likewise for the sender's persist timer. Leaving `TCP_REPAIR`
 //! mode makes the kernel send a window probe, which the client answers with
 //! an ACK at once ([`elicit_ack`], counted: [`probes_sent`]). A socket must not be in
 //! repair mode while its task writes to it (a write fails with EINVAL

@@ -413,22 +413,36 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
     })
 }
 
-/// Make the kernel send a window probe on a live connection that has sent
-/// data not yet acknowledged, so the client answers with an ACK now rather
-/// than after the next (backed-off) retransmission timeout: leaving
-/// `TCP_REPAIR` mode sends the probe (`tcp_send_window_probe`). Returns
+/// Make the kernel send a window probe on a live connection that has data
+/// the client has not acknowledged, sent or not, so the client answers
+/// with an ACK (and its window) now rather than after the next (backed-off)
+/// retransmission or persist timeout: leaving `TCP_REPAIR` mode sends the
+/// probe (`tcp_send_window_probe`). Unsent data counts too: a client whose
+/// window was full when the address moved sent its window update to the
+/// old MAC, and the sender would wait for its persist timer. Returns
 /// whether it did. The caller must be the only user of the socket for the
 /// duration (a write while in repair mode fails). Leaving repair mode resets
 /// the socket's address reuse; it is set again as an accepted or rebuilt
 /// socket of this node has it.
 pub fn elicit_ack(fd: RawFd) -> io::Result<bool> {
     let info = tcp_info(fd)?;
-    if info.state != TCP_ESTABLISHED || info.unacked == 0 {
+    if info.state != TCP_ESTABLISHED || (info.unacked == 0 && out_queue(fd)? == 0) {
         return Ok(false);
     }
     set_repair(fd, true)?;
     leave_repair(fd)?;
     Ok(true)
+}
+
+/// Bytes in the send queue not yet acknowledged by the peer, sent or not
+/// (`SIOCOUTQ`).
+fn out_queue(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
 }
 
 /// `tcpi_state` of an established connection.
