@@ -343,8 +343,9 @@ pub type ReceivePoints = HashMap<FourTuple, coral_core::SeqNum>;
 
 /// Step 7, late half: a connection whose handshake completed after the
 /// takeover (the front reports its state) is rebuilt, registered, out of
-/// repair mode at once (the lease and the address are in place), its
-/// logged reply bytes written, and handed to the HTTP server.
+/// repair mode at once (the lease and the address are in place), given
+/// its carry-over as at step 4, its logged reply bytes written, and
+/// handed to the HTTP server.
 pub fn restore_late(
     ctx: &TakeoverCtx,
     tuple: FourTuple,
@@ -353,6 +354,18 @@ pub fn restore_late(
     let r = state.map_err(io::Error::other).and_then(|state| {
         let mut r = Restored::new(state, ctx.close_mark)?;
         r.leave_repair()?;
+        let carry = std::mem::take(&mut r.carry_over);
+        if !carry.is_empty() {
+            // Not injected, the client retransmits them on its timer.
+            let sent = raw_inject_socket().and_then(|fd| {
+                carry
+                    .iter()
+                    .try_for_each(|p| inject(&fd, p, tuple.server_ip))
+            });
+            if let Err(e) = sent {
+                tracing::warn!(%tuple, "injecting the carry-over: {e}");
+            }
+        }
         Ok(r)
     });
     let mut r = match r {
