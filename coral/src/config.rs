@@ -179,10 +179,22 @@ pub struct Config {
     /// full is dropped (the client retransmits), never forwarded unrecorded.
     #[serde(default = "default_front_ring_bytes")]
     pub front_ring_bytes: u32,
+    /// After fencing itself (it lost a race for an address to its peer),
+    /// restart as a new node that joins the peer (`coral join`), trying
+    /// for `rejoin_s` seconds (docs/DESIGN.md 6). Only for a node started
+    /// from a configuration file.
+    #[serde(default)]
+    pub rejoin: bool,
+    /// How long a rejoining node keeps trying, seconds.
+    #[serde(default = "default_rejoin_s")]
+    pub rejoin_s: u64,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.
     pub service: Vec<Service>,
+    /// The file this configuration was read from (set by [`Config::load`]).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -209,6 +221,9 @@ fn default_witness_port() -> u16 {
 fn default_front_ring_bytes() -> u32 {
     DEFAULT_FRONT_RING_BYTES
 }
+fn default_rejoin_s() -> u64 {
+    30
+}
 fn default_max_size() -> u64 {
     16 << 20
 }
@@ -218,7 +233,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in config {}", path.display()))
+        let mut c = Self::parse(&text).with_context(|| format!("in config {}", path.display()))?;
+        c.path = Some(path.to_path_buf());
+        Ok(c)
     }
 
     /// Parse and validate configuration text.

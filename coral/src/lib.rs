@@ -22,5 +22,6 @@ pub mod io;
 pub mod joining;
 pub mod node;
 pub mod reintegration;
+pub mod rejoin;
 pub mod takeover;
 pub mod wiring;

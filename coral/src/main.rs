@@ -41,6 +41,16 @@ enum Command {
         /// Only check that the join would be accepted; run no node.
         #[arg(long)]
         check: bool,
+        /// Try again for up to this many seconds when the join is refused
+        /// (e.g. the peer is not simplex yet), fails or is rolled back:
+        /// each attempt a fresh process, 200 ms apart. 0: one attempt.
+        #[arg(long, default_value_t = 0)]
+        retry_s: u64,
+        /// Front every service of the configuration, whatever its role
+        /// says (a joining node backs up every address): lets a node's own
+        /// configuration serve for its rejoin (`rejoin = true`).
+        #[arg(long)]
+        front_all: bool,
     },
     /// Parse and validate a configuration file, then exit.
     CheckConfig {
@@ -92,6 +102,7 @@ fn main() {
             config,
             to,
             check: true,
+            ..
         } => coral::config::Config::load(&config).and_then(|cfg| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -107,12 +118,25 @@ fn main() {
             config,
             to,
             check: false,
-        } => coral::config::Config::load(&config).and_then(|cfg| {
+            retry_s,
+            front_all,
+        } => coral::config::Config::load(&config).and_then(|mut cfg| {
+            if front_all {
+                for s in &mut cfg.service {
+                    s.role = coral::config::ServiceRole::Backup;
+                }
+            }
             raise_nofile_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(coral::node::join(cfg, to))
+            let r = rt.block_on(coral::node::join(cfg, to));
+            if let Err(e) = &r {
+                if let Some(exec_err) = coral::rejoin::retry_join(retry_s, e) {
+                    eprintln!("coral join: cannot run again: {exec_err}");
+                }
+            }
+            r
         }),
         Command::CheckConfig { config } => coral::config::Config::load(&config).map(|c| {
             println!(

@@ -169,6 +169,8 @@ pub struct TakeoverCtx {
     pub outside: Option<Ipv4Addr>,
     /// The node's events.csv.
     pub events: EventLog,
+    /// How the node rejoins its peer after fencing itself, if configured.
+    pub rejoin: Option<crate::rejoin::Rejoin>,
 }
 
 impl TakeoverCtx {
@@ -824,7 +826,8 @@ pub const FENCED_EXIT: i32 = 3;
 /// takeovers closed silently, every address removed, front, log acks and
 /// heartbeats stopped, `fenced` recorded, exit with [`FENCED_EXIT`]. The
 /// nft table stays: without a lease the kernel sends nothing from the
-/// service addresses.
+/// service addresses. With `rejoin = true` the process becomes
+/// `coral join` toward the peer instead of exiting ([`crate::rejoin`]).
 pub async fn fence_and_exit(
     ctx: &TakeoverCtx,
     hb: &HeartbeatHandle,
@@ -855,6 +858,11 @@ pub async fn fence_and_exit(
             t.elapsed().as_secs_f64() * 1e3
         ),
     );
+    if let Some(r) = &ctx.rejoin {
+        tracing::warn!(%vip, "fenced ({reason}); rejoining the peer");
+        let e = r.exec(&ctx.events);
+        tracing::error!("rejoin: cannot run coral join: {e}");
+    }
     tracing::warn!(%vip, "fenced ({reason}); exiting");
     std::process::exit(FENCED_EXIT);
 }

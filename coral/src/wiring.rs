@@ -607,6 +607,7 @@ fn wired(b: &Base, c: Common, s: Started, joining: bool) -> Wired {
             close_mark: b.cfg.close_mark,
             outside: b.cfg.outside,
             events: b.events.clone(),
+            rejoin: crate::rejoin::Rejoin::from_config(&b.cfg),
         },
         witness: s.witness.0,
         hb: s.hb,

@@ -33,7 +33,9 @@ impl Capture {
         let path = d.dir.path().join("switch.txt");
         let err = d.dir.path().join("tcpdump.err");
         let child = Command::new("ip")
-            .args(["netns", "exec", &d.sw, "tcpdump", "-i", "br0", "-nn", "-e"])
+            .args([
+                "netns", "exec", &d.sw, "tcpdump", "-i", "br0", "-nn", "-e", "-tt",
+            ])
             .args(["-U", "-l", "-s", "128", "-B", "8192"])
             .arg(format!("arp or (tcp and src host {VIP})"))
             .stdout(std::fs::File::create(&path).unwrap())
@@ -86,13 +88,17 @@ fn push_run(runs: &mut Vec<(String, usize)>, mac: &str) {
     }
 }
 
-/// Parse `tcpdump -nn -e` lines.
-fn voices(text: &str) -> Voices {
+/// Parse the `tcpdump -nn -e -tt` lines captured before `until_ns` (unix ns).
+fn voices_before(text: &str, until_ns: u64) -> Voices {
     let mut v = Voices::default();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 4 {
             continue;
+        }
+        let at = f[0].parse::<f64>().map_or(0, |t| (t * 1e9) as u64);
+        if at >= until_ns {
+            break;
         }
         let src = f[1];
         if line.contains("ethertype ARP") {
@@ -119,7 +125,12 @@ fn voices(text: &str) -> Voices {
 /// The capture shows at most one switch-over of the address's voice, and
 /// no connection that went back to its old server.
 fn assert_one_voice(text: &str, ctx: &str) -> Voices {
-    let v = voices(text);
+    assert_one_voice_before(text, u64::MAX, ctx)
+}
+
+/// [`assert_one_voice`] over what was captured before `until_ns`.
+fn assert_one_voice_before(text: &str, until_ns: u64, ctx: &str) -> Voices {
+    let v = voices_before(text, until_ns);
     assert!(!v.tcp.is_empty(), "the capture saw the service: {ctx}");
     assert!(
         v.tcp.len() <= 2,
@@ -385,6 +396,112 @@ fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
         "the survivor speaks last"
     );
     assert_clean(&s, &ctx);
+}
+
+#[test]
+fn netns_false_race_at_10ms_ends_with_the_loser_rejoined() {
+    // rejoin = true: the node that loses the race rejoins its peer, and the
+    // pair is duplex again (docs/DESIGN.md 6, "Rejoining").
+    let mut d = Duplex::start_configured("wrj", 10, 3, true, "rejoin = true\n");
+    let cap = Capture::start(&d);
+    let (load, out) = start_load(&d, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Both servers are alive; server-a stops hearing heartbeats for 100 ms
+    // (10 x H): a false detection on its side, then on server-b's when
+    // server-a falls silent.
+    common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &d.a,
+        "nft",
+        "add table ip ctfd; \
+         add chain ip ctfd in { type filter hook input priority 0; policy accept; }; \
+         add rule ip ctfd in udp dport 7011 drop",
+    ]);
+    std::thread::sleep(Duration::from_millis(100));
+    common::sh(&["ip", "netns", "exec", &d.a, "nft", "delete table ip ctfd"]);
+    // Each race (on a loaded machine there may be more than the forced
+    // one) ends with one node fenced, and that node rejoins the other,
+    // which accepts it under a new grant.
+    let first_accept = Instant::now() + Duration::from_secs(10);
+    let accepted = |d: &Duplex| {
+        let (ea, eb) = (d.events("server-a"), d.events("server-b"));
+        first_time(&ea, ",join-accepted,")
+            .into_iter()
+            .chain(first_time(&eb, ",join-accepted,"))
+            .min()
+    };
+    while Instant::now() < first_accept && accepted(&d).is_none() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = cap.stop();
+    let ctx = d.logs();
+    let rejoined_at = accepted(&d).unwrap_or_else(|| panic!("no rejoin was accepted\n{ctx}"));
+    let (ea, eb) = (d.events("server-a"), d.events("server-b"));
+    let (fa, fb) = (first_time(&ea, ",fenced,"), first_time(&eb, ",fenced,"));
+    let survivor = match (fa, fb) {
+        (Some(a), Some(b)) if a < b => "server-b",
+        (Some(_), None) => "server-b",
+        (_, Some(_)) => "server-a",
+        (None, None) => panic!("no node fenced itself\n{ctx}"),
+    };
+    // One voice up to the first rejoin (after it the new front answers ARP
+    // for the address again, as a joined node does, and a later race has
+    // a voice of its own).
+    let v = assert_one_voice_before(&text, rejoined_at, &ctx);
+    let (ma, mb) = (mac(&d.a), mac(&d.b));
+    assert_eq!(
+        v.tcp.last().unwrap().0,
+        if survivor == "server-a" { ma } else { mb },
+        "the survivor of the first race speaks last before the rejoin"
+    );
+    let s = finish_load(&d, load, &out);
+    // Let a race at the very end of the load finish its rejoin.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle && !healed(&d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ctx = d.logs();
+    assert!(
+        healed(&d),
+        "every fenced node rejoined, the pair is duplex\n{ctx}"
+    );
+    for (i, n) in d.nodes.iter_mut().enumerate() {
+        assert!(
+            n.try_wait().unwrap().is_none(),
+            "node {i} is gone (a loser rejoins in the same process)\n{ctx}"
+        );
+    }
+    eprintln!(
+        "first survivor={survivor} tcp={:?} races={}",
+        v.tcp,
+        d.events("server-a").matches(",fenced,").count()
+            + d.events("server-b").matches(",fenced,").count()
+    );
+    assert_clean(&s, &ctx);
+}
+
+/// When `what` first appears in `events` (unix ns).
+fn first_time(events: &str, what: &str) -> Option<u64> {
+    let l = events.lines().find(|l| l.contains(what))?;
+    l.split(',').next()?.parse().ok()
+}
+
+/// When `what` last appears in `events` (unix ns).
+fn last_time(events: &str, what: &str) -> Option<u64> {
+    let l = events.lines().rev().find(|l| l.contains(what))?;
+    l.split(',').next()?.parse().ok()
+}
+
+/// Every fence was followed by a rejoin of the same node, and the last
+/// fence by a completed join (`integration` on the node it joined).
+fn healed(d: &Duplex) -> bool {
+    let (ea, eb) = (d.events("server-a"), d.events("server-b"));
+    let rejoined = |e: &str| e.matches(",fenced,").count() == e.matches(",rejoin,").count();
+    let last_fence = last_time(&ea, ",fenced,").max(last_time(&eb, ",fenced,"));
+    let last_join = last_time(&ea, ",integration,").max(last_time(&eb, ",integration,"));
+    rejoined(&ea) && rejoined(&eb) && last_fence.is_some() && last_join > last_fence
 }
 
 #[test]
