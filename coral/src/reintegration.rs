@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use coral_core::{
-    Action, Epoch, Iface, Input, Instant as CoreInstant, JoinAcceptor, JoinAction, JoinEvent,
-    JoinSteps, Joiner, JoinerState, Key, Lease, ModeTag, NodeConfig, NodeId, NodeView, Timing,
-    VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
+    Action, Arrival, Epoch, Iface, Input, Instant as CoreInstant, JoinAcceptor, JoinAction,
+    JoinEvent, JoinSteps, Joiner, JoinerState, Key, Lease, ModeTag, NodeConfig, NodeId, NodeView,
+    Timing, VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -170,7 +170,7 @@ impl Joins {
     ) -> Result<Joins> {
         let (join_port, log_port) = ports;
         let local = SocketAddrV4::new(*hb.local.ip(), join_port);
-        let rx = join::listen(local, hb.key.clone()).await?;
+        let rx = join::listen(local, hb.key.clone(), hb.clock).await?;
         Ok(Joins {
             acceptor: JoinAcceptor::new(hello.clone(), DEFAULT_JOIN_TIMEOUT_NS),
             server: JoinServer::new(hb.key.clone(), hb.node, Epoch(0)),
@@ -196,11 +196,16 @@ impl Joins {
         match input {
             JoinInput::Opened { conn, peer, writer } => self.server.opened(conn, peer, writer),
             JoinInput::Message {
+                at,
                 conn,
                 sender,
                 seq,
                 msg,
-            } => self.acceptor.on_message(now, conn, sender, seq, msg, view),
+            } => {
+                let at = Arrival { received: at, now };
+                self.acceptor
+                    .on_message_at(at, conn, sender, seq, msg, view)
+            }
             JoinInput::Reject { conn, why } => self.acceptor.on_reject(conn, why),
             JoinInput::Closed { conn } => {
                 self.acceptor.on_closed(conn);

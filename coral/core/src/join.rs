@@ -64,9 +64,9 @@ pub struct NodeView {
 /// The Table 2 rows of one join, nanoseconds, measured on the simplex node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JoinSteps {
-    /// Request received to accept sent, less the witness round trip:
-    /// decoding, checking and answering (the paper's "exchange
-    /// configuration info over TCP").
+    /// Request read off the connection to accept sent, less the witness
+    /// round trip: decoding, queueing, checking and answering (the paper's
+    /// "exchange configuration info over TCP").
     pub config_exchange_ns: u64,
     /// First witness request to the last grant (its own row).
     pub witness_ns: u64,
@@ -78,8 +78,27 @@ pub struct JoinSteps {
     /// confirming ping, `JoinComplete` received (the paper's "identity
     /// restoration").
     pub identity_restoration_ns: u64,
-    /// Request received to both nodes duplex.
+    /// Request read off the connection to both nodes duplex.
     pub total_ns: u64,
+}
+
+/// When a message reached the node: `received` is when the shell read it
+/// off the JOIN connection, `now` when the acceptor handles it (the
+/// difference is the shell's decoding and queueing, part of the
+/// configuration exchange in Table 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Read off the connection.
+    pub received: Instant,
+    /// Handled now.
+    pub now: Instant,
+}
+
+impl Arrival {
+    /// A message handled the instant it was read.
+    pub fn at(now: Instant) -> Self {
+        Arrival { received: now, now }
+    }
 }
 
 /// Something worth a line in the event log.
@@ -282,7 +301,8 @@ impl JoinAcceptor {
         }
     }
 
-    /// An authenticated message on `conn` from `sender` with sequence `seq`.
+    /// An authenticated message on `conn` from `sender` with sequence `seq`,
+    /// handled the instant it was read.
     pub fn on_message(
         &mut self,
         now: Instant,
@@ -292,16 +312,30 @@ impl JoinAcceptor {
         msg: JoinMsg,
         view: NodeView,
     ) {
+        self.on_message_at(Arrival::at(now), conn, sender, seq, msg, view)
+    }
+
+    /// [`JoinAcceptor::on_message`] for a message read at `at.received`
+    /// and handled at `at.now` (Table 2 counts from the read).
+    pub fn on_message_at(
+        &mut self,
+        at: Arrival,
+        conn: JoinConn,
+        sender: NodeId,
+        seq: u64,
+        msg: JoinMsg,
+        view: NodeView,
+    ) {
         match msg {
-            JoinMsg::JoinRequest(cfg) => self.on_request(now, conn, sender, seq, cfg, view),
-            JoinMsg::JoinComplete { vip, epoch } => self.on_complete(now, conn, vip, epoch),
+            JoinMsg::JoinRequest(cfg) => self.on_request(at, conn, sender, seq, cfg, view),
+            JoinMsg::JoinComplete { vip, epoch } => self.on_complete(at.now, conn, vip, epoch),
             other => self.reject(conn, format!("unexpected {}", msg_name(&other))),
         }
     }
 
     fn on_request(
         &mut self,
-        now: Instant,
+        at: Arrival,
         conn: JoinConn,
         sender: NodeId,
         seq: u64,
@@ -343,10 +377,11 @@ impl JoinAcceptor {
             self.actions
                 .push_back(JoinAction::AskWitness { vip, epoch });
         }
+        let now = at.now;
         self.session = Some(Session {
             conn,
             peer: cfg,
-            received: now,
+            received: at.received.min(now),
             epoch,
             deadline: now.plus_ns(self.timeout_ns),
             phase: Phase::Granting {

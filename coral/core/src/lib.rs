@@ -51,8 +51,8 @@ pub use detector::{
 };
 pub use http::{RequestFrame, RequestFramer, ResponseFrame, ResponseFramer};
 pub use join::{
-    JoinAcceptor, JoinAction, JoinConn, JoinEvent, JoinSteps, Joiner, JoinerState, NodeView,
-    DEFAULT_JOIN_TIMEOUT_NS, JOINER_CONN,
+    Arrival, JoinAcceptor, JoinAction, JoinConn, JoinEvent, JoinSteps, Joiner, JoinerState,
+    NodeView, DEFAULT_JOIN_TIMEOUT_NS, JOINER_CONN,
 };
 pub use link::{DelayHistogram, HeartbeatLink, LinkEvent, LinkStats};
 pub use mode::{

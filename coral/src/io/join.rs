@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::clock::unix_ns;
+use crate::clock::{unix_ns, Clock};
 
 /// Default TCP port of the JOIN channel (on the simplex node's LAN address).
 pub const DEFAULT_JOIN_PORT: u16 = 7014;
@@ -40,6 +40,8 @@ pub enum JoinInput {
     },
     /// An authenticated message.
     Message {
+        /// When it was read off the connection (node clock).
+        at: coral_core::Instant,
         /// Connection.
         conn: JoinConn,
         /// Authenticated sender.
@@ -94,8 +96,13 @@ async fn read_frames(
     }
 }
 
-/// Start the listener on `local`; returns the receiver of [`JoinInput`]s.
-pub async fn listen(local: SocketAddrV4, key: Key) -> Result<UnboundedReceiver<JoinInput>> {
+/// Start the listener on `local`; returns the receiver of [`JoinInput`]s,
+/// each message stamped with `clock` when it was read.
+pub async fn listen(
+    local: SocketAddrV4,
+    key: Key,
+    clock: Clock,
+) -> Result<UnboundedReceiver<JoinInput>> {
     let listener = TcpListener::bind(local)
         .await
         .with_context(|| format!("join port {local}"))?;
@@ -135,6 +142,7 @@ pub async fn listen(local: SocketAddrV4, key: Key) -> Result<UnboundedReceiver<J
                 let mut dec = StreamDecoder::new(key, DecoderConfig::for_channel(Channel::Join));
                 let r = read_frames(&mut rd, &mut dec, |sender, seq, msg| {
                     tx.send(JoinInput::Message {
+                        at: clock.now(),
                         conn,
                         sender,
                         seq,
