@@ -54,6 +54,9 @@ pub struct Verdict {
     pub captured: bool,
     /// What the capture shows against one voice per address and connection.
     pub split_brain: Vec<String>,
+    /// A node's detection before the fault ([`early_detection`]): not a
+    /// failure by itself, named in the trial's detail.
+    pub early_detection: Option<String>,
 }
 
 impl Verdict {
@@ -117,6 +120,7 @@ pub fn check(e: &Evidence) -> Verdict {
         stall_ms: s.max_stall_ms,
         captured: e.capture.is_some(),
         split_brain: Vec::new(),
+        early_detection: None,
     };
     if let Some(text) = e.capture {
         for vip in e.vips {
@@ -226,6 +230,30 @@ pub fn voices(text: &str, vip: &str) -> Voices {
         }
     }
     v
+}
+
+/// The first detection before the fault: a node's `peer-failed` (or a
+/// `fenced`) recorded before `fault_unix_ns`, as `HOST EVENT at S s before
+/// the fault`. Such a trial met two faults, the planned one and a false
+/// detection (a peer starved of CPU, say); its row says so. None when the
+/// nodes saw nothing before the fault.
+pub fn early_detection(
+    events: &[faultinject::events::Event],
+    fault_unix_ns: u64,
+) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.t_unix_ns < fault_unix_ns)
+        .find(|e| e.source == "coral" && (e.event == "peer-failed" || e.event == "fenced"))
+        .map(|e| {
+            format!(
+                "false detection: {} {} {:.3} s before the fault ({})",
+                e.host,
+                e.event,
+                (fault_unix_ns - e.t_unix_ns) as f64 / 1e9,
+                e.detail
+            )
+        })
 }
 
 /// Request id -> the hosts that executed it, from each host's request lines
@@ -457,6 +485,30 @@ mod tests {
         let cap = cap.replace(&arp_reply_to(B, A), &arp_reply(B));
         let v = check(&evidence(&r, Some(&cap), None));
         assert_eq!(v.split_brain.len(), 1, "{:?}", v.split_brain);
+    }
+
+    #[test]
+    fn a_detection_before_the_fault_is_named() {
+        let ev = |t: u64, host: &str, source: &str, event: &str| faultinject::events::Event {
+            t_unix_ns: t,
+            host: host.into(),
+            source: source.into(),
+            event: event.into(),
+            detail: "silent_ms=301".into(),
+        };
+        let events = [
+            ev(100, "server-a", "coral", "start"),
+            ev(2_000_000_000, "server-b", "coral", "peer-failed"),
+            ev(3_000_000_000, "server-a", "faultinject", "kill"),
+            ev(3_300_000_000, "server-b", "coral", "peer-failed"),
+        ];
+        assert_eq!(
+            early_detection(&events, 3_000_000_000).as_deref(),
+            Some("false detection: server-b peer-failed 1.000 s before the fault (silent_ms=301)")
+        );
+        // A detection after the fault is the fault's own.
+        assert_eq!(early_detection(&events[2..], 3_000_000_000), None);
+        assert_eq!(early_detection(&events, 1_000_000_000), None);
     }
 
     #[test]

@@ -134,7 +134,12 @@ impl TrialRow {
                 row.duplicate_executions = v.duplicate_executions;
                 row.split_brain = v.captured.then_some(v.split_brain.len());
                 row.stall_ms = (v.stall_ms * 10.0).round() / 10.0;
-                row.detail = v.failures().join("; ");
+                row.detail = v
+                    .failures()
+                    .into_iter()
+                    .chain(v.early_detection.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
             }
             Err(e) => row.detail = format!("{e:#}"),
         }
@@ -363,7 +368,18 @@ fn run_trial(
     record(&runner_events, "client", "load-start", p.shape_label())?;
 
     sleep_until(started + Duration::from_secs_f64(p.instant_s), cancel)?;
-    inject(&mut live, p, started, cancel)?;
+    let fault_unix_ns = faultinject::now_unix_ns();
+    let early = || {
+        let events = faultinject::events::read_events(&state_dir.join("events.csv"));
+        check::early_detection(&events.unwrap_or_default(), fault_unix_ns)
+    };
+    if let Err(e) = inject(&mut live, p, started, cancel) {
+        // A target that fenced itself after a false detection is gone.
+        return Err(match early() {
+            Some(d) => e.context(d),
+            None => e,
+        });
+    }
 
     let limit = started + Duration::from_secs_f64(plan::DURATION_S + plan::DRAIN_S + 30.0);
     let status = load.wait(limit, "its duration, drain and 30 s", cancel)?;
@@ -386,7 +402,7 @@ fn run_trial(
     let records = summary::read_requests_csv(load_dir.join("requests.csv"))?;
     let s = summary::read_summary_json(load_dir.join("summary.json"))?;
     let vip_refs: Vec<&str> = vips.iter().map(String::as_str).collect();
-    let verdict = check::check(&check::Evidence {
+    let mut verdict = check::check(&check::Evidence {
         records: &records,
         window: SummaryOptions {
             run_start_unix_ns: s.run_start_unix_ns,
@@ -398,6 +414,7 @@ fn run_trial(
         vips: &vip_refs,
         executions: None,
     });
+    verdict.early_detection = early();
     Ok(verdict)
 }
 
