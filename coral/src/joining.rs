@@ -98,6 +98,12 @@ impl Joining {
         }
     }
 
+    /// The detector declared the simplex node failed: an accepted join is
+    /// rolled back (the node stops).
+    pub fn on_peer_failed(&mut self) {
+        self.joiner.on_peer_failed();
+    }
+
     /// When the join times out.
     pub fn next_deadline(&self) -> Option<CoreInstant> {
         self.joiner.next_deadline()

@@ -209,6 +209,12 @@ impl Node {
                     &format!("ever_heard={ever_heard} silent_ms={silent_ms}"),
                 );
                 tracing::warn!(silent_ms, "peer failed");
+                // A join in progress is rolled back (its machines ignore
+                // the detection in `Joining`; the join's owner decides).
+                self.joins.on_peer_failed();
+                if let Some(j) = &mut self.joining {
+                    j.on_peer_failed();
+                }
                 self.feed(None, Input::PeerFailed { last_heard });
             }
             DetectorEvent::PeerUp { epoch } => {

@@ -214,6 +214,12 @@ impl Joins {
         }
     }
 
+    /// The detector declared the peer failed: a join past its acceptance
+    /// is rolled back.
+    pub fn on_peer_failed(&mut self) {
+        self.acceptor.on_peer_failed();
+    }
+
     /// True if the witness's answer about `vip` in `epoch` is for a join.
     pub fn awaits_grant(&self, vip: Ipv4Addr, epoch: Epoch) -> bool {
         self.acceptor.awaits_grant(vip, epoch)

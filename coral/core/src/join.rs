@@ -534,6 +534,21 @@ impl JoinAcceptor {
             }));
     }
 
+    /// The heartbeat detector declared the new server failed. Once the join
+    /// was accepted the heartbeats (and the refreshed lease they extend)
+    /// run toward the new server, so the join is rolled back: ignored, the
+    /// lease would lapse and the node fall silent. Before acceptance the
+    /// detection is about the old peer, and nothing is undone.
+    pub fn on_peer_failed(&mut self) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| !matches!(s.phase, Phase::Granting { .. }))
+        {
+            self.abandon("the new server's heartbeats stopped");
+        }
+    }
+
     /// Connection `conn` closed (EOF or error).
     pub fn on_closed(&mut self, conn: JoinConn) {
         if self.conn() == Some(conn) {
@@ -734,6 +749,14 @@ impl Joiner {
         });
         if self.pending.is_empty() && self.released.len() == self.me.vips.len() {
             self.state = JoinerState::Joined { epoch };
+        }
+    }
+
+    /// The heartbeat detector declared the simplex node failed before the
+    /// join completed: the join is rolled back (the node stops).
+    pub fn on_peer_failed(&mut self) {
+        if let JoinerState::Accepted { .. } = self.state {
+            self.rolled_back("the simplex node's heartbeats stopped");
         }
     }
 

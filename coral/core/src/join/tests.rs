@@ -384,6 +384,65 @@ fn joiner_dying_half_way_rolls_the_simplex_node_back() {
 }
 
 #[test]
+fn a_detection_during_the_join_rolls_it_back_on_both_sides() {
+    let timing = Timing::new(10 * MS, 3);
+    // Before acceptance the detection is about the old peer: nothing undone.
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    request(&mut acc, t(10), 1, 1, cfg(N));
+    drain_a(&mut acc, t(10));
+    acc.on_peer_failed();
+    assert!(drain_a(&mut acc, t(10)).is_empty());
+    assert!(acc.in_progress());
+    // Accepted, address released: the new server's heartbeats stop.
+    let mut sm = VipMachine::simplex(VIP, S, Epoch(2), timing);
+    let mut acc = JoinAcceptor::new(cfg(S), DEFAULT_JOIN_TIMEOUT_NS);
+    accepted(&mut acc, &mut sm);
+    acc.on_tasks_started(t(12));
+    acc.on_released(t(13), VIP);
+    drain_a(&mut acc, t(13));
+    acc.on_peer_failed();
+    let acts = drain_a(&mut acc, t(14));
+    assert!(acts.contains(&JoinAction::Close { conn: 1 }));
+    assert!(acts.contains(&JoinAction::Event(JoinEvent::RolledBack {
+        node: N,
+        why: "the new server's heartbeats stopped".into()
+    })));
+    apply(&mut sm, t(14), acts);
+    assert_eq!(drain_m(&mut sm, t(14)), rollback_actions());
+    assert_eq!(sm.lease(), Some(Lease::Permanent));
+    assert!(!acc.in_progress());
+    acc.on_peer_failed();
+    assert!(drain_a(&mut acc, t(15)).is_empty(), "nothing left to undo");
+    // The new server: accepted, then the simplex node's heartbeats stop.
+    let mut nm = VipMachine::joining(VIP, N, Role::Backup, timing);
+    let mut joiner = Joiner::new(cfg(N), t(0), DEFAULT_JOIN_TIMEOUT_NS);
+    drain_j(&mut joiner, t(0));
+    joiner.on_peer_failed();
+    assert!(drain_j(&mut joiner, t(1)).is_empty(), "not accepted yet");
+    let accept = JoinMsg::JoinAccept {
+        config: cfg(S),
+        epoch: Epoch(3),
+        vip: VIP,
+    };
+    joiner.on_message(S, accept);
+    apply(&mut nm, t(2), drain_j(&mut joiner, t(2)));
+    drain_m(&mut nm, t(2));
+    joiner.on_peer_failed();
+    let acts = drain_j(&mut joiner, t(3));
+    assert!(acts.contains(&JoinAction::Close { conn: JOINER_CONN }));
+    assert!(acts.contains(&JoinAction::Event(JoinEvent::RolledBack {
+        node: S,
+        why: "the simplex node's heartbeats stopped".into()
+    })));
+    assert_eq!(joiner.state(), JoinerState::Failed);
+    apply(&mut nm, t(3), acts);
+    assert_eq!(
+        drain_m(&mut nm, t(3)),
+        vec![Action::StopHeartbeats, Action::StopLogChannel]
+    );
+}
+
+#[test]
 fn silent_joiner_times_out_and_is_rolled_back() {
     let timing = Timing::new(10 * MS, 3);
     let mut sm = VipMachine::simplex(VIP, S, Epoch(2), timing);
