@@ -152,7 +152,7 @@ fn assert_one_voice_before(text: &str, until_ns: u64, ctx: &str) -> Voices {
 }
 
 /// coral-load in the client for `secs` with 8 keep-alive clients.
-fn start_load(d: &Duplex, secs: u64) -> (Child, std::path::PathBuf) {
+fn start_load(d: &Duplex, secs: u64, extra: &[&str]) -> (Child, std::path::PathBuf) {
     let out_dir = d.dir.path().join("load");
     let child = Command::new("ip")
         .args(["netns", "exec", &d.c])
@@ -164,6 +164,7 @@ fn start_load(d: &Duplex, secs: u64) -> (Child, std::path::PathBuf) {
             "8",
         ])
         .args(["--duration-s", &secs.to_string(), "--warmup-s", "0"])
+        .args(extra)
         .args(["--timeout-s", "20", "--out"])
         .arg(&out_dir)
         .stdout(Stdio::piped())
@@ -249,9 +250,22 @@ fn assert_clean(s: &serde_json::Value, ctx: &str) {
 
 #[test]
 fn netns_partition_between_the_servers_leaves_one_voice() {
-    let mut d = Duplex::start("wpa", 50, 3);
+    partition_leaves_one_voice("wpa", &[]);
+}
+
+/// The same with 1 MB replies: the loser is fenced while its connections
+/// (or, on the backup, its rebuilt sockets, still in repair mode before
+/// the grant) have large replies in flight, and still not one segment
+/// from it follows the survivor's.
+#[test]
+fn netns_partition_with_1mb_replies_leaves_one_voice() {
+    partition_leaves_one_voice("wpm", &["--size", "1048576"]);
+}
+
+fn partition_leaves_one_voice(tag: &str, load_args: &[&str]) {
+    let mut d = Duplex::start(tag, 50, 3);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6);
+    let (load, out) = start_load(&d, 6, load_args);
     std::thread::sleep(Duration::from_millis(1500));
     // server-a and server-b lose each other; both still reach the client
     // and the witness.
@@ -288,7 +302,7 @@ fn netns_link_cut_restored_before_detection_changes_nothing() {
     // kernel's link watch runs (up to 1 s later): detection must be slower.
     let d = Duplex::start("wcb", 50, 60);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 4);
+    let (load, out) = start_load(&d, 4, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     // 100 ms (plus up to 1 s until the port forwards again) < 60 x 50 ms:
     // no detection.
@@ -312,7 +326,7 @@ fn netns_link_cut_restored_before_detection_changes_nothing() {
 fn netns_link_cut_restored_after_detection_fences_the_old_primary() {
     let mut d = Duplex::start("wca", 50, 3);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6);
+    let (load, out) = start_load(&d, 6, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
     let took = wait_event(&d, "server-b", ",takeover,", 8);
@@ -336,7 +350,7 @@ fn netns_sigstopped_primary_stays_silent_after_sigcont() {
     let mut d = Duplex::start("wst", 50, 3);
     let pid = d.nodes[1].id().to_string();
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6);
+    let (load, out) = start_load(&d, 6, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&["kill", "-STOP", &pid]);
     let took = wait_event(&d, "server-b", ",takeover,", 8);
@@ -364,7 +378,7 @@ fn netns_sigstopped_primary_stays_silent_after_sigcont() {
 fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
     let mut d = Duplex::start("wfd", 1, 5);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 5);
+    let (load, out) = start_load(&d, 5, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     // Both servers are alive; server-a stops hearing heartbeats for 60 ms
     // (12 x H): a false detection on its side, then on server-b's when
@@ -404,7 +418,7 @@ fn netns_false_race_at_10ms_ends_with_the_loser_rejoined() {
     // pair is duplex again (docs/DESIGN.md 6, "Rejoining").
     let mut d = Duplex::start_configured("wrj", 10, 3, true, "rejoin = true\n");
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6);
+    let (load, out) = start_load(&d, 6, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     // Both servers are alive; server-a stops hearing heartbeats for 100 ms
     // (10 x H): a false detection on its side, then on server-b's when
@@ -511,7 +525,7 @@ fn netns_unreachable_witness_means_no_takeover_until_it_answers() {
     let _ = w.kill();
     let _ = w.wait();
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6);
+    let (load, out) = start_load(&d, 6, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
     assert!(
