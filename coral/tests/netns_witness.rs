@@ -324,9 +324,21 @@ fn netns_link_cut_restored_before_detection_changes_nothing() {
 
 #[test]
 fn netns_link_cut_restored_after_detection_fences_the_old_primary() {
-    let mut d = Duplex::start("wca", 50, 3);
+    cut_restored_after_detection("wca", &[]);
+}
+
+/// The same with 1 MB replies: the survivor writes large logged tails
+/// while the old primary, its own large replies cut off mid-way, comes
+/// back and is fenced without a segment after the survivor's.
+#[test]
+fn netns_link_cut_restored_after_detection_with_1mb_replies() {
+    cut_restored_after_detection("wcm", &["--size", "1048576"]);
+}
+
+fn cut_restored_after_detection(tag: &str, load_args: &[&str]) {
+    let mut d = Duplex::start(tag, 50, 3);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6, &[]);
+    let (load, out) = start_load(&d, 6, load_args);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&["ip", "-n", &d.sw, "link", "set", "p-a", "down"]);
     let took = wait_event(&d, "server-b", ",takeover,", 8);
@@ -336,6 +348,11 @@ fn netns_link_cut_restored_after_detection_fences_the_old_primary() {
     let text = cap.stop();
     let ctx = d.logs();
     assert!(took, "server-b took over\n{ctx}");
+    let evb = d.events("server-b");
+    eprintln!(
+        "{}",
+        evb.lines().find(|l| l.contains(",takeover,")).unwrap_or("")
+    );
     // The old primary's retried request reached the witness once the link
     // was back: refused, fenced, exited.
     assert_eq!(one_survivor(&mut d, &ctx), "server-b");
@@ -347,10 +364,21 @@ fn netns_link_cut_restored_after_detection_fences_the_old_primary() {
 
 #[test]
 fn netns_sigstopped_primary_stays_silent_after_sigcont() {
-    let mut d = Duplex::start("wst", 50, 3);
+    sigstopped_primary_stays_silent("wst", &[]);
+}
+
+/// The same with 1 MB replies: the zombie wakes with large replies half
+/// written, the survivor is writing their logged tails.
+#[test]
+fn netns_sigstopped_primary_with_1mb_replies_stays_silent_after_sigcont() {
+    sigstopped_primary_stays_silent("wsm", &["--size", "1048576"]);
+}
+
+fn sigstopped_primary_stays_silent(tag: &str, load_args: &[&str]) {
+    let mut d = Duplex::start(tag, 50, 3);
     let pid = d.nodes[1].id().to_string();
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6, &[]);
+    let (load, out) = start_load(&d, 6, load_args);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&["kill", "-STOP", &pid]);
     let took = wait_event(&d, "server-b", ",takeover,", 8);
@@ -360,6 +388,11 @@ fn netns_sigstopped_primary_stays_silent_after_sigcont() {
     let text = cap.stop();
     let ctx = d.logs();
     assert!(took, "server-b took over\n{ctx}");
+    let evb = d.events("server-b");
+    eprintln!(
+        "{}",
+        evb.lines().find(|l| l.contains(",takeover,")).unwrap_or("")
+    );
     assert_eq!(one_survivor(&mut d, &ctx), "server-b");
     let v = assert_one_voice(&text, &ctx);
     // The zombie's kernel said nothing once server-b spoke: the last run
