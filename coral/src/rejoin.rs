@@ -83,10 +83,10 @@ pub fn retry_join(retry_s: u64, err: &anyhow::Error) -> Option<std::io::Error> {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or_else(|| now + retry_s * 1_000_000_000);
     if now + RETRY_EVERY.as_nanos() as u64 >= deadline {
-        eprintln!("coral join: giving up after {retry_s} s");
+        tracing::error!("coral join: giving up after {retry_s} s");
         return None;
     }
-    eprintln!("coral join: {err:#}; trying again");
+    tracing::warn!("coral join: {err:#}; trying again");
     std::thread::sleep(RETRY_EVERY);
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let exe = std::env::current_exe()

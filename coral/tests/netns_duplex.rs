@@ -104,9 +104,7 @@ fn netns_duplex_serves_unmodified_clients_through_the_front() {
         "coral-load: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let summary: serde_json::Value = common::duplex::load_summary(&out_dir);
     assert!(summary["ok"].as_u64().unwrap() > 50, "{summary}");
     assert_eq!(summary["errors"].as_u64().unwrap(), 0, "{summary}");
     assert_eq!(

@@ -62,9 +62,7 @@ fn netns_a_minute_of_1mb_replies_at_10ms_heartbeats_detects_nothing() {
             "node {i} exited while both were healthy\n{ctx}"
         );
     }
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let s: serde_json::Value = common::duplex::load_summary(&out_dir);
     assert_eq!(s["errors"].as_u64(), Some(0), "{s}\n{ctx}");
     assert_eq!(s["digest_mismatches"].as_u64(), Some(0), "{s}");
     assert!(s["ok"].as_u64().unwrap_or(0) > 0, "{s}");

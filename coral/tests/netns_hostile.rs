@@ -314,9 +314,7 @@ fn netns_hostile_input_on_every_listener_changes_nothing() {
         "coral-load: {}\n{ctx}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let s: serde_json::Value = common::duplex::load_summary(&out_dir);
     for k in ["errors", "digest_mismatches", "reconnects", "requests_lost"] {
         assert_eq!(s[k].as_u64(), Some(0), "{k}: {s}\n{ctx}");
     }

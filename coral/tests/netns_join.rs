@@ -250,9 +250,7 @@ fn netns_join_after_failover_under_load_then_the_joined_node_survives_a_second_f
     let out = load.wait_with_output().unwrap();
     let ctx = format!("{}\n{}", String::from_utf8_lossy(&out.stderr), d.logs());
     assert!(out.status.success(), "coral-load: {ctx}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let summary: serde_json::Value = common::duplex::load_summary(&out_dir);
     let ctx = format!("{summary}\n{ctx}");
     assert_eq!(summary["errors"].as_u64(), Some(0), "{ctx}");
     assert_eq!(summary["reconnects"].as_u64(), Some(0), "{ctx}");

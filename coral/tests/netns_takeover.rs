@@ -51,9 +51,7 @@ fn load_across_cut(
         String::from_utf8_lossy(&out.stderr),
         d.logs()
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
+    let summary: serde_json::Value = common::duplex::load_summary(&out_dir);
     let mut rdr = csv::Reader::from_path(out_dir.join("requests.csv")).unwrap();
     let headers: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
     let rows = rdr.records().map(|r| r.unwrap()).collect();

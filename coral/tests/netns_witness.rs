@@ -182,7 +182,7 @@ fn finish_load(d: &Duplex, child: Child, out_dir: &std::path::Path) -> serde_jso
         String::from_utf8_lossy(&out.stderr),
         d.logs()
     );
-    serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap()
+    common::duplex::load_summary(out_dir)
 }
 
 fn wait_event(d: &Duplex, host: &str, what: &str, secs: u64) -> bool {
@@ -407,15 +407,9 @@ fn sigstopped_primary_stays_silent(tag: &str, load_args: &[&str]) {
     assert_clean(&s, &ctx);
 }
 
-#[test]
-fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
-    let mut d = Duplex::start("wfd", 1, 5);
-    let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 5, &[]);
-    std::thread::sleep(Duration::from_millis(1500));
-    // Both servers are alive; server-a stops hearing heartbeats for 60 ms
-    // (12 x H): a false detection on its side, then on server-b's when
-    // server-a falls silent.
+/// server-a drops every heartbeat it receives for `ms` (an nft rule in its
+/// namespace), while both nodes keep running.
+fn deafen_a(d: &Duplex, ms: u64) {
     common::sh(&[
         "ip",
         "netns",
@@ -426,8 +420,20 @@ fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
          add chain ip ctfd in { type filter hook input priority 0; policy accept; }; \
          add rule ip ctfd in udp dport 7011 drop",
     ]);
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(ms));
     common::sh(&["ip", "netns", "exec", &d.a, "nft", "delete table ip ctfd"]);
+}
+
+#[test]
+fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
+    let mut d = Duplex::start("wfd", 1, 5);
+    let cap = Capture::start(&d);
+    let (load, out) = start_load(&d, 5, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Both servers are alive; server-a stops hearing heartbeats for 60 ms
+    // (12 x H): a false detection on its side, then on server-b's when
+    // server-a falls silent.
+    deafen_a(&d, 60);
     let s = finish_load(&d, load, &out);
     let text = cap.stop();
     let ctx = d.logs();
@@ -456,18 +462,7 @@ fn netns_false_race_at_10ms_ends_with_the_loser_rejoined() {
     // Both servers are alive; server-a stops hearing heartbeats for 100 ms
     // (10 x H): a false detection on its side, then on server-b's when
     // server-a falls silent.
-    common::sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &d.a,
-        "nft",
-        "add table ip ctfd; \
-         add chain ip ctfd in { type filter hook input priority 0; policy accept; }; \
-         add rule ip ctfd in udp dport 7011 drop",
-    ]);
-    std::thread::sleep(Duration::from_millis(100));
-    common::sh(&["ip", "netns", "exec", &d.a, "nft", "delete table ip ctfd"]);
+    deafen_a(&d, 100);
     // Each race (on a loaded machine there may be more than the forced
     // one) ends with one node fenced, and that node rejoins the other,
     // which accepts it under a new grant.

@@ -352,3 +352,10 @@ pub fn counter(events: &str, name: &str) -> u64 {
         .and_then(|v| v.trim_matches('"').parse().ok())
         .unwrap_or(0)
 }
+
+/// coral-load's `summary.json` in `out_dir`.
+pub fn load_summary(out_dir: &Path) -> serde_json::Value {
+    let p = out_dir.join("summary.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
