@@ -120,3 +120,87 @@ fn silent_close_sends_nothing() {
         "{err:?}"
     );
 }
+
+/// A connection moved to a rebuilt socket, with or without the takeover's
+/// filler byte (docs/DESIGN.md 4): returns the rebuilt socket's RTO (µs)
+/// once everything it sent is acknowledged.
+fn rto_after_rebuild(filler: bool) -> u32 {
+    // A loopback address of its own (drawn from the clock): no TCP metrics
+    // cache entry, which would seed the RTO, exists for it.
+    let r = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        / 7;
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        100 + (r % 100) as u8,
+        (r >> 8) as u8,
+        (r >> 16) as u8 | 1,
+    );
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(server_addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let client_addr = client.local_addr().unwrap();
+    let (mut old, _) = listener.accept().unwrap();
+    drop(listener);
+    old.write_all(b"pong1").unwrap();
+    assert_eq!(read_exact_n(&mut client, 5), b"pong1");
+    std::thread::sleep(Duration::from_millis(50)); // let the ACKs settle
+    let d = repair::dump(old.as_raw_fd()).expect("dump");
+    let (local, remote) = match (server_addr, client_addr) {
+        (SocketAddr::V4(l), SocketAddr::V4(r)) => (l, r),
+        _ => unreachable!(),
+    };
+    repair::close_silently(old).expect("silent close");
+    let spec = RepairSpec {
+        local,
+        remote,
+        // The takeover's send queue starts one byte early for the filler.
+        send_seq: d.send_seq.wrapping_sub(u32::from(filler)),
+        recv_seq: d.recv_seq,
+        recv_queue: Vec::new(),
+        options: d.info.repair_options(ETHERNET_MSS),
+        timestamp: Some(d.timestamp.wrapping_add(10) & !1),
+        window: d.window,
+        transparent: false,
+        mark: 0,
+    };
+    let mut new = repair::build_in_repair(&spec).expect("rebuild");
+    repair::leave_repair(new.as_raw_fd()).expect("leave repair");
+    if filler {
+        // A byte the client already has ("pong1"'s last): discarded unread
+        // and acknowledged at once.
+        new.write_all(b"1").unwrap();
+    }
+    for _ in 0..200 {
+        if repair::tcp_info(new.as_raw_fd()).unwrap().unacked == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let info = repair::tcp_info(new.as_raw_fd()).unwrap();
+    assert_eq!(info.unacked, 0, "the client acknowledged everything");
+    // The client's byte stream is unchanged: the next bytes are new ones.
+    new.write_all(b"pong2").unwrap();
+    assert_eq!(read_exact_n(&mut client, 5), b"pong2");
+    info.rto_us
+}
+
+/// Without an RTT sample a rebuilt socket keeps the kernel's 3 s fallback
+/// RTO until its first data is acknowledged; the filler byte, acknowledged
+/// at once, gives it a sample (the 200 ms minimum plus the RTT).
+#[test]
+fn filler_byte_gives_a_rebuilt_socket_an_rtt_sample() {
+    let without = rto_after_rebuild(false);
+    let with = rto_after_rebuild(true);
+    eprintln!("RTO of a rebuilt socket: {without} us without the filler, {with} us with it");
+    assert!(
+        without >= 1_000_000,
+        "fallback RTO without filler: {without} us"
+    );
+    assert!(with < 1_000_000, "RTO after the filler: {with} us");
+}

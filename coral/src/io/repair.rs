@@ -161,6 +161,8 @@ pub struct TcpInfoLite {
     pub rcv_mss: u32,
     /// `tcpi_unacked`: segments sent and not yet acknowledged.
     pub unacked: u32,
+    /// `tcpi_rto`: the retransmission timeout, in microseconds.
+    pub rto_us: u32,
 }
 
 impl TcpInfoLite {
@@ -410,6 +412,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfoLite> {
         snd_mss: u32_at(16),
         rcv_mss: u32_at(20),
         unacked: u32_at(24),
+        rto_us: u32_at(8),
     })
 }
 
