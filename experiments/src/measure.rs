@@ -12,7 +12,10 @@
 //!   heard its peer, without a fault before them; a node starting before its
 //!   peer reports `ever_heard=false`, which is not counted), `lease_lapses`
 //!   (`lease-lapsed` rows without a fault before them),
-//!   `takeover_restored` (connections rebuilt), `tails_unwritable`
+//!   `fences` (`fenced` rows: a node that lost a race for an address),
+//!   `rejoins` (`rejoin` rows: a fenced node that restarted to join its
+//!   peer, `rejoin = true`), `takeover_restored` (connections rebuilt),
+//!   `tails_unwritable`
 //!   (`tail-unwritable` rows: a rebuilt connection whose logged reply tail
 //!   could not be written).
 //! - heartbeat one-way delay: `hb_delay_p50_ms`, `hb_delay_p99_ms`,
@@ -76,6 +79,10 @@ pub struct FailoverFacts {
     pub lease_lapses: u64,
     /// `tail-unwritable` rows (any host, any time).
     pub tails_unwritable: u64,
+    /// `fenced` rows (any host, any time).
+    pub fences: u64,
+    /// `rejoin` rows (any host, any time).
+    pub rejoins: u64,
 }
 
 /// Derives [`FailoverFacts`] from the merged events of a repetition whose
@@ -101,10 +108,10 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
         .filter(|e| e.event == "lease-lapsed")
         .filter(|e| fault_at.is_none_or(|t| e.t_unix_ns < t))
         .count() as u64;
-    facts.tails_unwritable = events
-        .iter()
-        .filter(|e| e.event == "tail-unwritable")
-        .count() as u64;
+    let count = |name: &str| events.iter().filter(|e| e.event == name).count() as u64;
+    facts.tails_unwritable = count("tail-unwritable");
+    facts.fences = count("fenced");
+    facts.rejoins = count("rejoin");
     let Some(t0) = fault_at else {
         return facts;
     };
@@ -287,6 +294,8 @@ pub fn summary_extras(
     m.insert("lease_lapses".into(), facts.lease_lapses as f64);
     m.extend(heartbeat_delay(&events));
     m.insert("tails_unwritable".into(), facts.tails_unwritable as f64);
+    m.insert("fences".into(), facts.fences as f64);
+    m.insert("rejoins".into(), facts.rejoins as f64);
     if let Some(r) = facts.restored {
         m.insert("takeover_restored".into(), r);
     }
@@ -415,6 +424,17 @@ mod tests {
         assert_eq!(f.restored, Some(8.0));
         assert_eq!(f.false_detections, 1);
         assert_eq!(f.tails_unwritable, 1);
+        assert_eq!((f.fences, f.rejoins), (0, 0));
+        let mut raced = events.clone();
+        raced.push(ev(s + 500_000_000, "server-a", "fenced", "vip=192.0.2.100"));
+        raced.push(ev(
+            s + 500_100_000,
+            "server-a",
+            "rejoin",
+            "to=192.0.2.12:7014",
+        ));
+        let f = failover_facts(&raced, Some(s));
+        assert_eq!((f.fences, f.rejoins), (1, 1));
     }
 
     #[test]

@@ -673,7 +673,7 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         .map(fmt_num)
         .unwrap_or("?".into());
     let _ = writeln!(md, "**Heartbeat interval against failover time and cost** (3 missed heartbeats declare the peer failed; `cut` runs cut the primary and, like `no-fault`, run without a CPU quota; `no-fault-cpuNNN` runs are loaded, fault-free, at {q} core per server host; medians over repetitions):\n");
-    let _ = writeln!(md, "| heartbeat (ms) | detection (ms) | client stall at the cut (ms) | errors | false detections without quota (before the cut + no-fault runs) | false detections at {q} core/host | throughput at {q} core/host (req/s) | requests lost at {q} core/host | server CPU per request at {q} core/host (ms) | machine CPU per request, no fault (ms) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| heartbeat (ms) | detection (ms) | client stall at the cut (ms) | errors | false detections without quota (before the cut + no-fault runs) | false detections at {q} core/host | throughput at {q} core/host (req/s) | requests lost at {q} core/host | server CPU per request at {q} core/host (ms) | machine CPU per request, no fault (ms) | heartbeat one-way delay p99 / max at {q} core/host (ms) | lease lapses, no fault (all runs) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows: Vec<DetRow> = Vec::new();
     for h in &hbs {
         let cutv = exp.variant(&format!("hb-{h}ms-cut"));
@@ -692,9 +692,20 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         let det = cutv.and_then(|v| over(v, |_, s| fo(s, "detection_ms")));
         let stall = cutv.and_then(|v| over(v, |_, s| Some(s.max_stall_ms)));
         let machine = quiet.or(quota_v);
+        let lapses: f64 = [quiet, quota_v]
+            .iter()
+            .flatten()
+            .flat_map(|v| v.reps.iter())
+            .filter_map(|r| extra(r, "lease_lapses"))
+            .sum();
+        let delay = format!(
+            "{} / {}",
+            show(quota_v.and_then(|v| over(v, |r, _| extra(r, "hb_delay_p99_ms")))),
+            show(quota_v.and_then(|v| over(v, |r, _| extra(r, "hb_delay_max_ms"))))
+        );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} in {} run(s) | {} in {} run(s) | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} in {} run(s) | {} in {} run(s) | {} | {} | {} | {} | {} | {} |",
             h.trim_start_matches('0'),
             show(det),
             show(stall),
@@ -706,7 +717,9 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             show(quota_v.and_then(|v| over(v, |_, s| Some(s.throughput_rps)))),
             show(quota_v.and_then(|v| over(v, |_, s| Some(s.requests_lost as f64)))),
             show(quota_v.and_then(|v| over(v, |r, _| extra(r, "cpu_ms_per_request")))),
-            show(machine.and_then(|v| over(v, |r, _| extra(r, "machine_cpu_ms_per_request"))))
+            show(machine.and_then(|v| over(v, |r, _| extra(r, "machine_cpu_ms_per_request")))),
+            delay,
+            fmt_num(lapses)
         );
         rows.push((
             h.trim_start_matches('0').to_string(),
@@ -716,7 +729,14 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
             med(det),
         ));
     }
-    let _ = writeln!(md, "\nThe paper names this trade-off (section 4.2: faster heartbeats detect sooner but cost CPU) without measuring it; it used 100 ms. A false detection is a `peer-failed` of a node that had heard its peer, with no fault injected. {}\n", sources(ctx, exp));
+    let total = |key: &str| -> f64 {
+        exp.variants
+            .iter()
+            .flat_map(|v| v.reps.iter())
+            .filter_map(|r| extra(r, key))
+            .sum()
+    };
+    let _ = writeln!(md, "\nThe paper names this trade-off (section 4.2: faster heartbeats detect sooner but cost CPU) without measuring it; it used 100 ms. A false detection is a `peer-failed` of a node that had heard its peer, with no fault injected. The heartbeat one-way delay is the peer's send time to the kernel's arrival stamp (both nodes share the machine's clock), the larger node's value. Across every run of this sweep: {} node(s) fenced after losing a race, {} rejoined their peer. {}\n", fmt_num(total("fences")), fmt_num(total("rejoins")), sources(ctx, exp));
     let period_ms = hbs
         .first()
         .and_then(|h| quota_run(h))
@@ -1142,6 +1162,10 @@ mod tests {
     }
 
     fn detection_tree(rows: &[(&str, f64, f64)]) -> String {
+        detection_tree_with(rows, json!({"false_detections": 0}))
+    }
+
+    fn detection_tree_with(rows: &[(&str, f64, f64)], extras: serde_json::Value) -> String {
         let t = Tree::new();
         for (name, det, stall) in rows {
             let s = faulted(
@@ -1150,15 +1174,22 @@ mod tests {
                 *stall,
                 &[("detection_ms", *det), ("total", 2.0)],
             );
-            t.rep(
-                "detection-sweep",
-                name,
-                1,
-                &s,
-                json!({"false_detections": 0}),
-            );
+            t.rep("detection-sweep", name, 1, &s, extras.clone());
         }
         t.report()
+    }
+
+    #[test]
+    fn detection_sweep_counts_fences_and_rejoins() {
+        let md = detection_tree_with(
+            &[("hb-010ms-cut", 30.0, 50.0), ("hb-100ms-cut", 300.0, 400.0)],
+            json!({"false_detections": 1, "fences": 1, "rejoins": 1, "lease_lapses": 0}),
+        );
+        assert!(
+            md.contains("Across every run of this sweep: 2 node(s) fenced after losing a race, 2 rejoined their peer."),
+            "{md}"
+        );
+        assert!(md.contains("heartbeat one-way delay p99 / max"), "{md}");
     }
 
     #[test]
