@@ -16,7 +16,7 @@
 //! Garbage, forged or replayed datagrams are counted and otherwise ignored.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,6 +98,8 @@ pub struct HeartbeatCounters {
 /// Handle to the heartbeat thread.
 pub struct HeartbeatHandle {
     cmds: mpsc::Sender<HeartbeatCmd>,
+    /// The thread's wake-up eventfd (none for an idle handle).
+    wake: Option<Arc<OwnedFd>>,
     counters: Arc<Mutex<HeartbeatCounters>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -109,19 +111,26 @@ impl HeartbeatHandle {
     pub fn idle() -> HeartbeatHandle {
         HeartbeatHandle {
             cmds: mpsc::channel().0,
+            wake: None,
             counters: Arc::new(Mutex::new(HeartbeatCounters::default())),
             thread: None,
         }
     }
 
-    /// Pass a command to the thread (taken at its next round, at most
-    /// H or 100 ms later).
+    /// Pass a command to the thread and wake it: taken at once (a round
+    /// in progress finishes first).
     pub fn command(&self, cmd: HeartbeatCmd) {
         let _ = self.cmds.send(cmd);
+        if let Some(w) = &self.wake {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+            let _ = unsafe { libc::write(w.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
     }
 
     /// End the thread and wait until it has (its socket is closed then):
-    /// at most one round, H or 100 ms.
+    /// the rest of the round in progress, woken at once. A join restarts
+    /// heartbeats toward the new server this way (Table 2's task start-up).
     pub async fn stop(&mut self) {
         self.command(HeartbeatCmd::Stop);
         if let Some(t) = self.thread.take() {
@@ -149,7 +158,15 @@ pub fn start(
     mark_for_the_wire(&sock);
     let (ctx, crx) = mpsc::channel();
     let counters = Arc::new(Mutex::new(HeartbeatCounters::default()));
+    // SAFETY: plain eventfd(2); checked below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
     let shell = Shell {
+        wake: wake.clone(),
         link: HeartbeatLink::new(cfg.timing, clock.now(), cfg.vips.clone()),
         enc: Encoder::new(key.clone(), cfg.node, cfg.epoch, unix_ns()),
         dec: DatagramDecoder::new(key, DecoderConfig::for_channel(Channel::Heartbeat)),
@@ -168,6 +185,7 @@ pub fn start(
         .spawn(move || shell.run())?;
     Ok(HeartbeatHandle {
         cmds: ctx,
+        wake: Some(wake),
         counters,
         thread: Some(thread),
     })
@@ -233,6 +251,8 @@ fn rx_stamp(sock: &UdpSocket) -> Option<u64> {
 }
 
 struct Shell {
+    /// Written by [`HeartbeatHandle::command`]: ends the wait at once.
+    wake: Arc<OwnedFd>,
     link: HeartbeatLink,
     enc: Encoder,
     dec: DatagramDecoder,
@@ -346,8 +366,8 @@ impl Shell {
         c.rejects = *self.dec.counters();
     }
 
-    /// Sleep until a datagram arrives or the link's next deadline (at most
-    /// 100 ms, so commands are taken).
+    /// Sleep until a datagram arrives, a command wakes the thread, or the
+    /// link's next deadline (at most 100 ms).
     fn wait(&self) {
         let now = self.clock.now();
         let wait = self
@@ -361,12 +381,17 @@ impl Shell {
             tv_sec: wait.as_secs() as libc::time_t,
             tv_nsec: wait.subsec_nanos() as libc::c_long,
         };
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
+        let mut pfd = [self.sock.as_raw_fd(), self.wake.as_raw_fd()].map(|fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one pollfd and one timespec, both live for the call.
-        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        });
+        // SAFETY: two pollfds and one timespec, all live for the call.
+        unsafe { libc::ppoll(pfd.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        if pfd[1].revents != 0 {
+            let mut n: u64 = 0;
+            // SAFETY: reads 8 bytes into a live u64 (clears the eventfd).
+            let _ = unsafe { libc::read(self.wake.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
+        }
     }
 }
