@@ -157,6 +157,9 @@ pub struct Joins {
     epoch: Epoch,
     /// Addresses whose rollback steps are being carried out.
     rolling_back: HashSet<Ipv4Addr>,
+    /// How long each of this shell's join steps took (ms, summed over
+    /// addresses), written as `join-shell-steps` beside `integration`.
+    shell_ms: BTreeMap<&'static str, f64>,
 }
 
 impl Joins {
@@ -183,6 +186,7 @@ impl Joins {
             peer: None,
             epoch: Epoch(0),
             rolling_back: HashSet::new(),
+            shell_ms: BTreeMap::new(),
         })
     }
 
@@ -262,7 +266,18 @@ impl Joins {
                     }
                 }
                 JoinAction::Close { conn } => self.server.close(conn),
-                JoinAction::Event(ev) => record(events, &ev),
+                JoinAction::Event(ev) => {
+                    record(events, &ev);
+                    if matches!(ev, JoinEvent::RolledBack { .. }) {
+                        self.shell_ms.clear();
+                    }
+                    if matches!(ev, JoinEvent::Completed { .. }) {
+                        let steps = std::mem::take(&mut self.shell_ms);
+                        let detail: Vec<String> =
+                            steps.iter().map(|(k, v)| format!("{k}={v:.3}")).collect();
+                        events.record("join-shell-steps", &detail.join(" "));
+                    }
+                }
                 a @ JoinAction::Machine {
                     vip,
                     input: Input::JoinAborted,
@@ -288,6 +303,7 @@ impl Joins {
         action: Action,
     ) -> Option<Result<()>> {
         let back = action.vip().is_some_and(|v| self.rolling_back.contains(&v));
+        let t0 = std::time::Instant::now();
         let r = match action {
             Action::StartLogChannel => self.start_log(ctx),
             Action::StartHeartbeats => self.restart_heartbeats(ctx, hb, vips).await,
@@ -340,6 +356,9 @@ impl Joins {
             }
             _ => return None,
         };
+        if let Some(name) = step_name(&action).filter(|_| !back) {
+            *self.shell_ms.entry(name).or_default() += t0.elapsed().as_secs_f64() * 1e3;
+        }
         Some(r)
     }
 
@@ -376,6 +395,19 @@ impl Joins {
     async fn onto_loopback(&mut self, ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<()> {
         netcfg::primary_sysctls(&self.lan)?;
         ctx.nc.add_addr(ctx.lo.index, vip, 32).await
+    }
+}
+
+/// The name of a join step before completion in `join-shell-steps` (ms);
+/// `None` for the steps at completion and rollback.
+fn step_name(a: &Action) -> Option<&'static str> {
+    match a {
+        Action::StartLogChannel => Some("log_channel_ms"),
+        Action::StartHeartbeats => Some("heartbeats_ms"),
+        Action::SetLease { .. } => Some("lease_ms"),
+        Action::AddVip { .. } => Some("loopback_ms"),
+        Action::RemoveVip { .. } => Some("lan_ms"),
+        _ => None,
     }
 }
 
