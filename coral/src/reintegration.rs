@@ -93,6 +93,37 @@ impl HeartbeatSpec {
     }
 }
 
+/// Kernel settings that must match on both nodes for repaired sockets to
+/// behave like the originals (checked through the `Hello` exchange).
+const MATCHED_SYSCTLS: &[&str] = &[
+    "net/ipv4/tcp_timestamps",
+    "net/ipv4/tcp_sack",
+    "net/ipv4/tcp_window_scaling",
+    "net/ipv4/tcp_rmem",
+    "net/ipv4/tcp_wmem",
+];
+
+/// This node's identity and configuration as a join exchanges them (the
+/// core's `NodeConfig`): id, H and K, service addresses, the TCP option
+/// sysctls both nodes must share, the software version.
+pub(crate) fn hello(cfg: &crate::config::Config, timing: &Timing) -> NodeConfig {
+    NodeConfig {
+        node: NodeId(cfg.node_id),
+        heartbeat_interval_ns: timing.heartbeat_ns(),
+        misses: timing.misses(),
+        vips: cfg.service.iter().map(|s| s.vip).collect(),
+        kernel: MATCHED_SYSCTLS
+            .iter()
+            .filter_map(|k| {
+                netcfg::read_sysctl(k)
+                    .ok()
+                    .map(|v| (k.replace('/', "."), v))
+            })
+            .collect(),
+        software: format!("coral {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
 /// Table 2's rows for summary.json and the event (ms).
 pub fn steps_ms(s: &JoinSteps) -> BTreeMap<String, f64> {
     let ms = |ns: u64| ns as f64 / 1e6;
@@ -447,7 +478,7 @@ pub fn node_view(machines: impl Iterator<Item = (ModeTag, Epoch)>) -> NodeView {
 pub async fn join_config(cfg: &crate::config::Config, to: SocketAddrV4) -> Result<Epoch> {
     let timing = Timing::from_ms(cfg.heartbeat_ms, cfg.misses).map_err(|e| anyhow!("{e}"))?;
     let key = Key::new(&cfg.read_key()?).map_err(|e| anyhow!("key: {e}"))?;
-    join_once(to, key, crate::wiring::hello(cfg, &timing)).await
+    join_once(to, key, hello(cfg, &timing)).await
 }
 
 /// `coral join` without a node behind it: the exchange alone, up to the

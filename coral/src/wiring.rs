@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::{
-    Channel, DatagramDecoder, DecoderConfig, Encoder, Epoch, Input, Key, Message, ModeTag,
-    NodeConfig, NodeId, RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
+    Channel, DatagramDecoder, DecoderConfig, Encoder, Epoch, Input, Key, Message, ModeTag, NodeId,
+    RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -41,7 +41,7 @@ use crate::io::netcfg::{self, Iface, NetCfg};
 use crate::io::nft::{self, FenceConfig, Nft};
 use crate::io::primary;
 use crate::joining::Joining;
-use crate::reintegration::{HeartbeatSpec, Joins};
+use crate::reintegration::{hello, HeartbeatSpec, Joins};
 use crate::takeover::TakeoverCtx;
 
 /// How often the data path drains the eBPF front's ring when nothing else
@@ -50,34 +50,6 @@ const RING_POLL: Duration = Duration::from_millis(2);
 
 /// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
 pub const START_EPOCH: Epoch = Epoch(1);
-
-/// Kernel settings that must match on both nodes for repaired sockets to
-/// behave like the originals (checked through the `Hello` exchange).
-const MATCHED_SYSCTLS: &[&str] = &[
-    "net/ipv4/tcp_timestamps",
-    "net/ipv4/tcp_sack",
-    "net/ipv4/tcp_window_scaling",
-    "net/ipv4/tcp_rmem",
-    "net/ipv4/tcp_wmem",
-];
-
-pub(crate) fn hello(cfg: &Config, timing: &Timing) -> NodeConfig {
-    NodeConfig {
-        node: NodeId(cfg.node_id),
-        heartbeat_interval_ns: timing.heartbeat_ns(),
-        misses: timing.misses(),
-        vips: cfg.service.iter().map(|s| s.vip).collect(),
-        kernel: MATCHED_SYSCTLS
-            .iter()
-            .filter_map(|k| {
-                netcfg::read_sysctl(k)
-                    .ok()
-                    .map(|v| (k.replace('/', "."), v))
-            })
-            .collect(),
-        software: format!("coral {}", env!("CARGO_PKG_VERSION")),
-    }
-}
 
 /// The node's side of the witness channel.
 pub struct WitnessClient {
