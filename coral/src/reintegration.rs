@@ -368,7 +368,10 @@ impl Joins {
                     .record("join-simplex-conns", &format!("vip={vip} ending={n}"));
                 Ok(())
             }
-            // The rollback: the address back on the LAN, told to the router.
+            // The rollback, once the witness granted the next epoch (writers
+            // were released at StopLogChannel): the address back on the
+            // LAN, told to the router.
+            Action::GoSimplex { .. } if back => Ok(()),
             Action::SetLease {
                 vip,
                 lease: Lease::Permanent,

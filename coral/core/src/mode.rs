@@ -16,7 +16,7 @@
 //!    └──────────────────────> Fenced (terminal; rejoin as a new server)     JoinAccepted │  │
 //!                                                                                       v  │
 //!  Joining (new server) ── JoinAccepted, JoinCompleted ──> Duplex     Joining (simplex node;
-//!                                                          JoinAborted: back to Simplex)
+//!                                          JoinAborted: WaitingForGrant, then Simplex as GoSimplex)
 //! ```
 //!
 //! ## The kernel-enforced lease and the takeover wait
@@ -549,6 +549,8 @@ impl VipMachine {
         match (self.mode, self.role) {
             (VipMode::Simplex, _) => Some(Lease::Permanent),
             (VipMode::Duplex | VipMode::WaitingForGrant { .. }, Role::Primary) => Some(refreshed),
+            // A rolled-back join: the lease of the join, no longer extended.
+            (VipMode::WaitingForGrant { .. }, Role::Sole) => Some(refreshed),
             (VipMode::Joining, _) if self.join_accepted && self.join_role == Role::Primary => {
                 Some(refreshed)
             }
@@ -572,7 +574,10 @@ impl VipMachine {
             (VipMode::Duplex | VipMode::WaitingForGrant { .. }, Role::Primary | Role::Backup) => {
                 Some(ConnMode::Duplex)
             }
-            (VipMode::Simplex, _) | (VipMode::Joining, Role::Sole) => Some(ConnMode::Simplex),
+            (VipMode::Simplex, _)
+            | (VipMode::Joining | VipMode::WaitingForGrant { .. }, Role::Sole) => {
+                Some(ConnMode::Simplex)
+            }
             _ => None,
         }
     }
@@ -755,25 +760,26 @@ impl VipMachine {
                 self.actions
                     .extend([Action::StopHeartbeats, Action::StopLogChannel]);
                 if self.role == Role::Sole {
-                    // Back to serving alone: the address returns to the LAN
-                    // before it leaves loopback (never non-local), and the
-                    // router is told again in case the new front spoke.
-                    self.actions.extend([
-                        Action::SetLease {
-                            vip,
-                            lease: Lease::Permanent,
-                        },
-                        Action::AddVip {
-                            vip,
-                            iface: Iface::Lan,
-                        },
-                        Action::RemoveVip {
-                            vip,
-                            iface: Iface::Loopback,
-                        },
-                        Action::SendGratuitousArp { vip },
-                    ]);
-                    self.set_mode(VipMode::Simplex);
+                    // Back to serving alone through the witness, as a
+                    // primary whose backup failed: the new server may be
+                    // duplex already (its JoinComplete in flight) and be
+                    // granted the next epoch on its own detection, so the
+                    // address is taken back only with a grant (refused:
+                    // fenced), and returns to the LAN only once the new
+                    // front's ARP lease, extended by the heartbeats stopped
+                    // now, has surely lapsed.
+                    let requested = self.epoch.next();
+                    self.actions.push_back(Action::AskWitness {
+                        vip,
+                        node: self.node,
+                        epoch: requested,
+                    });
+                    self.set_mode(VipMode::WaitingForGrant {
+                        purpose: GrantPurpose::GoSimplex,
+                        requested,
+                        last_heard: now,
+                        next_retry: now.plus_ns(self.timing.witness_retry_ns),
+                    });
                 }
             }
             _ => {}

@@ -327,24 +327,58 @@ fn accepted(acc: &mut JoinAcceptor, sm: &mut VipMachine) {
     assert_eq!(sm.mode(), &VipMode::Joining);
 }
 
+/// What the simplex node does at once when a join is rolled back: stops
+/// the heartbeats and log channel toward the new server and asks the
+/// witness for the next epoch (the new server may be duplex already).
 fn rollback_actions() -> Vec<Action> {
     vec![
         Action::StopHeartbeats,
         Action::StopLogChannel,
-        Action::SetLease {
+        Action::AskWitness {
             vip: VIP,
-            lease: Lease::Permanent,
+            node: S,
+            epoch: Epoch(4),
         },
-        Action::AddVip {
-            vip: VIP,
-            iface: Iface::Lan,
-        },
-        Action::RemoveVip {
-            vip: VIP,
-            iface: Iface::Loopback,
-        },
-        Action::SendGratuitousArp { vip: VIP },
     ]
+}
+
+/// The rest of a rollback begun at `at`: granted, the lease is permanent
+/// and writers are released; once the new front's ARP lease has surely
+/// lapsed, the address returns to the LAN before it leaves loopback.
+fn finish_rollback(sm: &mut VipMachine, at: Instant) {
+    let granted = at.plus_ns(MS);
+    sm.handle(granted, Input::GrantReceived { epoch: Epoch(4) });
+    assert_eq!(
+        drain_m(sm, granted),
+        vec![
+            Action::SetLease {
+                vip: VIP,
+                lease: Lease::Permanent,
+            },
+            Action::GoSimplex { vip: VIP },
+        ]
+    );
+    let claim = at.plus_ns(sm.timing().takeover_wait_ns());
+    assert!(drain_m(sm, Instant(claim.0 - 1)).is_empty(), "not before");
+    assert_eq!(
+        drain_m(sm, claim),
+        vec![
+            Action::AddVip {
+                vip: VIP,
+                iface: Iface::Lan,
+            },
+            Action::RemoveVip {
+                vip: VIP,
+                iface: Iface::Loopback,
+            },
+            Action::SendGratuitousArp { vip: VIP },
+        ]
+    );
+    assert_eq!(
+        (sm.mode(), sm.role(), sm.epoch()),
+        (&VipMode::Simplex, Role::Sole, Epoch(4))
+    );
+    assert_eq!(sm.lease(), Some(Lease::Permanent));
 }
 
 #[test]
@@ -365,8 +399,8 @@ fn joiner_dying_half_way_rolls_the_simplex_node_back() {
     })));
     apply(&mut sm, t(14), acts);
     assert_eq!(drain_m(&mut sm, t(14)), rollback_actions());
-    assert_eq!((sm.mode(), sm.role()), (&VipMode::Simplex, Role::Sole));
-    assert_eq!(sm.lease(), Some(Lease::Permanent));
+    assert_eq!(sm.new_connection_mode(), Some(ConnMode::Simplex));
+    finish_rollback(&mut sm, t(14));
     assert_eq!(sm.new_connection_mode(), Some(ConnMode::Simplex));
     // A later join asks the witness above the epoch already granted.
     request(&mut acc, t(20), 2, 2, cfg(N));
@@ -409,7 +443,18 @@ fn a_detection_during_the_join_rolls_it_back_on_both_sides() {
     })));
     apply(&mut sm, t(14), acts);
     assert_eq!(drain_m(&mut sm, t(14)), rollback_actions());
-    assert_eq!(sm.lease(), Some(Lease::Permanent));
+    // The witness refuses: the new server won the address; fenced.
+    let mut refused = sm.clone();
+    refused.handle(
+        t(15),
+        Input::GrantRefused {
+            epoch: Epoch(4),
+            reason: RefuseReason::AlreadyGranted { holder: N },
+        },
+    );
+    assert!(drain_m(&mut refused, t(15)).contains(&Action::Fence { vip: VIP }));
+    assert_eq!(refused.mode().tag(), crate::codec::ModeTag::Fenced);
+    finish_rollback(&mut sm, t(14));
     assert!(!acc.in_progress());
     acc.on_peer_failed();
     assert!(drain_a(&mut acc, t(15)).is_empty(), "nothing left to undo");
@@ -454,6 +499,7 @@ fn silent_joiner_times_out_and_is_rolled_back() {
     assert!(acts.contains(&JoinAction::Close { conn: 1 }));
     apply(&mut sm, t(110), acts);
     assert_eq!(drain_m(&mut sm, t(110)), rollback_actions());
+    finish_rollback(&mut sm, t(110));
     // Before acceptance a timeout undoes nothing in the machines.
     let mut acc = JoinAcceptor::new(cfg(S), 100 * MS);
     request(&mut acc, t(0), 1, 1, cfg(N));
