@@ -265,6 +265,36 @@ pub fn vulnerability_ms(events: &[EventRow], fault_at: Option<u64>) -> Option<f6
     Some((e.t_unix_ns - t0) as f64 / 1e6)
 }
 
+/// The longest client-visible stall during a join (ms): the join runs from
+/// the simplex node's `join-accepted` to its `integration`; per client, the
+/// longest gap between consecutive successful completions that overlaps
+/// that window; the largest over the clients. `None` without a completed
+/// join.
+pub fn join_stall_ms(
+    events: &[EventRow],
+    records: &[workload::records::RequestRecord],
+) -> Option<f64> {
+    let end = events.iter().find(|e| e.event == "integration")?;
+    let start = events.iter().rfind(|e| {
+        e.event == "join-accepted" && e.host == end.host && e.t_unix_ns <= end.t_unix_ns
+    })?;
+    let (w0, w1) = (start.t_unix_ns, end.t_unix_ns);
+    let mut by_client: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.is_ok()) {
+        by_client.entry(r.client).or_default().push(r.end_unix_ns);
+    }
+    let mut worst = 0u64;
+    for ends in by_client.values_mut() {
+        ends.sort_unstable();
+        for w in ends.windows(2) {
+            if w[0] <= w1 && w[1] >= w0 {
+                worst = worst.max(w[1] - w[0]);
+            }
+        }
+    }
+    Some(worst as f64 / 1e6)
+}
+
 /// Fills `s.failover` and `s.integration` from the repetition's merged `events.csv` and
 /// returns the other keys this module adds to `summary.json` (counts, CPU,
 /// idle connections from the driver's `idle.json` when it exists).
@@ -301,6 +331,9 @@ pub fn summary_extras(
     }
     if let Some(w) = vulnerability_ms(&events, fault_at) {
         m.insert("vulnerability_ms".into(), w);
+    }
+    if let Some(j) = join_stall_ms(&events, records) {
+        m.insert("join_stall_ms".into(), j);
     }
     if idle_json.exists() {
         let text = std::fs::read_to_string(idle_json)
@@ -363,6 +396,46 @@ mod tests {
         assert_eq!(vulnerability_ms(&events, Some(10_000_000)), Some(30.0));
         assert_eq!(vulnerability_ms(&events, None), None);
         assert_eq!(vulnerability_ms(&events[..3], Some(10_000_000)), None);
+    }
+
+    #[test]
+    fn the_join_stall_is_the_longest_gap_overlapping_the_join() {
+        let rec = |client: u32, end_ms: u64| workload::records::RequestRecord {
+            client,
+            seq: end_ms,
+            url: String::new(),
+            local_port: 1,
+            new_connection: false,
+            start_unix_ns: end_ms * 1_000_000,
+            end_unix_ns: end_ms * 1_000_000,
+            latency_us: 0,
+            status: 200,
+            bytes: 0,
+            digest_ok: true,
+            served_by: String::new(),
+            error_kind: None,
+            lost: false,
+        };
+        let events = [
+            ev(100_000_000, "server-b", "join-accepted", "node=3 epoch=3"),
+            ev(120_000_000, "server-b", "integration", "total=20.0"),
+        ];
+        // Client 0: a 40 ms gap across the join; client 1: a 90 ms gap
+        // before it (not counted) and 5 ms gaps during it.
+        let recs = [
+            rec(0, 90),
+            rec(0, 130),
+            rec(1, 0),
+            rec(1, 90),
+            rec(1, 95),
+            rec(1, 100),
+            rec(1, 105),
+            rec(1, 110),
+            rec(1, 115),
+            rec(1, 120),
+        ];
+        assert_eq!(join_stall_ms(&events, &recs), Some(40.0));
+        assert_eq!(join_stall_ms(&events[..1], &recs), None);
     }
 
     #[test]

@@ -22,14 +22,18 @@ pub(super) fn md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     );
     let _ = writeln!(
         md,
-        "| variant | reps | window (ms) | integration total (ms) | errors | reconnects | lost | digest mismatches |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| variant | reps | window (ms) | integration total (ms) | stall during the join (ms) | p99 (ms) | errors | reconnects | lost | digest mismatches |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for v in &exp.variants {
-        let window: Vec<f64> = v
-            .reps
-            .iter()
-            .filter_map(|r| crate::measure::extra_value(&r.dir, "vulnerability_ms"))
-            .collect();
+        let extra = |key: &str| -> Vec<f64> {
+            v.reps
+                .iter()
+                .filter_map(|r| crate::measure::extra_value(&r.dir, key))
+                .collect()
+        };
+        let window = extra("vulnerability_ms");
+        let stall = extra("join_stall_ms");
+        let p99: Vec<f64> = v.summaries().map(|(_, s)| s.p99_ms).collect();
         let total: Vec<f64> = v
             .summaries()
             .filter_map(|(_, s)| s.integration.as_ref()?.get("total").copied())
@@ -44,11 +48,13 @@ pub(super) fn md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&v.name),
             v.summaries().count(),
             show(&window),
             show(&total),
+            show(&stall),
+            show(&p99),
             sum(|s| s.errors),
             sum(|s| s.reconnects),
             sum(|s| s.requests_lost),
@@ -57,7 +63,7 @@ pub(super) fn md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "\nSource: `{}/{}/*/rep-*/summary.json`. Connections served alone end after their next reply with `Connection: close` (not an error, not a reconnect).\n",
+        "\nSource: `{}/{}/*/rep-*/summary.json`. The stall during the join: per client, the longest gap between successful completions overlapping the join (the simplex node's `join-accepted` to its `integration`), the largest over the clients; p99 is the whole run's (both faults included). Connections served alone end after their next reply with `Connection: close` (not an error, not a reconnect).\n",
         ctx.root(),
         exp.name
     );
@@ -78,14 +84,14 @@ mod tests {
             "single-role-spare",
             1,
             &s,
-            json!({"vulnerability_ms": 1500.0}),
+            json!({"vulnerability_ms": 1500.0, "join_stall_ms": 12.0}),
         );
         t.rep(
             "double-fault",
             "single-role-spare",
             2,
             &joined(&[("total", 4.0)]),
-            json!({"vulnerability_ms": 1700.0}),
+            json!({"vulnerability_ms": 1700.0, "join_stall_ms": 14.0}),
         );
         let r = t.report();
         let row = r
@@ -93,7 +99,7 @@ mod tests {
             .find(|l| l.starts_with("| single-role-spare |"))
             .unwrap_or_else(|| panic!("no row in\n{r}"));
         assert_eq!(
-            row, "| single-role-spare | 2 | 1600 (1500–1700) | 3 (2–4) | 1 | 0 | 0 | 0 |",
+            row, "| single-role-spare | 2 | 1600 (1500–1700) | 3 (2–4) | 13 (12–14) | 9 | 1 | 0 | 0 | 0 |",
             "{r}"
         );
         assert!(r.contains("## A second fault after reintegration"), "{r}");
