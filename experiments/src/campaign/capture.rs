@@ -1,4 +1,4 @@
-//! The switch capture of a trial: `tcpdump -nn -e` on the switch's bridge
+//! The switch capture of a trial: `tcpdump -nn -e -tt` on the switch's bridge
 //! (ARP, and TCP from the service addresses), run in the switch's namespace
 //! for the length of the trial. Only a topology whose switch is a host of
 //! its own has one (netns); on Docker the checker goes by the records alone.
@@ -28,7 +28,7 @@ impl Capture {
         let from: Vec<String> = vips.iter().map(|v| format!("src host {v}")).collect();
         let filter = format!("arp or (tcp and ({}))", from.join(" or "));
         let argv: Vec<OsString> = [
-            "tcpdump", "-i", bridge, "-nn", "-e", "-U", "-l", "-s", "128", "-B", "16384",
+            "tcpdump", "-i", bridge, "-nn", "-e", "-tt", "-U", "-l", "-s", "128", "-B", "16384",
         ]
         .iter()
         .map(OsString::from)

@@ -24,6 +24,11 @@ pub struct Evidence<'a> {
     pub capture: Option<&'a str>,
     /// The service addresses.
     pub vips: &'a [&'a str],
+    /// When a join was first accepted (unix ns; a fenced node rejoining its
+    /// peer): the capture is judged up to then. After it the joined node
+    /// fronts the addresses and answers ARP for them, a new voice by
+    /// design, and any later race has a switch-over of its own.
+    pub voice_until: Option<u64>,
     /// Request id -> the nodes that executed it (their request lines), if
     /// the nodes logged them.
     pub executions: Option<&'a BTreeMap<String, Vec<String>>>,
@@ -124,7 +129,8 @@ pub fn check(e: &Evidence) -> Verdict {
     };
     if let Some(text) = e.capture {
         for vip in e.vips {
-            v.split_brain.extend(voices(text, vip).split_brain(vip));
+            let v_ = voices_before(text, vip, e.voice_until.unwrap_or(u64::MAX));
+            v.split_brain.extend(v_.split_brain(vip));
         }
     }
     v
@@ -193,6 +199,12 @@ fn push_run(runs: &mut Vec<(String, usize)>, mac: &str) {
 /// it. A front still answering for the address when its new owner announces
 /// itself sends one such reply (unicast, to the new owner).
 pub fn voices(text: &str, vip: &str) -> Voices {
+    voices_before(text, vip, u64::MAX)
+}
+
+/// [`voices`] of the lines captured before `until_ns` (unix ns, read from
+/// `tcpdump -tt`'s first field; a line without one counts).
+pub fn voices_before(text: &str, vip: &str, until_ns: u64) -> Voices {
     let mut v = Voices::default();
     let is_at = format!("Reply {vip} is-at ");
     let tell = format!("tell {vip},");
@@ -202,6 +214,12 @@ pub fn voices(text: &str, vip: &str) -> Voices {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 4 {
             continue;
+        }
+        if f[0]
+            .parse::<f64>()
+            .is_ok_and(|t| t * 1e9 >= until_ns as f64)
+        {
+            break;
         }
         let (src, dst) = (f[1], f[3].trim_end_matches(','));
         if line.contains("ethertype ARP") {
@@ -254,6 +272,15 @@ pub fn early_detection(
                 e.detail
             )
         })
+}
+
+/// When the first join was accepted (a `join-accepted` event of any node).
+pub fn first_join(events: &[faultinject::events::Event]) -> Option<u64> {
+    events
+        .iter()
+        .filter(|e| e.source == "coral" && e.event == "join-accepted")
+        .map(|e| e.t_unix_ns)
+        .min()
 }
 
 /// Request id -> the hosts that executed it, from each host's request lines
@@ -360,8 +387,42 @@ mod tests {
             window: window(),
             capture,
             vips: &[VIP],
+            voice_until: None,
             executions,
         }
+    }
+
+    #[test]
+    fn a_rejoined_node_is_judged_only_up_to_the_join() {
+        // -tt lines: B fronts; A took over (B was paused); B woke, fenced,
+        // rejoined, and fronts again after the join accepted at t = 10 s.
+        let at = |t: f64, line: String| format!("{t:.6}{}", &line[15..]);
+        let cap = [
+            at(1.0, arp_reply(B)),
+            at(5.0, garp(A)),
+            at(11.0, garp(B)),
+            at(11.5, arp_reply(B)),
+        ]
+        .join("\n");
+        let r = clean();
+        let mut e = evidence(&r, Some(&cap), None);
+        assert_eq!(check(&e).split_brain.len(), 1, "the whole capture: B, A, B");
+        e.voice_until = Some(10_000_000_000);
+        assert!(check(&e).split_brain.is_empty(), "{:?}", check(&e));
+        let ev = |t: u64, event: &str| faultinject::events::Event {
+            t_unix_ns: t,
+            host: "server-b".into(),
+            source: "coral".into(),
+            event: event.into(),
+            detail: String::new(),
+        };
+        let events = [
+            ev(9, "fenced"),
+            ev(10, "join-accepted"),
+            ev(12, "join-accepted"),
+        ];
+        assert_eq!(first_join(&events), Some(10));
+        assert_eq!(first_join(&events[..1]), None);
     }
 
     #[test]

@@ -412,6 +412,9 @@ fn run_trial(
         },
         capture: capture.as_deref(),
         vips: &vip_refs,
+        voice_until: check::first_join(
+            &faultinject::events::read_events(&dir.join("events.csv")).unwrap_or_default(),
+        ),
         executions: None,
     });
     verdict.early_detection = early();

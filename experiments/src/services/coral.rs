@@ -190,6 +190,8 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         );
         toml.push_str(&app_lines);
         let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
+        // A node that loses a race for an address rejoins its peer.
+        toml.push_str("rejoin = true\n");
         let _ = writeln!(
             toml,
             "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",
