@@ -1,7 +1,8 @@
 //! Namespace integration test of the paper's CoRAL experiments through the
 //! real binaries: `coral-exp run table1-failover --quick --reps 1` cuts a
 //! CoRAL server's link under load, and the runner must turn the survivor's
-//! `takeover`/`simplex-address` event into `summary.failover`.
+//! `takeover`/`simplex-address` event into `summary.failover`; and
+//! `coral-exp join` on a live CoRAL topology, refusals included.
 
 #[path = "netns_util/mod.rs"]
 mod util;
@@ -87,4 +88,76 @@ fn netns_table1_failover_quick_fills_the_breakdown() {
         "namespaces left behind: {:?}",
         namespaces_with(&prefix)
     );
+}
+
+/// Waits up to 10 s for an events.csv row of `host` whose event and detail
+/// contain `what` (`event,detail`).
+fn wait_row(t: &Topo, host: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ev = std::fs::read_to_string(t.dir.path().join("events.csv")).unwrap_or_default();
+        if ev
+            .lines()
+            .any(|l| l.contains(&format!(",{host},")) && l.contains(what))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} of {host}:\n{ev}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn stderr_of(args: &[&str]) -> String {
+    let o = coral(args);
+    assert!(!o.status.success(), "coral-exp {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `coral-exp join HOST` on a live CoRAL topology: refused without a
+/// simplex node and for a host whose link is cut; after server-a is killed
+/// the spare joins server-b (both duplex), a second join of the running
+/// spare is refused, and when server-b is killed too the spare serves.
+#[test]
+fn netns_coral_exp_join_the_spare_after_a_kill_and_refusals() {
+    let t = Topo {
+        dir: tempfile::tempdir().unwrap(),
+        prefix: test_prefix(),
+    };
+    let st = t.state().to_string();
+    coral_ok(&[
+        "up",
+        "--service",
+        "coral",
+        "--state",
+        &st,
+        "--prefix",
+        &t.prefix,
+    ]);
+    let url = t.json()["service_url"].as_str().unwrap().to_string();
+    let e = stderr_of(&["join", "--state", &st, "spare"]);
+    assert!(e.contains("no node serves alone"), "{e}");
+
+    coral_ok(&["fault", "--state", &st, "kill", "server-a"]);
+    wait_row(&t, "server-b", "to=Simplex");
+    coral_ok(&["fault", "--state", &st, "link-cut", "spare"]);
+    let e = stderr_of(&["join", "--state", &st, "spare"]);
+    assert!(e.contains("cannot reach the simplex node server-b"), "{e}");
+    coral_ok(&["fault", "--state", &st, "link-restore", "spare"]);
+
+    let out = coral_ok(&["join", "--state", &st, "spare"]);
+    assert!(out.contains("join spare: joined server-b"), "{out}");
+    assert!(out.contains("total="), "{out}");
+    let e = stderr_of(&["join", "--state", &st, "spare"]);
+    assert!(e.contains("already serving"), "{e}");
+    let j = t.json();
+    assert_eq!(j["hosts"]["spare"]["roles"][0]["role"], "backup", "{j}");
+    assert_eq!(j["hosts"]["server-b"]["roles"][0]["role"], "primary", "{j}");
+    assert_eq!(t.fetch_within(&url, 1000, 5).as_deref(), Some("server-b"));
+
+    coral_ok(&["fault", "--state", &st, "kill", "server-b"]);
+    wait_row(&t, "spare", ",takeover,");
+    assert_eq!(t.fetch_within(&url, 1000, 5).as_deref(), Some("spare"));
 }

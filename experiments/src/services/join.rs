@@ -54,7 +54,6 @@ pub fn join(
         bail!("{host} cannot run a CoRAL node (server-a, server-b or spare)");
     };
     let dir = h.dir().to_path_buf();
-    let simplex = simplex_node(&dir.join("events.csv"), host)?;
     let alive: Vec<u32> = st
         .host(host)?
         .pids
@@ -65,6 +64,7 @@ pub fn join(
     if !alive.is_empty() {
         bail!("{host} is already serving (pids {alive:?}): a join needs a host without a running node");
     }
+    let simplex = simplex_node(&dir.join("events.csv"), host)?;
     let to = st.host(&simplex)?.addr.clone();
     reachable(backend, &st, host, &simplex, &to)?;
     let vips = clean_host(backend, &st, host, &dir, &simplex)?;
@@ -131,7 +131,8 @@ fn simplex_node(events: &Path, host: &str) -> Result<String> {
     }
 }
 
-/// Refuse a `host` that cannot reach the simplex node (its link cut).
+/// Refuse a `host` that cannot reach the simplex node (its link cut): no
+/// ping answered within 2 s (a link just restored may take a moment).
 fn reachable(
     backend: &dyn Topology,
     st: &TopologyState,
@@ -139,7 +140,7 @@ fn reachable(
     simplex: &str,
     to: &str,
 ) -> Result<()> {
-    let argv: Vec<OsString> = ["ping", "-c", "1", "-W", "1", to]
+    let argv: Vec<OsString> = ["ping", "-c", "1", "-w", "2", to]
         .iter()
         .map(OsString::from)
         .collect();
