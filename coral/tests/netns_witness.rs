@@ -453,16 +453,20 @@ fn netns_forced_false_detection_at_1ms_heartbeats_under_load() {
 
 #[test]
 fn netns_false_race_at_10ms_ends_with_the_loser_rejoined() {
-    // rejoin = true: the node that loses the race rejoins its peer, and the
-    // pair is duplex again (docs/DESIGN.md 6, "Rejoining").
-    let mut d = Duplex::start_configured("wrj", 10, 3, true, "rejoin = true\n");
+    false_race_then_rejoin("wrj", 10, 3, 100);
+}
+
+/// A pair at `hb_ms` x `misses` with `rejoin = true` under 8 keep-alive
+/// clients; server-a stops hearing heartbeats for `deaf_ms` (at least 10 x
+/// H): a false detection on its side, then on server-b's when server-a
+/// falls silent. The node that loses the race fences itself and rejoins
+/// its peer (docs/DESIGN.md 6, "Rejoining"); the clients see nothing.
+fn false_race_then_rejoin(tag: &str, hb_ms: u64, misses: u32, deaf_ms: u64) {
+    let mut d = Duplex::start_configured(tag, hb_ms, misses, true, "rejoin = true\n");
     let cap = Capture::start(&d);
     let (load, out) = start_load(&d, 6, &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    // Both servers are alive; server-a stops hearing heartbeats for 100 ms
-    // (10 x H): a false detection on its side, then on server-b's when
-    // server-a falls silent.
-    deafen_a(&d, 100);
+    deafen_a(&d, deaf_ms);
     // Each race (on a loaded machine there may be more than the forced
     // one) ends with one node fenced, and that node rejoins the other,
     // which accepts it under a new grant.

@@ -40,7 +40,12 @@
 //! the link is mutual: until it has echoed one of our heartbeats it has
 //! not heard us, holds no lease from us, and could not learn that we took
 //! over (so it could never fence). A node that loses a false race has
-//! therefore always heard the winner and detects its silence in turn.
+//! therefore always heard the winner and detects its silence in turn. The
+//! wait is bounded ([`MUTUAL_WAIT_MIN_NS`], at least three failure
+//! timeouts): a peer that dies before it ever echoed us (a simplex node
+//! killed within a heartbeat of accepting our join) is declared failed
+//! then, not waited for forever. Safety does not rest on the wait: a peer
+//! that never heard us never held a lease from us either.
 
 use std::collections::VecDeque;
 
@@ -52,6 +57,9 @@ use crate::types::{Epoch, Instant};
 /// How many of our own send times are kept to resolve echoes (an echo
 /// older than this is older than any lease anyway at H >= 1 ms).
 const SENT_KEPT: usize = 512;
+
+/// The shortest bound on waiting for a peer that never heard us.
+pub const MUTUAL_WAIT_MIN_NS: u64 = 1_000_000_000;
 
 /// What the link tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +190,8 @@ pub struct HeartbeatLink {
     echo: u64,
     /// The peer echoed one of ours: it has heard us.
     mutual: bool,
+    /// When we first waited for a silent peer that had not heard us.
+    waiting_since: Option<Instant>,
     /// Sending at all (`set_sending`).
     sending: bool,
     /// A fresh scheduled heartbeat arrived at this instant: answer it.
@@ -205,6 +215,7 @@ impl HeartbeatLink {
             sent: VecDeque::with_capacity(SENT_KEPT),
             echo: 0,
             mutual: false,
+            waiting_since: None,
             sending: true,
             answer_due: None,
             peer_up_reported: false,
@@ -336,7 +347,7 @@ impl HeartbeatLink {
     fn advance(&mut self, now: Instant) {
         while let Some(ev) = self.det.poll(now) {
             match ev {
-                DetectorEvent::PeerFailed { .. } if !self.mutual => {
+                DetectorEvent::PeerFailed { .. } if !self.mutual && self.still_waiting(now) => {
                     self.stats.waits += 1;
                     self.det.reset(now);
                 }
@@ -354,6 +365,14 @@ impl HeartbeatLink {
                 self.events.push_back(LinkEvent::LeaseLapsed { at: until });
             }
         }
+    }
+
+    /// Whether a silent peer that never heard us is still waited for at
+    /// `now` (the first wait starts the bound).
+    fn still_waiting(&mut self, now: Instant) -> bool {
+        let since = *self.waiting_since.get_or_insert(now);
+        let bound = MUTUAL_WAIT_MIN_NS.max(3 * self.timing.failure_timeout_ns());
+        now.since_ns(since) < bound
     }
 
     /// Advance to `now` and return the next event, if any.

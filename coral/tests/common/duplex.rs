@@ -300,6 +300,24 @@ impl Duplex {
             .output()
             .unwrap()
     }
+
+    /// The HTTP status a fresh curl from the client gets for `path` on the
+    /// service address (5 s at most; empty if it got none).
+    pub fn status_of(&self, path: &str) -> String {
+        let url = format!("http://{VIP}{path}");
+        let out = self.in_client(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            &url,
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for Duplex {

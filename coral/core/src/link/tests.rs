@@ -82,6 +82,31 @@ fn a_stale_heartbeat_extends_nothing_and_a_lapse_is_counted_once() {
 }
 
 #[test]
+fn a_peer_that_never_heard_us_is_waited_for_a_bounded_time() {
+    let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
+    send_until(&mut l, 0);
+    l.on_heartbeat(t(1), 0, Epoch(1), 7, &hb(0));
+    drain(&mut l, t(1));
+    // Silent, never mutual: waited for up to the bound after the first
+    // wait (at K x H), then declared failed (a peer that died before it
+    // ever echoed us must not be waited for forever).
+    let bound_ms = MUTUAL_WAIT_MIN_NS / 1_000_000;
+    let mut failed_at = None;
+    for ms in (2..2 * bound_ms).step_by(5) {
+        send_until(&mut l, ms);
+        if drain(&mut l, t(ms))
+            .iter()
+            .any(|e| matches!(e, LinkEvent::Detector(DetectorEvent::PeerFailed { .. })))
+        {
+            failed_at = Some(ms);
+            break;
+        }
+    }
+    let at = failed_at.expect("declared failed after the bound");
+    assert!(at >= bound_ms && at <= bound_ms + 100, "failed at {at} ms");
+}
+
+#[test]
 fn a_peer_that_never_heard_us_is_waited_for() {
     let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
     send_until(&mut l, 0);
