@@ -216,21 +216,12 @@ fn netns_packet_front_records_before_forwarding_when_the_backup_stops() {
 
 #[test]
 fn netns_forged_malformed_and_replayed_control_traffic_is_rejected_and_counted() {
-    use coral_core::{Encoder, Heartbeat, Key, Message, ModeTag};
-    use coral_core::{Epoch, NodeId};
+    use coral_core::{Encoder, Epoch, NodeId};
 
     let d = Duplex::start("frg", 50, 20);
-    let good_key =
-        Key::new(&hex::decode("00112233445566778899aabbccddeeff0011223344556677").unwrap())
-            .unwrap();
-    let bad_key = Key::new(b"not-the-key-at-all-0123456789").unwrap();
-    let hb = Message::Heartbeat(Heartbeat {
-        mode: ModeTag::Duplex,
-        vips: vec![],
-        echo: 0,
-        sent_unix_ns: 0,
-        answer: false,
-    });
+    let good_key = common::duplex::pair_key();
+    let bad_key = common::duplex::wrong_key();
+    let hb = common::duplex::blank_heartbeat();
     let mut forged = Encoder::new(bad_key, NodeId(1), Epoch(1), u64::MAX / 2);
     let forged = forged.encode_to_vec(&hb).unwrap();
     // Authentic, but sent twice: the second copy is a replay.

@@ -17,17 +17,18 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::duplex::{counter, sibling, Duplex, VIP, WITNESS};
+use common::duplex::{
+    blank_heartbeat, counter, pair_key, sibling, wrong_key, Duplex, VIP, WITNESS,
+};
 use coral::io::afpacket::{PacketSocket, VnetHdr};
 use coral_core::wire::{build_arp_frame, build_tcp_frame, ArpOperation, ArpRepr};
 use coral_core::wire::{EthernetAddress, TcpFlags, TcpOptions, TcpRepr};
-use coral_core::{Encoder, Epoch, Heartbeat, Key, Message, ModeTag, NodeId, SeqNum, WitnessMsg};
+use coral_core::{Encoder, Epoch, Message, NodeId, SeqNum, WitnessMsg};
 
 const A: &str = "192.0.2.11";
 const B: &str = "192.0.2.12";
 /// The attacker's own address on the server LAN.
 const X: &str = "192.0.2.50";
-const KEY: &str = "00112233445566778899aabbccddeeff0011223344556677";
 const LOG_PORT: u16 = 7010;
 const HB_PORT: u16 = 7011;
 const JOIN_PORT: u16 = 7014;
@@ -155,15 +156,9 @@ fn garbage_streams(addr: (&str, u16)) -> (usize, usize) {
 /// genuine-looking ones with the right key but sequence numbers long past,
 /// sent from the peer's own address: 2000 + 500 to each node.
 fn heartbeats() {
-    let good = Key::new(&hex::decode(KEY).unwrap()).unwrap();
-    let bad = Key::new(b"not-the-key-at-all-0123456789").unwrap();
-    let hb = Message::Heartbeat(Heartbeat {
-        mode: ModeTag::Duplex,
-        vips: vec![],
-        echo: 0,
-        sent_unix_ns: 0,
-        answer: false,
-    });
+    let good = pair_key();
+    let bad = wrong_key();
+    let hb = blank_heartbeat();
     // From the attacker's address: garbage and wrong-key heartbeats.
     let s = UdpSocket::bind((X, 0)).unwrap();
     let mut forged = Encoder::new(bad, NodeId(1), Epoch(1), 1_000);
@@ -192,7 +187,7 @@ fn heartbeats() {
 /// (With the right key a request from a node the witness never heard from
 /// is fresh by definition: the key is the trust boundary.)
 fn witness_requests() {
-    let bad = Key::new(b"not-the-key-at-all-0123456789").unwrap();
+    let bad = wrong_key();
     let ask = Message::Witness(WitnessMsg::Request {
         vip: VIP.parse().unwrap(),
         node: NodeId(2),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::duplex::{coral_bin, sibling, Duplex, VIP, WITNESS};
+use common::duplex::{coral_bin, sibling, Duplex, PY_READ_REPLY, VIP, WITNESS};
 
 const SPARE: &str = "192.0.2.13";
 const SIMPLEX_JOIN: &str = "192.0.2.12:7014";
@@ -91,7 +91,7 @@ fn netns_join_refusals_and_rollback_keep_the_simplex_node_serving() {
     // A keep-alive connection opened now must be served across every join
     // attempt below (the address moves to loopback and back at the rollback).
     let py = format!(
-        "{PY}\ns = socket.create_connection(('{VIP}', 80))\nprint(get(s), flush=True)\n\
+        "{PY_READ_REPLY}{PY}\ns = socket.create_connection(('{VIP}', 80))\nprint(get(s), flush=True)\n\
          sys.stdin.readline()\nprint(get(s), get(s), flush=True)"
     );
     let mut client = Command::new("ip")
@@ -276,24 +276,8 @@ fn netns_join_after_failover_under_load_then_the_joined_node_survives_a_second_f
 }
 
 const PY: &str = r#"
-import socket, hashlib, sys
 def get(s):
     s.sendall(b"GET /cgi-bin/webstone?size=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d: raise SystemExit("eof in head")
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    h = {}
-    for l in head.split(b"\r\n")[1:]:
-        k, v = l.split(b":", 1); h[k.strip().lower()] = v.strip().decode()
-    n = int(h[b"content-length"])
-    while len(rest) < n:
-        d = s.recv(65536)
-        if not d: raise SystemExit("eof in body")
-        rest += d
-    assert head.startswith(b"HTTP/1.1 200"), head
-    assert hashlib.sha256(rest[:n]).hexdigest() == h[b"x-coral-digest"], "digest"
-    return h[b"x-coral-served-by"]
+    served, _ = read_reply(s)
+    return served
 "#;

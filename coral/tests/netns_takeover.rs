@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::duplex::{sibling, Duplex, VIP};
+use common::duplex::{sibling, Duplex, PY_READ_REPLY, VIP};
 
 /// Run the load driver in the client for `secs`, cutting server-a's link
 /// after `cut_after`; returns the summary and the rows.
@@ -209,7 +209,7 @@ fn python_across_cut(d: &Duplex, body: &str, cut: impl FnOnce(&Duplex)) -> Strin
     use std::io::BufRead;
     let ev = d.dir.path().join("server-b-events.csv");
     let code = format!(
-        "{PY_HTTP}\ndef wait_takeover(): wait_for('{}', ',takeover,')\n{body}",
+        "{PY_READ_REPLY}{PY_HTTP}\ndef wait_takeover(): wait_for('{}', ',takeover,')\n{body}",
         ev.display()
     );
     let mut child = std::process::Command::new("ip")
@@ -234,25 +234,6 @@ fn python_across_cut(d: &Duplex, body: &str, cut: impl FnOnce(&Duplex)) -> Strin
 }
 
 const PY_HTTP: &str = r#"
-import socket, hashlib, time, sys
-def read_reply(s, buf=b""):
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d: raise SystemExit("eof in head")
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    h = {}
-    for l in head.split(b"\r\n")[1:]:
-        k, v = l.split(b":", 1); h[k.strip().lower()] = v.strip().decode()
-    n = int(h[b"content-length"])
-    while len(rest) < n:
-        d = s.recv(65536)
-        if not d: raise SystemExit("eof in body")
-        rest += d
-    body, more = rest[:n], rest[n:]
-    assert head.startswith(b"HTTP/1.1 200"), head
-    assert hashlib.sha256(body).hexdigest() == h[b"x-coral-digest"], "digest"
-    return h[b"x-coral-served-by"], more
 def req(n): return ("GET /cgi-bin/webstone?size=%d HTTP/1.1\r\nHost: 192.0.2.100\r\n\r\n" % n).encode()
 def wait_for(path, what):
     for _ in range(1000):

@@ -12,6 +12,30 @@ use sha2::{Digest, Sha256};
 
 pub const VIP: &str = "192.0.2.100";
 
+/// The pair's pre-shared key (hex), written to its key file.
+pub const KEY_HEX: &str = "00112233445566778899aabbccddeeff0011223344556677";
+
+/// The pair's key, for tests that forge or replay its control traffic.
+pub fn pair_key() -> coral_core::Key {
+    coral_core::Key::new(&hex::decode(KEY_HEX).unwrap()).unwrap()
+}
+
+/// A key the pair does not hold.
+pub fn wrong_key() -> coral_core::Key {
+    coral_core::Key::new(b"not-the-key-at-all-0123456789").unwrap()
+}
+
+/// A heartbeat of a duplex node reporting no address (to forge or replay).
+pub fn blank_heartbeat() -> coral_core::Message {
+    coral_core::Message::Heartbeat(coral_core::Heartbeat {
+        mode: coral_core::ModeTag::Duplex,
+        vips: vec![],
+        echo: 0,
+        sent_unix_ns: 0,
+        answer: false,
+    })
+}
+
 pub struct Duplex {
     pub ns: super::Netns,
     pub c: String,
@@ -135,11 +159,7 @@ impl Duplex {
         ns.plug(&a, "192.0.2.11/24", &sw, "a");
         ns.plug(&b, "192.0.2.12/24", &sw, "b");
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("key"),
-            "00112233445566778899aabbccddeeff0011223344556677",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("key"), KEY_HEX).unwrap();
         let ca = config(
             "server-a",
             1,
@@ -377,3 +397,29 @@ pub fn load_summary(out_dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// Python for tests that speak HTTP themselves: `read_reply(s, buf)` reads
+/// one reply from socket `s`, checks the status is 200 and the body's
+/// SHA-256 against `X-Coral-Digest`, and returns the `X-Coral-Served-By`
+/// value and the bytes read past the reply.
+pub const PY_READ_REPLY: &str = r#"
+import socket, hashlib, time, sys
+def read_reply(s, buf=b""):
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in head")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    h = {}
+    for l in head.split(b"\r\n")[1:]:
+        k, v = l.split(b":", 1); h[k.strip().lower()] = v.strip().decode()
+    n = int(h[b"content-length"])
+    while len(rest) < n:
+        d = s.recv(65536)
+        if not d: raise SystemExit("eof in body")
+        rest += d
+    body, more = rest[:n], rest[n:]
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert hashlib.sha256(body).hexdigest() == h[b"x-coral-digest"], "digest"
+    return h[b"x-coral-served-by"], more
+"#;
