@@ -26,11 +26,44 @@ struct Inner {
     refreshed: BTreeSet<Ipv4Addr>,
 }
 
+/// The kernel's clock tick for set timeouts (CONFIG_HZ=250, the kernels
+/// this kit runs on, docs/DESIGN.md section 4): nft takes milliseconds and
+/// the kernel truncates them to whole jiffies; an element whose expiry is
+/// jiffy `j` is gone from the tick that starts `j` on.
+pub const JIFFY: Duration = Duration::from_millis(4);
+
+/// The longest the nft call may take after the remaining time was read
+/// before [`Leases::extend_to`] sets the expiry again.
+const CALL_DELAY: Duration = Duration::from_millis(1);
+
+/// The `expires` to hand nft for a lease that must end `left` from now, or
+/// `None` when no whole jiffy fits (revoke instead).
+///
+/// Rounded to whole jiffies, and up rather than down as far as the lease
+/// margin allows: the kernel ends an element `n` jiffies after the tick
+/// before the call, so it is gone before `call + n x JIFFY`, which is at
+/// most `until + margin` when `n = (left + margin - CALL_DELAY) / JIFFY`
+/// and the call comes within [`CALL_DELAY`]. Rounding down instead (the
+/// truncated milliseconds the kernel truncates again) gave a 1 ms x 5
+/// pair's 8 ms lease, refreshed about 7.8 ms ahead, a single jiffy: the
+/// element expired at every tick and was renewed by the next heartbeat up
+/// to 1 ms later, and TCP's retransmission and probe timers fire exactly
+/// at ticks, so every retransmission of a lost segment was dropped by the
+/// lease and the clients hung (docs/DESIGN.md section 6). With two jiffies
+/// the element outlives the next tick and the next refresh renews it.
+pub fn kernel_expires(left: Duration, margin: Duration) -> Option<Duration> {
+    let n = (left + margin).saturating_sub(CALL_DELAY).as_nanos() / JIFFY.as_nanos();
+    (n > 0).then(|| JIFFY * n as u32)
+}
+
 /// The node's leases and its nft handle.
 pub struct Leases {
     inner: Mutex<Inner>,
     fence: FenceConfig,
     timeout: Duration,
+    /// How far past the link's `until` the kernel may keep a lease
+    /// (`coral_core::Timing::margin_ns`): room for rounding up to jiffies.
+    margin: Duration,
     /// Successful refreshes.
     pub refreshes: AtomicU64,
     /// Failed nft calls while refreshing.
@@ -38,8 +71,9 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Leases in `fence`'s table, refreshed with `timeout`.
-    pub fn new(nft: Nft, fence: FenceConfig, timeout: Duration) -> Leases {
+    /// Leases in `fence`'s table, refreshed with `timeout`, which the
+    /// kernel may overrun by at most `margin` (the lease margin).
+    pub fn new(nft: Nft, fence: FenceConfig, timeout: Duration, margin: Duration) -> Leases {
         Leases {
             inner: Mutex::new(Inner {
                 nft,
@@ -47,6 +81,7 @@ impl Leases {
             }),
             fence,
             timeout,
+            margin,
             refreshes: AtomicU64::new(0),
             refresh_errors: AtomicU64::new(0),
         }
@@ -100,18 +135,17 @@ impl Leases {
         }
     }
 
-    /// One nft call setting every refreshed lease to expire in `left`
-    /// (withdrawn if under the 1 ms nft can express); true if nft accepted.
+    /// One nft call setting every refreshed lease to expire in `left`,
+    /// as [`kernel_expires`] rounds it (withdrawn if that is no jiffy at
+    /// all); true if nft accepted.
     fn set_expiry(&self, g: &mut Inner, left: Duration) -> bool {
+        let expires = kernel_expires(left, self.margin);
         let script: String = g
             .refreshed
             .iter()
-            .map(|v| {
-                if left < Duration::from_millis(1) {
-                    nft::revoke_lease(&self.fence, *v)
-                } else {
-                    nft::refresh_lease_until(&self.fence, *v, self.timeout, left)
-                }
+            .map(|v| match expires {
+                None => nft::revoke_lease(&self.fence, *v),
+                Some(e) => nft::refresh_lease_until(&self.fence, *v, self.timeout.max(e), e),
             })
             .collect();
         let ok = g.nft.run(&script).is_ok();
@@ -149,5 +183,55 @@ impl Leases {
             .collect();
         g.nft.run(&script)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Jiffies the kernel makes of an nft `expires` (it truncates).
+    fn jiffies(e: Duration) -> u64 {
+        (e.as_millis() as u64).max(1) * MS / JIFFY.as_nanos() as u64
+    }
+
+    #[test]
+    fn a_lease_refreshed_every_millisecond_outlives_the_next_tick_and_ends_within_the_margin() {
+        let margin = Duration::from_millis(4);
+        // 1 ms x 5: the 8 ms lease, refreshed one heartbeat round trip
+        // (20 us to 3 ms) after the echoed heartbeat left.
+        for left_us in (5_000..=7_980).step_by(10) {
+            let left = Duration::from_micros(left_us);
+            let e = kernel_expires(left, margin).expect("a lease");
+            // Two jiffies: valid through the next tick, so a timer-driven
+            // retransmission at that tick leaves before the next refresh.
+            assert!(jiffies(e) >= 2, "left {left:?}: expires {e:?}");
+            // Gone before call + n jiffies <= until + margin.
+            assert!(
+                CALL_DELAY + JIFFY * jiffies(e) as u32 <= left + margin,
+                "left {left:?}: expires {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kernel_never_keeps_a_lease_past_the_margin() {
+        for margin_ms in [0u64, 1, 4, 10] {
+            let margin = Duration::from_millis(margin_ms);
+            for left_us in (0..=40_000).step_by(7) {
+                let left = Duration::from_micros(left_us);
+                match kernel_expires(left, margin) {
+                    None => assert!(left + margin < CALL_DELAY + JIFFY),
+                    Some(e) => {
+                        assert_eq!(e.as_nanos() % JIFFY.as_nanos(), 0, "whole jiffies");
+                        assert!(CALL_DELAY + JIFFY * jiffies(e) as u32 <= left + margin);
+                        // And as long as that allows: one jiffy more would not fit.
+                        assert!(CALL_DELAY + JIFFY * (jiffies(e) as u32 + 1) > left + margin);
+                    }
+                }
+            }
+        }
     }
 }

@@ -22,11 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-/// The shortest heartbeat at which coral-exp's nodes rejoin after a lost
-/// race (`rejoin = true`): at 1 ms x 5 a rejoined pair's primary had its
-/// replies dropped by its own lease (docs/DESIGN.md 6).
-pub const MIN_REJOIN_HEARTBEAT_MS: u64 = 5;
-
 /// The service address server-a is primary for.
 pub const VIP_A: &str = "192.0.2.100";
 /// The service address server-b is primary for (dual role only).
@@ -195,12 +190,8 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         );
         toml.push_str(&app_lines);
         let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
-        // A node that loses a race for an address rejoins its peer; not
-        // below 5 ms heartbeats, where a rejoined pair's lease is known to
-        // drop the primary's replies (docs/DESIGN.md 6).
-        if c.heartbeat_ms >= MIN_REJOIN_HEARTBEAT_MS {
-            toml.push_str("rejoin = true\n");
-        }
+        // A node that loses a race for an address rejoins its peer.
+        toml.push_str("rejoin = true\n");
         let _ = writeln!(
             toml,
             "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",
