@@ -32,6 +32,7 @@ mod join;
 mod link;
 mod mode;
 mod witness;
+mod witness_file;
 
 // The public API: what the node and its tests use, including the join
 // protocol (docs/DESIGN.md section 6) on both sides of the JOIN channel. Wire views stay in their own
@@ -66,3 +67,4 @@ pub use types::{Epoch, FourTuple, Instant, NegotiatedOptions, NodeId};
 pub use witness::{
     parse_state, render_state, Decision, Record, StateFileError, Witness, WitnessEvent,
 };
+pub use witness_file::{parse_state_file, render_state_slot, StateFile, STATE_SLOT_BYTES};

@@ -244,6 +244,12 @@ pub enum StateFileError {
         /// The address.
         vip: Ipv4Addr,
     },
+    /// A two-slot file (`witness_file`) with no slot to trust.
+    #[error("state file slots: {why}")]
+    Slots {
+        /// What is wrong.
+        why: &'static str,
+    },
 }
 
 /// At most this many characters of a bad line, once escaped, go into an

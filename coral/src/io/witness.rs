@@ -6,22 +6,30 @@
 //!   core's [`DatagramDecoder`] (HMAC tag, replay window); rejects are
 //!   counted and reported in events.csv, never answered.
 //! - Records survive restarts: after every new grant the records are
-//!   written to the state file (temporary file, `fsync`, `rename`, `fsync`
-//!   of the directory) BEFORE the grant is sent, and loaded at start. A
+//!   written to the state file and `fdatasync`ed BEFORE the grant is sent,
+//!   and loaded at start. The file is two fixed-size slots written in place
+//!   by turns (the core's `witness_file` format: one write and one
+//!   `fdatasync` per grant, a torn write spoils only the older slot); it is
+//!   created, or converted from the plain text format, once at start by a
+//!   temporary file, `fsync`, `rename` and `fsync` of the directory. A
 //!   witness that cannot persist a grant does not send it.
 //! - Every decision is appended to events.csv (`grant`, `regrant`,
-//!   `refuse`) before its reply is sent.
+//!   `refuse`) before its reply is sent; a `grant` row says how long the
+//!   durable write took (`write_us`).
 //!
-//! The state file holds one line per address: `VIP EPOCH HOLDER`.
+//! Each slot holds one line per address, `VIP EPOCH HOLDER`, and a
+//! trailer with the slot's sequence number and hash: `cat` shows both.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use coral_core::STATE_SLOT_BYTES;
+use coral_core::{parse_state_file, render_state_slot, Decision, Record, Witness};
 use coral_core::{Channel, DatagramDecoder, DecoderConfig, Encoder, Key, Message};
-use coral_core::{Decision, Record, Witness};
 use coral_core::{Epoch, NodeId};
 
 use crate::events::EventLog;
@@ -49,9 +57,9 @@ pub struct WitnessConfig {
 // The state file format lives in the core (pure, fuzzed): `VIP EPOCH HOLDER`.
 pub use coral_core::{parse_state, render_state};
 
-/// Write `text` to `path` durably: temporary file, fsync, rename, fsync of
+/// Write `bytes` to `path` durably: temporary file, fsync, rename, fsync of
 /// the directory.
-pub fn persist(path: &Path, text: &str) -> Result<()> {
+pub fn persist(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -59,7 +67,7 @@ pub fn persist(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
@@ -70,10 +78,76 @@ pub fn persist(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Load the witness's records (none if the file does not exist yet).
+/// The witness's state file, open for in-place writes of its two slots.
+pub struct StateStore {
+    file: File,
+    path: PathBuf,
+    /// The slot and sequence number of the next write.
+    next: (usize, u64),
+}
+
+impl StateStore {
+    /// Open the state file at `path` and return its records (none if it
+    /// does not exist yet). A missing or plain text file is rewritten as
+    /// two slots first (the first slot holding its records), durably.
+    pub fn open(path: &Path) -> Result<(StateStore, Vec<(Ipv4Addr, Record)>)> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading state file {}", path.display()))
+            }
+        };
+        let state = parse_state_file(&bytes)
+            .with_context(|| format!("in state file {}", path.display()))?;
+        let next = if state.slot.is_some() && bytes.len() == 2 * STATE_SLOT_BYTES {
+            state.next_write()
+        } else {
+            let mut fresh = render_slot(state.seq + 1, state.records.iter().copied())?;
+            fresh.resize(2 * STATE_SLOT_BYTES, b'\n');
+            persist(path, &fresh)?;
+            (1, state.seq + 2)
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening state file {}", path.display()))?;
+        let store = StateStore {
+            file,
+            path: path.to_path_buf(),
+            next,
+        };
+        Ok((store, state.records))
+    }
+
+    /// Write `records` durably: one write into the slot not holding the
+    /// newest state, then `fdatasync`. On an error nothing is assumed
+    /// written and the next call writes the same slot again.
+    pub fn store(&mut self, records: impl Iterator<Item = (Ipv4Addr, Record)>) -> Result<()> {
+        let (slot, seq) = self.next;
+        let bytes = render_slot(seq, records)?;
+        self.file
+            .write_all_at(&bytes, (slot * STATE_SLOT_BYTES) as u64)
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("writing state file {}", self.path.display()))?;
+        self.next = (1 - slot, seq + 1);
+        Ok(())
+    }
+}
+
+fn render_slot(seq: u64, records: impl Iterator<Item = (Ipv4Addr, Record)>) -> Result<Vec<u8>> {
+    render_state_slot(seq, records)
+        .ok_or_else(|| anyhow!("the records do not fit a {STATE_SLOT_BYTES}-byte slot"))
+}
+
+/// Load the witness's records (none if the file does not exist yet),
+/// without opening the file for writing.
 pub fn load(path: &Path) -> Result<Vec<(Ipv4Addr, Record)>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => parse_state(&t).with_context(|| format!("in state file {}", path.display())),
+    match std::fs::read(path) {
+        Ok(b) => Ok(parse_state_file(&b)
+            .with_context(|| format!("in state file {}", path.display()))?
+            .records),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("reading state file {}", path.display())),
     }
@@ -97,7 +171,8 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
     if cfg.allow_nodes.is_empty() != cfg.allow_vips.is_empty() {
         bail!("--allow-node and --allow-vip go together (the nodes that may ask, the addresses they may hold)");
     }
-    let mut w = witness_from(load(&cfg.state)?, &cfg);
+    let (mut store, records) = StateStore::open(&cfg.state)?;
+    let mut w = witness_from(records, &cfg);
     let events = EventLog::new(cfg.events.clone(), "witness");
     let sock = UdpSocket::bind(cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
     let mut dec = DatagramDecoder::new(key.clone(), DecoderConfig::for_channel(Channel::Witness));
@@ -149,8 +224,12 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
         };
         let ev = w.poll_event();
         let changed = w.records().collect::<Vec<_>>() != before;
+        let mut write_us = 0;
         if changed {
-            if let Err(e) = persist(&cfg.state, &render_state(w.records())) {
+            let t_write = clock.now();
+            let stored = store.store(w.records());
+            write_us = (clock.now().0 - t_write.0) / 1_000;
+            if let Err(e) = stored {
                 // Not durable: do not grant. Forget the grant in memory too,
                 // so a retry is decided again once the disk works.
                 tracing::error!("cannot persist records: {e:#}");
@@ -161,7 +240,7 @@ pub fn run(cfg: WitnessConfig) -> Result<()> {
         }
         if let Some(ev) = ev {
             let (name, why) = match ev.decision {
-                Decision::Granted => ("grant", String::new()),
+                Decision::Granted => ("grant", format!(" write_us={write_us}")),
                 Decision::Regranted => ("regrant", String::new()),
                 Decision::Refused(r) => ("refuse", format!(" reason={r:?}")),
             };
@@ -206,13 +285,57 @@ mod tests {
         }
     }
 
+    fn rec(epoch: u64, holder: u32) -> Vec<(Ipv4Addr, Record)> {
+        vec![(
+            Ipv4Addr::new(192, 0, 2, 100),
+            Record {
+                epoch: Epoch(epoch),
+                holder: NodeId(holder),
+            },
+        )]
+    }
+
     #[test]
-    fn persist_replaces_the_file() {
+    fn the_store_writes_slots_in_turn_and_reopens_at_the_newest() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("w.state");
-        persist(&p, "a\n").unwrap();
-        persist(&p, "b\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
-        assert!(load(&d.path().join("none")).unwrap().is_empty());
+        assert!(load(&p).unwrap().is_empty());
+        let (mut s, recs) = StateStore::open(&p).unwrap();
+        assert!(recs.is_empty());
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            2 * STATE_SLOT_BYTES as u64
+        );
+        for e in 1..=5 {
+            s.store(rec(e, 2).into_iter()).unwrap();
+            assert_eq!(load(&p).unwrap(), rec(e, 2));
+        }
+        drop(s);
+        // Reopened: the newest state, and the next write spares it.
+        let (mut s, recs) = StateStore::open(&p).unwrap();
+        assert_eq!(recs, rec(5, 2));
+        s.store(rec(6, 1).into_iter()).unwrap();
+        assert_eq!(load(&p).unwrap(), rec(6, 1));
+        // A crash that tore the last write: the state before it.
+        let mut bytes = std::fs::read(&p).unwrap();
+        let newest = coral_core::parse_state_file(&bytes).unwrap().slot.unwrap();
+        bytes[newest * STATE_SLOT_BYTES + 3] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(StateStore::open(&p).unwrap().1, rec(5, 2));
+    }
+
+    #[test]
+    fn a_plain_text_file_is_converted_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("w.state");
+        std::fs::write(&p, "192.0.2.100 4 1\n").unwrap();
+        let (mut s, recs) = StateStore::open(&p).unwrap();
+        assert_eq!(recs, rec(4, 1));
+        assert_eq!(load(&p).unwrap(), rec(4, 1));
+        s.store(rec(5, 2).into_iter()).unwrap();
+        assert_eq!(StateStore::open(&p).unwrap().1, rec(5, 2));
+        std::fs::write(&p, "192.0.2.100 x 1\n").unwrap();
+        let e = format!("{:#}", StateStore::open(&p).err().unwrap());
+        assert!(e.contains("epoch"), "{e}");
     }
 }
