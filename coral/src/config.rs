@@ -15,6 +15,7 @@
 //! # front_fallback = true      # if the eBPF program fails to load, run the packet front
 //! # front_ring_bytes = 16777216  # eBPF: the ring's size (a power of two, at least 4096)
 //! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
+//! # log_requests = true       # one stdout line per executed request (its id)
 //!
 //! [peer]
 //! node_id = 2
@@ -188,6 +189,13 @@ pub struct Config {
     /// How long a rejoining node keeps trying, seconds.
     #[serde(default = "default_rejoin_s")]
     pub rejoin_s: u64,
+    /// Print one stdout line per request the application executed
+    /// (`request id=ID peer=… status=…`, the id from the client's
+    /// `X-Coral-Request-Id`), so a fault campaign can count requests
+    /// executed by both nodes around a takeover. Off: one untaken branch
+    /// per request.
+    #[serde(default)]
+    pub log_requests: bool,
     /// The peer.
     pub peer: Peer,
     /// Service addresses and this node's role for each.
@@ -381,6 +389,11 @@ role = "primary"
         assert_eq!(c.close_mark, DEFAULT_CLOSE_MARK);
         assert_eq!((c.app, c.cgi_program), (AppMode::Inproc, None));
         assert_eq!((c.front, c.front_fallback), (FrontKind::Ebpf, false));
+        assert!(!c.log_requests, "request lines are opt-in");
+        let c =
+            Config::parse(&GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\nlog_requests = true"))
+                .unwrap();
+        assert!(c.log_requests);
         let c = Config::parse(&GOOD.replace(
             "lan = \"eth0\"",
             "lan = \"eth0\"\napp = \"cgi\"\ncgi_program = \"/x/cgi\"",

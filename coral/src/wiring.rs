@@ -529,6 +529,7 @@ fn application(b: &Base) -> Result<Arc<workload::cgi::CgiConfig>> {
         served_by: b.cfg.name.clone(),
         max_size: b.cfg.max_size,
         app,
+        log_requests: b.cfg.log_requests,
         ..Default::default()
     }))
 }

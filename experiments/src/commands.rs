@@ -276,6 +276,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
                 misses: a.misses.unwrap_or(defaults.misses),
                 dual_role: a.dual_role,
                 front: a.front.map_or(defaults.front, Front::from),
+                log_requests: false,
             }
             .on_topology(&a.topology),
             lb: LbOptions {

@@ -52,6 +52,11 @@ fn netns_short_fault_campaign_meets_the_standard() {
         // On netns the switch was captured and checked for a second voice.
         assert_ne!(&r[col("split_brain")], "", "no capture: {r:?}");
         assert!(r[col("ok")].parse::<u64>().unwrap() > 0, "{r:?}");
+        // Every node logged the requests it executed: duplicates are known.
+        assert!(
+            r[col("duplicate_executions")].parse::<u64>().is_ok(),
+            "no duplicate count: {r:?}"
+        );
     }
     let failed: Vec<&csv::StringRecord> = rows
         .iter()

@@ -318,6 +318,7 @@ fn run_trial(
                 server_cpu: None,
                 coral: CoralOptions {
                     dual_role: p.dual_role,
+                    log_requests: true,
                     ..CoralOptions::default()
                 },
                 lb: Default::default(),
@@ -402,6 +403,7 @@ fn run_trial(
     let records = summary::read_requests_csv(load_dir.join("requests.csv"))?;
     let s = summary::read_summary_json(load_dir.join("summary.json"))?;
     let vip_refs: Vec<&str> = vips.iter().map(String::as_str).collect();
+    let executions = executions(&state_dir);
     let mut verdict = check::check(&check::Evidence {
         records: &records,
         window: SummaryOptions {
@@ -415,10 +417,25 @@ fn run_trial(
         voice_until: check::first_join(
             &faultinject::events::read_events(&dir.join("events.csv")).unwrap_or_default(),
         ),
-        executions: None,
+        executions: Some(&executions),
     });
     verdict.early_detection = early();
     Ok(verdict)
+}
+
+/// Request id -> the nodes that executed it, from the request lines each
+/// node printed into its log in the topology's state directory (the
+/// node's `log_requests`; a missing log is a node that never started).
+fn executions(state_dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let logs: Vec<(&str, String)> = ["server-a", "server-b"]
+        .into_iter()
+        .map(|h| {
+            let text = std::fs::read_to_string(state_dir.join(format!("{h}.log")));
+            (h, text.unwrap_or_default())
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = logs.iter().map(|(h, t)| (*h, t.as_str())).collect();
+    check::executions(&refs)
 }
 
 /// Injects the trial's fault (and, for `stop-cont`, the SIGCONT after the
@@ -454,4 +471,30 @@ fn inject(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executions_join_both_nodes_logs_by_request_id() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("server-a.log"),
+            "coral node server-a ready\nrequest id=0-1 peer=x status=200\nrequest id=0-2 peer=x status=200\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("server-b.log"),
+            "2026 INFO takeover\nrequest id=0-2 peer=x status=200\nrequest id=0-3 peer=x status=200\n",
+        )
+        .unwrap();
+        let x = executions(d.path());
+        assert_eq!(x.len(), 3);
+        assert_eq!(x["0-2"], ["server-a", "server-b"]);
+        // A node that never started left no log: its requests are none.
+        std::fs::remove_file(d.path().join("server-b.log")).unwrap();
+        assert_eq!(executions(d.path()).len(), 2);
+    }
 }

@@ -192,6 +192,9 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
         // A node that loses a race for an address rejoins its peer.
         toml.push_str("rejoin = true\n");
+        if c.log_requests {
+            toml.push_str("log_requests = true\n");
+        }
         let _ = writeln!(
             toml,
             "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",

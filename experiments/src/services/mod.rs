@@ -53,6 +53,10 @@ pub struct CoralOptions {
     /// The backup's frame source (the node's `front`; config.json's
     /// `coral.front`).
     pub front: Front,
+    /// Each node prints a line per executed request (the node's
+    /// `log_requests`) into its log, for the campaign's duplicate count.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub log_requests: bool,
 }
 
 /// The backup's frame source: the node's `front` setting.
@@ -101,6 +105,7 @@ impl Default for CoralOptions {
             misses: 3,
             dual_role: false,
             front: Front::Ebpf,
+            log_requests: false,
         }
     }
 }
