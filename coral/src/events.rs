@@ -4,14 +4,7 @@
 
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use faultinject::events::{append_event, Event};
-
-use crate::io::front::Front;
-use crate::io::heartbeat::HeartbeatHandle;
-use crate::io::leases::Leases;
-use crate::io::logchan::LogServerStats;
 
 /// Appends this node's events to one file (or nowhere).
 #[derive(Debug, Clone)]
@@ -49,53 +42,4 @@ impl EventLog {
             tracing::warn!("cannot write event {event} to {}: {e:#}", path.display());
         }
     }
-}
-
-/// The detail of a `counters` row: heartbeats (with the one-way delay of
-/// the peer's heartbeats, in microseconds), leases, window probes sent by
-/// nudged connections, log channel and (on a front) the packet engine.
-pub fn counters(
-    hb: &HeartbeatHandle,
-    leases: &Leases,
-    log: &LogServerStats,
-    front: Option<&Front>,
-) -> String {
-    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let h = hb.counters();
-    let us = |q: f64| h.link.delay.quantile_ns(q).map_or(0, |ns| ns / 1000);
-    let mut c = format!(
-        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} nudge_probes={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={}",
-        h.link.sent,
-        h.link.received,
-        h.rejected,
-        h.link.stale,
-        h.link.seq_gap,
-        h.link.waits,
-        us(0.5),
-        us(0.99),
-        h.link.delay.max_ns() / 1000,
-        h.link.lease_extensions,
-        h.link.lease_lapses,
-        r(&leases.refreshes),
-        r(&leases.refresh_errors),
-        crate::io::live_conns::probes_sent(),
-        r(&log.entries),
-        r(&log.replies),
-        r(&log.unknown_conn),
-        r(&log.rejected),
-        r(&log.foreign),
-    );
-    if let Some(f) = front {
-        c.push_str(&format!(
-            " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={} front_ring_full={}",
-            r(&f.stats.frames),
-            r(&f.stats.forwarded),
-            r(&f.stats.dropped),
-            r(&f.stats.malformed),
-            r(&f.stats.arp_replies),
-            r(&f.stats.busy_ns),
-            r(&f.stats.ring_full),
-        ));
-    }
-    c
 }

@@ -238,3 +238,26 @@ impl Joining {
         Ok(())
     }
 }
+
+/// The next input of this node's own join (never, when it is not joining).
+pub async fn next_input(joining: &mut Option<Joining>) -> Option<JoinerInput> {
+    match joining {
+        Some(j) => j.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// This node's own join ended: joined (recorded; the node is the backup
+/// from now on, its actions take the ordinary paths) or failed (the reason
+/// the node must stop). `None` while the join goes on, or with no join.
+pub fn finish(joining: &mut Option<Joining>, events: &EventLog) -> Option<String> {
+    let end = joining.as_ref().and_then(|j| j.end())?;
+    let j = joining.take()?;
+    match end {
+        JoinEnd::Joined => {
+            j.record_joined(events);
+            None
+        }
+        JoinEnd::Failed(why) => Some(why),
+    }
+}

@@ -16,19 +16,19 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use coral_core::{
-    Channel, DatagramDecoder, DecoderConfig, Encoder, Epoch, Input, Key, Message, ModeTag, NodeId,
-    RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
+    Key, ModeTag, NodeId, RejectCounters, Role, Timing, VipMachine, VipStatus, WitnessMsg,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use crate::clock::{unix_ns, Clock};
+use crate::clock::Clock;
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
+use crate::grants::{Grants, START_EPOCH};
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
 use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source};
@@ -41,88 +41,13 @@ use crate::io::netcfg::{self, Iface, NetCfg};
 use crate::io::nft::{self, FenceConfig, Nft};
 use crate::io::primary;
 use crate::joining::Joining;
+use crate::machines::{Machines, Slot};
 use crate::reintegration::{hello, HeartbeatSpec, Joins};
 use crate::takeover::TakeoverCtx;
 
 /// How often the data path drains the eBPF front's ring when nothing else
 /// wakes it (log entries and commands drain it at once).
 const RING_POLL: Duration = Duration::from_millis(2);
-
-/// The epoch a node starts in (witness grants raise it; docs/DESIGN.md 4).
-pub const START_EPOCH: Epoch = Epoch(1);
-
-/// The node's side of the witness channel.
-pub struct WitnessClient {
-    sock: Arc<UdpSocket>,
-    to: SocketAddrV4,
-    enc: Encoder,
-    /// First request of the current round (for the round-trip event).
-    asked_at: Option<Instant>,
-}
-
-impl WitnessClient {
-    /// Send (or resend) a grant request.
-    pub async fn ask(&mut self, events: &EventLog, vip: Ipv4Addr, node: NodeId, epoch: Epoch) {
-        let msg = Message::Witness(WitnessMsg::Request { vip, node, epoch });
-        let d = match self.enc.encode_to_vec(&msg) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!("encoding a witness request: {e}");
-                return;
-            }
-        };
-        let first = self.asked_at.is_none();
-        if first {
-            self.asked_at = Some(Instant::now());
-        }
-        let sent = self.sock.send_to(&d, self.to).await;
-        if first {
-            events.record(
-                "witness-ask",
-                &format!("vip={vip} epoch={} sent={}", epoch.0, sent.is_ok()),
-            );
-        }
-    }
-
-    /// A reply for node `me`: recorded (with the round trip since the
-    /// round's first request) and turned into the machine's input.
-    pub fn on_reply(
-        &mut self,
-        m: WitnessMsg,
-        me: NodeId,
-        events: &EventLog,
-    ) -> Option<(Ipv4Addr, Input)> {
-        let rtt = self
-            .asked_at
-            .take()
-            .map_or(f64::NAN, |t| t.elapsed().as_secs_f64() * 1e3);
-        match m {
-            WitnessMsg::Grant { vip, node, epoch } if node == me => {
-                events.record(
-                    "witness-grant",
-                    &format!("vip={vip} epoch={} rtt_ms={rtt:.3}", epoch.0),
-                );
-                Some((vip, Input::GrantReceived { epoch }))
-            }
-            WitnessMsg::Refuse {
-                vip,
-                node,
-                epoch,
-                reason,
-            } if node == me => {
-                events.record(
-                    "witness-refused",
-                    &format!(
-                        "vip={vip} epoch={} reason={reason:?} rtt_ms={rtt:.3}",
-                        epoch.0
-                    ),
-                );
-                Some((vip, Input::GrantRefused { epoch, reason }))
-            }
-            _ => None,
-        }
-    }
-}
 
 /// What the node's loop reads: one receiver per source.
 pub struct Inputs {
@@ -139,11 +64,10 @@ pub struct Inputs {
 pub struct Wired {
     /// The shells a failover works with.
     pub ctx: TakeoverCtx,
-    /// One machine per service address, with the role it started in and
-    /// the service port.
-    pub machines: Vec<(VipMachine, ServiceRole, u16)>,
-    /// The witness channel, if configured.
-    pub witness: Option<WitnessClient>,
+    /// One machine per service address.
+    pub machines: Machines,
+    /// Grant requests (to the witness, if configured).
+    pub grants: Grants,
     /// The heartbeat thread.
     pub hb: HeartbeatHandle,
     /// The log server's counters (fronts).
@@ -447,53 +371,11 @@ fn heartbeats(
     Ok((hb, rx, spec))
 }
 
-/// The witness channel: a socket, and a task passing on authenticated
-/// replies from the witness.
-async fn witness_link(b: &Base) -> Result<(Option<WitnessClient>, UnboundedReceiver<WitnessMsg>)> {
-    let (wtx, wrx) = unbounded_channel::<WitnessMsg>();
-    let Some(to) = b.cfg.witness else {
-        return Ok((None, wrx));
-    };
-    let port = b.cfg.witness_port;
-    let sock = Arc::new(
-        UdpSocket::bind((b.own, port))
-            .await
-            .with_context(|| format!("witness socket {}:{port}", b.own))?,
-    );
-    let (rx_sock, rx_key) = (sock.clone(), b.key.clone());
-    tokio::spawn(async move {
-        let mut dec = DatagramDecoder::new(rx_key, DecoderConfig::for_channel(Channel::Witness));
-        let mut buf = vec![0u8; 2048];
-        loop {
-            let Ok((n, from)) = rx_sock.recv_from(&mut buf).await else {
-                continue;
-            };
-            if from != std::net::SocketAddr::V4(to) {
-                continue;
-            }
-            if let Ok(f) = dec.decode(&buf[..n]) {
-                if let Message::Witness(m) = f.msg {
-                    if wtx.send(m).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let client = WitnessClient {
-        sock,
-        to,
-        enc: Encoder::new(b.key.clone(), NodeId(b.cfg.node_id), START_EPOCH, unix_ns()),
-        asked_at: None,
-    };
-    Ok((Some(client), wrx))
-}
-
 /// One mode machine per service address, in duplex with the configured
 /// role, or (a new server, `joining`) waiting to join as the backup of
 /// every address. Without a witness the node grants itself every request
 /// at once ([`VipMachine::without_witness`]).
-fn machines(b: &Base, joining: bool) -> Vec<(VipMachine, ServiceRole, u16)> {
+fn machines(b: &Base, joining: bool) -> Machines {
     let me = NodeId(b.cfg.node_id);
     b.cfg
         .service
@@ -512,7 +394,11 @@ fn machines(b: &Base, joining: bool) -> Vec<(VipMachine, ServiceRole, u16)> {
             } else {
                 m.without_witness()
             };
-            (m, s.role, s.port)
+            Slot {
+                machine: m,
+                role: s.role,
+                port: s.port,
+            }
         })
         .collect()
 }
@@ -561,7 +447,7 @@ struct Started {
     log_client: Option<LogClient>,
     hb: HeartbeatHandle,
     heartbeat: UnboundedReceiver<HeartbeatEvent>,
-    witness: (Option<WitnessClient>, UnboundedReceiver<WitnessMsg>),
+    witness: (Grants, UnboundedReceiver<WitnessMsg>),
     joins: Joins,
 }
 
@@ -583,7 +469,7 @@ fn wired(b: &Base, c: Common, s: Started, joining: bool) -> Wired {
             events: b.events.clone(),
             rejoin: crate::rejoin::Rejoin::from_config(&b.cfg),
         },
-        witness: s.witness.0,
+        grants: s.witness.0,
         hb: s.hb,
         log_stats: c.log_stats,
         vips: b.cfg.service.iter().map(|s| s.vip).collect(),
@@ -658,6 +544,12 @@ pub async fn start_joining(cfg: Config, to: SocketAddrV4) -> Result<(Wired, Join
         joins,
     };
     Ok((wired(&b, c, started, true), joining))
+}
+
+/// The witness channel (grants at once without a witness).
+async fn witness_link(b: &Base) -> Result<(Grants, UnboundedReceiver<WitnessMsg>)> {
+    let own = SocketAddrV4::new(b.own, b.cfg.witness_port);
+    Grants::open(b.cfg.witness, own, b.key.clone(), NodeId(b.cfg.node_id)).await
 }
 
 fn list(s: &[Service]) -> String {
