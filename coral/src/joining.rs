@@ -234,7 +234,9 @@ impl Joining {
             return Err(anyhow!("heartbeats before the join was accepted"));
         };
         hb.stop().await;
-        *hb = self.hb.start(self.peer, self.peer_node(), epoch, vips)?;
+        *hb = self
+            .hb
+            .start(self.peer, self.peer_node(), epoch, vips, None)?;
         Ok(())
     }
 }

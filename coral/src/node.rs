@@ -162,6 +162,13 @@ impl Node {
                     .record("lease-lapsed", &format!("late_ms={late_ms:.3}"));
                 tracing::warn!(late_ms, "lease lapsed");
             }
+            HeartbeatEvent::LogStalled { waited_ns } => {
+                let ms = waited_ns as f64 / 1e6;
+                self.ctx
+                    .events
+                    .record("log-stalled", &format!("waited_ms={ms:.1}"));
+                tracing::warn!(ms, "the peer answers heartbeats but not the log");
+            }
         }
     }
 

@@ -64,13 +64,14 @@ pub struct HeartbeatSpec {
 
 impl HeartbeatSpec {
     /// Heartbeats toward `peer` (node `peer_node`) in `epoch`, on their own
-    /// thread.
+    /// thread, watching `log` (our log channel to that peer, if any).
     pub fn start(
         &self,
         peer: Ipv4Addr,
         peer_node: NodeId,
         epoch: Epoch,
         vips: Vec<VipStatus>,
+        log: Option<LogClient>,
     ) -> std::io::Result<HeartbeatHandle> {
         heartbeat::start(
             self.key.clone(),
@@ -82,6 +83,7 @@ impl HeartbeatSpec {
                 epoch,
                 timing: self.timing,
                 vips,
+                log,
             },
             self.clock,
             self.events.clone(),
@@ -421,7 +423,9 @@ impl Joins {
         let (peer, node) = self.peer.ok_or_else(|| anyhow!("no joining peer"))?;
         // The old thread holds the heartbeat socket: end it first.
         hb.stop().await;
-        *hb = self.hb.start(peer, node, self.epoch, vips)?;
+        *hb = self
+            .hb
+            .start(peer, node, self.epoch, vips, ctx.log_client.clone())?;
         self.acceptor.on_tasks_started(ctx.clock.now());
         Ok(())
     }

@@ -344,6 +344,7 @@ fn heartbeats(
     b: &Base,
     leases: &Arc<Leases>,
     front: Option<&Front>,
+    log: Option<LogClient>,
 ) -> Result<(
     HeartbeatHandle,
     UnboundedReceiver<HeartbeatEvent>,
@@ -366,6 +367,7 @@ fn heartbeats(
             NodeId(b.cfg.peer.node_id),
             START_EPOCH,
             vips,
+            log,
         )
         .context("heartbeat socket")?;
     Ok((hb, rx, spec))
@@ -489,7 +491,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     let c = common(&b)?;
     let log_client = primary_side(&b, &c.app).await?;
     let front = front_side(&b, &c.log_stats, b.cfg.peer.addr, Mode::Forward).await?;
-    let (hb, heartbeat, spec) = heartbeats(&b, &c.leases, front.0.as_ref())?;
+    let (hb, heartbeat, spec) = heartbeats(&b, &c.leases, front.0.as_ref(), log_client.clone())?;
     let witness = witness_link(&b).await?;
     let joins = Joins::start(
         spec,

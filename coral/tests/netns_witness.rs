@@ -532,6 +532,56 @@ fn healed(d: &Duplex) -> bool {
     rejoined(&ea) && rejoined(&eb) && last_fence.is_some() && last_join > last_fence
 }
 
+/// A backup that answers heartbeats but not the log (its log port cut by
+/// an nft rule in its namespace; its heartbeat thread runs on): the
+/// primary's replies wait for acknowledgements that never come, and no
+/// heartbeat goes missing. The primary declares it failed once the log has
+/// not moved for the bound (coral-core's `LOG_STALL_MIN_NS`), goes simplex
+/// through the witness, and the backup, deposed by the epoch in the
+/// primary's heartbeats or refused by the witness once it misses them,
+/// fences: the broken node never takes the service and every client gets
+/// every reply.
+#[test]
+fn netns_a_backup_that_answers_heartbeats_but_not_the_log_is_fenced() {
+    let mut d = Duplex::start("wlg", 10, 3);
+    let cap = Capture::start(&d);
+    let (load, out) = start_load(&d, 6, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &d.b,
+        "nft",
+        &format!(
+            "add table ip ctlg; \
+             add chain ip ctlg in {{ type filter hook input priority 0; policy accept; }}; \
+             add rule ip ctlg in tcp dport {} drop",
+            coral::config::DEFAULT_LOG_PORT
+        ),
+    ]);
+    assert!(
+        wait_event(&d, "server-a", ",log-stalled,", 10),
+        "the primary saw the log stall\n{}",
+        d.logs()
+    );
+    let s = finish_load(&d, load, &out);
+    let text = cap.stop();
+    let ctx = d.logs();
+    assert_eq!(one_survivor(&mut d, &ctx), "server-a");
+    let eb = d.events("server-b");
+    // The primary's heartbeats stop once it is simplex: the broken node
+    // detects that, asks, is refused, and never takes the address.
+    assert!(
+        !eb.contains(",takeover,") && !eb.contains(",witness-grant,"),
+        "no takeover by the broken node\n{ctx}"
+    );
+    let v = assert_one_voice(&text, &ctx);
+    assert_eq!(v.tcp.last().unwrap().0, mac(&d.a), "{:?}", v.tcp);
+    assert_clean(&s, &ctx);
+    eprintln!("max_stall_ms={}", s["max_stall_ms"]);
+}
+
 #[test]
 fn netns_unreachable_witness_means_no_takeover_until_it_answers() {
     let mut d = Duplex::start("wun", 50, 3);

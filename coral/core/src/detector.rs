@@ -248,17 +248,29 @@ impl Detector {
     }
 
     fn check_deadline(&mut self, now: Instant) {
-        if let Some(d) = self.failure_deadline() {
-            if now >= d {
-                self.state = PeerState::Failed {
-                    reported_return: false,
-                };
-                self.stats.failures += 1;
-                self.events.push_back(DetectorEvent::PeerFailed {
-                    last_heard: self.last_heard.unwrap_or(self.started),
-                    ever_heard: self.last_heard.is_some(),
-                });
-            }
+        if self.failure_deadline().is_some_and(|d| now >= d) {
+            self.fail();
+        }
+    }
+
+    fn fail(&mut self) {
+        self.state = PeerState::Failed {
+            reported_return: false,
+        };
+        self.stats.failures += 1;
+        self.events.push_back(DetectorEvent::PeerFailed {
+            last_heard: self.last_heard.unwrap_or(self.started),
+            ever_heard: self.last_heard.is_some(),
+        });
+    }
+
+    /// Declare the peer failed now, whatever its heartbeats say (the
+    /// heartbeat link does when the peer stopped answering the log):
+    /// [`DetectorEvent::PeerFailed`] with the last fresh heartbeat, as at a
+    /// deadline. Nothing if it is failed already.
+    pub fn declare_failed(&mut self) {
+        if !self.is_failed() {
+            self.fail();
         }
     }
 

@@ -31,6 +31,23 @@
 //! lease that runs out while the peer is still considered alive is a
 //! [`LinkEvent::LeaseLapsed`].
 //!
+//! ## A peer that answers heartbeats but not the log
+//!
+//! Heartbeats prove that the peer's heartbeat thread runs, not that its
+//! log channel does: a backup whose log server is wedged (or whose log
+//! port is cut) keeps every reply of ours waiting for an acknowledgement
+//! that never comes, and no silence is ever detected. The shell reports
+//! the log channel's progress each round ([`HeartbeatLink::on_log_progress`]:
+//! whether writers wait, and the highest entry acknowledged); when writers
+//! have waited [`LOG_STALL_MIN_NS`] (or three failure timeouts, if longer)
+//! without the acknowledgement moving, the link reports
+//! [`LinkEvent::LogStalled`] and declares the peer failed, and the node
+//! goes on as for any failure: through the witness to simplex, the peer
+//! fenced by the higher epoch in our heartbeats. Only a mutual link is
+//! judged so (the peer must be able to learn of it). The bound is long
+//! next to a failure timeout on purpose: under load a log channel carrying
+//! megabytes is slow, never stopped for a second.
+//!
 //! ## Detection
 //!
 //! Silence is judged from the arrival of the last fresh heartbeat (the
@@ -61,6 +78,10 @@ const SENT_KEPT: usize = 512;
 /// The shortest bound on waiting for a peer that never heard us.
 pub const MUTUAL_WAIT_MIN_NS: u64 = 1_000_000_000;
 
+/// The shortest time writers wait on the log without its acknowledgement
+/// moving before the peer counts as failed.
+pub const LOG_STALL_MIN_NS: u64 = 1_000_000_000;
+
 /// What the link tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -76,6 +97,13 @@ pub enum LinkEvent {
     LeaseLapsed {
         /// When it ran out.
         at: Instant,
+    },
+    /// Writers waited on the log this long without its acknowledgement
+    /// moving: the peer is declared failed (a
+    /// [`DetectorEvent::PeerFailed`] follows).
+    LogStalled {
+        /// How long, ns.
+        waited_ns: u64,
     },
 }
 
@@ -174,6 +202,8 @@ pub struct LinkStats {
     pub lease_lapses: u64,
     /// Detector deadlines passed before the link was mutual (waited for).
     pub waits: u64,
+    /// [`LinkEvent::LogStalled`] events.
+    pub log_stalls: u64,
     /// One-way delay of fresh heartbeats (arrival minus the peer's send
     /// time, both wall clocks: exact when both nodes share a host's clock).
     pub delay: DelayHistogram,
@@ -203,6 +233,10 @@ pub struct HeartbeatLink {
     peer_status: Vec<VipStatus>,
     events: VecDeque<LinkEvent>,
     stats: LinkStats,
+    /// The log's highest acknowledged entry at the last report.
+    log_acked: u64,
+    /// Since when writers have waited with that acknowledgement unmoved.
+    log_waiting_since: Option<Instant>,
 }
 
 impl HeartbeatLink {
@@ -225,6 +259,36 @@ impl HeartbeatLink {
             peer_status: Vec::new(),
             events: VecDeque::new(),
             stats: LinkStats::default(),
+            log_acked: 0,
+            log_waiting_since: None,
+        }
+    }
+
+    /// The log channel's progress at `now` (see the module docs): whether
+    /// writers wait for the peer's acknowledgement, and the highest entry
+    /// it acknowledged.
+    pub fn on_log_progress(&mut self, now: Instant, waiting: bool, acked: u64) {
+        let moved = acked != self.log_acked;
+        self.log_acked = acked;
+        if !waiting || !self.mutual || self.det.is_failed() {
+            self.log_waiting_since = None;
+            return;
+        }
+        let since = match self.log_waiting_since {
+            Some(s) if !moved => s,
+            _ => {
+                self.log_waiting_since = Some(now);
+                return;
+            }
+        };
+        let waited_ns = now.since_ns(since);
+        let bound = LOG_STALL_MIN_NS.max(3 * self.timing.failure_timeout_ns());
+        if waited_ns >= bound {
+            self.log_waiting_since = None;
+            self.stats.log_stalls += 1;
+            self.events.push_back(LinkEvent::LogStalled { waited_ns });
+            self.det.declare_failed();
+            self.advance(now);
         }
     }
 

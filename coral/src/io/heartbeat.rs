@@ -30,6 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::clock::{unix_ns, Clock};
 use crate::io::front::{Command, Front};
 use crate::io::leases::Leases;
+use crate::io::logchan::LogClient;
 use crate::io::sockopt;
 
 /// What the heartbeat thread needs.
@@ -49,6 +50,10 @@ pub struct HeartbeatConfig {
     /// Service addresses reported in our heartbeats until the node sends
     /// [`HeartbeatCmd::Status`].
     pub vips: Vec<VipStatus>,
+    /// Our log channel to the peer, if we are primary for an address: its
+    /// progress goes to the link each round (a peer that answers
+    /// heartbeats but not the log is declared failed).
+    pub log: Option<LogClient>,
 }
 
 /// What the node tells the heartbeat thread.
@@ -73,6 +78,12 @@ pub enum HeartbeatEvent {
     LeaseLapsed {
         /// When.
         at: Instant,
+    },
+    /// Writers waited on the log this long (ns) without an acknowledgement:
+    /// the peer is declared failed (the detector event follows).
+    LogStalled {
+        /// How long.
+        waited_ns: u64,
     },
 }
 
@@ -274,6 +285,9 @@ impl Shell {
         let mut buf = vec![0u8; 2048];
         while self.take_commands() {
             self.receive_queued(&mut buf);
+            if let Some(p) = self.cfg.log.as_ref().and_then(LogClient::progress) {
+                self.link.on_log_progress(self.clock.now(), p.0, p.1);
+            }
             self.transmit();
             if !self.deliver() {
                 return;
@@ -351,6 +365,7 @@ impl Shell {
                 LinkEvent::Detector(d) => HeartbeatEvent::Detector(d),
                 LinkEvent::PeerStatus(v) => HeartbeatEvent::PeerStatus(v),
                 LinkEvent::LeaseLapsed { at } => HeartbeatEvent::LeaseLapsed { at },
+                LinkEvent::LogStalled { waited_ns } => HeartbeatEvent::LogStalled { waited_ns },
             };
             if self.events.send(ev).is_err() {
                 return false;

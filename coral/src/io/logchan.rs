@@ -177,6 +177,15 @@ impl LogClient {
     pub fn acked(&self) -> u64 {
         self.shared.acked.load(Ordering::Acquire)
     }
+
+    /// Whether writers wait for the backup's acknowledgement, and the
+    /// highest entry acknowledged; `None` when the waiters are locked at
+    /// this moment (the heartbeat thread asks each round and never
+    /// blocks on the data path).
+    pub fn progress(&self) -> Option<(bool, u64)> {
+        let waiting = !self.shared.waiters.try_lock().ok()?.is_empty();
+        Some((waiting, self.acked()))
+    }
 }
 
 impl ReplyLogger for LogClient {

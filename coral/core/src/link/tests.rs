@@ -320,3 +320,75 @@ fn a_burst_of_losses_is_detected_and_the_lease_ended_first() {
     assert!(u <= h.plus_ns(timing().lease_timeout_ns()), "{u:?} {h:?}");
     assert!(s.links[0].stats().lease_lapses >= 1);
 }
+
+#[test]
+fn a_peer_that_answers_heartbeats_but_not_the_log_is_declared_failed() {
+    let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
+    // A healthy peer: every heartbeat echoed at once.
+    let beat = |l: &mut HeartbeatLink, ms: u64| {
+        send_until(l, ms);
+        let last = 100 + l.stats().sent - 1;
+        l.on_heartbeat(t(ms), 0, Epoch(1), 10 + ms, &hb(last));
+    };
+    let failed = |ev: &[LinkEvent]| {
+        ev.iter()
+            .any(|e| matches!(e, LinkEvent::Detector(DetectorEvent::PeerFailed { .. })))
+    };
+    let bound_ms = LOG_STALL_MIN_NS / MS;
+    // Writers wait, but the acknowledgement keeps moving (a slow log
+    // under load): never a failure, however long.
+    for ms in (0..3 * bound_ms).step_by(10) {
+        beat(&mut l, ms);
+        l.on_log_progress(t(ms), true, ms / 100);
+        assert!(!failed(&drain(&mut l, t(ms))), "failed at {ms}");
+    }
+    // Nothing waits: an unmoving acknowledgement is no stall either.
+    let start = 3 * bound_ms;
+    for ms in (start..start + 2 * bound_ms).step_by(10) {
+        beat(&mut l, ms);
+        l.on_log_progress(t(ms), false, 7);
+        assert!(!failed(&drain(&mut l, t(ms))), "failed at {ms}");
+    }
+    // Writers wait and nothing is acknowledged: failed after the bound,
+    // though heartbeats never stopped, with the last one heard.
+    let start = start + 2 * bound_ms;
+    let mut at = None;
+    for ms in (start..start + 2 * bound_ms).step_by(10) {
+        beat(&mut l, ms);
+        l.on_log_progress(t(ms), true, 7);
+        let ev = drain(&mut l, t(ms));
+        if failed(&ev) {
+            assert!(ev.contains(&LinkEvent::Detector(DetectorEvent::PeerFailed {
+                last_heard: t(ms),
+                ever_heard: true
+            })));
+            let stalled = ev
+                .iter()
+                .position(|e| matches!(e, LinkEvent::LogStalled { .. }));
+            let failed_at = ev.iter().position(|e| matches!(e, LinkEvent::Detector(_)));
+            assert!(stalled.is_some() && stalled < failed_at, "{ev:?}");
+            at = Some(ms - start);
+            break;
+        }
+    }
+    let at = at.expect("declared failed");
+    assert!((bound_ms..=bound_ms + 20).contains(&at), "after {at} ms");
+    assert_eq!(l.stats().log_stalls, 1);
+}
+
+#[test]
+fn a_log_stall_of_a_peer_that_never_heard_us_is_not_judged() {
+    let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
+    for ms in (0..3000).step_by(10) {
+        send_until(&mut l, ms);
+        // It speaks but echoes nothing of ours: not mutual.
+        l.on_heartbeat(t(ms), 0, Epoch(1), 10 + ms, &hb(0));
+        l.on_log_progress(t(ms), true, 0);
+        assert!(
+            !drain(&mut l, t(ms))
+                .iter()
+                .any(|e| matches!(e, LinkEvent::LogStalled { .. })),
+            "at {ms}"
+        );
+    }
+}
