@@ -29,6 +29,19 @@ impl Clock {
     }
 }
 
+/// The system's monotonic clock (`CLOCK_MONOTONIC`, ns): the same in every
+/// process of the host, so a deadline passed on through an `exec` means
+/// the same there, and never stepped by a change of the wall clock.
+pub fn system_monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Wall-clock now in unix nanoseconds (for events.csv only: never for
 /// decisions). The kit has one definition of it, faultinject's, which
 /// writes every events.csv.

@@ -18,15 +18,15 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::clock::unix_ns;
 use crate::config::Config;
 use crate::events::EventLog;
 
 /// Pause between two join attempts.
 pub const RETRY_EVERY: Duration = Duration::from_millis(200);
 
-/// The environment variable carrying a retried join's deadline (unix ns)
-/// from one attempt's process to the next.
+/// The environment variable carrying a retried join's deadline (ns of the
+/// system's monotonic clock, which an exec keeps and a step of the wall
+/// clock does not move) from one attempt's process to the next.
 pub const DEADLINE_ENV: &str = "CORAL_JOIN_DEADLINE_NS";
 
 /// How this node rejoins its peer after fencing itself.
@@ -77,7 +77,7 @@ pub fn retry_join(retry_s: u64, err: &anyhow::Error) -> Option<std::io::Error> {
     if retry_s == 0 {
         return None;
     }
-    let now = unix_ns();
+    let now = crate::clock::system_monotonic_ns();
     let deadline = std::env::var(DEADLINE_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

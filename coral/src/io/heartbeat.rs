@@ -261,6 +261,21 @@ fn rx_stamp(sock: &UdpSocket) -> Option<u64> {
     (rc == 0).then(|| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000)
 }
 
+/// A datagram's arrival on the node clock, and on the wall clock (for the
+/// one-way delay only): `now` and `wall` read together after it was
+/// dequeued, `stamp` the kernel's wall-clock receive time, `floor` the
+/// previous drain. A wall clock stepped back since the stamp (a stamp in
+/// the future) counts as `now`; one stepped forward moves the arrival back
+/// to `floor` at most: a step of the wall clock never makes a heartbeat
+/// older than one round, nor newer than its dequeuing.
+fn arrival_of(now: Instant, wall: u64, stamp: Option<u64>, floor: Instant) -> (Instant, u64) {
+    let stamp = stamp.filter(|s| *s <= wall).unwrap_or(wall);
+    let arrival = Instant(now.0.saturating_sub(wall - stamp))
+        .max(floor)
+        .min(now);
+    (arrival, stamp)
+}
+
 struct Shell {
     /// Written by [`HeartbeatHandle::command`]: ends the wait at once.
     wake: Arc<OwnedFd>,
@@ -317,8 +332,7 @@ impl Shell {
         let floor = std::mem::replace(&mut self.drained_at, self.clock.now());
         while let Ok((n, from)) = self.sock.recv_from(buf) {
             let (now, wall) = (self.clock.now(), unix_ns());
-            let stamp = rx_stamp(&self.sock).filter(|s| *s <= wall).unwrap_or(wall);
-            let arrival = Instant(now.0.saturating_sub(wall - stamp)).max(floor);
+            let (arrival, stamp) = arrival_of(now, wall, rx_stamp(&self.sock), floor);
             let from_peer = from.ip() == std::net::IpAddr::V4(*self.cfg.peer.ip());
             match self.dec.decode(&buf[..n]) {
                 Ok(f) if from_peer && f.header.sender == self.cfg.peer_node => match &f.msg {
@@ -408,5 +422,31 @@ impl Shell {
             // SAFETY: reads 8 bytes into a live u64 (clears the eventfd).
             let _ = unsafe { libc::read(self.wake.as_raw_fd(), (&mut n as *mut u64).cast(), 8) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const HOUR: u64 = 3_600_000 * MS;
+
+    #[test]
+    fn a_step_of_the_wall_clock_moves_an_arrival_no_further_than_the_round() {
+        let (now, floor) = (Instant(500 * MS), Instant(490 * MS));
+        let wall = 1_000 * HOUR;
+        // Steady clocks: the kernel's stamp 3 ms before the read.
+        assert_eq!(
+            arrival_of(now, wall, Some(wall - 3 * MS), floor),
+            (Instant(497 * MS), wall - 3 * MS)
+        );
+        // Stepped forward an hour between the stamp and the read: no
+        // earlier than the previous drain.
+        assert_eq!(arrival_of(now, wall, Some(wall - HOUR), floor).0, floor);
+        // Stepped back an hour (the stamp is in the future): now.
+        assert_eq!(arrival_of(now, wall, Some(wall + HOUR), floor), (now, wall));
+        // No stamp: now.
+        assert_eq!(arrival_of(now, wall, None, floor), (now, wall));
     }
 }
