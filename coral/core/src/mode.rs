@@ -602,188 +602,240 @@ impl VipMachine {
     }
 
     /// Feed one input at `now`; actions are queued for [`VipMachine::poll`].
+    /// A fenced machine ignores every input; otherwise each input has its
+    /// own step below, which ignores it in a mode where it means nothing.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        if let VipMode::Fenced { .. } = self.mode {
+            return;
+        }
+        match input {
+            Input::PeerFailed { last_heard } => self.on_peer_failed(now, last_heard),
+            Input::GrantReceived { epoch } => self.on_grant(now, epoch),
+            Input::GrantRefused { epoch, reason } => {
+                if let VipMode::WaitingForGrant { requested, .. } = self.mode {
+                    if epoch == requested {
+                        self.fence(FenceReason::GrantRefused(reason));
+                    }
+                }
+            }
+            Input::EpochSeen { epoch } => self.on_epoch_seen(epoch),
+            Input::JoinAccepted { epoch } => match self.mode {
+                VipMode::Simplex => self.accept_join(epoch),
+                VipMode::Joining => self.on_join_accepted(epoch),
+                _ => {}
+            },
+            Input::JoinCompleted => self.on_join_completed(),
+            Input::JoinAborted => self.on_join_aborted(now),
+        }
+    }
+
+    /// The peer failed, seen in duplex: the backup stops acking the log
+    /// and snapshots, either role asks the witness for the next epoch.
+    fn on_peer_failed(&mut self, now: Instant, last_heard: Instant) {
+        if self.mode != VipMode::Duplex {
+            return;
+        }
         let vip = self.vip;
-        match (self.mode, input) {
-            (VipMode::Fenced { .. }, _) => {}
-            (VipMode::Duplex, Input::PeerFailed { last_heard }) => {
-                let purpose = match self.role {
-                    Role::Backup => {
-                        self.actions
-                            .push_back(Action::SnapshotAndStopAckingLog { vip });
-                        GrantPurpose::Takeover
-                    }
-                    Role::Primary => GrantPurpose::GoSimplex,
-                    Role::Sole => return,
-                };
-                let requested = self.epoch.next();
-                if self.arbitrated {
-                    self.actions.push_back(Action::StopHeartbeats);
-                }
-                self.actions.push_back(Action::AskWitness {
-                    vip,
-                    node: self.node,
-                    epoch: requested,
-                });
-                let next_retry = now.plus_ns(self.timing.witness_retry_ns);
-                self.set_mode(VipMode::WaitingForGrant {
-                    purpose,
-                    requested,
-                    last_heard,
-                    next_retry,
-                });
+        let purpose = match self.role {
+            Role::Backup => {
+                self.actions
+                    .push_back(Action::SnapshotAndStopAckingLog { vip });
+                GrantPurpose::Takeover
             }
-            (
-                VipMode::WaitingForGrant {
-                    purpose,
-                    requested,
-                    last_heard,
-                    ..
-                },
-                Input::GrantReceived { epoch },
-            ) if epoch == requested => {
-                self.epoch = epoch;
-                let voice_at = if self.arbitrated {
-                    self.timing.voice_at(last_heard)
-                } else {
-                    now
-                };
-                match purpose {
-                    GrantPurpose::Takeover => {
-                        self.actions.push_back(Action::BuildRepairedSockets { vip });
-                        self.set_mode(VipMode::TakingOver { voice_at });
-                        self.poll_timers(now);
-                    }
-                    // Writers are released at once; the address moves to
-                    // the LAN only at `voice_at`, when the backup front's
-                    // ARP lease (extended by our heartbeats, stopped at our
-                    // detection) has surely lapsed.
-                    GrantPurpose::GoSimplex => {
-                        self.actions.extend([
-                            Action::SetLease {
-                                vip,
-                                lease: Lease::Permanent,
-                            },
-                            Action::GoSimplex { vip },
-                        ]);
-                        self.role = Role::Sole;
-                        self.set_mode(VipMode::Simplex);
-                        self.claim_at = Some(voice_at);
-                        self.poll_timers(now);
-                    }
-                }
+            Role::Primary => GrantPurpose::GoSimplex,
+            Role::Sole => return,
+        };
+        let requested = self.epoch.next();
+        if self.arbitrated {
+            self.actions.push_back(Action::StopHeartbeats);
+        }
+        self.actions.push_back(Action::AskWitness {
+            vip,
+            node: self.node,
+            epoch: requested,
+        });
+        let next_retry = now.plus_ns(self.timing.witness_retry_ns);
+        self.set_mode(VipMode::WaitingForGrant {
+            purpose,
+            requested,
+            last_heard,
+            next_retry,
+        });
+    }
+
+    /// The epoch we asked for was granted: take over, or go simplex.
+    fn on_grant(&mut self, now: Instant, epoch: Epoch) {
+        let VipMode::WaitingForGrant {
+            purpose,
+            requested,
+            last_heard,
+            ..
+        } = self.mode
+        else {
+            return;
+        };
+        if epoch != requested {
+            return;
+        }
+        let vip = self.vip;
+        self.epoch = epoch;
+        let voice_at = if self.arbitrated {
+            self.timing.voice_at(last_heard)
+        } else {
+            now
+        };
+        match purpose {
+            GrantPurpose::Takeover => {
+                self.actions.push_back(Action::BuildRepairedSockets { vip });
+                self.set_mode(VipMode::TakingOver { voice_at });
             }
-            (VipMode::WaitingForGrant { requested, .. }, Input::GrantRefused { epoch, reason })
-                if epoch == requested =>
-            {
-                self.fence(FenceReason::GrantRefused(reason));
-            }
-            // While waiting, any epoch above ours (including the one we asked
-            // for) was granted to someone else: we lost.
-            (
-                VipMode::Duplex
-                | VipMode::WaitingForGrant { .. }
-                | VipMode::TakingOver { .. }
-                | VipMode::Simplex,
-                Input::EpochSeen { epoch },
-            ) if epoch > self.epoch && self.arbitrated => {
-                self.fence(FenceReason::HigherEpoch(epoch));
-            }
-            // Simplex node accepts a new server that will front the address.
-            (VipMode::Simplex, Input::JoinAccepted { epoch }) => {
-                self.epoch = self.epoch.max(epoch);
+            // Writers are released at once; the address moves to the LAN
+            // only at `voice_at`, when the backup front's ARP lease
+            // (extended by our heartbeats, stopped at our detection) has
+            // surely lapsed.
+            GrantPurpose::GoSimplex => {
                 self.actions.extend([
-                    Action::StartLogChannel,
-                    Action::StartHeartbeats,
                     Action::SetLease {
                         vip,
-                        lease: Lease::Refreshed {
-                            timeout_ms: self.timing.lease_timeout_ms(),
-                        },
+                        lease: Lease::Permanent,
                     },
-                    Action::AddVip {
-                        vip,
-                        iface: Iface::Loopback,
-                    },
-                    Action::RemoveVip {
-                        vip,
-                        iface: Iface::Lan,
-                    },
+                    Action::GoSimplex { vip },
                 ]);
-                self.join_role = Role::Primary;
-                self.join_accepted = true;
-                self.set_mode(VipMode::Joining);
+                self.role = Role::Sole;
+                self.set_mode(VipMode::Simplex);
+                self.claim_at = Some(voice_at);
             }
-            // New server: its join was accepted.
-            (VipMode::Joining, Input::JoinAccepted { epoch })
-                if self.role != Role::Sole && !self.join_accepted =>
-            {
-                self.epoch = epoch;
-                self.join_accepted = true;
-                self.actions.push_back(Action::StartHeartbeats);
-                if self.join_role == Role::Primary {
-                    self.actions.extend([
-                        Action::StartLogChannel,
-                        Action::SetLease {
-                            vip,
-                            lease: Lease::Refreshed {
-                                timeout_ms: self.timing.lease_timeout_ms(),
-                            },
-                        },
-                        Action::AddVip {
-                            vip,
-                            iface: Iface::Loopback,
-                        },
-                    ]);
-                }
-            }
-            (VipMode::Joining, Input::JoinCompleted) if self.join_accepted => {
-                self.join_accepted = false;
-                match (self.role, self.join_role) {
-                    (Role::Sole, _) => {
-                        self.actions
-                            .push_back(Action::CloseSimplexConnectionsAfterNextResponse { vip });
-                        self.role = Role::Primary;
-                    }
-                    (_, Role::Backup) => {
-                        self.actions.extend([
-                            Action::StartFronting { vip },
-                            Action::SendGratuitousArp { vip },
-                        ]);
-                    }
-                    _ => {}
-                }
-                self.set_mode(VipMode::Duplex);
-            }
-            (VipMode::Joining, Input::JoinAborted) if self.join_accepted => {
-                self.join_accepted = false;
+        }
+        self.poll_timers(now);
+    }
+
+    /// A peer's heartbeat names `epoch`: any epoch above ours (including
+    /// the one we asked for) was granted to someone else, so we lost.
+    fn on_epoch_seen(&mut self, epoch: Epoch) {
+        let contested = matches!(
+            self.mode,
+            VipMode::Duplex
+                | VipMode::WaitingForGrant { .. }
+                | VipMode::TakingOver { .. }
+                | VipMode::Simplex
+        );
+        if contested && epoch > self.epoch && self.arbitrated {
+            self.fence(FenceReason::HigherEpoch(epoch));
+        }
+    }
+
+    /// The simplex node accepts a new server that will front the address:
+    /// log channel and heartbeats toward it, a refreshed lease, and the
+    /// address from the LAN to loopback.
+    fn accept_join(&mut self, epoch: Epoch) {
+        let vip = self.vip;
+        self.epoch = self.epoch.max(epoch);
+        self.actions.extend([
+            Action::StartLogChannel,
+            Action::StartHeartbeats,
+            Action::SetLease {
+                vip,
+                lease: Lease::Refreshed {
+                    timeout_ms: self.timing.lease_timeout_ms(),
+                },
+            },
+            Action::AddVip {
+                vip,
+                iface: Iface::Loopback,
+            },
+            Action::RemoveVip {
+                vip,
+                iface: Iface::Lan,
+            },
+        ]);
+        self.join_role = Role::Primary;
+        self.join_accepted = true;
+        self.set_mode(VipMode::Joining);
+    }
+
+    /// New server: its join was accepted (once): heartbeats, and for a
+    /// joiner that will be primary its log channel, lease and address.
+    fn on_join_accepted(&mut self, epoch: Epoch) {
+        if self.role == Role::Sole || self.join_accepted {
+            return;
+        }
+        let vip = self.vip;
+        self.epoch = epoch;
+        self.join_accepted = true;
+        self.actions.push_back(Action::StartHeartbeats);
+        if self.join_role == Role::Primary {
+            self.actions.extend([
+                Action::StartLogChannel,
+                Action::SetLease {
+                    vip,
+                    lease: Lease::Refreshed {
+                        timeout_ms: self.timing.lease_timeout_ms(),
+                    },
+                },
+                Action::AddVip {
+                    vip,
+                    iface: Iface::Loopback,
+                },
+            ]);
+        }
+    }
+
+    /// An accepted join completed: duplex again, the simplex node closing
+    /// the connections it served alone, the new backup fronting.
+    fn on_join_completed(&mut self) {
+        if self.mode != VipMode::Joining || !self.join_accepted {
+            return;
+        }
+        let vip = self.vip;
+        self.join_accepted = false;
+        match (self.role, self.join_role) {
+            (Role::Sole, _) => {
                 self.actions
-                    .extend([Action::StopHeartbeats, Action::StopLogChannel]);
-                if self.role == Role::Sole {
-                    // Back to serving alone through the witness, as a
-                    // primary whose backup failed: the new server may be
-                    // duplex already (its JoinComplete in flight) and be
-                    // granted the next epoch on its own detection, so the
-                    // address is taken back only with a grant (refused:
-                    // fenced), and returns to the LAN only once the new
-                    // front's ARP lease, extended by the heartbeats stopped
-                    // now, has surely lapsed.
-                    let requested = self.epoch.next();
-                    self.actions.push_back(Action::AskWitness {
-                        vip,
-                        node: self.node,
-                        epoch: requested,
-                    });
-                    self.set_mode(VipMode::WaitingForGrant {
-                        purpose: GrantPurpose::GoSimplex,
-                        requested,
-                        last_heard: now,
-                        next_retry: now.plus_ns(self.timing.witness_retry_ns),
-                    });
-                }
+                    .push_back(Action::CloseSimplexConnectionsAfterNextResponse { vip });
+                self.role = Role::Primary;
+            }
+            (_, Role::Backup) => {
+                self.actions.extend([
+                    Action::StartFronting { vip },
+                    Action::SendGratuitousArp { vip },
+                ]);
             }
             _ => {}
         }
+        self.set_mode(VipMode::Duplex);
+    }
+
+    /// An accepted join was rolled back: its heartbeats and log channel
+    /// stop; the simplex node asks for the address again.
+    fn on_join_aborted(&mut self, now: Instant) {
+        if self.mode != VipMode::Joining || !self.join_accepted {
+            return;
+        }
+        self.join_accepted = false;
+        self.actions
+            .extend([Action::StopHeartbeats, Action::StopLogChannel]);
+        if self.role != Role::Sole {
+            return;
+        }
+        // Back to serving alone through the witness, as a primary whose
+        // backup failed: the new server may be duplex already (its
+        // JoinComplete in flight) and be granted the next epoch on its own
+        // detection, so the address is taken back only with a grant
+        // (refused: fenced), and returns to the LAN only once the new
+        // front's ARP lease, extended by the heartbeats stopped now, has
+        // surely lapsed.
+        let requested = self.epoch.next();
+        self.actions.push_back(Action::AskWitness {
+            vip: self.vip,
+            node: self.node,
+            epoch: requested,
+        });
+        self.set_mode(VipMode::WaitingForGrant {
+            purpose: GrantPurpose::GoSimplex,
+            requested,
+            last_heard: now,
+            next_retry: now.plus_ns(self.timing.witness_retry_ns),
+        });
     }
 
     fn poll_timers(&mut self, now: Instant) {
