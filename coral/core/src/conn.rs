@@ -507,33 +507,8 @@ impl Conn {
             sack: srv.sack,
             timestamps: srv.timestamps,
         };
-        let timestamp = if srv.timestamps {
-            self.shadow.last_tsecr().map(|(ecr, seen)| {
-                if srv.usec_ts {
-                    let us = now.since_ns(seen) / 1000 + u64::from(params.ts_margin_ms) * 1000;
-                    ecr.wrapping_add(us as u32) | 1
-                } else {
-                    let ms = now.since_ms(seen) + u64::from(params.ts_margin_ms);
-                    ecr.wrapping_add(ms as u32) & !1
-                }
-            })
-        } else {
-            None
-        };
-
-        let cap = u64::from(u32::MAX >> 1);
-        let snd_wnd = self.shadow.window_scaled().min(cap) as u32;
-        let max_window = (self.shadow.max_window_scaled().min(cap) as u32).max(snd_wnd);
-        let ahead = self.reasm.highest_received() - self.reasm.end();
-        let base = 65535u64 << options.rcv_wscale.unwrap_or(0);
-        let rcv_wnd = ahead.min(65535 << 14).max(base).min(cap) as u32;
-        let window = RepairWindow {
-            snd_wl1: self.shadow.snd_wl1().min_seq(rcv_nxt).0,
-            snd_wnd,
-            max_window,
-            rcv_wnd,
-            rcv_wup: rcv_nxt.0,
-        };
+        let timestamp = self.repair_timestamp(now, params, &srv);
+        let window = self.repair_window(&options, rcv_nxt);
         let client_fin = self.shadow.client_fin() == Some(rcv_nxt);
         let out_of_order: Vec<(SeqNum, Vec<u8>)> = self
             .reasm
@@ -557,6 +532,48 @@ impl Conn {
             out_of_order,
             carry_over,
         })
+    }
+
+    /// [`TakeoverState::timestamp`]: the timestamp clock a rebuilt socket
+    /// starts from (the client's last echo of the primary's clock, advanced
+    /// by the time since it was seen plus the margin), if timestamps are on.
+    fn repair_timestamp(
+        &self,
+        now: Instant,
+        params: &TakeoverParams,
+        srv: &NegotiatedOptions,
+    ) -> Option<u32> {
+        if !srv.timestamps {
+            return None;
+        }
+        self.shadow.last_tsecr().map(|(ecr, seen)| {
+            if srv.usec_ts {
+                let us = now.since_ns(seen) / 1000 + u64::from(params.ts_margin_ms) * 1000;
+                ecr.wrapping_add(us as u32) | 1
+            } else {
+                let ms = now.since_ms(seen) + u64::from(params.ts_margin_ms);
+                ecr.wrapping_add(ms as u32) & !1
+            }
+        })
+    }
+
+    /// [`TakeoverState::window`]: both windows as the shadow saw them,
+    /// capped to what `TCP_REPAIR_WINDOW` takes; the receive window covers
+    /// whatever the client already sent beyond `rcv_nxt`.
+    fn repair_window(&self, options: &RepairOptions, rcv_nxt: SeqNum) -> RepairWindow {
+        let cap = u64::from(u32::MAX >> 1);
+        let snd_wnd = self.shadow.window_scaled().min(cap) as u32;
+        let max_window = (self.shadow.max_window_scaled().min(cap) as u32).max(snd_wnd);
+        let ahead = self.reasm.highest_received() - self.reasm.end();
+        let base = 65535u64 << options.rcv_wscale.unwrap_or(0);
+        let rcv_wnd = ahead.min(65535 << 14).max(base).min(cap) as u32;
+        RepairWindow {
+            snd_wl1: self.shadow.snd_wl1().min_seq(rcv_nxt).0,
+            snd_wnd,
+            max_window,
+            rcv_wnd,
+            rcv_wup: rcv_nxt.0,
+        }
     }
 
     /// [`TakeoverState::carry_over`]: the client's out-of-order runs and
