@@ -27,6 +27,8 @@ EXPERIMENTS=(
   scale-sweep
   reply-size-sweep
   lb-compare
+  # 50 randomized single faults against fresh pairs (20 with --quick).
+  fault-campaign
 )
 
 BIN=${CORAL_EXP:-target/release/coral-exp}
@@ -82,7 +84,9 @@ for exp in "${EXPERIMENTS[@]}"; do
   if [ "$done_est" -gt 0 ]; then left=$((left * elapsed / done_est)); fi
   step="coral-exp run $exp ${QUICK[*]}"
   echo "reproduce: == [$i/${#EXPERIMENTS[@]}] $step (about ${EST[$exp]} s; about $((left / 60)) min $((left % 60)) s left in all)"
+  t0=$(date +%s)
   "$BIN" run "$exp" "${QUICK[@]}" --topology "$TOPOLOGY" --results "$RESULTS"
+  echo "reproduce: $exp took $(( $(date +%s) - t0 )) s"
   done_est=$((done_est + EST[$exp]))
 done
 
