@@ -29,6 +29,8 @@ EXPERIMENTS=(
   lb-compare
   # 50 randomized single faults against fresh pairs (20 with --quick).
   fault-campaign
+  # Every attack of a hostile LAN host at a live pair under load.
+  hostile-input
 )
 
 BIN=${CORAL_EXP:-target/release/coral-exp}

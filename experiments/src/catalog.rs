@@ -228,7 +228,7 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
             bail!("experiment `{name}` is not built yet")
         }
         other => bail!(
-            "unknown experiment `{other}` (the experiments: baseline, baseline-crash, lb-compare, double-fault, {})",
+            "unknown experiment `{other}` (the experiments: baseline, baseline-crash, lb-compare, double-fault, fault-campaign, hostile-input, {})",
             NAMES.join(", ")
         ),
     };

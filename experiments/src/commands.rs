@@ -5,6 +5,7 @@
 //! /run/netns paths, never through the caller's own.
 
 use crate::campaign;
+use crate::hostile;
 use crate::live::{self, UpOptions};
 use crate::runner::{self, RunOptions};
 use crate::services::{AppMode, CoralOptions, Front, LbOptions, LbProfile, ServiceOptions};
@@ -188,7 +189,8 @@ pub struct RunArgs {
     /// paper's (fig2-throughput, fig3-latency, table1-failover,
     /// table2-integration, table3-overhead, detection-sweep, scale-sweep, reply-size-sweep);
     /// docs/CLI.md lists them all, an unknown name lists them too;
-    /// fault-campaign takes --trials and --seed.
+    /// fault-campaign takes --trials and --seed; hostile-input throws
+    /// hostile input at a live pair.
     pub experiment: String,
     /// The short shape (1 repetition, short runs).
     #[arg(long)]
@@ -540,6 +542,31 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
     if a.trials.is_some() || a.seed.is_some() {
         bail!("--trials and --seed apply to fault-campaign only");
+    }
+    if a.experiment == hostile::NAME {
+        let other = a.reps.is_some()
+            || a.variant.is_some()
+            || a.lan_mbit.is_some()
+            || a.server_cpu.is_some()
+            || a.app.is_some()
+            || a.front.is_some();
+        if other {
+            bail!("hostile-input takes --quick, --topology, --results and --prefix only");
+        }
+        if a.plan {
+            println!(
+                "plan {}: runs=1 estimate_s={:.0} (one pair under {} s of load, the attacks one after the other)",
+                hostile::NAME,
+                crate::progress::estimate_s(1, hostile::DURATION_S),
+                hostile::DURATION_S
+            );
+            return Ok(0);
+        }
+        return hostile::run(&hostile::HostileOptions {
+            topology: a.topology,
+            results: a.results,
+            prefix: a.prefix,
+        });
     }
     runner::run(&RunOptions {
         experiment: a.experiment,

@@ -12,6 +12,9 @@
 //! - [`campaign`]: `run fault-campaign`: randomized single faults against
 //!   fresh CoRAL pairs and the checker that decides each trial; it runs on
 //!   [`live`], [`runner`]'s load helpers and faultinject.
+//! - [`hostile`]: `run hostile-input`: every attack of a hostile LAN host
+//!   at a live pair under load, each judged by its window; the attack
+//!   generators are shared with the namespace test.
 //! - [`catalog`]: what each experiment is (variants, faults, load, shapes),
 //!   as data.
 //! - [`live`]: a topology with its service running ([`live::bring_up`]),
@@ -28,6 +31,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod commands;
 pub mod conditions;
+pub mod hostile;
 pub mod live;
 pub mod measure;
 pub mod plot;

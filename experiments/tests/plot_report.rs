@@ -262,6 +262,34 @@ fn synthetic_tree(root: &Path) {
             },
         );
     }
+    reliability_sources(root);
+}
+
+/// The Reliability section's three sources, as their writers write them:
+/// the campaign's trials.csv, the hostile-input experiment's attacks.csv
+/// and the fuzz smoke's fuzz.csv.
+fn reliability_sources(root: &Path) {
+    let put = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put(
+        "fault-campaign/trials.csv",
+        "seed,kind,target,target_role,instant_s,pause_s,role,shape,verdict,requests,ok,lost,errors,errors_by_kind,reconnects,digest_mismatches,duplicate_executions,split_brain,stall_ms,detail\n\
+         1,kill,server-a,primary,1.3,,single,keep-alive/1KB,pass,900,900,0,0,,0,0,4,0,612.4,\n\
+         2,partition,server-a+server-b,both,2.0,,dual,pipelined/16KB,pass,800,800,0,0,,0,0,0,0,1500.0,\n",
+    );
+    put(
+        "hostile-input/attacks.csv",
+        "attack,target,sent,observed,counter,counted,requests,ok,errors,lost,reconnects,digest_mismatches,detections,address_moves,verdict,detail\n\
+         forged heartbeats (garbage; wrong key),server-a:7011,2000,-,server-a hb_rejected,2000,1100,1100,0,0,0,0,0,0,pass,\n\
+         SYN flood from unanswered sources,192.0.2.100:80,5000,-,-,,735,735,0,0,0,0,0,0,pass,\n",
+    );
+    put(
+        "fuzz/fuzz.csv",
+        "target,seconds,runs,cov,ft,corpus,findings,status\nnode_config,60,12345,800,1500,40,0,ok\ntopology_json,60,23456,900,1700,12,0,ok\n",
+    );
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -499,6 +527,27 @@ fn plot_and_report_from_a_synthetic_tree() {
     assert!(md.contains("**not reproduced** |"));
     assert!(md.contains("## Table 2: integration of a new server after failover\n\nNot reproduced"));
     assert!(md.find("## Appendix: configurations") > md.find("## Table 3"));
+    // Reliability: the campaign by fault kind, the hostile-input table and
+    // the fuzzing table, each read from its CSV.
+    assert!(md.contains("## Reliability"), "{md}");
+    assert!(
+        md.contains("| kill | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 4 | 612 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| partition | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1500 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| forged heartbeats (garbage; wrong key) | server-a:7011 | 2000 | - | server-a hb_rejected | 2000 | 1100 | 0 | 0 | 0 | 0 | pass |"),
+        "{md}"
+    );
+    assert!(md.contains("2 of 2 met the standard"), "{md}");
+    assert!(
+        md.contains("### Fuzzing") && md.contains("| `node_config` |"),
+        "{md}"
+    );
+    assert!(md.contains("120 s in total"), "{md}");
     for absent in [
         "## Fig. 3",
         "load balancers",

@@ -66,24 +66,90 @@ pub fn section(results: &Path, root: &str, md: &mut String) {
     let mut fuzz = String::new();
     super::fuzzing::section(results, root, &mut fuzz);
     let trials = results.join("fault-campaign").join("trials.csv");
-    if fuzz.is_empty() && !trials.exists() {
+    let attacks = results.join(crate::hostile::NAME).join("attacks.csv");
+    if fuzz.is_empty() && !trials.exists() && !attacks.exists() {
         return;
     }
     let _ = writeln!(md, "## Reliability\n");
     if trials.exists() {
         campaign(&trials, root, md);
     }
-    let _ = writeln!(
-        md,
-        "### Hostile input\n\nNot part of this run: the namespace test \
-         `coral/tests/netns_hostile.rs` (in `make test`) throws slow and oversized request \
-         heads, garbage and truncated streams on the log and join ports, forged, replayed \
-         and flooded heartbeats, forged witness requests, spoofed ARP and a SYN flood at a \
-         pair under load, and asserts zero client errors, no detection, no address move and \
-         every rejection counted; it writes no table here yet.\n"
-    );
+    hostile(results, root, md);
     // The fuzzing table, one level down.
     md.push_str(&fuzz.replacen("## Fuzzing", "### Fuzzing", 1));
+}
+
+/// The hostile-input table, from `RESULTS/hostile-input/attacks.csv`
+/// (`coral-exp run hostile-input`, docs/CLI.md).
+fn hostile(results: &Path, root: &str, md: &mut String) {
+    let _ = writeln!(md, "### Hostile input\n");
+    let src = format!("{root}/{}/attacks.csv", crate::hostile::NAME);
+    let path = results.join(crate::hostile::NAME).join("attacks.csv");
+    if !path.exists() {
+        let _ = writeln!(
+            md,
+            "Not part of this run (`coral-exp run hostile-input` writes `{src}`).\n"
+        );
+        return;
+    }
+    let rows = match crate::hostile::read(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(md, "`{src}` could not be read: {e:#}\n");
+            return;
+        }
+    };
+    let passed = rows.iter().filter(|r| r.verdict == "pass").count();
+    let sum = |f: fn(&crate::hostile::AttackRow) -> u64| rows.iter().map(f).sum::<u64>();
+    let _ = writeln!(
+        md,
+        "{} attack(s) from a host on the server LAN at a CoRAL pair with its witness, one \
+         after the other, while 8 keep-alive clients fetched verified replies (`coral-exp run \
+         hostile-input`); each row is judged on its own window (the attack and {:.1} s \
+         after it): {passed} of {} met the standard (the clients saw no error, lost request, \
+         reconnect or corrupted reply; no node detected a failure or moved an address; the \
+         node counter grew by at least what the attack sent where one counts it). Over all \
+         windows: {} request(s), {} client error(s), {} lost, {} detection(s), {} address \
+         move(s).\n",
+        rows.len(),
+        crate::hostile::SETTLE_S,
+        rows.len(),
+        sum(|r| r.requests),
+        sum(|r| r.errors),
+        sum(|r| r.lost),
+        sum(|r| r.detections),
+        sum(|r| r.address_moves),
+    );
+    let _ = writeln!(
+        md,
+        "| attack | target | sent | attacker saw | counted by | counted | client requests | client errors | lost | detections | address moves | verdict |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.attack,
+            r.target,
+            r.sent,
+            r.observed,
+            r.counter,
+            r.counted.map_or("-".into(), |c| c.to_string()),
+            r.requests,
+            r.errors,
+            r.lost,
+            r.detections,
+            r.address_moves,
+            r.verdict
+        );
+    }
+    for r in rows.iter().filter(|r| r.verdict != "pass") {
+        let _ = writeln!(md, "\n- {} on {}: {}", r.attack, r.target, r.detail);
+    }
+    let _ = writeln!(md, "\nSource: `{src}`.\n");
 }
 
 fn campaign(path: &Path, root: &str, md: &mut String) {
@@ -198,6 +264,31 @@ mod tests {
         );
         assert!(md.contains("--trials 1 --seed 1`"), "{md}");
         assert!(md.contains("### Hostile input"));
+        assert!(md.contains("Not part of this run"), "{md}");
+        // The hostile-input table, read from attacks.csv.
+        std::fs::create_dir_all(d.path().join("hostile-input")).unwrap();
+        std::fs::write(
+            d.path().join("hostile-input/attacks.csv"),
+            "attack,target,sent,observed,counter,counted,requests,ok,errors,lost,reconnects,digest_mismatches,detections,address_moves,verdict,detail\n\
+             forged heartbeats,server-a:7011,2000,-,server-a hb_rejected,2000,900,900,0,0,0,0,0,0,pass,\n\
+             SYN flood,192.0.2.100:80,5000,-,-,,700,699,1,0,0,0,0,0,FAIL,1 client errors\n",
+        )
+        .unwrap();
+        let mut md = String::new();
+        section(d.path(), "results", &mut md);
+        assert!(
+            md.contains("| forged heartbeats | server-a:7011 | 2000 | - | server-a hb_rejected | 2000 | 900 | 0 | 0 | 0 | 0 | pass |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| SYN flood | 192.0.2.100:80 | 5000 | - | - | - | 700 | 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("1 of 2 met the standard"), "{md}");
+        assert!(
+            md.contains("- SYN flood on 192.0.2.100:80: 1 client errors"),
+            "{md}"
+        );
         // The fuzzing table becomes a subsection.
         std::fs::create_dir_all(d.path().join("fuzz")).unwrap();
         std::fs::write(
