@@ -122,90 +122,107 @@ fn run(args: Args) -> anyhow::Result<()> {
         .duration_s
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
     let done = || STOP.load(Ordering::SeqCst) || until.is_some_and(|u| Instant::now() >= u);
-
     let report = match args.front {
-        FrontKind::Ebpf => {
-            let mut front = EbpfFront::load(&EbpfFrontConfig {
-                lan: args.lan.clone(),
-                own_mac: own,
-                primary_mac: primary,
-                vips: args.vip.clone(),
-                ring_bytes: args.ring_bytes,
-                wakeup: match args.wakeup {
-                    WakeupArg::Never => Wakeup::Never,
-                    WakeupArg::WhenIdle => Wakeup::WhenIdle,
-                },
-            })?;
-            if args.bpf_stats {
-                front.enable_run_stats()?;
-            }
-            let run0 = front.run_stats()?;
-            println!("ready prog_id={}", front.program_id()?);
-            let cpu0 = cpu_time();
-            let (mut frames, mut malformed, mut batches) = (0u64, 0u64, 0u64);
-            let poll = Duration::from_millis(args.poll_ms);
-            let t = &mut table;
-            while !done() {
-                front.wait(poll)?;
-                let now = clock.now();
-                let n = front.drain(usize::MAX, |_, frame| {
-                    frames += 1;
-                    if t.on_frame(frame, now).is_err() {
-                        malformed += 1;
-                    }
-                });
-                batches += u64::from(n > 0);
-            }
-            let cpu = cpu_time() - cpu0;
-            let run = front.run_stats()?;
-            let c = front.counters()?;
-            format!(
-                "{{\"front\":\"ebpf\",\"frames\":{frames},\"malformed\":{malformed},\"batches\":{batches},\
-                 \"forwarded\":{},\"recorded\":{},\"ring_full\":{},\"seen\":{},\"cpu_ns\":{},\
-                 \"prog_run_ns\":{},\"prog_runs\":{},\"conns\":{}}}",
-                c.forwarded,
-                c.recorded,
-                c.ring_full,
-                c.seen,
-                cpu.as_nanos(),
-                (run.run_time - run0.run_time).as_nanos(),
-                run.run_count - run0.run_count,
-                t.len()
-            )
-        }
-        FrontKind::Packet => {
-            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-            let front = coral::io::front::Front::start(
-                coral::io::front::FrontConfig {
-                    own_mac: own,
-                    primary_mac: primary,
-                    vips: args.vip.clone(),
-                    mode: coral::io::front::Mode::Forward,
-                },
-                coral::io::front::Source::packet(&args.lan, &args.vip)?,
-                clock,
-                tx,
-            )?;
-            println!("ready");
-            let cpu0 = cpu_time();
-            while !done() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let cpu = cpu_time() - cpu0;
-            front.retire();
-            let s = &front.stats;
-            format!(
-                "{{\"front\":\"packet\",\"frames\":{},\"forwarded\":{},\"dropped\":{},\"malformed\":{},\
-                 \"cpu_ns\":{},\"prog_run_ns\":0,\"prog_runs\":0,\"conns\":{}}}",
-                s.frames.load(Ordering::Relaxed),
-                s.forwarded.load(Ordering::Relaxed),
-                s.dropped.load(Ordering::Relaxed),
-                s.malformed.load(Ordering::Relaxed),
-                cpu.as_nanos(),
-                s.conns.load(Ordering::Relaxed),
-            )
-        }
+        FrontKind::Ebpf => run_ebpf(&args, (own, primary), clock, &mut table, done)?,
+        FrontKind::Packet => run_packet(&args, (own, primary), clock, done)?,
     };
     println!("{report}");
     Ok(())
+}
+
+/// The eBPF front until `done`: drain its ring into `table`; the report
+/// line adds the program's own counters and run time.
+fn run_ebpf(
+    args: &Args,
+    (own, primary): ([u8; 6], [u8; 6]),
+    clock: Clock,
+    table: &mut ConnTable,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<String> {
+    let mut front = EbpfFront::load(&EbpfFrontConfig {
+        lan: args.lan.clone(),
+        own_mac: own,
+        primary_mac: primary,
+        vips: args.vip.clone(),
+        ring_bytes: args.ring_bytes,
+        wakeup: match args.wakeup {
+            WakeupArg::Never => Wakeup::Never,
+            WakeupArg::WhenIdle => Wakeup::WhenIdle,
+        },
+    })?;
+    if args.bpf_stats {
+        front.enable_run_stats()?;
+    }
+    let run0 = front.run_stats()?;
+    println!("ready prog_id={}", front.program_id()?);
+    let cpu0 = cpu_time();
+    let (mut frames, mut malformed, mut batches) = (0u64, 0u64, 0u64);
+    let poll = Duration::from_millis(args.poll_ms);
+    let t = table;
+    while !done() {
+        front.wait(poll)?;
+        let now = clock.now();
+        let n = front.drain(usize::MAX, |_, frame| {
+            frames += 1;
+            if t.on_frame(frame, now).is_err() {
+                malformed += 1;
+            }
+        });
+        batches += u64::from(n > 0);
+    }
+    let cpu = cpu_time() - cpu0;
+    let run = front.run_stats()?;
+    let c = front.counters()?;
+    Ok(format!(
+        "{{\"front\":\"ebpf\",\"frames\":{frames},\"malformed\":{malformed},\"batches\":{batches},\
+         \"forwarded\":{},\"recorded\":{},\"ring_full\":{},\"seen\":{},\"cpu_ns\":{},\
+         \"prog_run_ns\":{},\"prog_runs\":{},\"conns\":{}}}",
+        c.forwarded,
+        c.recorded,
+        c.ring_full,
+        c.seen,
+        cpu.as_nanos(),
+        (run.run_time - run0.run_time).as_nanos(),
+        run.run_count - run0.run_count,
+        t.len()
+    ))
+}
+
+/// The packet front (the node's data path on AF_PACKET) until `done`.
+fn run_packet(
+    args: &Args,
+    (own, primary): ([u8; 6], [u8; 6]),
+    clock: Clock,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<String> {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let front = coral::io::front::Front::start(
+        coral::io::front::FrontConfig {
+            own_mac: own,
+            primary_mac: primary,
+            vips: args.vip.clone(),
+            mode: coral::io::front::Mode::Forward,
+        },
+        coral::io::front::Source::packet(&args.lan, &args.vip)?,
+        clock,
+        tx,
+    )?;
+    println!("ready");
+    let cpu0 = cpu_time();
+    while !done() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu = cpu_time() - cpu0;
+    front.retire();
+    let s = &front.stats;
+    Ok(format!(
+        "{{\"front\":\"packet\",\"frames\":{},\"forwarded\":{},\"dropped\":{},\"malformed\":{},\
+         \"cpu_ns\":{},\"prog_run_ns\":0,\"prog_runs\":0,\"conns\":{}}}",
+        s.frames.load(Ordering::Relaxed),
+        s.forwarded.load(Ordering::Relaxed),
+        s.dropped.load(Ordering::Relaxed),
+        s.malformed.load(Ordering::Relaxed),
+        cpu.as_nanos(),
+        s.conns.load(Ordering::Relaxed),
+    ))
 }
