@@ -473,109 +473,14 @@ impl Message {
     pub(crate) fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), PayloadError> {
         let w = &mut Writer(out);
         match self {
-            Message::Log(m) => match m {
-                LogMsg::Hello(cfg) => cfg.encode(w)?,
-                LogMsg::ConnOpen {
-                    id,
-                    tuple,
-                    server_isn,
-                    client_isn,
-                    options,
-                } => {
-                    w.u64(*id);
-                    w.tuple(tuple);
-                    w.u32(*server_isn);
-                    w.u32(*client_isn);
-                    put_options(w, options)?;
-                }
-                LogMsg::Reply {
-                    id,
-                    tuple,
-                    request_end,
-                    offset,
-                    last,
-                    bytes,
-                } => {
-                    w.u64(*id);
-                    w.tuple(tuple);
-                    w.u64(*request_end);
-                    w.u64(*offset);
-                    w.bool(*last);
-                    if bytes.len() > u32::MAX as usize {
-                        return Err(PayloadError::TooLong("reply bytes"));
-                    }
-                    w.bytes(bytes);
-                }
-                LogMsg::ConnClose { id, tuple, kind } => {
-                    w.u64(*id);
-                    w.tuple(tuple);
-                    w.u8(*kind as u8);
-                }
-                LogMsg::LogAck { id } => w.u64(*id),
-            },
-            Message::Heartbeat(hb) => {
-                check_len(hb.vips.len(), MAX_VIPS, "vips")?;
-                w.u8(hb.mode as u8);
-                w.u64(hb.echo);
-                w.u64(hb.sent_unix_ns);
-                w.u8(u8::from(hb.answer));
-                w.u16(hb.vips.len() as u16);
-                for v in &hb.vips {
-                    w.ip(v.vip);
-                    w.epoch(v.epoch);
-                    w.u8(v.mode as u8);
-                }
+            Message::Log(m) => m.encode(w),
+            Message::Heartbeat(hb) => hb.encode(w),
+            Message::Witness(m) => {
+                m.encode(w);
+                Ok(())
             }
-            Message::Witness(m) => match m {
-                WitnessMsg::Request { vip, node, epoch }
-                | WitnessMsg::Grant { vip, node, epoch } => {
-                    w.ip(*vip);
-                    w.node(*node);
-                    w.epoch(*epoch);
-                }
-                WitnessMsg::Refuse {
-                    vip,
-                    node,
-                    epoch,
-                    reason,
-                } => {
-                    w.ip(*vip);
-                    w.node(*node);
-                    w.epoch(*epoch);
-                    match reason {
-                        RefuseReason::AlreadyGranted { holder } => {
-                            w.u8(1);
-                            w.node(*holder);
-                        }
-                        RefuseReason::StaleEpoch { current, holder } => {
-                            w.u8(2);
-                            w.epoch(*current);
-                            w.node(*holder);
-                        }
-                        RefuseReason::UnknownVip => w.u8(3),
-                        RefuseReason::UnknownNode => w.u8(4),
-                    }
-                }
-            },
-            Message::Join(m) => match m {
-                JoinMsg::JoinRequest(cfg) => cfg.encode(w)?,
-                JoinMsg::JoinAccept { config, epoch, vip } => {
-                    config.encode(w)?;
-                    w.epoch(*epoch);
-                    w.ip(*vip);
-                }
-                JoinMsg::JoinRefuse { reason, detail } => {
-                    check_len(detail.len(), MAX_STR, "detail")?;
-                    w.u8(*reason as u8);
-                    w.str(detail);
-                }
-                JoinMsg::VipReleased { vip, epoch } | JoinMsg::JoinComplete { vip, epoch } => {
-                    w.ip(*vip);
-                    w.epoch(*epoch);
-                }
-            },
+            Message::Join(m) => m.encode(w),
         }
-        Ok(())
     }
 
     /// Parses the payload of a message of `channel`/`kind` (the kind must be
@@ -586,24 +491,82 @@ impl Message {
         payload: &[u8],
     ) -> Result<Message, PayloadError> {
         let r = &mut Reader::new(payload);
-        let msg = match (channel, kind) {
-            (Channel::Log, 1) => Message::Log(LogMsg::Hello(NodeConfig::decode(r)?)),
-            (Channel::Log, 2) => Message::Log(LogMsg::ConnOpen {
+        let msg = match channel {
+            Channel::Log => Message::Log(LogMsg::decode(kind, r)?),
+            Channel::Heartbeat if kind == 1 => Message::Heartbeat(Heartbeat::decode(r)?),
+            Channel::Heartbeat => return Err(PayloadError::Invalid("kind")),
+            Channel::Witness => Message::Witness(WitnessMsg::decode(kind, r)?),
+            Channel::Join => Message::Join(JoinMsg::decode(kind, r)?),
+        };
+        r_finish(r)?;
+        Ok(msg)
+    }
+}
+
+impl LogMsg {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), PayloadError> {
+        match self {
+            LogMsg::Hello(cfg) => cfg.encode(w)?,
+            LogMsg::ConnOpen {
+                id,
+                tuple,
+                server_isn,
+                client_isn,
+                options,
+            } => {
+                w.u64(*id);
+                w.tuple(tuple);
+                w.u32(*server_isn);
+                w.u32(*client_isn);
+                put_options(w, options)?;
+            }
+            LogMsg::Reply {
+                id,
+                tuple,
+                request_end,
+                offset,
+                last,
+                bytes,
+            } => {
+                w.u64(*id);
+                w.tuple(tuple);
+                w.u64(*request_end);
+                w.u64(*offset);
+                w.bool(*last);
+                if bytes.len() > u32::MAX as usize {
+                    return Err(PayloadError::TooLong("reply bytes"));
+                }
+                w.bytes(bytes);
+            }
+            LogMsg::ConnClose { id, tuple, kind } => {
+                w.u64(*id);
+                w.tuple(tuple);
+                w.u8(*kind as u8);
+            }
+            LogMsg::LogAck { id } => w.u64(*id),
+        }
+        Ok(())
+    }
+
+    fn decode(kind: u8, r: &mut Reader<'_>) -> Result<Self, PayloadError> {
+        Ok(match kind {
+            1 => LogMsg::Hello(NodeConfig::decode(r)?),
+            2 => LogMsg::ConnOpen {
                 id: r.u64()?,
                 tuple: r.tuple()?,
                 server_isn: r.u32()?,
                 client_isn: r.u32()?,
                 options: get_options(r)?,
-            }),
-            (Channel::Log, 3) => Message::Log(LogMsg::Reply {
+            },
+            3 => LogMsg::Reply {
                 id: r.u64()?,
                 tuple: r.tuple()?,
                 request_end: r.u64()?,
                 offset: r.u64()?,
                 last: r.bool("last")?,
                 bytes: r.bytes()?,
-            }),
-            (Channel::Log, 4) => Message::Log(LogMsg::ConnClose {
+            },
+            4 => LogMsg::ConnClose {
                 id: r.u64()?,
                 tuple: r.tuple()?,
                 kind: match r.u8()? {
@@ -612,44 +575,103 @@ impl Message {
                     3 => CloseKind::Abort,
                     _ => return Err(PayloadError::Invalid("close kind")),
                 },
-            }),
-            (Channel::Log, 5) => Message::Log(LogMsg::LogAck { id: r.u64()? }),
-            (Channel::Heartbeat, 1) => {
-                let mode = ModeTag::from_u8(r.u8()?)?;
-                let (echo, sent_unix_ns) = (r.u64()?, r.u64()?);
-                let answer = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(PayloadError::Invalid("answer flag")),
-                };
-                let n = r.count("vips", MAX_VIPS)?;
-                let mut vips = Vec::with_capacity(n);
-                for _ in 0..n {
-                    vips.push(VipStatus {
-                        vip: r.ip()?,
-                        epoch: r.epoch()?,
-                        mode: ModeTag::from_u8(r.u8()?)?,
-                    });
-                }
-                Message::Heartbeat(Heartbeat {
-                    mode,
-                    vips,
-                    echo,
-                    sent_unix_ns,
-                    answer,
-                })
+            },
+            5 => LogMsg::LogAck { id: r.u64()? },
+            _ => return Err(PayloadError::Invalid("kind")),
+        })
+    }
+}
+
+impl Heartbeat {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), PayloadError> {
+        check_len(self.vips.len(), MAX_VIPS, "vips")?;
+        w.u8(self.mode as u8);
+        w.u64(self.echo);
+        w.u64(self.sent_unix_ns);
+        w.u8(u8::from(self.answer));
+        w.u16(self.vips.len() as u16);
+        for v in &self.vips {
+            w.ip(v.vip);
+            w.epoch(v.epoch);
+            w.u8(v.mode as u8);
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, PayloadError> {
+        let mode = ModeTag::from_u8(r.u8()?)?;
+        let (echo, sent_unix_ns) = (r.u64()?, r.u64()?);
+        let answer = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(PayloadError::Invalid("answer flag")),
+        };
+        let n = r.count("vips", MAX_VIPS)?;
+        let mut vips = Vec::with_capacity(n);
+        for _ in 0..n {
+            vips.push(VipStatus {
+                vip: r.ip()?,
+                epoch: r.epoch()?,
+                mode: ModeTag::from_u8(r.u8()?)?,
+            });
+        }
+        Ok(Heartbeat {
+            mode,
+            vips,
+            echo,
+            sent_unix_ns,
+            answer,
+        })
+    }
+}
+
+impl WitnessMsg {
+    fn encode(&self, w: &mut Writer<'_>) {
+        match self {
+            WitnessMsg::Request { vip, node, epoch } | WitnessMsg::Grant { vip, node, epoch } => {
+                w.ip(*vip);
+                w.node(*node);
+                w.epoch(*epoch);
             }
-            (Channel::Witness, 1) => Message::Witness(WitnessMsg::Request {
+            WitnessMsg::Refuse {
+                vip,
+                node,
+                epoch,
+                reason,
+            } => {
+                w.ip(*vip);
+                w.node(*node);
+                w.epoch(*epoch);
+                match reason {
+                    RefuseReason::AlreadyGranted { holder } => {
+                        w.u8(1);
+                        w.node(*holder);
+                    }
+                    RefuseReason::StaleEpoch { current, holder } => {
+                        w.u8(2);
+                        w.epoch(*current);
+                        w.node(*holder);
+                    }
+                    RefuseReason::UnknownVip => w.u8(3),
+                    RefuseReason::UnknownNode => w.u8(4),
+                }
+            }
+        }
+    }
+
+    fn decode(kind: u8, r: &mut Reader<'_>) -> Result<Self, PayloadError> {
+        Ok(match kind {
+            1 => WitnessMsg::Request {
                 vip: r.ip()?,
                 node: r.node()?,
                 epoch: r.epoch()?,
-            }),
-            (Channel::Witness, 2) => Message::Witness(WitnessMsg::Grant {
+            },
+            2 => WitnessMsg::Grant {
                 vip: r.ip()?,
                 node: r.node()?,
                 epoch: r.epoch()?,
-            }),
-            (Channel::Witness, 3) => {
+            },
+            3 => {
                 let (vip, node, epoch) = (r.ip()?, r.node()?, r.epoch()?);
                 let reason = match r.u8()? {
                     1 => RefuseReason::AlreadyGranted { holder: r.node()? },
@@ -661,20 +683,49 @@ impl Message {
                     4 => RefuseReason::UnknownNode,
                     _ => return Err(PayloadError::Invalid("refuse reason")),
                 };
-                Message::Witness(WitnessMsg::Refuse {
+                WitnessMsg::Refuse {
                     vip,
                     node,
                     epoch,
                     reason,
-                })
+                }
             }
-            (Channel::Join, 1) => Message::Join(JoinMsg::JoinRequest(NodeConfig::decode(r)?)),
-            (Channel::Join, 2) => Message::Join(JoinMsg::JoinAccept {
+            _ => return Err(PayloadError::Invalid("kind")),
+        })
+    }
+}
+
+impl JoinMsg {
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), PayloadError> {
+        match self {
+            JoinMsg::JoinRequest(cfg) => cfg.encode(w)?,
+            JoinMsg::JoinAccept { config, epoch, vip } => {
+                config.encode(w)?;
+                w.epoch(*epoch);
+                w.ip(*vip);
+            }
+            JoinMsg::JoinRefuse { reason, detail } => {
+                check_len(detail.len(), MAX_STR, "detail")?;
+                w.u8(*reason as u8);
+                w.str(detail);
+            }
+            JoinMsg::VipReleased { vip, epoch } | JoinMsg::JoinComplete { vip, epoch } => {
+                w.ip(*vip);
+                w.epoch(*epoch);
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(kind: u8, r: &mut Reader<'_>) -> Result<Self, PayloadError> {
+        Ok(match kind {
+            1 => JoinMsg::JoinRequest(NodeConfig::decode(r)?),
+            2 => JoinMsg::JoinAccept {
                 config: NodeConfig::decode(r)?,
                 epoch: r.epoch()?,
                 vip: r.ip()?,
-            }),
-            (Channel::Join, 3) => {
+            },
+            3 => {
                 let reason = match r.u8()? {
                     1 => JoinRefuseReason::ConfigMismatch,
                     2 => JoinRefuseReason::NotSimplex,
@@ -682,23 +733,21 @@ impl Message {
                     4 => JoinRefuseReason::UnknownNode,
                     _ => return Err(PayloadError::Invalid("join refuse reason")),
                 };
-                Message::Join(JoinMsg::JoinRefuse {
+                JoinMsg::JoinRefuse {
                     reason,
                     detail: r.str("detail", MAX_STR)?,
-                })
+                }
             }
-            (Channel::Join, 4) => Message::Join(JoinMsg::VipReleased {
+            4 => JoinMsg::VipReleased {
                 vip: r.ip()?,
                 epoch: r.epoch()?,
-            }),
-            (Channel::Join, 5) => Message::Join(JoinMsg::JoinComplete {
+            },
+            5 => JoinMsg::JoinComplete {
                 vip: r.ip()?,
                 epoch: r.epoch()?,
-            }),
+            },
             _ => return Err(PayloadError::Invalid("kind")),
-        };
-        r_finish(r)?;
-        Ok(msg)
+        })
     }
 }
 
