@@ -24,6 +24,7 @@ EXPERIMENTS=(
   double-fault
   table3-overhead
   detection-sweep
+  false-detection
   scale-sweep
   reply-size-sweep
   lb-compare

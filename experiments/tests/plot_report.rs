@@ -154,6 +154,19 @@ fn synthetic_tree(root: &Path) {
     for (rep, x) in [(1, 1001.0), (2, 987.5), (3, 1010.75)] {
         write_rep(root, &r("baseline", "two-servers", rep, x, 5.0, None, None));
     }
+    // A fault-free false-detection run (its counts are absent: read as 0).
+    write_rep(
+        root,
+        &r(
+            "false-detection",
+            "hb-010ms-1mb-no-quota",
+            1,
+            400.0,
+            5.0,
+            None,
+            None,
+        ),
+    );
     let f1: &[(&str, f64)] = &[
         ("kernel_ops", 0.25),
         ("total", 1.25),
@@ -412,6 +425,17 @@ fn plot_and_report_from_a_synthetic_tree() {
     let o = run(dir, &["report", "--paper-values", pv.to_str().unwrap()]);
     assert_ok(&o, "report");
     let md = std::fs::read_to_string(dir.join("results/REPORT.md")).unwrap();
+    // The false-detection benchmark: its setting, run time and allowance,
+    // shown and not judged over less than 10 minutes.
+    assert!(md.contains("## False detections under load"), "{md}");
+    assert!(
+        md.contains("| hb-010ms-1mb-no-quota | 10 | 0.108 | 0 | 0 | 0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`hb-010ms-1mb-no-quota`: 0.108 min of runs, shorter than the 10 minutes"),
+        "{md}"
+    );
     let t2 = std::fs::read_to_string(top.join("table2.md")).unwrap();
     assert!(t2.starts_with("# Table 2") && t2.contains("**Not reproduced**"));
     assert!(top.join("table1.md").is_file() && top.join("table3.md").is_file());

@@ -679,13 +679,23 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         let cutv = exp.variant(&format!("hb-{h}ms-cut"));
         let quiet = exp.variant(&format!("hb-{h}ms-no-fault"));
         let quota_v = quota_run(h);
+        // False detections, runs and their run time (minutes, for a rate).
         let count = |vs: &[Option<&Variant>]| {
             let reps: Vec<&Rep> = vs.iter().flatten().flat_map(|v| v.reps.iter()).collect();
             let n: f64 = reps
                 .iter()
                 .filter_map(|r| extra(r, "false_detections"))
                 .sum();
-            (n, reps.len())
+            let minutes: f64 = vs
+                .iter()
+                .flatten()
+                .flat_map(|v| v.summaries())
+                .map(|(_, s)| s.run_end_unix_ns.saturating_sub(s.run_start_unix_ns) as f64 / 60e9)
+                .sum();
+            (
+                n,
+                format!("{} run(s), {} min", reps.len(), fmt_num(minutes)),
+            )
         };
         let (f_free, n_free) = count(&[cutv, quiet]);
         let (f_quota, n_quota) = count(&[quota_v]);
@@ -705,7 +715,7 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} in {} run(s) | {} in {} run(s) | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} in {} | {} in {} | {} | {} | {} | {} | {} | {} |",
             h.trim_start_matches('0'),
             show(det),
             show(stall),
