@@ -9,7 +9,7 @@ use crate::catalog::{experiment, with_app, FaultPlan, JoinPlan, Shape, Variant};
 use crate::conditions::Conditions;
 use crate::live::{self, UpOptions};
 use crate::services::{AppMode, ServiceOptions};
-use crate::topology::{self, Live, ServiceSpec};
+use crate::topology::{self, Live, ServiceSpec, TopologyState};
 use anyhow::{bail, Context, Result};
 use faultinject::Event;
 use serde::Serialize;
@@ -236,13 +236,80 @@ fn run_rep(
         std::fs::remove_dir_all(dir).with_context(|| format!("clear {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
-    let state_dir = dir.join("topology");
-    let runner_events = state_dir.join("runner-events.csv");
+    let paths = RepPaths::new(dir);
+    let live = bring_up(a, v, &paths, cancel)?;
+    let st = live.state().clone();
+    write_config(a, v, shape, rep, dir, &st)?;
+
+    // The load, in the client namespace.
+    let mut argv = load_argv(load_bin, &st.service_urls, &v.load, shape);
+    let cgroups: Vec<String> = st.hosts.values().filter_map(|h| h.cgroup.clone()).collect();
+    let cpu_start = crate::measure::CpuSample::take(&cgroups);
+    argv.push("--out".into());
+    argv.push(paths.load.clone().into());
+    let log = std::fs::File::create(dir.join("load.log"))?;
+    let mut cmd = live.backend.command(live.state(), "client", &argv)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let started = Instant::now();
+    let clients = format!("{} clients", v.load.clients);
+    record(&paths.runner_events, "client", "load-start", clients)?;
+    let mut child = cmd.spawn().context("start coral-load")?;
+    let mut load = LoadGuard(Some(&mut child));
+    let mut live = Some(live);
+
+    let fault_at = match &v.fault {
+        Some(f) => Some(planned_fault(v, f, started, &mut live, &paths, cancel)?),
+        None => None,
+    };
+    join_and_second_fault(v, started, &mut live, &paths.runner_events, cancel)?;
+    // Wait for the driver: its duration, its drain (2 s) and a margin.
+    let limit = started + Duration::from_secs_f64(shape.duration_s + 30.0);
+    let status = load.wait(limit, "its duration + 30 s", cancel)?;
+    let cpu_end = crate::measure::CpuSample::take(&cgroups);
+    let detail = format!("coral-load {status}");
+    record(&paths.runner_events, "client", "load-end", detail)?;
+    if !status.success() {
+        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
+        bail!("coral-load failed ({status}): {}", text.trim());
+    }
+    tear_down(live.take(), &st.prefix, &paths.runner_events)?;
+    results(&paths, fault_at, (&cpu_start, &cpu_end))
+}
+
+/// Where one repetition's files go.
+struct RepPaths {
+    /// The repetition's directory.
+    dir: PathBuf,
+    /// The topology's state directory (its events.csv among them).
+    state: PathBuf,
+    /// The runner's own events, merged into the repetition's events.csv.
+    runner_events: PathBuf,
+    /// coral-load's output directory (removed once read).
+    load: PathBuf,
+}
+
+impl RepPaths {
+    fn new(dir: &Path) -> RepPaths {
+        let state = dir.join("topology");
+        RepPaths {
+            dir: dir.to_path_buf(),
+            runner_events: state.join("runner-events.csv"),
+            state,
+            load: dir.join("load"),
+        }
+    }
+}
+
+/// The repetition's topology, up with its service running under the
+/// variant's conditions; `topology-up` recorded.
+fn bring_up(a: &RunOptions, v: &Variant, paths: &RepPaths, cancel: &AtomicBool) -> Result<Live> {
     let cond = conditions(a, v);
     let live = live::bring_up(
         &UpOptions {
             topology: a.topology.clone(),
-            state_dir: state_dir.clone(),
+            state_dir: paths.state.clone(),
             prefix: a.prefix.clone(),
             lan_mbit: cond.lan_mbit,
             service: ServiceOptions {
@@ -256,14 +323,27 @@ fn run_rep(
         },
         cancel,
     )?;
-    let st = live.state().clone();
+    let st = live.state();
     let up_ms = (st.up_done_unix_ns.saturating_sub(st.up_started_unix_ns)) as f64 / 1e6;
     record(
-        &runner_events,
+        &paths.runner_events,
         "client",
         "topology-up",
         format!("{} in {up_ms:.0} ms", st.prefix),
     )?;
+    Ok(live)
+}
+
+/// The repetition's `config.json`: what ran, on what, under what.
+fn write_config(
+    a: &RunOptions,
+    v: &Variant,
+    shape: Shape,
+    rep: u32,
+    dir: &Path,
+    st: &TopologyState,
+) -> Result<()> {
+    let cond = conditions(a, v);
     let cfg = RepConfig {
         schema_version: 1,
         experiment: &a.experiment,
@@ -298,85 +378,63 @@ fn run_rep(
         dir.join("config.json"),
         serde_json::to_string_pretty(&cfg)? + "\n",
     )?;
+    Ok(())
+}
 
-    // The load, in the client namespace.
-    let load_dir = dir.join("load");
-    let mut argv = load_argv(load_bin, &st.service_urls, &v.load, shape);
-    let cgroups: Vec<String> = st.hosts.values().filter_map(|h| h.cgroup.clone()).collect();
-    let cpu_start = crate::measure::CpuSample::take(&cgroups);
-    argv.push("--out".into());
-    argv.push(load_dir.clone().into());
-    let log = std::fs::File::create(dir.join("load.log"))?;
-    let mut cmd = live.backend.command(live.state(), "client", &argv)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let started = Instant::now();
-    record(
-        &runner_events,
-        "client",
-        "load-start",
-        format!("{} clients", v.load.clients),
-    )?;
-    let mut child = cmd.spawn().context("start coral-load")?;
-    let mut load = LoadGuard(Some(&mut child));
-    let mut live = Some(live);
+/// The variant's fault at its time, and its restore (a cut link back up)
+/// or restart (webstone-server again) if planned; the fault's instant.
+fn planned_fault(
+    v: &Variant,
+    f: &FaultPlan,
+    started: Instant,
+    live: &mut Option<Live>,
+    paths: &RepPaths,
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    sleep_until(started + Duration::from_secs_f64(f.at_s), cancel)?;
+    let l = live.as_mut().context("topology gone")?;
+    let (t, target) = inject_planned(l, f)?;
+    if let (Some(r), "link-cut") = (f.restart_after_s, f.kind.as_str()) {
+        sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
+        let fault = l.backend.link_fault(l.state(), &target, true)?;
+        let events = l.handle.dir().join("events.csv");
+        let ev = faultinject::inject_and_record(&fault, &target, "faultinject", &events)?;
+        info!(host = %ev.host, "{}: {}", ev.event, ev.detail);
+    } else if let Some(r) = f.restart_after_s {
+        sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
+        restart(l, &f.host, v.app, cancel)?;
+        record(
+            &paths.runner_events,
+            &f.host,
+            "restart",
+            "webstone-server started again".into(),
+        )?;
+    }
+    Ok(t)
+}
 
-    let mut fault_at = None;
-    if let Some(f) = &v.fault {
-        sleep_until(started + Duration::from_secs_f64(f.at_s), cancel)?;
-        let l = live.as_mut().context("topology gone")?;
-        let (t, target) = inject_planned(l, f)?;
-        fault_at = Some(t);
-        if let (Some(r), "link-cut") = (f.restart_after_s, f.kind.as_str()) {
-            sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
-            let fault = l.backend.link_fault(l.state(), &target, true)?;
-            let events = l.handle.dir().join("events.csv");
-            let ev = faultinject::inject_and_record(&fault, &target, "faultinject", &events)?;
-            info!(host = %ev.host, "{}: {}", ev.event, ev.detail);
-        } else if let Some(r) = f.restart_after_s {
-            sleep_until(started + Duration::from_secs_f64(f.at_s + r), cancel)?;
-            restart(l, &f.host, v.app, cancel)?;
-            record(
-                &runner_events,
-                &f.host,
-                "restart",
-                "webstone-server started again".into(),
-            )?;
-        }
-    }
-    join_and_second_fault(v, started, &mut live, &runner_events, cancel)?;
-    // Wait for the driver: its duration, its drain (2 s) and a margin.
-    let limit = started + Duration::from_secs_f64(shape.duration_s + 30.0);
-    let status = load.wait(limit, "its duration + 30 s", cancel)?;
-    let cpu_end = crate::measure::CpuSample::take(&cgroups);
-    record(
-        &runner_events,
-        "client",
-        "load-end",
-        format!("coral-load {status}"),
-    )?;
-    if !status.success() {
-        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
-        bail!("coral-load failed ({status}): {}", text.trim());
-    }
+/// The topology down (if still up); `topology-down` recorded.
+fn tear_down(live: Option<Live>, prefix: &str, runner_events: &Path) -> Result<()> {
     let t_down = Instant::now();
-    if let Some(l) = live.take() {
+    if let Some(l) = live {
         l.down()?;
     }
     record(
-        &runner_events,
+        runner_events,
         "client",
         "topology-down",
-        format!(
-            "{} in {:.0} ms",
-            st.prefix,
-            t_down.elapsed().as_secs_f64() * 1e3
-        ),
-    )?;
+        format!("{prefix} in {:.0} ms", t_down.elapsed().as_secs_f64() * 1e3),
+    )
+}
 
-    // Results: requests.csv, summary.json (with the real fault instant),
-    // events.csv merged in time order.
+/// Results: requests.csv, summary.json (with the real fault instant),
+/// events.csv merged in time order; the repetition's one-line outcome.
+fn results(
+    paths: &RepPaths,
+    fault_at: Option<u64>,
+    cpu: (&crate::measure::CpuSample, &crate::measure::CpuSample),
+) -> Result<String> {
+    let (dir, load_dir) = (&paths.dir, &paths.load);
     let records = summary::read_requests_csv(load_dir.join("requests.csv"))?;
     let driver_summary = summary::read_summary_json(load_dir.join("summary.json"))?;
     let opts = SummaryOptions {
@@ -388,7 +446,7 @@ fn run_rep(
     let mut s = summary::compute(&records, &opts);
     std::fs::rename(load_dir.join("requests.csv"), dir.join("requests.csv"))?;
     faultinject::events::merge_sorted(
-        &[&runner_events, &state_dir.join("events.csv")],
+        &[&paths.runner_events, &paths.state.join("events.csv")],
         &dir.join("events.csv"),
     )?;
     let extra = crate::measure::summary_extras(
@@ -396,12 +454,12 @@ fn run_rep(
         &dir.join("events.csv"),
         fault_at,
         &records,
-        (&cpu_start, &cpu_end),
+        cpu,
         &load_dir.join("idle.json"),
     )?;
     crate::measure::write_summary_with(&dir.join("summary.json"), &s, &extra)?;
     // The driver's own summary (without the fault instant) would only confuse.
-    let _ = std::fs::remove_dir_all(&load_dir);
+    let _ = std::fs::remove_dir_all(load_dir);
     Ok(format!(
         "{} ok, {} errors, {} reconnects, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
         s.ok, s.errors, s.reconnects, s.throughput_rps, s.p50_ms, s.p99_ms

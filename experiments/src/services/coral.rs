@@ -13,8 +13,8 @@
 //! Both nodes run the service's application mode (`app` in their
 //! configuration).
 
-use crate::services::{wait_for_log, AppMode, ServiceOptions};
-use crate::topology::{self, Live, Role, ServiceSpec, TopologyState};
+use crate::services::{wait_for_log, AppMode, CoralOptions, ServiceOptions};
+use crate::topology::{self, HostInfo, Live, Role, ServiceSpec, TopologyState};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -91,36 +91,113 @@ fn write_key(path: &Path) -> Result<()> {
 /// Start both nodes and wait until each says it is ready.
 pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Result<()> {
     let coral_bin = topology::sibling_binary("coral")?;
-    let dir = live.handle.dir();
+    let dir = live.handle.dir().to_path_buf();
     let key = dir.join("coral.key");
     write_key(&key)?;
-    let events = dir.join("events.csv");
     let outside = live.handle.state.host("client")?.addr.clone();
     let c = opts.coral;
-    // The application line of both configurations (cgi: the webstone-cgi
-    // beside coral-exp, like the unreplicated servers').
-    let app_lines = match opts.app {
+    let shared = Shared {
+        coral_bin: &coral_bin,
+        dir: &dir,
+        key: &key,
+        events: dir.join("events.csv"),
+        // The witness first: a node asks it as soon as it declares its
+        // peer failed.
+        witness: format!("{outside}:{WITNESS_PORT}"),
+        app_lines: app_lines(opts.app)?,
+        outside,
+        coral: c,
+    };
+    start_witness(live, &shared, cancel)?;
+    let mut started = Vec::new();
+    for node in plan(c.dual_role) {
+        topology::check_cancel(cancel)?;
+        if let Some(cores) = opts.server_cpu {
+            live.backend
+                .set_cpu_quota(&mut live.handle, node.host, cores)?;
+        }
+        let h = live.handle.state.host(node.host)?.clone();
+        let p = live.handle.state.host(node.peer)?.clone();
+        let cfg = dir.join(format!("{}.toml", node.host));
+        let toml = node_toml(&shared, &node, &h, &p);
+        std::fs::write(&cfg, toml).with_context(|| format!("write {}", cfg.display()))?;
+        let log = dir.join(format!("{}.log", node.host));
+        let _ = std::fs::remove_file(&log);
+        let spec = ServiceSpec {
+            host: node.host.to_string(),
+            argv: vec![
+                OsString::from(&coral_bin),
+                "node".into(),
+                "--config".into(),
+                cfg.into(),
+            ],
+            log: log.clone(),
+        };
+        let pid = live.backend.spawn_service(&mut live.handle, &spec)?;
+        started.push((node, pid, log));
+    }
+    for (node, pid, log) in &started {
+        wait_ready(live, node, *pid, log, cancel)?;
+    }
+    let st = &mut live.handle.state;
+    for v in vips(c.dual_role) {
+        st.service_urls.push(format!("http://{v}/cgi-bin/webstone"));
+    }
+    Ok(())
+}
+
+/// What the witness and every node's configuration share.
+struct Shared<'a> {
+    coral_bin: &'a Path,
+    dir: &'a Path,
+    key: &'a Path,
+    events: PathBuf,
+    /// The client host's address (the outside host).
+    outside: String,
+    /// The witness's address and port.
+    witness: String,
+    /// The application lines of the configuration.
+    app_lines: String,
+    coral: CoralOptions,
+}
+
+/// The service addresses of the pair.
+fn vips(dual: bool) -> Vec<&'static str> {
+    if dual {
+        vec![VIP_A, VIP_B]
+    } else {
+        vec![VIP_A]
+    }
+}
+
+/// The application lines of both configurations (cgi: the webstone-cgi
+/// beside coral-exp, like the unreplicated servers').
+fn app_lines(app: AppMode) -> Result<String> {
+    Ok(match app {
         AppMode::Inproc => "app = \"inproc\"\n".to_string(),
         AppMode::Cgi => format!(
             "app = \"cgi\"\ncgi_program = \"{}\"\n",
             topology::sibling_binary("webstone-cgi")?.display()
         ),
-    };
-    // The witness first: a node asks it as soon as it declares its peer failed.
-    let witness = format!("{outside}:{WITNESS_PORT}");
-    let wlog = dir.join("witness.log");
+    })
+}
+
+/// `coral witness` on the client host, allowing both nodes, the spare and
+/// the pair's addresses; waits for its ready line.
+fn start_witness(live: &mut Live, sh: &Shared<'_>, cancel: &AtomicBool) -> Result<()> {
+    let wlog = sh.dir.join("witness.log");
     let _ = std::fs::remove_file(&wlog);
     let mut wargv: Vec<OsString> = vec![
-        OsString::from(&coral_bin),
+        OsString::from(sh.coral_bin),
         "witness".into(),
         "--listen".into(),
-        witness.clone().into(),
+        sh.witness.clone().into(),
         "--key-file".into(),
-        key.clone().into(),
+        sh.key.into(),
         "--state".into(),
-        dir.join("witness.state").into(),
+        sh.dir.join("witness.state").into(),
         "--events".into(),
-        events.clone().into(),
+        sh.events.clone().into(),
         "--allow-node".into(),
         "1".into(),
         "--allow-node".into(),
@@ -130,15 +207,11 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         "--allow-node".into(),
         "3".into(),
     ];
-    for v in if c.dual_role {
-        vec![VIP_A, VIP_B]
-    } else {
-        vec![VIP_A]
-    } {
+    for v in vips(sh.coral.dual_role) {
         wargv.push("--allow-vip".into());
         wargv.push(v.into());
     }
-    let _ = std::fs::remove_file(dir.join("witness.state"));
+    let _ = std::fs::remove_file(sh.dir.join("witness.state"));
     let wpid = live.backend.spawn_service(
         &mut live.handle,
         &ServiceSpec {
@@ -154,110 +227,89 @@ pub fn start(live: &mut Live, opts: &ServiceOptions, cancel: &AtomicBool) -> Res
         Duration::from_secs(20),
         cancel,
     )
-    .context("coral witness on the client host")?;
-    let mut started = Vec::new();
-    for NodePlan {
-        host,
-        id,
-        peer,
-        primary_for,
-        fronts,
-    } in plan(c.dual_role)
-    {
-        topology::check_cancel(cancel)?;
-        if let Some(cores) = opts.server_cpu {
-            live.backend.set_cpu_quota(&mut live.handle, host, cores)?;
-        }
-        let h = live.handle.state.host(host)?.clone();
-        let p = live.handle.state.host(peer)?.clone();
-        let mut toml = String::new();
-        let _ = writeln!(
-            toml,
-            "name = \"{host}\"\nnode_id = {id}\nlan = \"{}\"",
-            if h.dev.is_empty() { "eth0" } else { &h.dev }
-        );
-        let _ = writeln!(
-            toml,
-            "key_file = \"{}\"\nheartbeat_ms = {}\nmisses = {}",
-            key.display(),
-            c.heartbeat_ms,
-            c.misses
-        );
-        let _ = writeln!(
-            toml,
-            "events = \"{}\"\noutside = \"{outside}\"\nwitness = \"{witness}\"",
-            events.display()
-        );
-        toml.push_str(&app_lines);
-        let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
-        // A node that loses a race for an address rejoins its peer.
-        toml.push_str("rejoin = true\n");
-        if c.log_requests {
-            toml.push_str("log_requests = true\n");
-        }
-        let _ = writeln!(
-            toml,
-            "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",
-            3 - id,
-            p.addr,
-            p.mac
-        );
-        for (vips, role) in [(&primary_for, "primary"), (&fronts, "backup")] {
-            for v in vips.iter() {
-                let _ = writeln!(
-                    toml,
-                    "\n[[service]]\nvip = \"{v}\"\nport = 80\nrole = \"{role}\""
-                );
-            }
-        }
-        let cfg = dir.join(format!("{host}.toml"));
-        std::fs::write(&cfg, toml).with_context(|| format!("write {}", cfg.display()))?;
-        let log = dir.join(format!("{host}.log"));
-        let _ = std::fs::remove_file(&log);
-        let spec = ServiceSpec {
-            host: host.to_string(),
-            argv: vec![
-                OsString::from(&coral_bin),
-                "node".into(),
-                "--config".into(),
-                cfg.into(),
-            ],
-            log: log.clone(),
-        };
-        let pid = live.backend.spawn_service(&mut live.handle, &spec)?;
-        started.push((host, pid, log, primary_for, fronts));
+    .context("coral witness on the client host")
+}
+
+/// The TOML configuration of `node` (`h` its host, `p` its peer's).
+fn node_toml(sh: &Shared<'_>, node: &NodePlan, h: &HostInfo, p: &HostInfo) -> String {
+    let (host, id, c) = (node.host, node.id, &sh.coral);
+    let mut toml = String::new();
+    let _ = writeln!(
+        toml,
+        "name = \"{host}\"\nnode_id = {id}\nlan = \"{}\"",
+        if h.dev.is_empty() { "eth0" } else { &h.dev }
+    );
+    let _ = writeln!(
+        toml,
+        "key_file = \"{}\"\nheartbeat_ms = {}\nmisses = {}",
+        sh.key.display(),
+        c.heartbeat_ms,
+        c.misses
+    );
+    let _ = writeln!(
+        toml,
+        "events = \"{}\"\noutside = \"{}\"\nwitness = \"{}\"",
+        sh.events.display(),
+        sh.outside,
+        sh.witness
+    );
+    toml.push_str(&sh.app_lines);
+    let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
+    // A node that loses a race for an address rejoins its peer.
+    toml.push_str("rejoin = true\n");
+    if c.log_requests {
+        toml.push_str("log_requests = true\n");
     }
-    for (host, pid, log, primary_for, fronts) in &started {
-        wait_for_log(
-            *pid,
-            log,
-            &format!("coral node {host} ready"),
-            Duration::from_secs(40),
-            cancel,
-        )
-        .with_context(|| format!("coral node on {host}"))?;
-        let st = &mut live.handle.state;
-        if let Some(h) = st.hosts.get_mut(*host) {
-            h.roles = primary_for
-                .iter()
-                .map(|v| Role {
-                    vip: v.to_string(),
-                    role: "primary".into(),
-                })
-                .chain(fronts.iter().map(|v| Role {
-                    vip: v.to_string(),
-                    role: "backup".into(),
-                }))
-                .collect();
+    let _ = writeln!(
+        toml,
+        "\n[peer]\nnode_id = {}\naddr = \"{}\"\nmac = \"{}\"",
+        3 - id,
+        p.addr,
+        p.mac
+    );
+    for (vips, role) in [(&node.primary_for, "primary"), (&node.fronts, "backup")] {
+        for v in vips.iter() {
+            let _ = writeln!(
+                toml,
+                "\n[[service]]\nvip = \"{v}\"\nport = 80\nrole = \"{role}\""
+            );
         }
     }
+    toml
+}
+
+/// Wait for `node`'s ready line, then record its roles in the topology's
+/// state.
+fn wait_ready(
+    live: &mut Live,
+    node: &NodePlan,
+    pid: u32,
+    log: &Path,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let host = node.host;
+    wait_for_log(
+        pid,
+        log,
+        &format!("coral node {host} ready"),
+        Duration::from_secs(40),
+        cancel,
+    )
+    .with_context(|| format!("coral node on {host}"))?;
     let st = &mut live.handle.state;
-    for v in if c.dual_role {
-        vec![VIP_A, VIP_B]
-    } else {
-        vec![VIP_A]
-    } {
-        st.service_urls.push(format!("http://{v}/cgi-bin/webstone"));
+    if let Some(h) = st.hosts.get_mut(host) {
+        h.roles = node
+            .primary_for
+            .iter()
+            .map(|v| Role {
+                vip: v.to_string(),
+                role: "primary".into(),
+            })
+            .chain(node.fronts.iter().map(|v| Role {
+                vip: v.to_string(),
+                role: "backup".into(),
+            }))
+            .collect();
     }
     Ok(())
 }
