@@ -545,7 +545,9 @@ fn healed(d: &Duplex) -> bool {
 fn netns_a_backup_that_answers_heartbeats_but_not_the_log_is_fenced() {
     let mut d = Duplex::start("wlg", 10, 3);
     let cap = Capture::start(&d);
-    let (load, out) = start_load(&d, 6, &[]);
+    // Long enough for the 10 s bound to pass mid-run (requests time out
+    // after 20 s).
+    let (load, out) = start_load(&d, 16, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     common::sh(&[
         "ip",
@@ -561,7 +563,7 @@ fn netns_a_backup_that_answers_heartbeats_but_not_the_log_is_fenced() {
         ),
     ]);
     assert!(
-        wait_event(&d, "server-a", ",log-stalled,", 10),
+        wait_event(&d, "server-a", ",log-stalled,", 20),
         "the primary saw the log stall\n{}",
         d.logs()
     );

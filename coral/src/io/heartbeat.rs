@@ -301,7 +301,7 @@ impl Shell {
         while self.take_commands() {
             self.receive_queued(&mut buf);
             if let Some(p) = self.cfg.log.as_ref().and_then(LogClient::progress) {
-                self.link.on_log_progress(self.clock.now(), p.0, p.1);
+                self.link.on_log_progress(self.clock.now(), p.0, p.1, p.2);
             }
             self.transmit();
             if !self.deliver() {

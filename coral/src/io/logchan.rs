@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +74,9 @@ struct ClientShared {
     next_id: Mutex<u64>,
     acked: AtomicU64,
     connected: AtomicBool,
+    /// The channel's socket while it is open (-1 otherwise), for
+    /// [`LogClient::progress`]'s send-queue reading.
+    fd: AtomicI32,
 }
 
 /// The primary's end of the log channel.
@@ -109,6 +112,7 @@ impl LogClient {
             acked: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             next_id: Mutex::new(1),
+            fd: AtomicI32::new(-1),
         });
         tokio::spawn(client_task(key, cfg, rx, shared.clone()));
         LogClient { tx, shared }
@@ -178,13 +182,22 @@ impl LogClient {
         self.shared.acked.load(Ordering::Acquire)
     }
 
-    /// Whether writers wait for the backup's acknowledgement, and the
-    /// highest entry acknowledged; `None` when the waiters are locked at
-    /// this moment (the heartbeat thread asks each round and never
-    /// blocks on the data path).
-    pub fn progress(&self) -> Option<(bool, u64)> {
+    /// Whether writers wait for the backup's acknowledgement, the highest
+    /// entry acknowledged, and the bytes the channel's socket holds that
+    /// the backup's kernel has not acknowledged (`SIOCOUTQ`; 0 without a
+    /// socket): a large entry on a shared link takes seconds, and its
+    /// bytes moving is progress too. `None` when the waiters are locked at
+    /// this moment (the heartbeat thread asks each round and never blocks
+    /// on the data path).
+    pub fn progress(&self) -> Option<(bool, u64, u64)> {
         let waiting = !self.shared.waiters.try_lock().ok()?.is_empty();
-        Some((waiting, self.acked()))
+        let fd = self.shared.fd.load(Ordering::Acquire);
+        let unacked = if fd < 0 {
+            0
+        } else {
+            crate::io::repair::out_queue(fd).map_or(0, |n| n.max(0) as u64)
+        };
+        Some((waiting, self.acked(), unacked))
     }
 }
 
@@ -260,11 +273,17 @@ async fn client_task(
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
+    // Cleared before the stream can close (below and at every return):
+    // a stale number would name someone else's socket.
+    shared
+        .fd
+        .store(std::os::fd::AsRawFd::as_raw_fd(&stream), Ordering::Release);
     let (rd, mut wr) = stream.into_split();
     let hello = enc
         .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
         .expect("hello encodes");
     if wr.write_all(&hello).await.is_err() {
+        shared.fd.store(-1, Ordering::Release);
         return discard(rx).await;
     }
     tokio::spawn(read_acks(rd, key.clone(), shared.clone()));
@@ -291,9 +310,11 @@ async fn client_task(
         // waiters are released by go_simplex all the same.
         if wr.write_all(&out).await.is_err() {
             shared.connected.store(false, Ordering::Release);
+            shared.fd.store(-1, Ordering::Release);
             return discard(rx).await;
         }
     }
+    shared.fd.store(-1, Ordering::Release);
 }
 
 /// The backup is gone (the channel could not be written): entries are

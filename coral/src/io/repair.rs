@@ -439,7 +439,7 @@ pub fn elicit_ack(fd: RawFd) -> io::Result<bool> {
 
 /// Bytes in the send queue not yet acknowledged by the peer, sent or not
 /// (`SIOCOUTQ`).
-fn out_queue(fd: RawFd) -> io::Result<libc::c_int> {
+pub fn out_queue(fd: RawFd) -> io::Result<libc::c_int> {
     let mut n: libc::c_int = 0;
     // SAFETY: TIOCOUTQ writes one int through the pointer.
     if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } < 0 {

@@ -326,7 +326,10 @@ fn a_peer_that_answers_heartbeats_but_not_the_log_is_declared_failed() {
     let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
     // A healthy peer: every heartbeat echoed at once.
     let beat = |l: &mut HeartbeatLink, ms: u64| {
-        send_until(l, ms);
+        if l.poll_transmit(t(ms), 0).is_some() {
+            let seq = 100 + l.stats().sent;
+            l.on_sent(t(ms), seq);
+        }
         let last = 100 + l.stats().sent - 1;
         l.on_heartbeat(t(ms), 0, Epoch(1), 10 + ms, &hb(last));
     };
@@ -339,23 +342,32 @@ fn a_peer_that_answers_heartbeats_but_not_the_log_is_declared_failed() {
     // under load): never a failure, however long.
     for ms in (0..3 * bound_ms).step_by(10) {
         beat(&mut l, ms);
-        l.on_log_progress(t(ms), true, ms / 100);
+        l.on_log_progress(t(ms), true, ms / 100, 5000);
+        assert!(!failed(&drain(&mut l, t(ms))), "failed at {ms}");
+    }
+    // No entry acknowledged for as long, but its bytes move (one large
+    // entry on a shared link): no failure either.
+    let start = 3 * bound_ms;
+    for ms in (start..start + 3 * bound_ms).step_by(10) {
+        beat(&mut l, ms);
+        l.on_log_progress(t(ms), true, 7, (1 << 20) - (ms - start));
         assert!(!failed(&drain(&mut l, t(ms))), "failed at {ms}");
     }
     // Nothing waits: an unmoving acknowledgement is no stall either.
-    let start = 3 * bound_ms;
+    let start = 6 * bound_ms;
     for ms in (start..start + 2 * bound_ms).step_by(10) {
         beat(&mut l, ms);
-        l.on_log_progress(t(ms), false, 7);
+        l.on_log_progress(t(ms), false, 7, 0);
         assert!(!failed(&drain(&mut l, t(ms))), "failed at {ms}");
     }
-    // Writers wait and nothing is acknowledged: failed after the bound,
+    // Writers wait and nothing is acknowledged, not even a byte: failed
+    // after the bound,
     // though heartbeats never stopped, with the last one heard.
     let start = start + 2 * bound_ms;
     let mut at = None;
     for ms in (start..start + 2 * bound_ms).step_by(10) {
         beat(&mut l, ms);
-        l.on_log_progress(t(ms), true, 7);
+        l.on_log_progress(t(ms), true, 7, 4096);
         let ev = drain(&mut l, t(ms));
         if failed(&ev) {
             assert!(ev.contains(&LinkEvent::Detector(DetectorEvent::PeerFailed {
@@ -383,7 +395,7 @@ fn a_log_stall_of_a_peer_that_never_heard_us_is_not_judged() {
         send_until(&mut l, ms);
         // It speaks but echoes nothing of ours: not mutual.
         l.on_heartbeat(t(ms), 0, Epoch(1), 10 + ms, &hb(0));
-        l.on_log_progress(t(ms), true, 0);
+        l.on_log_progress(t(ms), true, 0, 0);
         assert!(
             !drain(&mut l, t(ms))
                 .iter()
