@@ -437,154 +437,183 @@ fn cut(host: &str, at_s: f64) -> Option<FaultPlan> {
 fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
     let hb = CoralOptions::default().heartbeat_ms;
     let (variants, shape) = match name {
-        "fig2-throughput" => {
-            let s = shape(quick, (8.0, 1.0, 1), (20.0, 2.0, 3));
-            let at = s.duration_s / 2.0;
-            let mut ka = coral("coral-keep-alive", true, hb);
-            ka.fault = cut("server-a", at);
-            let mut cpr = coral("coral-connection-per-request", true, hb);
-            cpr.fault = cut("server-a", at);
-            cpr.load.connection_per_request = true;
-            let mut one_cpr = unreplicated("one-server-connection-per-request", 1);
-            one_cpr.load.connection_per_request = true;
-            let mut two_cpr = unreplicated("two-servers-connection-per-request", 2);
-            two_cpr.load.connection_per_request = true;
-            // Keep-alive again with the in-process application (`inproc-`),
-            // so Fig. 2 shows both applications from one run.
-            let mut inproc_ka = coral(&format!("{INPROC_PREFIX}coral-keep-alive"), true, hb);
-            inproc_ka.fault = cut("server-a", at);
-            let v = vec![
-                unreplicated("one-server", 1),
-                unreplicated("two-servers", 2),
-                ka,
-                one_cpr,
-                two_cpr,
-                cpr,
-                unreplicated(&format!("{INPROC_PREFIX}one-server"), 1),
-                unreplicated(&format!("{INPROC_PREFIX}two-servers"), 2),
-                inproc_ka,
-            ];
-            let v = v.into_iter().map(|x| with_cpu(x, CPU_BOUND)).collect();
-            (v, s)
-        }
-        "fig3-latency" => {
-            let s = shape(quick, (6.0, 1.0, 1), (20.0, 2.0, 3));
-            let mut v = coral("coral-keep-alive", true, hb);
-            v.fault = cut("server-a", s.duration_s / 2.0);
-            (vec![v], s)
-        }
-        "table1-failover" => {
-            let s = shape(quick, (3.0, 0.5, 3), (4.0, 1.0, 20));
-            let at = 1.5;
-            let mut dual = coral("dual-role", true, hb);
-            dual.fault = cut("server-a", at);
-            let mut backup = coral("single-role-backup-cut", false, hb);
-            backup.fault = cut("server-b", at);
-            let mut primary = coral("single-role-primary-cut", false, hb);
-            primary.fault = cut("server-a", at);
-            let mut v = vec![dual, backup];
-            if !quick {
-                v.push(primary);
-            }
-            (v, s)
-        }
-        "table2-integration" => {
-            // The primary killed at 1.5 s; the spare joins the survivor
-            // 1.5 s later, under the 8 clients (Table 2 from the simplex
-            // node's `integration` event).
-            let s = shape(quick, (5.0, 0.5, 3), (5.0, 0.5, 20));
-            let mut v = coral("single-role-spare-joins", false, hb);
-            v.fault = Some(FaultPlan {
-                kind: "kill".into(),
-                host: "server-a".into(),
-                at_s: 1.5,
-                restart_after_s: None,
-            });
-            v.join = Some(JoinPlan {
-                host: "spare".into(),
-                at_s: 3.0,
-            });
-            (vec![v], s)
-        }
-        "table3-overhead" => {
-            let s = shape(quick, (6.0, 1.0, 1), (15.0, 2.0, 3));
-            let mut v = Vec::new();
-            // CGI (the paper's application; the caller marks it) and, with
-            // the `inproc-` prefix, the cheap in-process application.
-            for mode in ["", INPROC_PREFIX] {
-                for cpu in [CPU_BOUND, CPU_AMPLE] {
-                    let p = format!("{mode}{}", cpu_prefix(cpu));
-                    for x in [
-                        unreplicated(&format!("{p}one-server"), 1),
-                        unreplicated(&format!("{p}two-servers"), 2),
-                        coral(&format!("{p}coral-single-role"), false, hb),
-                        coral(&format!("{p}coral-dual-role"), true, hb),
-                    ] {
-                        v.push(with_cpu(x, cpu));
-                    }
-                }
-            }
-            (v, s)
-        }
-        "detection-sweep" => {
-            let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
-            let mut v = Vec::new();
-            for h in [1u64, 5, 10, 50, 100] {
-                let mut f = coral(&format!("hb-{h:03}ms-cut"), false, h);
-                f.fault = cut("server-a", s.duration_s - 1.5);
-                f.conditions.server_cpu = None;
-                v.push(f);
-                if !quick {
-                    let mut q = coral(&format!("hb-{h:03}ms-no-fault"), false, h);
-                    q.conditions.server_cpu = None;
-                    v.push(q);
-                }
-                let p = cpu_prefix(CPU_AMPLE);
-                let p = p.trim_end_matches('-');
-                v.push(coral(&format!("hb-{h:03}ms-no-fault-{p}"), false, h));
-            }
-            (v, s)
-        }
-        "scale-sweep" => {
-            let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
-            let counts: &[u32] = if quick {
-                &[100, 1000]
-            } else {
-                &[8, 100, 1000, 10000]
-            };
-            let v = counts
-                .iter()
-                .map(|n| {
-                    let mut x = coral(&format!("idle-{n:05}"), false, hb);
-                    x.load.idle_conns = *n;
-                    x.fault = cut("server-a", s.duration_s - 1.5);
-                    x
-                })
-                .collect();
-            (v, s)
-        }
-        "reply-size-sweep" => {
-            let s = shape(quick, (4.0, 0.5, 1), (12.0, 1.0, 3));
-            let mut v = Vec::new();
-            for (label, size) in [
-                ("0001KB", 1024u64),
-                ("0016KB", 16 * 1024),
-                ("0256KB", 256 * 1024),
-                ("1024KB", 1024 * 1024),
-            ] {
-                let mut u = unreplicated(&format!("two-servers-{label}"), 2);
-                u.load.size = size;
-                let mut c = coral(&format!("coral-dual-role-{label}"), true, hb);
-                c.load.size = size;
-                c.fault = cut("server-a", s.duration_s * 0.6);
-                v.push(u);
-                v.push(c);
-            }
-            (v, s)
-        }
+        "fig2-throughput" => fig2_throughput(quick, hb),
+        "fig3-latency" => fig3_latency(quick, hb),
+        "table1-failover" => table1_failover(quick, hb),
+        "table2-integration" => table2_integration(quick, hb),
+        "table3-overhead" => table3_overhead(quick, hb),
+        "detection-sweep" => detection_sweep(quick),
+        "scale-sweep" => scale_sweep(quick, hb),
+        "reply-size-sweep" => reply_size_sweep(quick, hb),
         other => bail!("`{other}` is not an experiment of the catalog"),
     };
     Ok((variants, shape))
+}
+
+/// Fig. 2: throughput of one and two unreplicated servers and of a CoRAL pair
+/// whose primary's link is cut half-way, keep-alive and connection per request,
+/// CGI and in-process.
+fn fig2_throughput(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (8.0, 1.0, 1), (20.0, 2.0, 3));
+    let at = s.duration_s / 2.0;
+    let mut ka = coral("coral-keep-alive", true, hb);
+    ka.fault = cut("server-a", at);
+    let mut cpr = coral("coral-connection-per-request", true, hb);
+    cpr.fault = cut("server-a", at);
+    cpr.load.connection_per_request = true;
+    let mut one_cpr = unreplicated("one-server-connection-per-request", 1);
+    one_cpr.load.connection_per_request = true;
+    let mut two_cpr = unreplicated("two-servers-connection-per-request", 2);
+    two_cpr.load.connection_per_request = true;
+    // Keep-alive again with the in-process application (`inproc-`),
+    // so Fig. 2 shows both applications from one run.
+    let mut inproc_ka = coral(&format!("{INPROC_PREFIX}coral-keep-alive"), true, hb);
+    inproc_ka.fault = cut("server-a", at);
+    let v = vec![
+        unreplicated("one-server", 1),
+        unreplicated("two-servers", 2),
+        ka,
+        one_cpr,
+        two_cpr,
+        cpr,
+        unreplicated(&format!("{INPROC_PREFIX}one-server"), 1),
+        unreplicated(&format!("{INPROC_PREFIX}two-servers"), 2),
+        inproc_ka,
+    ];
+    let v = v.into_iter().map(|x| with_cpu(x, CPU_BOUND)).collect();
+    (v, s)
+}
+
+/// Fig. 3: latency of a dual-role CoRAL pair across a link cut half-way.
+fn fig3_latency(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (6.0, 1.0, 1), (20.0, 2.0, 3));
+    let mut v = coral("coral-keep-alive", true, hb);
+    v.fault = cut("server-a", s.duration_s / 2.0);
+    (vec![v], s)
+}
+
+/// Table 1: the failover breakdown, dual role and single role (the backup's or,
+/// in the full shape, the primary's link cut).
+fn table1_failover(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (3.0, 0.5, 3), (4.0, 1.0, 20));
+    let at = 1.5;
+    let mut dual = coral("dual-role", true, hb);
+    dual.fault = cut("server-a", at);
+    let mut backup = coral("single-role-backup-cut", false, hb);
+    backup.fault = cut("server-b", at);
+    let mut primary = coral("single-role-primary-cut", false, hb);
+    primary.fault = cut("server-a", at);
+    let mut v = vec![dual, backup];
+    if !quick {
+        v.push(primary);
+    }
+    (v, s)
+}
+
+/// Table 2: a spare joins the survivor of a killed primary under load.
+fn table2_integration(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    // The primary killed at 1.5 s; the spare joins the survivor
+    // 1.5 s later, under the 8 clients (Table 2 from the simplex
+    // node's `integration` event).
+    let s = shape(quick, (5.0, 0.5, 3), (5.0, 0.5, 20));
+    let mut v = coral("single-role-spare-joins", false, hb);
+    v.fault = Some(FaultPlan {
+        kind: "kill".into(),
+        host: "server-a".into(),
+        at_s: 1.5,
+        restart_after_s: None,
+    });
+    v.join = Some(JoinPlan {
+        host: "spare".into(),
+        at_s: 3.0,
+    });
+    (vec![v], s)
+}
+
+/// Table 3: CoRAL's overhead against one and two unreplicated servers, CPU-
+/// bound and with ample CPU, CGI and in-process.
+fn table3_overhead(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (6.0, 1.0, 1), (15.0, 2.0, 3));
+    let mut v = Vec::new();
+    // CGI (the paper's application; the caller marks it) and, with
+    // the `inproc-` prefix, the cheap in-process application.
+    for mode in ["", INPROC_PREFIX] {
+        for cpu in [CPU_BOUND, CPU_AMPLE] {
+            let p = format!("{mode}{}", cpu_prefix(cpu));
+            for x in [
+                unreplicated(&format!("{p}one-server"), 1),
+                unreplicated(&format!("{p}two-servers"), 2),
+                coral(&format!("{p}coral-single-role"), false, hb),
+                coral(&format!("{p}coral-dual-role"), true, hb),
+            ] {
+                v.push(with_cpu(x, cpu));
+            }
+        }
+    }
+    (v, s)
+}
+
+/// The heartbeat interval swept: a cut at each, and fault-free runs for false
+/// detections.
+fn detection_sweep(quick: bool) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
+    let mut v = Vec::new();
+    for h in [1u64, 5, 10, 50, 100] {
+        let mut f = coral(&format!("hb-{h:03}ms-cut"), false, h);
+        f.fault = cut("server-a", s.duration_s - 1.5);
+        f.conditions.server_cpu = None;
+        v.push(f);
+        if !quick {
+            let mut q = coral(&format!("hb-{h:03}ms-no-fault"), false, h);
+            q.conditions.server_cpu = None;
+            v.push(q);
+        }
+        let p = cpu_prefix(CPU_AMPLE);
+        let p = p.trim_end_matches('-');
+        v.push(coral(&format!("hb-{h:03}ms-no-fault-{p}"), false, h));
+    }
+    (v, s)
+}
+
+/// Failover with many idle connections open.
+fn scale_sweep(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
+    let counts: &[u32] = if quick {
+        &[100, 1000]
+    } else {
+        &[8, 100, 1000, 10000]
+    };
+    let v = counts
+        .iter()
+        .map(|n| {
+            let mut x = coral(&format!("idle-{n:05}"), false, hb);
+            x.load.idle_conns = *n;
+            x.fault = cut("server-a", s.duration_s - 1.5);
+            x
+        })
+        .collect();
+    (v, s)
+}
+
+/// Failover with replies from 1 KB to 1 MB, against two unreplicated servers.
+fn reply_size_sweep(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
+    let s = shape(quick, (4.0, 0.5, 1), (12.0, 1.0, 3));
+    let mut v = Vec::new();
+    for (label, size) in [
+        ("0001KB", 1024u64),
+        ("0016KB", 16 * 1024),
+        ("0256KB", 256 * 1024),
+        ("1024KB", 1024 * 1024),
+    ] {
+        let mut u = unreplicated(&format!("two-servers-{label}"), 2);
+        u.load.size = size;
+        let mut c = coral(&format!("coral-dual-role-{label}"), true, hb);
+        c.load.size = size;
+        c.fault = cut("server-a", s.duration_s * 0.6);
+        v.push(u);
+        v.push(c);
+    }
+    (v, s)
 }
 
 /// The variant-name prefix of a CPU quota: `cpu010-` for 0.1 core.

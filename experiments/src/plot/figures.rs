@@ -215,6 +215,39 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi)
 }
 
+/// The points of `points` in the panel `x`, latencies clamped to the axis
+/// floor `ylo`.
+fn in_panel(
+    points: &[(f64, f64)],
+    x: (f64, f64),
+    ylo: f64,
+) -> impl Iterator<Item = (f64, f64)> + '_ {
+    points
+        .iter()
+        .filter(move |p| p.0 >= x.0 && p.0 <= x.1)
+        .map(move |p| (p.0, p.1.max(ylo)))
+}
+
+/// The successful requests of the panel `x` to draw (at most about
+/// `max_points`, one in every n; latencies clamped to the axis floor
+/// `ylo`) and their legend label.
+fn thinned(
+    ok: &[(f64, f64)],
+    x: (f64, f64),
+    ylo: f64,
+    max_points: usize,
+) -> (Vec<(f64, f64)>, String) {
+    let n = in_panel(ok, x, ylo).count();
+    let stride = n.div_ceil(max_points.max(1)).max(1);
+    let shown: Vec<(f64, f64)> = in_panel(ok, x, ylo).step_by(stride).collect();
+    let label = if stride > 1 {
+        format!("successful request (1 in {stride} of {n} drawn)")
+    } else {
+        "successful request".to_string()
+    };
+    (shown, label)
+}
+
 fn latency_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     caption: &str,
@@ -230,7 +263,6 @@ fn latency_panel<DB: DrawingBackend>(
             .chain(f.errors.iter().filter(in_x))
             .map(|p| p.1),
     );
-    let clamp = |v: f64| v.max(ylo);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 20))
         .margin(14)
@@ -249,19 +281,7 @@ fn latency_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(de)?;
-    let in_panel = f.ok.iter().filter(in_x).count();
-    let stride = in_panel.div_ceil(max_points.max(1)).max(1);
-    let shown: Vec<(f64, f64)> =
-        f.ok.iter()
-            .filter(in_x)
-            .step_by(stride)
-            .map(|p| (p.0, clamp(p.1)))
-            .collect();
-    let ok_label = if stride > 1 {
-        format!("successful request (1 in {stride} of {in_panel} drawn)")
-    } else {
-        "successful request".to_string()
-    };
+    let (shown, ok_label) = thinned(&f.ok, x, ylo, max_points);
     chart
         .draw_series(
             shown
@@ -271,12 +291,7 @@ fn latency_panel<DB: DrawingBackend>(
         .map_err(de)?
         .label(ok_label)
         .legend(|(x, y)| Circle::new((x + 9, y), 3, OK_COLOR.filled()));
-    let errs: Vec<(f64, f64)> = f
-        .errors
-        .iter()
-        .filter(in_x)
-        .map(|p| (p.0, clamp(p.1)))
-        .collect();
+    let errs = in_panel(&f.errors, x, ylo).collect::<Vec<_>>();
     if !errs.is_empty() {
         chart
             .draw_series(
@@ -287,29 +302,33 @@ fn latency_panel<DB: DrawingBackend>(
             .label(format!("failed request ({} in this panel)", errs.len()))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, FAULT_COLOR.stroke_width(2)));
     }
-    if let Some(t) = f.warmup_s.filter(|t| *t > x.0 && *t < x.1) {
+    // Vertical markers: (instant, dash and gap, colour, label).
+    let markers = [
+        (
+            f.warmup_s.filter(|t| *t > x.0 && *t < x.1),
+            (3, 5),
+            WARMUP_COLOR,
+            "end of warm-up",
+        ),
+        (
+            f.fault_s.filter(|t| *t >= x.0 && *t <= x.1),
+            (6, 4),
+            FAULT_COLOR,
+            "fault injected",
+        ),
+    ];
+    for (t, (dash, gap), color, label) in markers {
+        let Some(t) = t else { continue };
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(t, ylo), (t, yhi)],
-                3,
-                5,
-                WARMUP_COLOR.stroke_width(2),
+                dash,
+                gap,
+                color.stroke_width(2),
             ))
             .map_err(de)?
-            .label("end of warm-up")
-            .legend(legend_dashed(WARMUP_COLOR));
-    }
-    if let Some(t) = f.fault_s.filter(|t| *t >= x.0 && *t <= x.1) {
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(t, ylo), (t, yhi)],
-                6,
-                4,
-                FAULT_COLOR.stroke_width(2),
-            ))
-            .map_err(de)?
-            .label("fault injected")
-            .legend(legend_dashed(FAULT_COLOR));
+            .label(label)
+            .legend(legend_dashed(color));
     }
     if legend {
         chart

@@ -668,19 +668,7 @@ impl Topology for Docker {
         self.create_network(h, &cli, "198.51.100.0/24", CLIENT_GATEWAY)?;
         self.create_network(h, &lan, "192.0.2.0/24", LAN_GATEWAY)?;
 
-        // The kit's binaries and the state directory at their own paths.
-        let bin_dir = super::sibling_binary("coral-exp")
-            .or_else(|_| super::sibling_binary("webstone-server"))?
-            .parent()
-            .map(Path::to_path_buf)
-            .context("binary folder")?;
-        let state_dir = std::path::absolute(h.dir())?;
-        let mounts = vec![
-            "/usr:/usr:ro".to_string(),
-            format!("{}:{}:ro", bin_dir.display(), bin_dir.display()),
-            format!("{}:{}", state_dir.display(), state_dir.display()),
-        ];
-
+        let mounts = mounts(&h.dir())?;
         for host in CONTAINERS {
             check_cancel(cancel)?;
             let (net, addr, second) = match host {
@@ -699,45 +687,7 @@ impl Topology for Docker {
                 }
             };
             let ns = self.add_container(h, host, net, addr, second, &mounts)?;
-            // Sysctls and routes from the host side, as in the netns topology.
-            let fwd = if host == "router" { "1" } else { "0" };
-            let server = host.starts_with("server") || host == "spare";
-            let (main_addr, gw): (Ipv4Addr, Option<Ipv4Addr>) = match host {
-                "client" => (
-                    CLIENT_ADDR.parse()?,
-                    Some(netns::ROUTER_CLIENT_ADDR.parse()?),
-                ),
-                "router" => (netns::ROUTER_LAN_ADDR.parse()?, None),
-                _ => (addr.parse()?, Some(netns::ROUTER_LAN_ADDR.parse()?)),
-            };
-            let found = nl(&ns, move |h| async move {
-                faultinject::nl::write_sysctls(&host_sysctls(fwd))?;
-                let ls = links(&h).await?;
-                let main = ls
-                    .iter()
-                    .find(|l| l.addrs.contains(&main_addr))
-                    .cloned()
-                    .ok_or(format!("no interface holds {main_addr}"))?;
-                if server {
-                    // A CoRAL primary's direct-routing settings: its node
-                    // cannot write them inside the container.
-                    let d = &main.name;
-                    let keys = [
-                        ("net.ipv4.conf.all.arp_ignore".to_string(), "1"),
-                        ("net.ipv4.conf.all.arp_announce".to_string(), "2"),
-                        (format!("net.ipv4.conf.{d}.arp_ignore"), "1"),
-                        (format!("net.ipv4.conf.{d}.arp_announce"), "2"),
-                    ];
-                    let kv: Vec<(&str, &str)> =
-                        keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-                    faultinject::nl::write_sysctls(&kv)?;
-                }
-                if let Some(gw) = gw {
-                    faultinject::nl::default_route(&h, gw).await?;
-                }
-                Ok(main)
-            })
-            .with_context(|| format!("sysctls and routes in {ns}"))?;
+            let (main_addr, found) = settle_inside(&ns, host, addr)?;
             // The link a cut sets down: the container's host-side veth
             // (the client's is its cable to the router).
             let link = Some(LinkEnd {
@@ -965,6 +915,66 @@ impl Topology for Docker {
         super::unregister(prefix);
         Ok(())
     }
+}
+
+/// The containers' mounts: `/usr`, the kit's binaries and the state
+/// directory `state`, each at its own path.
+fn mounts(state: &Path) -> Result<Vec<String>> {
+    let bin_dir = super::sibling_binary("coral-exp")
+        .or_else(|_| super::sibling_binary("webstone-server"))?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("binary folder")?;
+    let state_dir = std::path::absolute(state)?;
+    Ok(vec![
+        "/usr:/usr:ro".to_string(),
+        format!("{}:{}:ro", bin_dir.display(), bin_dir.display()),
+        format!("{}:{}", state_dir.display(), state_dir.display()),
+    ])
+}
+
+/// Sysctls and routes of container `host` (namespace `ns`, address
+/// `addr`) from the host side, as in the netns topology; its main address
+/// and the interface that holds it.
+fn settle_inside(ns: &str, host: &'static str, addr: &str) -> Result<(Ipv4Addr, Link)> {
+    let fwd = if host == "router" { "1" } else { "0" };
+    let server = host.starts_with("server") || host == "spare";
+    let (main_addr, gw): (Ipv4Addr, Option<Ipv4Addr>) = match host {
+        "client" => (
+            CLIENT_ADDR.parse()?,
+            Some(netns::ROUTER_CLIENT_ADDR.parse()?),
+        ),
+        "router" => (netns::ROUTER_LAN_ADDR.parse()?, None),
+        _ => (addr.parse()?, Some(netns::ROUTER_LAN_ADDR.parse()?)),
+    };
+    let found = nl(ns, move |h| async move {
+        faultinject::nl::write_sysctls(&host_sysctls(fwd))?;
+        let ls = links(&h).await?;
+        let main = ls
+            .iter()
+            .find(|l| l.addrs.contains(&main_addr))
+            .cloned()
+            .ok_or(format!("no interface holds {main_addr}"))?;
+        if server {
+            // A CoRAL primary's direct-routing settings: its node
+            // cannot write them inside the container.
+            let d = &main.name;
+            let keys = [
+                ("net.ipv4.conf.all.arp_ignore".to_string(), "1"),
+                ("net.ipv4.conf.all.arp_announce".to_string(), "2"),
+                (format!("net.ipv4.conf.{d}.arp_ignore"), "1"),
+                (format!("net.ipv4.conf.{d}.arp_announce"), "2"),
+            ];
+            let kv: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            faultinject::nl::write_sysctls(&kv)?;
+        }
+        if let Some(gw) = gw {
+            faultinject::nl::default_route(&h, gw).await?;
+        }
+        Ok(main)
+    })
+    .with_context(|| format!("sysctls and routes in {ns}"))?;
+    Ok((main_addr, found))
 }
 
 #[cfg(test)]

@@ -266,106 +266,20 @@ impl Topology for Netns {
 
     fn build(&self, h: &mut StateHandle, cancel: &AtomicBool) -> Result<()> {
         let prefix = h.state.prefix.clone();
-        let ns = |host: &str| ns_name(&prefix, host);
-        let sw = ns("switch");
-        h.state.client_ns = ns("client");
+        h.state.client_ns = ns_name(&prefix, "client");
         h.save()?;
-
         // 1. Namespaces, with sysctls and lo.
-        let lan = |name: &str| LAN_HOSTS.iter().find(|(n, _, _)| *n == name).copied();
         for host in HOSTS {
-            let info = match host {
-                "client" => HostInfo {
-                    netns: ns(host),
-                    addr: CLIENT_ADDR.into(),
-                    mac: mac_for(CLIENT_ADDR),
-                    dev: "eth0".into(),
-                    link: Some(LinkEnd {
-                        netns: ns("router"),
-                        dev: "eth0".into(),
-                    }),
-                    ..Default::default()
-                },
-                "switch" => HostInfo {
-                    netns: ns(host),
-                    dev: BRIDGE.into(),
-                    ..Default::default()
-                },
-                _ => {
-                    let (_, addr, dev) = lan(host).context("host plan")?;
-                    HostInfo {
-                        netns: ns(host),
-                        addr: addr.into(),
-                        mac: mac_for(addr),
-                        dev: dev.into(),
-                        link: Some(LinkEnd {
-                            netns: sw.clone(),
-                            dev: switch_port(host),
-                        }),
-                        on_switch: true,
-                        ..Default::default()
-                    }
-                }
-            };
-            self.add_host(h, host, info, cancel)?;
+            self.add_host(h, host, host_info(&prefix, host)?, cancel)?;
         }
-
-        // 2. The switch: a bridge that forwards at once (no STP, no delay),
-        //    and one veth per LAN host, created with its host end directly in
-        //    the host's namespace.
+        // 2. The switch.
         check_cancel(cancel)?;
-        let ports: Vec<(String, String, [u8; 6], String)> = LAN_HOSTS
-            .iter()
-            .map(|(host, addr, dev)| {
-                Ok((
-                    switch_port(host),
-                    dev.to_string(),
-                    mac(&mac_for(addr))?,
-                    ns(host),
-                ))
-            })
-            .collect::<Result<_>>()?;
-        nl(&sw, move |h| async move {
-            use faultinject::nl::{add_bridge, add_veth_to, enslave_up};
-            add_bridge(&h, BRIDGE).await?;
-            for (port, dev, m, host_ns) in &ports {
-                add_veth_to(&h, port, None, dev, *m, host_ns).await?;
-                enslave_up(&h, port, BRIDGE).await?;
-            }
-            Ok(())
-        })?;
-
+        build_switch(&prefix)?;
         // 3. client <-> router, a direct veth pair.
         check_cancel(cancel)?;
-        let (cmac, rmac) = (
-            mac(&mac_for(CLIENT_ADDR))?,
-            mac(&mac_for(ROUTER_CLIENT_ADDR))?,
-        );
-        let (caddr, raddr) = (ipv4(CLIENT_ADDR)?, ipv4(ROUTER_CLIENT_ADDR)?);
-        let router_ns = ns("router");
-        nl(&ns("client"), move |h| async move {
-            use faultinject::nl::{add_veth_to, addr_up, default_route};
-            add_veth_to(&h, "eth0", Some(cmac), "eth0", rmac, &router_ns).await?;
-            addr_up(&h, "eth0", caddr, 24).await?;
-            default_route(&h, raddr).await
-        })?;
-
+        link_client(&prefix)?;
         // 4. Addresses and routes of the LAN hosts.
-        let gw = ipv4(ROUTER_LAN_ADDR)?;
-        for (host, addr, dev) in LAN_HOSTS {
-            check_cancel(cancel)?;
-            let a = ipv4(addr)?;
-            let is_router = host == "router";
-            nl(&ns(host), move |h| async move {
-                use faultinject::nl::{addr_up, default_route};
-                addr_up(&h, dev, a, 24).await?;
-                if is_router {
-                    addr_up(&h, "eth0", raddr, 24).await
-                } else {
-                    default_route(&h, gw).await
-                }
-            })?;
-        }
+        address_lan(&prefix, cancel)?;
         h.save()?;
         Ok(())
     }
@@ -586,6 +500,114 @@ pub fn existing_namespaces(prefix: &str) -> Vec<String> {
         .map(|h| ns_name(prefix, h))
         .filter(|n| netns_exists(n))
         .collect()
+}
+
+/// What `host` of the topology named `prefix` is: its namespace, address,
+/// MAC, LAN device and the other end of its link.
+fn host_info(prefix: &str, host: &str) -> Result<HostInfo> {
+    let ns = |host: &str| ns_name(prefix, host);
+    Ok(match host {
+        "client" => HostInfo {
+            netns: ns(host),
+            addr: CLIENT_ADDR.into(),
+            mac: mac_for(CLIENT_ADDR),
+            dev: "eth0".into(),
+            link: Some(LinkEnd {
+                netns: ns("router"),
+                dev: "eth0".into(),
+            }),
+            ..Default::default()
+        },
+        "switch" => HostInfo {
+            netns: ns(host),
+            dev: BRIDGE.into(),
+            ..Default::default()
+        },
+        _ => {
+            let (_, addr, dev) = LAN_HOSTS
+                .iter()
+                .find(|(n, _, _)| *n == host)
+                .copied()
+                .context("host plan")?;
+            HostInfo {
+                netns: ns(host),
+                addr: addr.into(),
+                mac: mac_for(addr),
+                dev: dev.into(),
+                link: Some(LinkEnd {
+                    netns: ns("switch"),
+                    dev: switch_port(host),
+                }),
+                on_switch: true,
+                ..Default::default()
+            }
+        }
+    })
+}
+
+/// The switch: a bridge that forwards at once (no STP, no delay), and one
+/// veth per LAN host, created with its host end directly in the host's
+/// namespace.
+fn build_switch(prefix: &str) -> Result<()> {
+    let ports: Vec<(String, String, [u8; 6], String)> = LAN_HOSTS
+        .iter()
+        .map(|(host, addr, dev)| {
+            Ok((
+                switch_port(host),
+                dev.to_string(),
+                mac(&mac_for(addr))?,
+                ns_name(prefix, host),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    nl(&ns_name(prefix, "switch"), move |h| async move {
+        use faultinject::nl::{add_bridge, add_veth_to, enslave_up};
+        add_bridge(&h, BRIDGE).await?;
+        for (port, dev, m, host_ns) in &ports {
+            add_veth_to(&h, port, None, dev, *m, host_ns).await?;
+            enslave_up(&h, port, BRIDGE).await?;
+        }
+        Ok(())
+    })
+}
+
+/// client <-> router: a direct veth pair, the client's address and its
+/// default route through the router.
+fn link_client(prefix: &str) -> Result<()> {
+    let (cmac, rmac) = (
+        mac(&mac_for(CLIENT_ADDR))?,
+        mac(&mac_for(ROUTER_CLIENT_ADDR))?,
+    );
+    let (caddr, raddr) = (ipv4(CLIENT_ADDR)?, ipv4(ROUTER_CLIENT_ADDR)?);
+    let router_ns = ns_name(prefix, "router");
+    nl(&ns_name(prefix, "client"), move |h| async move {
+        use faultinject::nl::{add_veth_to, addr_up, default_route};
+        add_veth_to(&h, "eth0", Some(cmac), "eth0", rmac, &router_ns).await?;
+        addr_up(&h, "eth0", caddr, 24).await?;
+        default_route(&h, raddr).await
+    })
+}
+
+/// Addresses and routes of the LAN hosts (the router also gets its client
+/// side address).
+fn address_lan(prefix: &str, cancel: &AtomicBool) -> Result<()> {
+    let raddr = ipv4(ROUTER_CLIENT_ADDR)?;
+    let gw = ipv4(ROUTER_LAN_ADDR)?;
+    for (host, addr, dev) in LAN_HOSTS {
+        check_cancel(cancel)?;
+        let a = ipv4(addr)?;
+        let is_router = host == "router";
+        nl(&ns_name(prefix, host), move |h| async move {
+            use faultinject::nl::{addr_up, default_route};
+            addr_up(&h, dev, a, 24).await?;
+            if is_router {
+                addr_up(&h, "eth0", raddr, 24).await
+            } else {
+                default_route(&h, gw).await
+            }
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
