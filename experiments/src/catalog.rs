@@ -298,7 +298,8 @@ pub fn false_detection(quick: bool) -> (Vec<Variant>, Shape) {
 }
 
 /// The false detections `false-detection` allows in 10 minutes at a
-/// heartbeat of `h` ms (3 misses), per issue 22: none at 10 ms, one at 5 ms.
+/// heartbeat of `h` ms (3 misses), the detector's goal under load: none at
+/// 10 ms, one at 5 ms.
 pub fn false_detections_allowed_per_10_min(h: u64) -> Option<u64> {
     match h {
         10.. => Some(0),

@@ -1,4 +1,4 @@
-//! Dual role (paper section 3, issue 8): each server fronts one service
+//! Dual role (paper section 3): each server fronts one service
 //! address and is primary for the other. Clients on both addresses; when
 //! either server's link is cut, the survivor takes both roles (rebuilding the
 //! connections it was backing up, taking the address the failed node fronted

@@ -198,7 +198,7 @@ impl Netns {
 
 /// The IPv4 settings every host namespace gets (`fwd`: "1" on the router,
 /// "0" elsewhere). New namespaces copy IPv4 settings from the root
-/// namespace, so each one that matters is set explicitly (DESIGN.md
+/// namespace, so each one that matters is set explicitly (docs/DESIGN.md
 /// section 7); the Docker topology sets the same in its containers.
 pub(super) fn host_sysctls(fwd: &'static str) -> [(&'static str, &'static str); 11] {
     [
