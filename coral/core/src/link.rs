@@ -356,6 +356,14 @@ impl HeartbeatLink {
         let gaps = self.det.stats().seq_gap;
         let verdict = self.det.on_heartbeat(arrival, epoch, seq);
         self.stats.seq_gap += self.det.stats().seq_gap - gaps;
+        // Its delay counts whether or not it came in time: a histogram of
+        // the timely ones only would hide the very delays that caused a
+        // false detection.
+        if verdict == HeartbeatVerdict::Fresh && hb.sent_unix_ns > 0 {
+            if let Some(d) = arrival_unix_ns.checked_sub(hb.sent_unix_ns) {
+                self.stats.delay.record(d);
+            }
+        }
         // A heartbeat after the failure deadline is no sign of life: it
         // neither moves the echo nor extends anything.
         if self.det.is_failed() {
@@ -367,7 +375,7 @@ impl HeartbeatLink {
         // its echo is as sound as any (the peer echoes only heartbeats it
         // took as fresh before it declared us failed).
         if verdict == HeartbeatVerdict::Fresh {
-            self.on_fresh(arrival_unix_ns, seq, hb);
+            self.on_fresh(seq, hb);
         } else {
             self.stats.stale += 1;
         }
@@ -384,10 +392,7 @@ impl HeartbeatLink {
         self.advance(arrival);
     }
 
-    fn on_fresh(&mut self, arrival_unix_ns: u64, seq: u64, hb: &Heartbeat) {
-        if hb.sent_unix_ns > 0 && arrival_unix_ns >= hb.sent_unix_ns {
-            self.stats.delay.record(arrival_unix_ns - hb.sent_unix_ns);
-        }
+    fn on_fresh(&mut self, seq: u64, hb: &Heartbeat) {
         self.echo = seq;
         if hb.vips != self.peer_status {
             self.peer_status = hb.vips.clone();

@@ -404,3 +404,23 @@ fn a_log_stall_of_a_peer_that_never_heard_us_is_not_judged() {
         );
     }
 }
+
+#[test]
+fn a_heartbeat_that_comes_too_late_still_counts_in_the_delay() {
+    let mut l = HeartbeatLink::new(timing(), t(0), vec![]);
+    send_until(&mut l, 0);
+    let mut h = hb(100);
+    h.sent_unix_ns = 1_000 * MS;
+    l.on_heartbeat(t(1), 1_000 * MS + 200_000, Epoch(1), 7, &h);
+    drain(&mut l, t(1));
+    // The next one was sent at 1,010 ms and held up 45 ms: the peer is
+    // declared failed before it arrives, and its delay is recorded all
+    // the same.
+    assert!(drain(&mut l, t(40))
+        .iter()
+        .any(|e| matches!(e, LinkEvent::Detector(DetectorEvent::PeerFailed { .. }))));
+    h.sent_unix_ns = 1_010 * MS;
+    l.on_heartbeat(t(56), 1_055 * MS, Epoch(1), 8, &h);
+    assert_eq!(l.stats().delay.count(), 2);
+    assert_eq!(l.stats().delay.max_ns(), 45 * MS);
+}
