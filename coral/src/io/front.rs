@@ -2,11 +2,12 @@
 //! (docs/DESIGN.md section 2).
 //!
 //! One thread owns the connection table ([`coral_core::ConnTable`]) and
-//! polls three things: its frame source, the log channel's entries, and the
-//! node's commands. Nothing else touches the table, so there is no lock:
-//! the log server hands each batch of entries over as a [`Command::Log`]
-//! and writes the acknowledgement the thread returns, and a takeover asks
-//! the thread for the snapshot.
+//! polls three things: its frame source, the primary's log connection, and
+//! the node's commands. Nothing else touches the table, so there is no
+//! lock: the log server hands the accepted log connection over
+//! ([`Command::LogConn`]) and the thread reads it, applies its entries and
+//! writes the cumulative ack itself (no thread hop per entry), and a
+//! takeover asks the thread for the snapshot.
 //!
 //! Two frame sources ([`FrontKind`]):
 //! - `ebpf`: the kernel fast path ([`crate::io::ebpf_front`]). The program
@@ -24,7 +25,7 @@
 //! until when ARP is answered, and when to stop acknowledging the log are
 //! commands from the node.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -40,11 +41,12 @@ use coral_core::{FourTuple, LogMsg, NotRestorable, TakeoverParams, TakeoverState
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Deserialize;
-use tokio::sync::{mpsc::UnboundedSender, oneshot, watch};
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use crate::clock::Clock;
 use crate::io::afpacket::{PacketSocket, VnetHdr};
 use crate::io::ebpf_front::{ConnVerdict, EbpfFront, EbpfFrontConfig, LoadError, RecordKind};
+use crate::io::logchan::LogSession;
 
 pub use crate::io::ebpf_front::Mode;
 
@@ -137,8 +139,9 @@ pub type Snapshot = Vec<(FourTuple, Result<TakeoverState, NotRestorable>)>;
 
 /// A command from the node (or the log server) to the data path.
 pub enum Command {
-    /// Log entries of one read, applied after the ring is drained.
-    Log(Vec<LogMsg>, oneshot::Sender<LogApplied>),
+    /// The primary's log connection: the thread reads it, applies its
+    /// entries after draining the ring, and acknowledges them.
+    LogConn(Box<LogSession>),
     /// Switch mode; with the eBPF source, wait for runs in flight and drain.
     Mode(Mode),
     /// Answer ARP for the fronted addresses while the node clock is below
@@ -231,7 +234,6 @@ pub struct Front {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     kind: FrontKind,
-    acks_stopped: watch::Receiver<bool>,
 }
 
 impl Front {
@@ -248,7 +250,6 @@ impl Front {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(FrontStats::default());
         let kind = source.kind();
-        let (stopped_tx, acks_stopped) = watch::channel(false);
         let engine = Engine {
             source,
             rec: Recorder {
@@ -263,7 +264,6 @@ impl Front {
                 mode: cfg.mode,
                 arp_until: u64::MAX,
                 acking: true,
-                acks_stopped: stopped_tx,
                 held: (Vec::new(), 0),
                 watched: HashSet::new(),
                 verdicts: HashSet::new(),
@@ -272,6 +272,8 @@ impl Front {
             },
             rx,
             refusing: false,
+            logs: HashMap::new(),
+            next_log: LOG0,
         };
         std::thread::Builder::new()
             .name("coral-front".into())
@@ -281,7 +283,6 @@ impl Front {
             tx,
             waker,
             kind,
-            acks_stopped,
         })
     }
 
@@ -306,18 +307,6 @@ impl Front {
             .map_err(|_| io::Error::other("the front stopped before answering"))
     }
 
-    /// Turns true once the thread has stopped acknowledging log entries
-    /// (`Command::StopAcking`, a takeover's snapshot): the log server then
-    /// closes the primary's log connection silently.
-    pub fn acks_stopped(&self) -> watch::Receiver<bool> {
-        self.acks_stopped.clone()
-    }
-
-    /// Apply one read's log entries (after draining the ring).
-    pub async fn apply_log(&self, entries: Vec<LogMsg>) -> io::Result<LogApplied> {
-        self.call(|r| Command::Log(entries, r)).await
-    }
-
     /// Stop the thread without waiting for it.
     pub fn retire(&self) {
         self.send(Command::Retire);
@@ -327,6 +316,8 @@ impl Front {
 const SOURCE: Token = Token(0);
 const ARP: Token = Token(1);
 const WAKE: Token = Token(2);
+/// Log connections take tokens from here on.
+const LOG0: usize = 16;
 
 /// The data-path thread: the frame source and the table's side.
 struct Engine {
@@ -335,6 +326,9 @@ struct Engine {
     rx: Receiver<Command>,
     /// The program refuses new connections (the table was full).
     refusing: bool,
+    /// The primary's log connections, by token.
+    logs: HashMap<Token, Box<LogSession>>,
+    next_log: usize,
 }
 
 /// Everything on the table's side of the thread (borrowed apart from the
@@ -351,8 +345,6 @@ struct Recorder {
     mode: Mode,
     arp_until: u64,
     acking: bool,
-    /// Told when `acking` turns false ([`Front::acks_stopped`]).
-    acks_stopped: watch::Sender<bool>,
     /// Frames held since `Mode(Hold)`, and their bytes.
     held: (Vec<Vec<u8>>, usize),
     /// Connections caught mid-handshake, still recorded in idle mode.
@@ -422,9 +414,15 @@ impl Engine {
                     return;
                 }
             };
+            for t in events.iter().map(|e| e.token()) {
+                if t.0 >= LOG0 {
+                    self.serve_log(&poll, t);
+                }
+            }
             loop {
                 match self.rx.try_recv() {
                     Ok(Command::Retire) | Err(TryRecvError::Disconnected) => return,
+                    Ok(Command::LogConn(s)) => self.add_log(&poll, s),
                     Ok(cmd) => self.command(cmd),
                     Err(TryRecvError::Empty) => break,
                 }
@@ -495,17 +493,18 @@ impl Engine {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Log(entries, reply) => {
-                // Causality: every frame the primary may have seen is in
-                // the table before an entry that refers to it.
-                while self.drain_ring(usize::MAX) > 0 {}
-                let _ = reply.send(self.rec.apply_log(entries));
-            }
+            Command::LogConn(_) | Command::Retire => {}
             Command::Mode(m) => self.set_mode(m),
             Command::ArpUntil(t) => self.rec.arp_until = t,
             Command::StopAcking => {
                 self.rec.acking = false;
-                self.rec.acks_stopped.send_replace(true);
+                // The primary may have sent nothing since (it was cut
+                // off): an ack written just before may still be
+                // unacknowledged, so go silently now, not at the next
+                // entry, which never comes.
+                for (_, mut s) in self.logs.drain() {
+                    s.go_silent();
+                }
             }
             Command::Snapshot(vip, reply) => {
                 let _ = reply.send(self.rec.snapshot(vip));
@@ -526,7 +525,46 @@ impl Engine {
             Command::Barrier(reply) => {
                 let _ = reply.send(());
             }
-            Command::Retire => {}
+        }
+    }
+
+    /// Take the primary's log connection into the poll set and read what
+    /// it already holds.
+    fn add_log(&mut self, poll: &Poll, mut s: Box<LogSession>) {
+        if !self.rec.acking {
+            s.go_silent();
+            return;
+        }
+        let token = Token(self.next_log);
+        self.next_log += 1;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = poll
+            .registry()
+            .register(&mut SourceFd(&s.fd()), token, interest)
+        {
+            tracing::warn!("front: polling a log connection: {e}");
+            return;
+        }
+        self.logs.insert(token, s);
+        self.serve_log(poll, token);
+    }
+
+    /// A log connection is ready: its entries are applied here, on the
+    /// table's thread, after the ring is drained (causality: every frame
+    /// the primary may have seen is in the table before an entry that
+    /// refers to it).
+    fn serve_log(&mut self, poll: &Poll, token: Token) {
+        let Some(mut s) = self.logs.remove(&token) else {
+            return;
+        };
+        let keep = s.on_ready(&mut |entries| {
+            while self.drain_ring(usize::MAX) > 0 {}
+            self.rec.apply_log(entries)
+        });
+        if keep {
+            self.logs.insert(token, s);
+        } else {
+            let _ = poll.registry().deregister(&mut SourceFd(&s.fd()));
         }
     }
 

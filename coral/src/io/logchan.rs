@@ -16,9 +16,9 @@
 //! is closed.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::io::front::Front;
+use crate::io::front::{Command, Front, LogApplied};
 use crate::io::logged_io::{LogFuture, ReplyLogger};
 
 /// Largest reply payload put in one `Reply` message.
@@ -447,7 +447,10 @@ pub struct LogServer {
 }
 
 /// Accept the primary's log connection on `listener` (only from
-/// `ctx.peer`), apply entries to the table, acknowledge. Runs forever.
+/// `ctx.peer`) and hand it to the front's data-path thread, which reads
+/// the entries, applies them to the table it owns and acknowledges them
+/// ([`LogSession`]): no thread hop between the log and the table. Runs
+/// forever.
 pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
     loop {
         let Ok((stream, from)) = listener.accept().await else {
@@ -460,7 +463,14 @@ pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_one(stream, ctx.clone()));
+        // Still non-blocking: the thread polls it.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let session = LogSession::new(stream, &ctx);
+        if !ctx.front.send(Command::LogConn(Box::new(session))) {
+            return; // the front has stopped: nothing can be applied
+        }
     }
 }
 
@@ -468,37 +478,113 @@ pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
 /// failed, so its log connection goes silently (repair mode, then the
 /// caller drops it): a FIN, or the last ack, to a cut-off peer would be
 /// retransmitted on the survivor's timer for minutes.
-fn close_silently(wr: &tokio::net::tcp::OwnedWriteHalf) {
-    let _ = crate::io::repair::set_repair(wr.as_ref().as_raw_fd(), true);
+fn close_silently(fd: RawFd) {
+    let _ = crate::io::repair::set_repair(fd, true);
 }
 
-async fn serve_one(stream: TcpStream, ctx: LogServer) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut enc = Encoder::new(ctx.key.clone(), ctx.me, ctx.epoch, crate::clock::unix_ns());
-    let mut dec = StreamDecoder::new(ctx.key.clone(), DecoderConfig::for_channel(Channel::Log));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut said_hello = false;
-    let mut stopped = ctx.front.acks_stopped();
-    loop {
-        let n = tokio::select! {
-            r = rd.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            // The snapshot stopped acknowledgements while the primary sent
-            // nothing (it was cut off): an ack written just before may
-            // still be unacknowledged, so go silently now, not at the
-            // next entry, which never comes.
-            _ = stopped.wait_for(|s| *s) => {
-                close_silently(&wr);
-                return;
-            }
-        };
-        if dec.push(&buf[..n]).is_err() {
-            break;
+/// The backup's end of one log connection, driven by the front's
+/// data-path thread (which owns the table): each time the socket is
+/// ready, everything it holds is read and decoded, applied in one batch
+/// (after the ring is drained), and acknowledged with one cumulative
+/// `LogAck`.
+pub struct LogSession {
+    stream: std::net::TcpStream,
+    enc: Encoder,
+    dec: StreamDecoder,
+    hello: NodeConfig,
+    said_hello: bool,
+    stats: Arc<LogServerStats>,
+    rejects: Arc<Mutex<RejectCounters>>,
+    buf: Vec<u8>,
+    /// Acknowledgement bytes the socket did not take yet.
+    out: Vec<u8>,
+}
+
+impl LogSession {
+    fn new(stream: std::net::TcpStream, ctx: &LogServer) -> LogSession {
+        LogSession {
+            stream,
+            enc: Encoder::new(ctx.key.clone(), ctx.me, ctx.epoch, crate::clock::unix_ns()),
+            dec: StreamDecoder::new(ctx.key.clone(), DecoderConfig::for_channel(Channel::Log)),
+            hello: ctx.hello.clone(),
+            said_hello: false,
+            stats: ctx.stats.clone(),
+            rejects: ctx.rejects.clone(),
+            buf: vec![0u8; 256 * 1024],
+            out: Vec::new(),
+        }
+    }
+
+    /// The socket, for polling (readable and writable, edge-triggered).
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// The socket is ready: read what it holds, hand the entries to
+    /// `apply` (which drains the ring first and applies them), and write
+    /// the cumulative ack. False when the connection is over (the caller
+    /// drops the session; a session that stopped acknowledging has
+    /// already gone silently).
+    pub fn on_ready(&mut self, apply: &mut dyn FnMut(Vec<LogMsg>) -> LogApplied) -> bool {
+        if !self.flush() {
+            return false;
         }
         let mut entries = Vec::new();
-        while let Some(r) = dec.next_frame() {
+        loop {
+            let n = match (&self.stream).read(&mut self.buf) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            };
+            if !self.decode(n, &mut entries) {
+                return false;
+            }
+            if n < self.buf.len() {
+                // A short read emptied the receive queue: new data makes a
+                // new edge.
+                break;
+            }
+        }
+        *self.rejects.lock().expect("rejects") = *self.dec.counters();
+        if entries.is_empty() {
+            return true;
+        }
+        let applied = apply(entries);
+        if !applied.acking {
+            self.go_silent();
+            return false; // snapshot taken: never acknowledge again
+        }
+        self.stats
+            .entries
+            .fetch_add(applied.applied, Ordering::Relaxed);
+        self.stats
+            .replies
+            .fetch_add(applied.replies, Ordering::Relaxed);
+        self.stats
+            .unknown_conn
+            .fetch_add(applied.unknown, Ordering::Relaxed);
+        if applied.hello && !self.said_hello {
+            self.said_hello = true;
+            let hello = Message::Log(LogMsg::Hello(self.hello.clone()));
+            let _ = self.enc.encode(&hello, &mut self.out);
+        }
+        if let Some(id) = applied.ack {
+            let _ = self
+                .enc
+                .encode(&Message::Log(LogMsg::LogAck { id }), &mut self.out);
+        }
+        self.flush()
+    }
+
+    /// Decode the `n` bytes just read into `entries`; false if the stream
+    /// cannot be trusted any more.
+    fn decode(&mut self, n: usize, entries: &mut Vec<LogMsg>) -> bool {
+        if self.dec.push(&self.buf[..n]).is_err() {
+            return false;
+        }
+        while let Some(r) = self.dec.next_frame() {
             match r {
                 Ok(f) => {
                     if let Message::Log(msg) = f.msg {
@@ -506,46 +592,37 @@ async fn serve_one(stream: TcpStream, ctx: LogServer) {
                     }
                 }
                 Err(_) => {
-                    ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    if dec.poisoned().is_some() {
-                        *ctx.rejects.lock().expect("rejects") = *dec.counters();
-                        return;
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    if self.dec.poisoned().is_some() {
+                        *self.rejects.lock().expect("rejects") = *self.dec.counters();
+                        return false;
                     }
                 }
             }
         }
-        *ctx.rejects.lock().expect("rejects") = *dec.counters();
-        if entries.is_empty() {
-            continue;
+        true
+    }
+
+    /// Write what is pending; false if the socket failed.
+    fn flush(&mut self) -> bool {
+        let mut done = 0;
+        while done < self.out.len() {
+            match (&self.stream).write(&self.out[done..]) {
+                Ok(0) => return false,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
         }
-        // The data path applies them in order with the frames it recorded,
-        // and says what to acknowledge.
-        let Ok(applied) = ctx.front.apply_log(entries).await else {
-            return;
-        };
-        if !applied.acking {
-            close_silently(&wr);
-            return; // snapshot taken: never acknowledge again
-        }
-        ctx.stats
-            .entries
-            .fetch_add(applied.applied, Ordering::Relaxed);
-        ctx.stats
-            .replies
-            .fetch_add(applied.replies, Ordering::Relaxed);
-        ctx.stats
-            .unknown_conn
-            .fetch_add(applied.unknown, Ordering::Relaxed);
-        let mut out = Vec::new();
-        if applied.hello && !said_hello {
-            said_hello = true;
-            let _ = enc.encode(&Message::Log(LogMsg::Hello(ctx.hello.clone())), &mut out);
-        }
-        if let Some(id) = applied.ack {
-            let _ = enc.encode(&Message::Log(LogMsg::LogAck { id }), &mut out);
-        }
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
-            break;
-        }
+        self.out.drain(..done);
+        true
+    }
+
+    /// Acknowledgements stopped (a takeover's snapshot): the connection
+    /// goes without a FIN, and an ack written just before is never
+    /// retransmitted.
+    pub fn go_silent(&mut self) {
+        close_silently(self.stream.as_raw_fd());
     }
 }
