@@ -78,6 +78,16 @@ fn row(
         r(&log.rejected),
         r(&log.foreign),
     );
+    // The log round trip of this node's replies (primary side), us.
+    let rtt = crate::io::logchan::round_trips();
+    let rtt_us = |q: f64| rtt.quantile_ns(q).map_or(0, |ns| ns / 1000);
+    c.push_str(&format!(
+        " log_rtt_count={} log_rtt_p50_us={} log_rtt_p99_us={} log_rtt_max_us={}",
+        rtt.count(),
+        rtt_us(0.5),
+        rtt_us(0.99),
+        rtt.max_ns() / 1000,
+    ));
     if let Some(f) = front {
         c.push_str(&format!(
             " front_frames={} front_forwarded={} front_dropped={} front_malformed={} front_arp_replies={} front_busy_ns={} front_ring_full={}",

@@ -68,7 +68,7 @@ use crate::io::{announce, fencing, primary};
 pub struct SimplexLogger;
 
 impl ReplyLogger for SimplexLogger {
-    fn log_reply(&self, _t: FourTuple, _r: u64, _o: u64, _b: Vec<u8>) -> LogFuture {
+    fn log_reply(&self, _t: FourTuple, _r: u64, _o: u64, _b: &[u8]) -> LogFuture {
         Box::pin(async { Ok(()) })
     }
 }

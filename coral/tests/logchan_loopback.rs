@@ -68,7 +68,7 @@ async fn replies_logged_after_the_backup_died_wait_for_simplex() {
     // come while the detector has not declared the backup failed yet.
     let mut replies = Vec::new();
     for port in 1..=3u16 {
-        let mut f = client.log_reply(tuple(port), 100, 0, vec![b'x'; 1000]);
+        let mut f = client.log_reply(tuple(port), 100, 0, &[b'x'; 1000]);
         tokio::select! {
             r = &mut f => panic!("reply {port} resolved before simplex: {r:?}"),
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
@@ -86,7 +86,7 @@ async fn replies_logged_after_the_backup_died_wait_for_simplex() {
     }
     // And a reply logged in simplex mode resolves at once.
     client
-        .log_reply(tuple(9), 100, 0, vec![b'y'; 10])
+        .log_reply(tuple(9), 100, 0, &[b'y'; 10])
         .await
         .unwrap();
 }
@@ -101,7 +101,7 @@ async fn replies_queued_behind_a_blocked_write_are_released_by_simplex() {
     assert!(sock.read(&mut buf).await.unwrap() > 0, "no hello");
     let log = |ports: std::ops::Range<u16>| -> Vec<_> {
         ports
-            .map(|port| client.log_reply(tuple(port), 100, 0, vec![b'x'; 1 << 20]))
+            .map(|port| client.log_reply(tuple(port), 100, 0, &vec![b'x'; 1 << 20]))
             .collect()
     };
     // The channel's task takes a first batch (16 MB) and blocks writing it;

@@ -28,8 +28,11 @@ impl Default for Gate {
 }
 
 impl ReplyLogger for Gate {
-    fn log_reply(&self, _t: FourTuple, request_end: u64, offset: u64, bytes: Vec<u8>) -> LogFuture {
-        self.logs.lock().unwrap().push((request_end, offset, bytes));
+    fn log_reply(&self, _t: FourTuple, request_end: u64, offset: u64, bytes: &[u8]) -> LogFuture {
+        self.logs
+            .lock()
+            .unwrap()
+            .push((request_end, offset, bytes.to_vec()));
         let sem = self.release.clone();
         Box::pin(async move {
             sem.acquire().await.expect("semaphore").forget();

@@ -20,17 +20,18 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use coral_core::{
-    Channel, CloseKind, DecoderConfig, Encoder, Key, LogMsg, Message, NodeConfig, RejectCounters,
-    StreamDecoder,
+    Channel, CloseKind, DecoderConfig, DelayHistogram, Encoder, Key, LogMsg, Message, NodeConfig,
+    RejectCounters, StreamDecoder,
 };
 use coral_core::{Epoch, FourTuple, NegotiatedOptions, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use crate::io::front::{Command, Front, LogApplied};
 use crate::io::logged_io::{LogFuture, ReplyLogger};
@@ -38,51 +39,94 @@ use crate::io::logged_io::{LogFuture, ReplyLogger};
 /// Largest reply payload put in one `Reply` message.
 pub const MAX_REPLY_PART: usize = 15 << 20;
 
-/// An entry for the wire, numbered as it was queued.
-enum Cmd {
-    Entry(u64, LogMsgKind),
+/// The wire side of the primary's channel: entries are encoded straight
+/// into `out` as they are logged, numbered in that order (cumulative acks
+/// rely on it), and written by whoever finds the socket idle: the logging
+/// connection's own task in the common case (no thread hop), or the
+/// flusher task when a write would block. Everything pending at a write
+/// goes in that one write.
+struct Wire {
+    enc: Encoder,
+    /// The next entry's id.
+    next_id: u64,
+    /// Encoded frames not yet taken by the socket.
+    out: Vec<u8>,
+    sink: Sink,
 }
 
-enum LogMsgKind {
-    Open {
-        tuple: FourTuple,
-        options: NegotiatedOptions,
-    },
-    Reply {
-        tuple: FourTuple,
-        request_end: u64,
-        offset: u64,
-        last: bool,
-        bytes: Vec<u8>,
-    },
-    Close {
-        tuple: FourTuple,
-        kind: CloseKind,
-    },
+enum Sink {
+    /// Not connected yet: entries wait in `out`.
+    Connecting,
+    /// Connected and the hello written.
+    Open(Arc<OwnedWriteHalf>),
+    /// A write failed: entries are dropped from now on, and their writers,
+    /// registered when they were logged, wait until the detector declares
+    /// the backup failed and the node goes simplex
+    /// ([`LogClient::go_simplex`]), or the node fences itself. Failing
+    /// them instead would close their clients' connections with requests
+    /// unanswered at a takeover the clients must not notice.
+    Dead,
+}
+
+impl Wire {
+    /// Write as much of `out` as the socket takes now; true if the rest
+    /// must wait for the socket to be writable.
+    fn try_flush(&mut self) -> bool {
+        let Sink::Open(half) = &self.sink else {
+            return false;
+        };
+        let mut done = 0;
+        let blocked = loop {
+            if done == self.out.len() {
+                break false;
+            }
+            match half.try_write(&self.out[done..]) {
+                Ok(0) => {
+                    self.sink = Sink::Dead;
+                    break false;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.sink = Sink::Dead;
+                    break false;
+                }
+            }
+        };
+        if matches!(self.sink, Sink::Dead) {
+            self.out = Vec::new();
+        } else {
+            self.out.drain(..done);
+        }
+        blocked
+    }
 }
 
 /// Shared state of the primary's side of the channel.
 struct ClientShared {
     simplex: AtomicBool,
     /// Waiters by entry id, released by cumulative acks or by simplex.
-    /// A waiter is here from the moment its entry is queued, so
+    /// A waiter is here from the moment its entry is logged, so
     /// [`LogClient::go_simplex`] releases it even when the entry is still
     /// queued behind a write the backup will never take (a partition).
-    waiters: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
-    /// The next entry's id: entries are numbered in queue order, which is
-    /// the order they go on the wire (cumulative acks rely on it).
-    next_id: Mutex<u64>,
+    /// Each with the time its entry was logged (for [`round_trips`]).
+    waiters: Mutex<BTreeMap<u64, (oneshot::Sender<()>, std::time::Instant)>>,
+    wire: Mutex<Wire>,
+    /// Wakes the flusher: a write would have blocked, or the channel
+    /// connected with entries waiting.
+    flush: Notify,
     acked: AtomicU64,
     connected: AtomicBool,
     /// The channel's socket while it is open (-1 otherwise), for
-    /// [`LogClient::progress`]'s send-queue reading.
+    /// [`LogClient::progress`]'s send-queue reading. Set and cleared under
+    /// the wire's lock, with the sink: the socket closes only after.
     fd: AtomicI32,
 }
 
 /// The primary's end of the log channel.
 #[derive(Clone)]
 pub struct LogClient {
-    tx: mpsc::UnboundedSender<Cmd>,
     shared: Arc<ClientShared>,
 }
 
@@ -105,17 +149,28 @@ impl LogClient {
     /// Start the channel: connects (retrying every 50 ms until it succeeds)
     /// and runs until the process ends. Must be called inside a tokio runtime.
     pub fn start(key: Key, cfg: LogClientConfig) -> LogClient {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let mut enc = Encoder::new(key.clone(), cfg.node, cfg.epoch, crate::clock::unix_ns());
+        // The hello is the first frame on the wire, and the lowest
+        // numbered (the backup's replay window wants increasing numbers).
+        let mut out = Vec::with_capacity(64 * 1024);
+        let hello = Message::Log(LogMsg::Hello(cfg.hello.clone()));
+        enc.encode(&hello, &mut out).expect("hello encodes");
         let shared = Arc::new(ClientShared {
             simplex: AtomicBool::new(false),
             waiters: Mutex::new(BTreeMap::new()),
+            wire: Mutex::new(Wire {
+                enc,
+                next_id: 1,
+                out,
+                sink: Sink::Connecting,
+            }),
+            flush: Notify::new(),
             acked: AtomicU64::new(0),
             connected: AtomicBool::new(false),
-            next_id: Mutex::new(1),
             fd: AtomicI32::new(-1),
         });
-        tokio::spawn(client_task(key, cfg, rx, shared.clone()));
-        LogClient { tx, shared }
+        tokio::spawn(client_task(key, cfg, shared.clone()));
+        LogClient { shared }
     }
 
     /// Whether the channel is connected and the backup said hello.
@@ -138,28 +193,62 @@ impl LogClient {
     /// Report a newly accepted connection and its negotiated options.
     pub fn conn_open(&self, tuple: FourTuple, options: NegotiatedOptions) {
         if !self.shared.simplex.load(Ordering::Acquire) {
-            self.queue(LogMsgKind::Open { tuple, options }, None);
+            self.log(None, |enc, id, out| {
+                let msg = LogMsg::ConnOpen {
+                    id,
+                    tuple,
+                    server_isn: 0,
+                    client_isn: 0,
+                    options,
+                };
+                enc.encode(&Message::Log(msg), out).is_ok()
+            });
         }
     }
 
     /// Report a connection's end.
     pub fn conn_close(&self, tuple: FourTuple, kind: CloseKind) {
         if !self.shared.simplex.load(Ordering::Acquire) {
-            self.queue(LogMsgKind::Close { tuple, kind }, None);
+            self.log(None, |enc, id, out| {
+                let msg = LogMsg::ConnClose { id, tuple, kind };
+                enc.encode(&Message::Log(msg), out).is_ok()
+            });
         }
     }
 
-    /// Numbers the entry, registers its waiter (or releases it at once in
-    /// simplex mode) and queues it for the wire. False if the channel's
-    /// task is gone.
-    fn queue(&self, kind: LogMsgKind, waiter: Option<oneshot::Sender<()>>) -> bool {
-        let mut next = self.shared.next_id.lock().expect("next id");
-        let id = *next;
-        *next += 1;
+    /// Numbers one entry, registers its waiter (or releases it at once in
+    /// simplex mode), has `encode` append it to the wire's output, and
+    /// writes that output if the socket is idle.
+    fn log(
+        &self,
+        waiter: Option<oneshot::Sender<()>>,
+        encode: impl FnOnce(&mut Encoder, u64, &mut Vec<u8>) -> bool,
+    ) {
+        let mut wire = self.shared.wire.lock().expect("wire");
+        let id = wire.next_id;
+        wire.next_id += 1;
         if let Some(w) = waiter {
             park(&self.shared, id, w);
         }
-        self.tx.send(Cmd::Entry(id, kind)).is_ok()
+        if matches!(wire.sink, Sink::Dead) {
+            return;
+        }
+        // Bytes already waiting mean a write is blocked (the flusher
+        // writes them) or the channel is not connected yet.
+        let idle = wire.out.is_empty();
+        let Wire { enc, out, .. } = &mut *wire;
+        if !encode(enc, id, out) || !idle {
+            return;
+        }
+        if wire.try_flush() {
+            self.shared.flush.notify_one();
+        }
+        if matches!(wire.sink, Sink::Dead) {
+            self.shared.connected.store(false, Ordering::Release);
+            self.shared.fd.store(-1, Ordering::Release);
+            // The flusher holds the socket: it ends, and the socket closes.
+            self.shared.flush.notify_one();
+        }
     }
 
     /// Stop waiting for the backup: every waiting writer is released now and
@@ -167,7 +256,7 @@ impl LogClient {
     pub fn go_simplex(&self) {
         self.shared.simplex.store(true, Ordering::Release);
         let waiters = std::mem::take(&mut *self.shared.waiters.lock().expect("waiters"));
-        for (_, w) in waiters {
+        for (_, (w, _)) in waiters {
             let _ = w.send(());
         }
     }
@@ -207,46 +296,36 @@ impl ReplyLogger for LogClient {
         tuple: FourTuple,
         request_end: u64,
         offset: u64,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> LogFuture {
         if self.shared.simplex.load(Ordering::Acquire) {
             return Box::pin(async { Ok(()) });
         }
         // Split only replies larger than one message may carry; only the last
-        // part is waited for (acks are cumulative and in order).
+        // part is waited for (acks are cumulative and in order). Each part
+        // is copied once, from the caller's buffer into the wire's.
         let (wtx, wrx) = oneshot::channel();
         let mut wtx = Some(wtx);
         let mut start = 0usize;
         loop {
             let end = (start + MAX_REPLY_PART).min(bytes.len());
             let last = end == bytes.len();
-            let part = bytes[start..end].to_vec();
-            let msg = LogMsgKind::Reply {
-                tuple,
-                request_end,
-                offset: offset + start as u64,
-                last,
-                bytes: part,
-            };
+            let part = &bytes[start..end];
+            let at = offset + start as u64;
             let waiter = if last { wtx.take() } else { None };
-            if !self.queue(msg, waiter) {
-                return Box::pin(async {
-                    Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "log channel task ended",
-                    ))
-                });
-            }
+            self.log(waiter, |enc, id, out| {
+                enc.encode_reply(id, &tuple, request_end, at, last, part, out)
+                    .is_ok()
+            });
             if last {
                 break;
             }
             start = end;
         }
-        let rx = wrx;
         Box::pin(async move {
             // Released by the backup's ack or by simplex; a dropped sender
-            // means the channel's task ended: the reply stays unlogged.
-            rx.await
+            // means the channel's state is gone: the reply stays unlogged.
+            wrx.await
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "log channel closed"))
         })
     }
@@ -260,71 +339,43 @@ async fn connect(cfg: &LogClientConfig) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn client_task(
-    key: Key,
-    cfg: LogClientConfig,
-    mut rx: mpsc::UnboundedReceiver<Cmd>,
-    shared: Arc<ClientShared>,
-) {
-    let mut enc = Encoder::new(key.clone(), cfg.node, cfg.epoch, crate::clock::unix_ns());
+/// Connects, then writes what logging left waiting (the hello first)
+/// whenever a write would have blocked.
+async fn client_task(key: Key, cfg: LogClientConfig, shared: Arc<ClientShared>) {
     let stream = loop {
         match connect(&cfg).await {
             Ok(s) => break s,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    // Cleared before the stream can close (below and at every return):
-    // a stale number would name someone else's socket.
-    shared
-        .fd
-        .store(std::os::fd::AsRawFd::as_raw_fd(&stream), Ordering::Release);
-    let (rd, mut wr) = stream.into_split();
-    let hello = enc
-        .encode_to_vec(&Message::Log(LogMsg::Hello(cfg.hello.clone())))
-        .expect("hello encodes");
-    if wr.write_all(&hello).await.is_err() {
-        shared.fd.store(-1, Ordering::Release);
-        return discard(rx).await;
+    let fd = stream.as_raw_fd();
+    let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
+    tokio::spawn(read_acks(rd, key, shared.clone()));
+    {
+        let mut wire = shared.wire.lock().expect("wire");
+        shared.fd.store(fd, Ordering::Release);
+        wire.sink = Sink::Open(wr.clone());
     }
-    tokio::spawn(read_acks(rd, key.clone(), shared.clone()));
-    let mut out = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        // Batch whatever is queued into one write.
-        let mut batch = vec![first];
-        while let Ok(c) = rx.try_recv() {
-            batch.push(c);
-            if batch.len() >= 64 {
-                break;
-            }
-        }
-        out.clear();
-        for Cmd::Entry(id, kind) in batch {
-            if enc
-                .encode(&Message::Log(kind.into_msg(id)), &mut out)
-                .is_err()
-            {
-                continue;
-            }
-        }
-        // Blocks for as long as a partitioned backup takes nothing; the
-        // waiters are released by go_simplex all the same.
-        if wr.write_all(&out).await.is_err() {
+    loop {
+        let (blocked, dead) = {
+            let mut wire = shared.wire.lock().expect("wire");
+            let blocked = wire.try_flush();
+            (blocked, matches!(wire.sink, Sink::Dead))
+        };
+        if dead {
             shared.connected.store(false, Ordering::Release);
             shared.fd.store(-1, Ordering::Release);
-            return discard(rx).await;
+            return;
+        }
+        if blocked {
+            // Blocks for as long as a partitioned backup takes nothing;
+            // the waiters are released by go_simplex all the same.
+            let _ = wr.writable().await;
+        } else {
+            shared.flush.notified().await;
         }
     }
-    shared.fd.store(-1, Ordering::Release);
-}
-
-/// The backup is gone (the channel could not be written): entries are
-/// dropped from now on, and their writers, registered when they were
-/// queued, wait until the detector declares the backup failed and the node
-/// goes simplex ([`LogClient::go_simplex`]), or the node fences itself.
-/// Failing them instead would close their clients' connections with
-/// requests unanswered at a takeover the clients must not notice.
-async fn discard(mut rx: mpsc::UnboundedReceiver<Cmd>) {
-    while rx.recv().await.is_some() {}
 }
 
 /// Keeps `w` (the writer of entry `id`) waiting for the backup's ack, or
@@ -336,8 +387,19 @@ fn park(shared: &ClientShared, id: u64, w: oneshot::Sender<()>) {
     if shared.simplex.load(Ordering::Acquire) {
         let _ = w.send(());
     } else {
-        waiters.insert(id, w);
+        waiters.insert(id, (w, std::time::Instant::now()));
     }
+}
+
+/// Log round trips of this process's replies (logged until acknowledged),
+/// every log channel together.
+static ROUND_TRIPS: LazyLock<Mutex<DelayHistogram>> = LazyLock::new(Mutex::default);
+
+/// The log round trip of every reply so far: from the moment the reply
+/// was handed to the log to the backup's ack releasing it (time its
+/// write waited behind a blocked channel included).
+pub fn round_trips() -> DelayHistogram {
+    ROUND_TRIPS.lock().expect("round trips").clone()
 }
 
 /// The primary's reader: the backup's hello, then cumulative acks, each
@@ -361,10 +423,16 @@ async fn read_acks(mut rd: tokio::net::tcp::OwnedReadHalf, key: Key, shared: Arc
                     }
                     Message::Log(LogMsg::LogAck { id }) => {
                         shared.acked.fetch_max(id, Ordering::AcqRel);
-                        let mut w = shared.waiters.lock().expect("waiters");
-                        let rest = w.split_off(&(id + 1));
-                        for (_, tx) in std::mem::replace(&mut *w, rest) {
+                        let released = {
+                            let mut w = shared.waiters.lock().expect("waiters");
+                            let rest = w.split_off(&(id + 1));
+                            std::mem::replace(&mut *w, rest)
+                        };
+                        let now = std::time::Instant::now();
+                        let mut rtt = ROUND_TRIPS.lock().expect("round trips");
+                        for (_, (tx, t)) in released {
                             let _ = tx.send(());
+                            rtt.record(now.duration_since(t).as_nanos() as u64);
                         }
                     }
                     _ => {}
@@ -375,36 +443,6 @@ async fn read_acks(mut rd: tokio::net::tcp::OwnedReadHalf, key: Key, shared: Arc
         }
     }
     shared.connected.store(false, Ordering::Release);
-}
-
-impl LogMsgKind {
-    /// The wire message for this entry, numbered `id`.
-    fn into_msg(self, id: u64) -> LogMsg {
-        match self {
-            LogMsgKind::Open { tuple, options } => LogMsg::ConnOpen {
-                id,
-                tuple,
-                server_isn: 0,
-                client_isn: 0,
-                options,
-            },
-            LogMsgKind::Reply {
-                tuple,
-                request_end,
-                offset,
-                last,
-                bytes,
-            } => LogMsg::Reply {
-                id,
-                tuple,
-                request_end,
-                offset,
-                last,
-                bytes,
-            },
-            LogMsgKind::Close { tuple, kind } => LogMsg::ConnClose { id, tuple, kind },
-        }
-    }
 }
 
 /// Counters of the backup's side.

@@ -44,13 +44,9 @@ pub trait ReplyLogger: Send + Sync + 'static {
     /// `request_end` in the client byte stream. The future resolves once the
     /// response is safely logged (duplex: the backup acknowledged it;
     /// simplex: at once).
-    fn log_reply(
-        &self,
-        tuple: FourTuple,
-        request_end: u64,
-        offset: u64,
-        bytes: Vec<u8>,
-    ) -> LogFuture;
+    /// The bytes are borrowed: a logger that keeps them copies them once.
+    fn log_reply(&self, tuple: FourTuple, request_end: u64, offset: u64, bytes: &[u8])
+        -> LogFuture;
 }
 
 /// The most response bytes held back while waiting to be logged; a larger
@@ -179,9 +175,9 @@ impl<S: AsyncWrite + AsRawFd + Unpin> LoggedStream<S> {
         while let Some((start, end, request_end)) = self.to_log.pop_front() {
             let a = (start - self.base) as usize;
             let b = (end - self.base) as usize;
-            let fut =
-                self.logger
-                    .log_reply(self.tuple, request_end, start, self.pending[a..b].to_vec());
+            let fut = self
+                .logger
+                .log_reply(self.tuple, request_end, start, &self.pending[a..b]);
             self.inflight.push_back((end, fut));
         }
         while let Some((end, fut)) = self.inflight.front_mut() {

@@ -438,7 +438,7 @@ impl Message {
             Message::Log(m) => match m {
                 LogMsg::Hello(_) => 1,
                 LogMsg::ConnOpen { .. } => 2,
-                LogMsg::Reply { .. } => 3,
+                LogMsg::Reply { .. } => KIND_REPLY,
                 LogMsg::ConnClose { .. } => 4,
                 LogMsg::LogAck { .. } => 5,
             },
@@ -503,6 +503,32 @@ impl Message {
     }
 }
 
+/// The type code of [`LogMsg::Reply`].
+pub(crate) const KIND_REPLY: u8 = 3;
+
+/// The payload of a [`LogMsg::Reply`], from borrowed bytes.
+pub(crate) fn encode_reply(
+    out: &mut Vec<u8>,
+    id: u64,
+    tuple: &FourTuple,
+    request_end: u64,
+    offset: u64,
+    last: bool,
+    bytes: &[u8],
+) -> Result<(), PayloadError> {
+    if bytes.len() > u32::MAX as usize {
+        return Err(PayloadError::TooLong("reply bytes"));
+    }
+    let w = &mut Writer(out);
+    w.u64(id);
+    w.tuple(tuple);
+    w.u64(request_end);
+    w.u64(offset);
+    w.bool(last);
+    w.bytes(bytes);
+    Ok(())
+}
+
 impl LogMsg {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), PayloadError> {
         match self {
@@ -527,17 +553,7 @@ impl LogMsg {
                 offset,
                 last,
                 bytes,
-            } => {
-                w.u64(*id);
-                w.tuple(tuple);
-                w.u64(*request_end);
-                w.u64(*offset);
-                w.bool(*last);
-                if bytes.len() > u32::MAX as usize {
-                    return Err(PayloadError::TooLong("reply bytes"));
-                }
-                w.bytes(bytes);
-            }
+            } => encode_reply(w.0, *id, tuple, *request_end, *offset, *last, bytes)?,
             LogMsg::ConnClose { id, tuple, kind } => {
                 w.u64(*id);
                 w.tuple(tuple);

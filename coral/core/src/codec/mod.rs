@@ -51,7 +51,7 @@ pub use messages::{
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::types::{Epoch, NodeId};
+use crate::types::{Epoch, FourTuple, NodeId};
 
 /// Frame magic.
 pub const MAGIC: [u8; 4] = *b"CRL\x01";
@@ -220,28 +220,67 @@ impl Encoder {
     /// Appends one complete frame carrying `msg` to `out` and returns its
     /// header. On error nothing is appended and no sequence number is used.
     pub fn encode(&mut self, msg: &Message, out: &mut Vec<u8>) -> Result<Header, CodecError> {
+        self.frame(msg.channel(), msg.kind(), out, |out| {
+            msg.encode_payload(out)
+        })
+    }
+
+    /// [`Encoder::encode`] of a [`LogMsg::Reply`] whose bytes are borrowed:
+    /// the reply is copied once, straight into `out` (the same frame as
+    /// `encode` makes of the owned message).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_reply(
+        &mut self,
+        id: u64,
+        tuple: &FourTuple,
+        request_end: u64,
+        offset: u64,
+        last: bool,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Header, CodecError> {
+        self.frame(Channel::Log, messages::KIND_REPLY, out, |out| {
+            messages::encode_reply(out, id, tuple, request_end, offset, last, bytes)
+        })
+    }
+
+    /// Header, the payload `payload` appends, tag; on error `out` is left
+    /// as it was.
+    fn frame(
+        &mut self,
+        channel: Channel,
+        kind: u8,
+        out: &mut Vec<u8>,
+        payload: impl FnOnce(&mut Vec<u8>) -> Result<(), PayloadError>,
+    ) -> Result<Header, CodecError> {
         let seq = self.next_seq.ok_or(CodecError::SequenceExhausted)?;
         let header = Header {
-            channel: msg.channel(),
-            kind: msg.kind(),
+            channel,
+            kind,
             sender: self.sender,
             epoch: self.epoch,
             seq,
         };
-        let mut payload = Vec::new();
-        msg.encode_payload(&mut payload)?;
-        let len = u32::try_from(payload.len()).map_err(|_| CodecError::TooLarge(payload.len()))?;
         let start = out.len();
-        out.reserve(HEADER_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(header.channel as u8);
         out.push(header.kind);
         out.extend_from_slice(&header.sender.0.to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&header.epoch.0.to_be_bytes());
         out.extend_from_slice(&header.seq.to_be_bytes());
-        out.extend_from_slice(&payload);
+        if let Err(e) = payload(out) {
+            out.truncate(start);
+            return Err(e.into());
+        }
+        let n = out.len() - start - HEADER_LEN;
+        let Ok(len) = u32::try_from(n) else {
+            out.truncate(start);
+            return Err(CodecError::TooLarge(n));
+        };
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
         let tag = self.key.tag(&out[start..]);
         out.extend_from_slice(&tag);
         self.next_seq = seq.checked_add(1);

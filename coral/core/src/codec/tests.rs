@@ -771,3 +771,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_borrowed_reply_encodes_as_the_owned_message() {
+    let bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi".to_vec();
+    let owned = Message::Log(LogMsg::Reply {
+        id: 9,
+        tuple: tuple(),
+        request_end: 77,
+        offset: 1234,
+        last: true,
+        bytes: bytes.clone(),
+    });
+    let a = enc(1, 2, 5).encode_to_vec(&owned).unwrap();
+    let mut b = b"prefix".to_vec();
+    let mut e = enc(1, 2, 5);
+    e.encode_reply(9, &tuple(), 77, 1234, true, &bytes, &mut b)
+        .unwrap();
+    assert_eq!(&b[..6], b"prefix");
+    assert_eq!(&b[6..], &a[..]);
+    assert_eq!(e.next_seq(), Some(6));
+    let mut d = StreamDecoder::new(key(), DecoderConfig::for_channel(Channel::Log));
+    d.push(&b[6..]).unwrap();
+    assert_eq!(d.next_frame().unwrap().unwrap().msg, owned);
+}
+
+#[test]
+fn a_payload_that_cannot_encode_leaves_the_output_and_the_sequence_alone() {
+    let mut e = enc(1, 2, 5);
+    // Fails half-way, after the fields before the long kernel value.
+    let bad = Message::Join(JoinMsg::JoinRequest(NodeConfig {
+        kernel: vec![("a".into(), "x".repeat(MAX_STR + 1))],
+        ..NodeConfig::default()
+    }));
+    let mut out = b"kept".to_vec();
+    assert!(e.encode(&bad, &mut out).is_err());
+    assert_eq!(out, b"kept");
+    assert_eq!(e.next_seq(), Some(5));
+}
