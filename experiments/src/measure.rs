@@ -21,6 +21,10 @@
 //! - heartbeat one-way delay: `hb_delay_p50_ms`, `hb_delay_p99_ms`,
 //!   `hb_delay_max_ms`, from each node's last `counters` row, the larger of
 //!   the nodes' values.
+//! - log round trip: `log_rtt_p50_ms`, `log_rtt_p99_ms`, `log_rtt_max_ms`,
+//!   the primaries' replies from being handed to the log to the backup's
+//!   ack, from each node's last `counters` row (a node that logged nothing
+//!   is left out), the larger of the nodes' values.
 //! - CPU: `server_cpu_ms` (cgroup cpuacct of every server host over the
 //!   load), `cpu_ms_per_request` (that per completed request) and
 //!   `machine_cpu_ms_per_request` (whole machine, `/proc/stat`).
@@ -153,6 +157,21 @@ pub fn failover_facts(events: &[EventRow], fault_at: Option<u64>) -> FailoverFac
 /// Heartbeat one-way delay (ms) by key (`hb_delay_p50_ms`, `_p99_ms`,
 /// `_max_ms`): each node's last `counters` row, the larger of the nodes'.
 pub fn heartbeat_delay(events: &[EventRow]) -> BTreeMap<String, f64> {
+    last_counter_quantiles(events, "hb_delay")
+}
+
+/// The log round trip of the primaries' replies (ms; `log_rtt_p50_ms`,
+/// `_p99_ms`, `_max_ms`): from the reply handed to the log to the backup's
+/// ack releasing it, over the node's whole run, each node's last
+/// `counters` row, the larger of the nodes'.
+pub fn log_round_trip(events: &[EventRow]) -> BTreeMap<String, f64> {
+    last_counter_quantiles(events, "log_rtt")
+}
+
+/// `{prefix}_{p50,p99,max}_ms` from each node's last `counters` row
+/// (`{prefix}_{q}_us`), the larger of the nodes'. A node whose histogram
+/// is empty (`{prefix}_count=0`) does not count.
+fn last_counter_quantiles(events: &[EventRow], prefix: &str) -> BTreeMap<String, f64> {
     let mut last: BTreeMap<&str, &EventRow> = BTreeMap::new();
     for e in events.iter().filter(|e| e.event == "counters") {
         last.insert(e.host.as_str(), e);
@@ -160,9 +179,12 @@ pub fn heartbeat_delay(events: &[EventRow]) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     for row in last.values() {
         let d = parse_detail(&row.detail);
+        if d.get(&format!("{prefix}_count")) == Some(&0.0) {
+            continue;
+        }
         for q in ["p50", "p99", "max"] {
-            if let Some(us) = d.get(&format!("hb_delay_{q}_us")) {
-                let v = m.entry(format!("hb_delay_{q}_ms")).or_insert(0.0f64);
+            if let Some(us) = d.get(&format!("{prefix}_{q}_us")) {
+                let v = m.entry(format!("{prefix}_{q}_ms")).or_insert(0.0f64);
                 *v = v.max(us / 1e3);
             }
         }
@@ -323,6 +345,7 @@ pub fn summary_extras(
     m.insert("false_detections".into(), facts.false_detections as f64);
     m.insert("lease_lapses".into(), facts.lease_lapses as f64);
     m.extend(heartbeat_delay(&events));
+    m.extend(log_round_trip(&events));
     m.insert("tails_unwritable".into(), facts.tails_unwritable as f64);
     m.insert("fences".into(), facts.fences as f64);
     m.insert("rejoins".into(), facts.rejoins as f64);
@@ -540,6 +563,35 @@ mod tests {
         assert_eq!(d["hb_delay_p50_ms"], 0.1);
         assert_eq!(d["hb_delay_p99_ms"], 1.5);
         assert_eq!(d["hb_delay_max_ms"], 5.0);
+    }
+
+    #[test]
+    fn log_round_trip_from_counters_without_nodes_that_logged_nothing() {
+        let events = vec![
+            ev(
+                1,
+                "server-a",
+                "counters",
+                "log_rtt_count=5 log_rtt_p50_us=300 log_rtt_p99_us=900 log_rtt_max_us=950",
+            ),
+            ev(
+                2,
+                "server-b",
+                "counters",
+                "log_rtt_count=0 log_rtt_p50_us=0 log_rtt_p99_us=0 log_rtt_max_us=9000",
+            ),
+            ev(
+                3,
+                "server-a",
+                "counters",
+                "log_rtt_count=9 log_rtt_p50_us=400 log_rtt_p99_us=2000 log_rtt_max_us=2500",
+            ),
+        ];
+        let d = log_round_trip(&events);
+        assert_eq!(d["log_rtt_p50_ms"], 0.4);
+        assert_eq!(d["log_rtt_p99_ms"], 2.0);
+        assert_eq!(d["log_rtt_max_ms"], 2.5);
+        assert!(log_round_trip(&events[1..2]).is_empty());
     }
 
     #[test]

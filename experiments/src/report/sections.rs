@@ -519,6 +519,14 @@ fn table3_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
                 show(over(v, |r, _| extra(r, "cpu_ms_per_request"))),
                 show(over(v, |r, _| extra(r, "machine_cpu_ms_per_request")))
             );
+            if n.starts_with("coral") && over(v, |r, _| extra(r, "log_rtt_p50_ms")).is_some() {
+                notes.push(format!(
+                    "`{}`: log round trip per reply (handed to the log until the backup's ack, the primaries' `log_rtt_*_ms`) p50 {} ms, p99 {} ms",
+                    v.name,
+                    show(over(v, |r, _| extra(r, "log_rtt_p50_ms"))),
+                    show(over(v, |r, _| extra(r, "log_rtt_p99_ms")))
+                ));
+            }
             if n.starts_with("coral") {
                 if let (Some(o), Some(pc)) = (ov(two), paper_coral) {
                     let unrep = get("two-servers").and_then(cpu_per_req);
