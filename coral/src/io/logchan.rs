@@ -558,38 +558,42 @@ impl LogSession {
         self.stream.as_raw_fd()
     }
 
-    /// The socket is ready: read what it holds, hand the entries to
-    /// `apply` (which drains the ring first and applies them), and write
-    /// the cumulative ack. False when the connection is over (the caller
-    /// drops the session; a session that stopped acknowledging has
-    /// already gone silently).
+    /// The socket is ready: read what it holds and, after every read,
+    /// hand its entries to `apply` (which drains the ring first and
+    /// applies them) and write the cumulative ack. Acked per read, not
+    /// once the socket is empty: a primary streaming large replies keeps
+    /// it from ever being empty, and its writers wait for the ack. False
+    /// when the connection is over (the caller drops the session; a
+    /// session that stopped acknowledging has already gone silently).
     pub fn on_ready(&mut self, apply: &mut dyn FnMut(Vec<LogMsg>) -> LogApplied) -> bool {
         if !self.flush() {
             return false;
         }
-        let mut entries = Vec::new();
         loop {
             let n = match (&self.stream).read(&mut self.buf) {
                 Ok(0) => return false,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             };
-            if !self.decode(n, &mut entries) {
+            let mut entries = Vec::new();
+            let decoded = self.decode(n, &mut entries);
+            *self.rejects.lock().expect("rejects") = *self.dec.counters();
+            if !decoded || (!entries.is_empty() && !self.acknowledge(apply(entries))) {
                 return false;
             }
             if n < self.buf.len() {
                 // A short read emptied the receive queue: new data makes a
                 // new edge.
-                break;
+                return true;
             }
         }
-        *self.rejects.lock().expect("rejects") = *self.dec.counters();
-        if entries.is_empty() {
-            return true;
-        }
-        let applied = apply(entries);
+    }
+
+    /// Count what `applied` did and write its ack; false if the
+    /// connection is over.
+    fn acknowledge(&mut self, applied: LogApplied) -> bool {
         if !applied.acking {
             self.go_silent();
             return false; // snapshot taken: never acknowledge again
