@@ -107,7 +107,7 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
     (
         false_detection::EXPERIMENT,
         "False detections under load",
-        "Long fault-free runs at 10 and 5 ms heartbeats under the loads that once fooled detection (issue 22): false detections per 10 minutes against the allowance.",
+        "Long fault-free runs at 10 and 5 ms heartbeats under the loads that once fooled detection: false detections per 10 minutes against the allowance.",
     ),
     ("scale-sweep", "Scale sweep", "The same measurements across load levels."),
     ("reply-size-sweep", "Reply size sweep", "The same measurements across reply sizes."),

@@ -1,4 +1,4 @@
-//! The report's reading of `false-detection` (issue 22; docs/DESIGN.md 4,
+//! The report's reading of `false-detection` (docs/DESIGN.md 4,
 //! "Detection that load does not fool"): per setting (heartbeat, load,
 //! quota), the fault-free run time, the false detections counted in it and
 //! their rate per 10 minutes against the allowance
