@@ -1,17 +1,26 @@
-//! Builds the front's eBPF program (`bpf/front.bpf.c`) with the system's
+//! Builds the eBPF programs (`bpf/front.bpf.c`, the front, and
+//! `bpf/adopt.bpf.c`, frames flooded for a dead front) with the system's
 //! clang (Debian's `clang` package; `libbpf-dev` for `bpf/bpf_helpers.h`).
 //! `scripts/install-deps.sh` (`make deps`) installs both. The object lands
-//! in `OUT_DIR` and is embedded in the binary by `src/ebpf_front.rs`.
+//! in `OUT_DIR` and is embedded in the binary by `src/io/ebpf_front.rs` and
+//! `src/io/adopt.rs`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "bpf/front.bpf.c";
-    println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
+    for name in ["front", "adopt"] {
+        build(name);
+    }
+}
+
+fn build(name: &str) {
+    let src = format!("bpf/{name}.bpf.c");
+    println!("cargo:rerun-if-changed={src}");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("front.bpf.o");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join(format!("{name}.bpf.o"));
 
     // Debian keeps <asm/types.h> under the multiarch include directory,
     // which clang does not search when targeting BPF.
@@ -33,7 +42,7 @@ fn main() {
     if !multiarch.is_empty() {
         cmd.arg(format!("-I/usr/include/{multiarch}"));
     }
-    cmd.args(["-c", src, "-o"]).arg(&out);
+    cmd.args(["-c", &src, "-o"]).arg(&out);
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run {clang:?}: {e}"));

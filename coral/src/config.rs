@@ -14,6 +14,7 @@
 //! front = "ebpf"               # "ebpf" (default) or "packet": the backup's frame source
 //! # front_fallback = true      # if the eBPF program fails to load, run the packet front
 //! # front_ring_bytes = 16777216  # eBPF: the ring's size (a power of two, at least 4096)
+//! # adopt_flooded = false      # default true: a primary adopts frames flooded for its dead front
 //! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
 //! # log_requests = true       # one stdout line per executed request (its id)
 //!
@@ -180,6 +181,12 @@ pub struct Config {
     /// full is dropped (the client retransmits), never forwarded unrecorded.
     #[serde(default = "default_front_ring_bytes")]
     pub front_ring_bytes: u32,
+    /// A primary adopts the frames the switch floods for its front's MAC
+    /// once the witness granted it the address (docs/DESIGN.md 5; a tc
+    /// program, loaded when the kernel allows: otherwise recorded as
+    /// `adopt-unavailable`). Off: those frames wait for the client's timer.
+    #[serde(default = "default_true")]
+    pub adopt_flooded: bool,
     /// After fencing itself (it lost a race for an address to its peer),
     /// restart as a new node that joins the peer (`coral join`), trying
     /// for `rejoin_s` seconds (docs/DESIGN.md 6). Only for a node started
@@ -229,6 +236,10 @@ fn default_witness_port() -> u16 {
 fn default_front_ring_bytes() -> u32 {
     DEFAULT_FRONT_RING_BYTES
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_rejoin_s() -> u64 {
     30
 }
@@ -394,6 +405,7 @@ role = "primary"
             Config::parse(&GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\nlog_requests = true"))
                 .unwrap();
         assert!(c.log_requests);
+        assert!(c.adopt_flooded);
         let c = Config::parse(&GOOD.replace(
             "lan = \"eth0\"",
             "lan = \"eth0\"\napp = \"cgi\"\ncgi_program = \"/x/cgi\"",

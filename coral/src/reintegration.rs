@@ -431,6 +431,11 @@ impl Joins {
     }
 
     async fn onto_loopback(&mut self, ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<()> {
+        // A new front records this address's frames from now on: frames
+        // flooded for a front's MAC are no longer ours to adopt.
+        if let Some(a) = ctx.adopt.get() {
+            a.hold(vip)?;
+        }
         netcfg::primary_sysctls(&self.lan)?;
         ctx.nc.add_addr(ctx.lo.index, vip, 32).await
     }

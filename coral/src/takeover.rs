@@ -42,8 +42,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -53,9 +53,11 @@ use coral_core::{FourTuple, NotRestorable, TakeoverState};
 
 use crate::clock::Clock;
 use crate::events::EventLog;
+use crate::io::adopt::Adopter;
 use crate::io::afpacket::PacketSocket;
 use crate::io::front::{Command, Front, Mode};
 use crate::io::heartbeat::{HeartbeatCmd, HeartbeatHandle};
+use crate::io::inject::{inject, raw_inject_socket};
 use crate::io::leases::Leases;
 use crate::io::live_conns::{self, LiveConn};
 use crate::io::logchan::LogClient;
@@ -158,8 +160,13 @@ pub struct TakeoverCtx {
     /// The front's data path, owner of the table (nodes that front an
     /// address).
     pub front: Option<Front>,
+    /// Frames flooded for a dead front, adopted after a grant (nodes that
+    /// are primary, eBPF front; empty until loaded).
+    pub adopt: Arc<OnceLock<Adopter>>,
     /// The primary's end of the log channel (nodes that are primary).
     pub log_client: Option<LogClient>,
+    /// The log channel's port (the backup's end).
+    pub log_port: u16,
     /// The kernel-enforced leases.
     pub leases: Arc<Leases>,
     /// Addresses on interfaces.
@@ -238,50 +245,6 @@ fn spec_of(s: &mut TakeoverState, close_mark: u32) -> RepairSpec {
         window: s.window,
         transparent: true,
         mark: close_mark,
-    }
-}
-
-/// A raw IPv4 socket for re-injecting client segments into the local stack.
-fn raw_inject_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); IPPROTO_RAW implies IP_HDRINCL.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_RAW,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn inject(fd: &OwnedFd, packet: &[u8], dst: Ipv4Addr) -> io::Result<()> {
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `packet` and `sa` are live for the call.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            packet.as_ptr() as *const libc::c_void,
-            packet.len(),
-            0,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -783,14 +746,31 @@ impl Claim {
         if let Some(client) = &ctx.log_client {
             let t = Instant::now();
             client.go_simplex();
+            // The backup is dead or deposed: entries it never acknowledged
+            // must not be retransmitted on our timer.
+            let silenced = fencing::silence_connections_to_port(ctx.log_port);
             ctx.events.record(
                 "simplex",
-                &format!("released_ms={:.3}", t.elapsed().as_secs_f64() * 1e3),
+                &format!(
+                    "released_ms={:.3} log_conns_silenced={silenced}",
+                    t.elapsed().as_secs_f64() * 1e3
+                ),
             );
         }
         ctx.events
             .record("simplex-wait", &format!("ms={:.3}", wait_ns as f64 / 1e6));
         tracing::info!(%vip, wait_ms = wait_ns as f64 / 1e6, "simplex");
+        // Granted (the lease is permanent already): frames the switch
+        // floods for the dead front's MAC are ours from now on, and those
+        // flooded before the grant are injected (docs/DESIGN.md 5).
+        if let Some(a) = ctx.adopt.get() {
+            match a.adopt(vip) {
+                Ok(n) => ctx
+                    .events
+                    .record("adopt", &format!("vip={vip} injected={n}")),
+                Err(e) => tracing::warn!(%vip, "adopting flooded frames: {e}"),
+            }
+        }
         Claim {
             vip,
             report: TakeoverReport::default(),
@@ -818,10 +798,21 @@ impl Claim {
     pub fn announce(mut self, ctx: &TakeoverCtx) {
         ctx.announce(self.vip, &mut self.report);
         self.report.nudged = live_conns::nudge_all();
+        let adopted = ctx
+            .adopt
+            .get()
+            .and_then(|a| a.counters().ok())
+            .map(|c| {
+                format!(
+                    " flooded_held={} flooded_adopted={} flooded_injected={}",
+                    c.held, c.adopted, c.injected
+                )
+            })
+            .unwrap_or_default();
         ctx.events.record(
             "simplex-address",
             &format!(
-                "{} rounds={} nudged={}",
+                "{} rounds={} nudged={}{adopted}",
                 fmt_breakdown(&self.report.breakdown()),
                 self.report.announce_rounds,
                 self.report.nudged

@@ -15,7 +15,7 @@
 //! idle and its heartbeats wait for the join's acceptance.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::config::{parse_mac, Config, Service, ServiceRole};
 use crate::events::EventLog;
 use crate::grants::{Grants, START_EPOCH};
+use crate::io::adopt::{AdoptConfig, Adopter};
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
 use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source};
@@ -314,6 +315,58 @@ fn frame_source(b: &Base, primary_mac: [u8; 6], vips: &[Ipv4Addr]) -> Result<Sou
     }
 }
 
+/// The primary's adoption of frames flooded for its dead front (docs/
+/// DESIGN.md 5), with either front (`adopt_flooded`). Loaded in the background once
+/// our kernel knows the peer's MAC (the log channel and heartbeats teach
+/// it; a peer down at start must not hold the node up): until then the
+/// slot is empty and nothing is adopted. A program that fails to load is
+/// recorded as `adopt-unavailable`; the node runs on without it.
+fn adopter(b: &Base) -> Arc<OnceLock<Adopter>> {
+    let slot = Arc::new(OnceLock::new());
+    if b.primaries.is_empty() || !b.cfg.adopt_flooded {
+        return slot;
+    }
+    let (nc, index, peer) = (b.nc.clone(), b.lan.index, b.cfg.peer.addr);
+    let configured = b.cfg.peer.mac.as_deref().map(parse_mac);
+    let (events, lan) = (b.events.clone(), b.cfg.lan.clone());
+    let vips: Vec<Ipv4Addr> = b.primaries.iter().map(|s| s.vip).collect();
+    let listed = list(&b.primaries);
+    // Copies older than this were retransmitted by their client.
+    let keep = Duration::from_nanos(b.timing.failure_timeout_ns() * 4).max(Duration::from_secs(1));
+    let out = slot.clone();
+    tokio::spawn(async move {
+        let peer_mac = match configured {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return events.record("adopt-unavailable", &e.to_string()),
+            None => loop {
+                match nc.neighbour_mac(index, peer).await {
+                    Ok(Some(m)) => break m,
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Err(e) => return events.record("adopt-unavailable", &e.to_string()),
+                }
+            },
+        };
+        let cfg = AdoptConfig {
+            lan,
+            peer_mac,
+            vips,
+            keep,
+        };
+        match tokio::task::spawn_blocking(move || Adopter::start(&cfg)).await {
+            Ok(Ok(a)) => {
+                let _ = out.set(a);
+                events.record("adopt-ready", &listed);
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{e}: frames flooded for a dead front will not be adopted");
+                events.record("adopt-unavailable", &e.to_string());
+            }
+            Err(e) => events.record("adopt-unavailable", &e.to_string()),
+        }
+    });
+    slot
+}
+
 /// What starts heartbeats (the core's heartbeat link, on their own thread)
 /// toward a peer; the lease it names is carried out there: the nft leases
 /// and, with a witness, the front's ARP lease.
@@ -446,6 +499,7 @@ fn common(b: &Base) -> Result<Common> {
 /// The node-kind specific parts, started.
 struct Started {
     front: (Option<Front>, UnboundedReceiver<FrontEvent>),
+    adopt: Arc<OnceLock<Adopter>>,
     log_client: Option<LogClient>,
     hb: HeartbeatHandle,
     heartbeat: UnboundedReceiver<HeartbeatEvent>,
@@ -458,7 +512,9 @@ fn wired(b: &Base, c: Common, s: Started, joining: bool) -> Wired {
         machines: machines(b, joining),
         ctx: TakeoverCtx {
             front: s.front.0,
+            adopt: s.adopt,
             log_client: s.log_client,
+            log_port: b.cfg.log_port,
             leases: c.leases,
             nc: b.nc.clone(),
             lan: b.lan,
@@ -490,6 +546,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     let b = base(cfg).await?;
     let c = common(&b)?;
     let log_client = primary_side(&b, &c.app).await?;
+    let adopt = adopter(&b);
     let front = front_side(&b, &c.log_stats, b.cfg.peer.addr, Mode::Forward).await?;
     let (hb, heartbeat, spec) = heartbeats(&b, &c.leases, front.0.as_ref(), log_client.clone())?;
     let witness = witness_link(&b).await?;
@@ -502,6 +559,7 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     .await?;
     let started = Started {
         front,
+        adopt,
         log_client,
         hb,
         heartbeat,
@@ -539,6 +597,7 @@ pub async fn start_joining(cfg: Config, to: SocketAddrV4) -> Result<(Wired, Join
     .await?;
     let started = Started {
         front,
+        adopt: Arc::default(),
         log_client: None,
         hb: HeartbeatHandle::idle(),
         heartbeat,

@@ -2,6 +2,8 @@
 //! bytes between it and the node, and decides nothing (the decisions are in
 //! `coral-core`; the node in [`crate::node`] wires the shells together).
 //!
+//! - [`adopt`]: a primary adopts the frames the switch floods for its
+//!   dead front, once the witness granted it the address (tc ingress BPF).
 //! - [`afpacket`]: the front's packet socket (`PACKET_VNET_HDR`).
 //! - [`announce`]: gratuitous ARP and the confirming ping from a service address.
 //! - [`fencing`]: the self-fence (every live connection into `TCP_REPAIR`).
@@ -11,6 +13,7 @@
 //! - [`join`]: the JOIN channel (reintegration): the simplex node's
 //!   listener and the new server's link.
 //! - [`heartbeat`]: authenticated UDP heartbeats driving the core's detector.
+//! - [`inject`]: client segments handed to the local stack (raw socket).
 //! - [`leases`]: the kernel-enforced lease, refreshed by heartbeats.
 //! - [`live_conns`]: the live-connection registry and the nudge (an ACK
 //!   elicited from every client after an address moved here).
@@ -24,12 +27,14 @@
 //! - [`witness`]: `coral witness`, the grant service (UDP shell around the
 //!   core's witness).
 
+pub mod adopt;
 pub mod afpacket;
 pub mod announce;
 pub mod ebpf_front;
 pub mod fencing;
 pub mod front;
 pub mod heartbeat;
+pub mod inject;
 pub mod join;
 pub mod leases;
 pub mod live_conns;
