@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 
 pub const VIP: &str = "192.0.2.100";
 
+/// The second service address of a dual-role pair ([`Duplex::start_dual`]):
+/// server-b is its primary, server-a fronts it.
+pub const VIP2: &str = "192.0.2.101";
+
 /// The pair's pre-shared key (hex), written to its key file.
 pub const KEY_HEX: &str = "00112233445566778899aabbccddeeff0011223344556677";
 
@@ -105,18 +109,23 @@ fn config(
     misses: u32,
     witness: bool,
     extra: &str,
+    services: &[(&str, &str)],
 ) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
     std::fs::write(
         &p,
         format!(
             "name = \"{name}\"\nnode_id = {id}\nlan = \"eth0\"\nkey_file = \"{key}\"\nheartbeat_ms = {hb_ms}\nmisses = {misses}\n\
-             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{front}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n",
+             events = \"{ev}\"\noutside = \"192.0.2.1\"\n{w}{front}{extra}[peer]\nnode_id = {peer_id}\naddr = \"{peer}\"\n[[service]]\nvip = \"{VIP}\"\nrole = \"{role}\"\n{more}",
             key = dir.join("key").display(),
             ev = dir.join(format!("{name}-events.csv")).display(),
             front = test_front(extra)
                 .map(|f| format!("front = \"{f}\"\n"))
                 .unwrap_or_default(),
+            more = services
+                .iter()
+                .map(|(vip, role)| format!("[[service]]\nvip = \"{vip}\"\nrole = \"{role}\"\n"))
+                .collect::<String>(),
             w = if witness {
                 format!("witness = \"{WITNESS}\"\n")
             } else {
@@ -149,6 +158,24 @@ impl Duplex {
         with_witness: bool,
         extra: &str,
     ) -> Duplex {
+        Self::start_roles(tag, hb_ms, misses, with_witness, extra, false)
+    }
+
+    /// A dual-role pair with a witness (the paper's configuration): server-a
+    /// is primary for [`VIP`] and fronts [`VIP2`], server-b the other way
+    /// round; `extra` as for [`Duplex::start_configured`].
+    pub fn start_dual(tag: &str, hb_ms: u64, misses: u32, extra: &str) -> Duplex {
+        Self::start_roles(tag, hb_ms, misses, true, extra, true)
+    }
+
+    fn start_roles(
+        tag: &str,
+        hb_ms: u64,
+        misses: u32,
+        with_witness: bool,
+        extra: &str,
+        dual: bool,
+    ) -> Duplex {
         let mut ns = super::Netns::new(tag);
         let sw = ns.add("sw");
         let c = ns.add("c");
@@ -171,6 +198,7 @@ impl Duplex {
             misses,
             with_witness,
             extra,
+            if dual { &[(VIP2, "backup")] } else { &[] },
         );
         let cb = config(
             "server-b",
@@ -183,6 +211,7 @@ impl Duplex {
             misses,
             with_witness,
             extra,
+            if dual { &[(VIP2, "primary")] } else { &[] },
         );
         let mut nodes = Vec::new();
         for (n, cfg) in [(&b, &cb), (&a, &ca)] {
@@ -253,7 +282,7 @@ impl Duplex {
                 "--allow-node",
                 "3",
             ])
-            .args(["--allow-vip", VIP])
+            .args(["--allow-vip", VIP, "--allow-vip", VIP2])
             .arg("--events")
             .arg(dir.join("witness-events.csv"))
             .stdout(log.try_clone().unwrap())
@@ -263,6 +292,15 @@ impl Duplex {
     }
 
     pub fn wait_ready(&self) {
+        self.wait_serving(VIP);
+        let dual = std::fs::read_to_string(self.dir.path().join("server-a.toml"))
+            .is_ok_and(|c| c.contains(VIP2));
+        if dual {
+            self.wait_serving(VIP2);
+        }
+    }
+
+    fn wait_serving(&self, vip: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             let out = Command::new("ip")
@@ -279,7 +317,7 @@ impl Duplex {
                     "-w",
                     "%{http_code}",
                 ])
-                .arg(format!("http://{VIP}/cgi-bin/webstone?size=10"))
+                .arg(format!("http://{vip}/cgi-bin/webstone?size=10"))
                 .output()
                 .unwrap();
             if out.stdout == b"200" {
@@ -389,6 +427,68 @@ pub fn counter(events: &str, name: &str) -> u64 {
         })
         .and_then(|v| v.trim_matches('"').parse().ok())
         .unwrap_or(0)
+}
+
+/// `TcpExtTCPTimeouts` (retransmission timeouts that fired) in namespace `ns`.
+pub fn tcp_timeouts(ns: &str) -> u64 {
+    tcp_ext(ns, "TCPTimeouts")
+}
+
+/// The `TcpExt` counter `name` of namespace `ns` (/proc/net/netstat).
+pub fn tcp_ext(ns: &str, name: &str) -> u64 {
+    let out = super::sh(&["ip", "netns", "exec", ns, "cat", "/proc/net/netstat"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let (names, values) = (lines[0], lines[1]);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("TcpExt {name}"))
+}
+
+/// Run the load driver in the client (8 clients over `vips`) for `secs`,
+/// taking switch port `port` (`p-a`, `p-b`) down after `cut_after`; returns
+/// the summary, the rows and the rows' headers.
+pub fn load_across_cut(
+    d: &Duplex,
+    vips: &[&str],
+    port: &str,
+    secs: u64,
+    cut_after: Duration,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<csv::StringRecord>, Vec<String>) {
+    let out_dir = d.dir.path().join("load");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &d.c]).arg(sibling("coral-load"));
+    for v in vips {
+        cmd.args(["--url", &format!("http://{v}/cgi-bin/webstone")]);
+    }
+    cmd.args(["--clients", "8", "--duration-s", &secs.to_string()])
+        .args(["--warmup-s", "0", "--timeout-s", "20"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out_dir);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(cut_after);
+    super::sh(&["ip", "-n", &d.sw, "link", "set", port, "down"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "coral-load: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.logs()
+    );
+    let summary = load_summary(&out_dir);
+    let mut rdr = csv::Reader::from_path(out_dir.join("requests.csv")).unwrap();
+    let headers: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let rows = rdr.records().map(|r| r.unwrap()).collect();
+    (summary, rows, headers)
 }
 
 /// coral-load's `summary.json` in `out_dir`.
