@@ -21,11 +21,12 @@ use crate::catalog::{LoadOptions, Shape};
 use crate::live::{self, UpOptions};
 use crate::runner::{load_argv, record, sleep_until, LoadGuard};
 use crate::services::{AppMode, CoralOptions, ServiceOptions};
-use crate::topology;
+use crate::topology::{self, Live};
 use anyhow::{bail, Context, Result};
 use plan::{ConnShape, FaultKind, TrialPlan};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -306,27 +307,7 @@ fn run_trial(
         serde_json::to_string_pretty(p)? + "\n",
     )?;
     let state_dir = dir.join("topology");
-    let mut live = live::bring_up(
-        &UpOptions {
-            topology: o.topology.clone(),
-            state_dir: state_dir.clone(),
-            prefix: o.prefix.clone(),
-            lan_mbit: None,
-            service: ServiceOptions {
-                name: "coral".into(),
-                servers: 2,
-                server_cpu: None,
-                coral: CoralOptions {
-                    dual_role: p.dual_role,
-                    log_requests: true,
-                    ..CoralOptions::default()
-                },
-                lb: Default::default(),
-                app: AppMode::Inproc,
-            },
-        },
-        cancel,
-    )?;
+    let mut live = bring_up_pair(o, p, &state_dir, cancel)?;
     let st = live.state().clone();
     let vips: Vec<String> = st
         .service_urls
@@ -336,28 +317,8 @@ fn run_trial(
         .collect();
     let runner_events = state_dir.join("runner-events.csv");
     let capture = capture::Capture::start(&live, &vips, dir)?;
-    let shape = Shape {
-        duration_s: plan::DURATION_S,
-        warmup_s: plan::WARMUP_S,
-        reps: 1,
-    };
     let load_dir = dir.join("load");
-    let mut argv = load_argv(load_bin, &st.service_urls, &trial_load(p), shape);
-    for (k, val) in [
-        ("--drain-s", plan::DRAIN_S.to_string()),
-        (
-            "--timeout-s",
-            (plan::DURATION_S + plan::DRAIN_S).to_string(),
-        ),
-        ("--out", load_dir.display().to_string()),
-    ] {
-        argv.push(k.into());
-        argv.push(val.into());
-    }
-    if p.shape == ConnShape::Pipelined {
-        argv.push("--pipeline".into());
-        argv.push(plan::PIPELINE_DEPTH.to_string().into());
-    }
+    let argv = trial_argv(load_bin, &st.service_urls, p, &load_dir);
     let log = std::fs::File::create(dir.join("load.log"))?;
     let mut cmd = live.backend.command(&st, "client", &argv)?;
     cmd.stdin(Stdio::null())
@@ -421,6 +382,64 @@ fn run_trial(
     });
     verdict.early_detection = early();
     Ok(verdict)
+}
+
+/// A fresh CoRAL pair for trial `p` (its role layout; every node logs the
+/// requests it executes), state in `state_dir`.
+fn bring_up_pair(
+    o: &CampaignOptions,
+    p: &TrialPlan,
+    state_dir: &Path,
+    cancel: &AtomicBool,
+) -> Result<Live> {
+    live::bring_up(
+        &UpOptions {
+            topology: o.topology.clone(),
+            state_dir: state_dir.to_path_buf(),
+            prefix: o.prefix.clone(),
+            lan_mbit: None,
+            service: ServiceOptions {
+                name: "coral".into(),
+                servers: 2,
+                server_cpu: None,
+                coral: CoralOptions {
+                    dual_role: p.dual_role,
+                    log_requests: true,
+                    ..CoralOptions::default()
+                },
+                lb: Default::default(),
+                app: AppMode::Inproc,
+            },
+        },
+        cancel,
+    )
+}
+
+/// coral-load's arguments for trial `p`: its load and connection shape,
+/// the campaign's duration and drain, results into `load_dir`.
+fn trial_argv(load_bin: &Path, urls: &[String], p: &TrialPlan, load_dir: &Path) -> Vec<OsString> {
+    let shape = Shape {
+        duration_s: plan::DURATION_S,
+        warmup_s: plan::WARMUP_S,
+        reps: 1,
+    };
+    let mut argv = load_argv(load_bin, urls, &trial_load(p), shape);
+    for (k, val) in [
+        ("--drain-s", plan::DRAIN_S.to_string()),
+        (
+            "--timeout-s",
+            (plan::DURATION_S + plan::DRAIN_S).to_string(),
+        ),
+        ("--out", load_dir.display().to_string()),
+    ] {
+        argv.push(k.into());
+        argv.push(val.into());
+    }
+    if p.shape == ConnShape::Pipelined {
+        argv.push("--pipeline".into());
+        argv.push(plan::PIPELINE_DEPTH.to_string().into());
+    }
+    argv
 }
 
 /// Request id -> the nodes that executed it, from the request lines each
