@@ -476,16 +476,11 @@ fn results_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
 /// Per variant, the repetitions that have a `failover` map, with it.
 type FailoverCols<'a> = Vec<(&'a Variant, Vec<(&'a Rep, &'a BTreeMap<String, f64>)>)>;
 
-/// The failover (or integration) breakdown with the paper's table beside:
-/// Table 1 reads `summary.json` `failover`, Table 2 `integration`.
-fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String) {
-    let field = if paper_table == "table2" {
-        "integration"
-    } else {
-        "failover"
-    };
-    let cols: FailoverCols = exp
-        .variants
+/// The variants of `exp` with a `field` breakdown (`failover` or
+/// `integration`) in some `summary.json`, each with the repetitions that
+/// have one.
+fn breakdown_cols<'a>(exp: &'a Experiment, field: &str) -> FailoverCols<'a> {
+    exp.variants
         .iter()
         .map(|v| {
             (
@@ -502,7 +497,18 @@ fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String)
             )
         })
         .filter(|(_, f)| !f.is_empty())
-        .collect();
+        .collect()
+}
+
+/// The failover (or integration) breakdown with the paper's table beside:
+/// Table 1 reads `summary.json` `failover`, Table 2 `integration`.
+fn breakdown_md(ctx: &Ctx, exp: &Experiment, paper_table: &str, md: &mut String) {
+    let field = if paper_table == "table2" {
+        "integration"
+    } else {
+        "failover"
+    };
+    let cols = breakdown_cols(exp, field);
     let paper_rows = paper::table(ctx.paper, paper_table);
     let name = if paper_table == "table2" {
         "Table 2"

@@ -64,33 +64,8 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
          Fault-free throughput is measured from the end of warm-up to the cut, as a ratio to \
          `two-unreplicated`'s in the same run (both servers serving).\n"
     );
-    // Each repetition's requests.csv is read once.
-    let mut problems = Vec::new();
-    let analysed: Vec<(String, Vec<LbRep>)> = lb::ordered(exp)
-        .into_iter()
-        .map(|v| {
-            let mut reps = Vec::new();
-            for r in &v.reps {
-                match lb::analyze(r) {
-                    Ok(a) => reps.push(a),
-                    Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
-                }
-            }
-            (v.name.clone(), reps)
-        })
-        .collect();
-    // Each topology's rows against its own reference (a `-docker` row
-    // against `two-unreplicated-docker`): the same run and shape only.
-    let refs: BTreeMap<String, f64> = analysed
-        .iter()
-        .filter_map(|(n, r)| {
-            let (base, topo) = crate::plot::split_topology(n);
-            let xs: Vec<f64> = r.iter().map(|a| a.before_rps).collect();
-            (base == lb::REFERENCE)
-                .then(|| crate::plot::stats::median(&xs).map(|m| (topo.to_string(), m)))
-                .flatten()
-        })
-        .collect();
+    let (analysed, problems) = analyse(exp);
+    let refs = references(&analysed);
     let reference = |topo: &str| refs.get(topo).copied();
     let ref_rps = reference("");
     let _ = writeln!(
@@ -157,6 +132,42 @@ pub fn section(w: Where, exp: &Experiment, md: &mut String) {
         }
     }
     configs(exp, md);
+}
+
+/// Every variant's repetitions analysed (each requests.csv read once), in
+/// the section's order, and the repetitions that could not be.
+fn analyse(exp: &Experiment) -> (Vec<(String, Vec<LbRep>)>, Vec<String>) {
+    let mut problems = Vec::new();
+    let analysed = lb::ordered(exp)
+        .into_iter()
+        .map(|v| {
+            let mut reps = Vec::new();
+            for r in &v.reps {
+                match lb::analyze(r) {
+                    Ok(a) => reps.push(a),
+                    Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
+                }
+            }
+            (v.name.clone(), reps)
+        })
+        .collect();
+    (analysed, problems)
+}
+
+/// The fault-free throughput of the reference per topology: each
+/// topology's rows are read against their own reference (a `-docker` row
+/// against `two-unreplicated-docker`), the same run and shape only.
+fn references(analysed: &[(String, Vec<LbRep>)]) -> BTreeMap<String, f64> {
+    analysed
+        .iter()
+        .filter_map(|(n, r)| {
+            let (base, topo) = crate::plot::split_topology(n);
+            let xs: Vec<f64> = r.iter().map(|a| a.before_rps).collect();
+            (base == lb::REFERENCE)
+                .then(|| crate::plot::stats::median(&xs).map(|m| (topo.to_string(), m)))
+                .flatten()
+        })
+        .collect()
 }
 
 fn median(reps: &[LbRep], f: fn(&LbRep) -> f64) -> f64 {

@@ -656,18 +656,7 @@ fn app_costs(exp: &Experiment, prefixes: &[String]) -> Vec<String> {
 type DetRow = (String, Option<f64>, f64, f64, Option<f64>);
 
 fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
-    let mut hbs: Vec<String> = exp
-        .variants
-        .iter()
-        .filter_map(|v| {
-            v.name
-                .strip_prefix("hb-")
-                .and_then(|r| r.split_once("ms-"))
-                .map(|(h, _)| h.to_string())
-        })
-        .collect();
-    hbs.sort();
-    hbs.dedup();
+    let hbs = heartbeats(exp);
     // The quota'd fault-free runs: `hb-NNNms-no-fault-cpuNNN`.
     let quota_run = |h: &str| {
         exp.variants
@@ -687,26 +676,8 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         let cutv = exp.variant(&format!("hb-{h}ms-cut"));
         let quiet = exp.variant(&format!("hb-{h}ms-no-fault"));
         let quota_v = quota_run(h);
-        // False detections, runs and their run time (minutes, for a rate).
-        let count = |vs: &[Option<&Variant>]| {
-            let reps: Vec<&Rep> = vs.iter().flatten().flat_map(|v| v.reps.iter()).collect();
-            let n: f64 = reps
-                .iter()
-                .filter_map(|r| extra(r, "false_detections"))
-                .sum();
-            let minutes: f64 = vs
-                .iter()
-                .flatten()
-                .flat_map(|v| v.summaries())
-                .map(|(_, s)| s.run_end_unix_ns.saturating_sub(s.run_start_unix_ns) as f64 / 60e9)
-                .sum();
-            (
-                n,
-                format!("{} run(s), {} min", reps.len(), fmt_num(minutes)),
-            )
-        };
-        let (f_free, n_free) = count(&[cutv, quiet]);
-        let (f_quota, n_quota) = count(&[quota_v]);
+        let (f_free, n_free) = false_detections(&[cutv, quiet]);
+        let (f_quota, n_quota) = false_detections(&[quota_v]);
         let det = cutv.and_then(|v| over(v, |_, s| fo(s, "detection_ms")));
         let stall = cutv.and_then(|v| over(v, |_, s| Some(s.max_stall_ms)));
         let machine = quiet.or(quota_v);
@@ -767,6 +738,44 @@ fn detection_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         let _ = writeln!(md, "- {n}");
     }
     md.push('\n');
+}
+
+/// The heartbeat intervals of the sweep's variants (`hb-NNNms-...`), as
+/// named, sorted.
+fn heartbeats(exp: &Experiment) -> Vec<String> {
+    let mut hbs: Vec<String> = exp
+        .variants
+        .iter()
+        .filter_map(|v| {
+            v.name
+                .strip_prefix("hb-")
+                .and_then(|r| r.split_once("ms-"))
+                .map(|(h, _)| h.to_string())
+        })
+        .collect();
+    hbs.sort();
+    hbs.dedup();
+    hbs
+}
+
+/// The false detections of the variants `vs`, and their runs and run time
+/// (minutes, for a rate) as a cell.
+fn false_detections(vs: &[Option<&Variant>]) -> (f64, String) {
+    let reps: Vec<&Rep> = vs.iter().flatten().flat_map(|v| v.reps.iter()).collect();
+    let n: f64 = reps
+        .iter()
+        .filter_map(|r| extra(r, "false_detections"))
+        .sum();
+    let minutes: f64 = vs
+        .iter()
+        .flatten()
+        .flat_map(|v| v.summaries())
+        .map(|(_, s)| s.run_end_unix_ns.saturating_sub(s.run_start_unix_ns) as f64 / 60e9)
+        .sum();
+    (
+        n,
+        format!("{} run(s), {} min", reps.len(), fmt_num(minutes)),
+    )
 }
 
 /// The sentences under the detection sweep, each printed only when the
