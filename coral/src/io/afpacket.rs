@@ -178,8 +178,9 @@ impl PacketSocket {
     /// Deliver only what the front handles: ARP, and IPv4 frames to one of
     /// `vips` (a classic BPF filter, `arp or (ip and dst host VIP ...)`).
     /// Log-channel segments, heartbeats and every other frame on the LAN
-    /// then never wake the engine (issue 14 measured them as a large share
-    /// of its wake-ups). Frames longer than the MTU (GSO) pass whole.
+    /// then never wake the engine (measured without the filter, they were a
+    /// large share of its wake-ups). Frames longer than the MTU (GSO) pass
+    /// whole.
     pub fn set_front_filter(&self, vips: &[std::net::Ipv4Addr]) -> io::Result<()> {
         let prog = front_filter(vips)?;
         let fprog = libc::sock_fprog {
