@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz every parser and codec (coral/core/fuzz) for a few seconds each and
-# print a table: runs, coverage (libFuzzer's cov = edges, ft = features),
+# Fuzz every parser and codec for a few seconds each and print a table: runs, coverage (libFuzzer's cov = edges, ft = features),
 # corpus size and findings per target.
 #
 #   scripts/fuzz-smoke.sh            every target, FUZZ_SECONDS (default 5) each
@@ -9,8 +8,14 @@
 #   FUZZ_CSV=results/fuzz/fuzz.csv ...      also write the table as CSV
 #                                           (read by `coral-exp report`)
 #
+# The targets live in two cargo-fuzz crates: coral/core/fuzz (frames, TCP
+# options, shadow state, HTTP framing, every channel's codec, the witness
+# state file) and experiments/fuzz (the node's configuration and key file,
+# coral-exp's topology.json, summary.json, and the campaign checker's
+# switch capture and request lines).
+#
 # A target fails when it crashes, leaks, times out or runs out of memory
-# (a finding: the input is left in coral/core/fuzz/artifacts/TARGET/), and
+# (a finding: the input is left in CRATE/artifacts/TARGET/), and
 # also when it made no runs or its run count or coverage cannot be read
 # from libFuzzer's output (a smoke that did nothing must not pass). Every
 # target runs even after a failure; the script exits non-zero at the end.
@@ -21,7 +26,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-fuzz_dir="$root/coral/core/fuzz"
+fuzz_dirs=("$root/coral/core/fuzz" "$root/experiments/fuzz")
 seconds="${FUZZ_SECONDS:-5}"
 csv="${FUZZ_CSV:-}"
 export RUSTC_BOOTSTRAP=1
@@ -38,20 +43,37 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-cd "$fuzz_dir"
+# Every target as CRATE_DIR:TARGET, from each crate's `cargo fuzz list`.
+all=()
+for d in "${fuzz_dirs[@]}"; do
+    while read -r t; do
+        [ -n "$t" ] && all+=("$d:$t")
+    done < <(cd "$d" && cargo fuzz list)
+done
+targets=()
 if [ "$#" -gt 0 ]; then
-    targets=("$@")
+    for want in "$@"; do
+        found=
+        for dt in "${all[@]}"; do
+            [ "${dt##*:}" = "$want" ] && targets+=("$dt") && found=1
+        done
+        [ -n "$found" ] || { echo "fuzz-smoke: no fuzz target '$want'" >&2; exit 2; }
+    done
 else
-    mapfile -t targets < <(cargo fuzz list)
+    targets=("${all[@]}")
 fi
 if [ "${#targets[@]}" -eq 0 ]; then
     echo "fuzz-smoke: no fuzz targets found" >&2
     exit 1
 fi
 
-# One build for all targets (release, with debug assertions: overflow checks).
+# One build per crate (release, with debug assertions: overflow checks).
 build_start=$(date +%s)
-cargo fuzz build --debug-assertions
+for d in "${fuzz_dirs[@]}"; do
+    case " ${targets[*]}" in
+    *" $d:"*) (cd "$d" && cargo fuzz build --debug-assertions) ;;
+    esac
+done
 build_s=$(($(date +%s) - build_start))
 
 # Last value of a libFuzzer field (`cov: 123`, `stat::...: 456`) in a log;
@@ -63,7 +85,10 @@ field() {
 rows=()
 failed=()
 start=$(date +%s)
-for t in "${targets[@]}"; do
+for dt in "${targets[@]}"; do
+    fuzz_dir="${dt%:*}"
+    t="${dt##*:}"
+    cd "$fuzz_dir"
     corpus="$fuzz_dir/corpus/$t"
     mkdir -p "$corpus"
     dirs=("$corpus")
@@ -86,7 +111,7 @@ for t in "${targets[@]}"; do
     if [ "$status" = finding ]; then
         findings=1
         tail -n 60 "$log" >&2
-        echo "fuzz-smoke: FAILED: $t (input in coral/core/fuzz/artifacts/$t/)" >&2
+        echo "fuzz-smoke: FAILED: $t (input in ${fuzz_dir#"$root"/}/artifacts/$t/)" >&2
     elif [ -z "$runs" ] || [ "$runs" -eq 0 ] || [ -z "$cov" ] || [ -z "$ft" ]; then
         status=no-runs
         tail -n 30 "$log" >&2

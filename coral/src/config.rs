@@ -346,13 +346,17 @@ impl Config {
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading key_file {}", path.display()))?;
+    parse_key(&text).with_context(|| format!("key_file {}", path.display()))
+}
+
+/// A key file's text: hex, whitespace ignored, at least
+/// [`coral_core::MIN_KEY_LEN`] bytes.
+pub fn parse_key(text: &str) -> Result<Vec<u8>> {
     let hexs: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let key =
-        hex::decode(&hexs).with_context(|| format!("key_file {} is not hex", path.display()))?;
+    let key = hex::decode(&hexs).context("not hex")?;
     if key.len() < coral_core::MIN_KEY_LEN {
         bail!(
-            "key_file {} holds {} bytes; at least {} are needed",
-            path.display(),
+            "holds {} bytes; at least {} are needed",
             key.len(),
             coral_core::MIN_KEY_LEN
         );
@@ -389,6 +393,14 @@ addr = "192.0.2.12"
 vip = "192.0.2.100"
 role = "primary"
 "#;
+
+    #[test]
+    fn key_text_is_hex_of_at_least_the_minimum_length() {
+        let k = parse_key(" 0011223344556677\n8899aabbccddeeff \n").unwrap();
+        assert_eq!(k.len(), 16);
+        assert!(format!("{:#}", parse_key("zz").unwrap_err()).contains("not hex"));
+        assert!(format!("{:#}", parse_key("0011").unwrap_err()).contains("holds 2 bytes"));
+    }
 
     #[test]
     fn good_config_gets_defaults() {

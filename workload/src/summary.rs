@@ -270,7 +270,13 @@ pub fn read_summary_json(path: impl AsRef<Path>) -> anyhow::Result<Summary> {
     let path = path.as_ref();
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a summary.json", path.display()))
+    parse_summary_json(&text).with_context(|| format!("{}: not a summary.json", path.display()))
+}
+
+/// Parses `summary.json`'s text (what [`read_summary_json`] reads; also the
+/// `summary_json` fuzz target's entry).
+pub fn parse_summary_json(text: &str) -> anyhow::Result<Summary> {
+    Ok(serde_json::from_str(text)?)
 }
 
 #[cfg(test)]

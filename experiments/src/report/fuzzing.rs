@@ -65,7 +65,7 @@ pub fn section(results: &Path, root: &str, md: &mut String) {
     let _ = writeln!(
         md,
         "Every parser and decoder that takes bytes from the network or disk has a libFuzzer \
-         target (`coral/core/fuzz`); `make fuzz` ran {} target(s) for {secs} s in total, \
+         target (`coral/core/fuzz`, `experiments/fuzz`; docs/CLI.md lists them); `make fuzz` ran {} target(s) for {secs} s in total, \
          {runs} runs, with {findings} finding(s){}.\n",
         rows.len(),
         if bad.is_empty() {

@@ -159,6 +159,21 @@ pub struct TopologyState {
 }
 
 impl TopologyState {
+    /// Parses topology.json's text (the one reader of the file: `load`,
+    /// and the `topology_json` fuzz target); a schema this coral-exp does
+    /// not read is an error.
+    pub fn parse(text: &str) -> Result<TopologyState> {
+        let state: TopologyState = serde_json::from_str(text)?;
+        if state.schema_version != TOPOLOGY_SCHEMA_VERSION {
+            bail!(
+                "schema_version {} (this coral-exp reads {})",
+                state.schema_version,
+                TOPOLOGY_SCHEMA_VERSION
+            );
+        }
+        Ok(state)
+    }
+
     /// A fresh state for `prefix` with no resources.
     pub fn new(topology: &str, service: &str, prefix: &str) -> Self {
         TopologyState {
@@ -283,16 +298,8 @@ impl StateHandle {
         let path = Self::path_in(dir);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("read {} (is a topology up there?)", path.display()))?;
-        let state: TopologyState =
-            serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-        if state.schema_version != TOPOLOGY_SCHEMA_VERSION {
-            bail!(
-                "{}: schema_version {} (this coral-exp reads {})",
-                path.display(),
-                state.schema_version,
-                TOPOLOGY_SCHEMA_VERSION
-            );
-        }
+        let state =
+            TopologyState::parse(&text).with_context(|| format!("parse {}", path.display()))?;
         Ok(StateHandle { path, state })
     }
 
