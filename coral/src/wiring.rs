@@ -32,11 +32,13 @@ use crate::grants::{Grants, START_EPOCH};
 use crate::io::adopt::{AdoptConfig, Adopter};
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
-use crate::io::front::{Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source};
+use crate::io::front::{
+    serve_log, Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source,
+};
 use crate::io::heartbeat::{HeartbeatEvent, HeartbeatHandle};
 use crate::io::join::JoinLink;
 use crate::io::leases::Leases;
-use crate::io::logchan::{serve_log, LogClient, LogClientConfig, LogServer, LogServerStats};
+use crate::io::logchan::{LogClient, LogClientConfig, LogServer, LogServerStats};
 use crate::io::logged_io::ReplyLogger;
 use crate::io::netcfg::{self, Iface, NetCfg};
 use crate::io::nft::{self, FenceConfig, Nft};
@@ -273,10 +275,10 @@ async fn front_side(
             me: NodeId(b.cfg.node_id),
             epoch: START_EPOCH,
             hello: hello(&b.cfg, &b.timing),
-            front: f.clone(),
             stats: log_stats.clone(),
             rejects: Arc::new(Mutex::new(RejectCounters::default())),
         },
+        f.clone(),
     ));
     b.events.record(
         "front-ready",

@@ -46,7 +46,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use crate::clock::Clock;
 use crate::io::afpacket::{PacketSocket, VnetHdr};
 use crate::io::ebpf_front::{ConnVerdict, EbpfFront, EbpfFrontConfig, LoadError, RecordKind};
-use crate::io::logchan::LogSession;
+use crate::io::logchan::{LogApplied, LogServer, LogSession};
 
 pub use crate::io::ebpf_front::Mode;
 
@@ -114,24 +114,6 @@ pub enum FrontEvent {
     /// A connection caught mid-handshake at a takeover completed its
     /// handshake: its state, for a rebuild (docs/DESIGN.md 5 step 7).
     Restorable(FourTuple, Result<TakeoverState, String>),
-}
-
-/// What applying one batch of log entries did.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogApplied {
-    /// False once the node stopped acknowledging: nothing was applied, and
-    /// the channel must close.
-    pub acking: bool,
-    /// The highest entry id applied (to acknowledge), if any.
-    pub ack: Option<u64>,
-    /// The batch had a `Hello` (to answer).
-    pub hello: bool,
-    /// Messages applied.
-    pub applied: u64,
-    /// Replies logged.
-    pub replies: u64,
-    /// Entries for connections the table does not know.
-    pub unknown: u64,
 }
 
 /// The snapshot of one address's connections (takeover step 2).
@@ -843,4 +825,32 @@ fn would_block(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+/// Accept the primary's log connection on `listener` (only from
+/// `ctx.peer`) and hand it to `front`'s data-path thread, which reads the
+/// entries, applies them to the table it owns and acknowledges them
+/// ([`LogSession`]): no thread hop between the log and the table. Runs
+/// until the front has stopped.
+pub async fn serve_log(listener: tokio::net::TcpListener, ctx: LogServer, front: Front) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if from.ip() != std::net::IpAddr::V4(ctx.peer) {
+            ctx.stats.foreign.fetch_add(1, Ordering::Relaxed);
+            drop(stream); // not our primary
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        // Still non-blocking: the thread polls it.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let session = LogSession::new(stream, &ctx);
+        if !front.send(Command::LogConn(Box::new(session))) {
+            return; // the front has stopped: nothing can be applied
+        }
+    }
 }

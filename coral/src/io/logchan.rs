@@ -6,7 +6,8 @@
 //!   backup's cumulative ack covers it. In simplex mode replies resolve at
 //!   once, and [`LogClient::go_simplex`] releases every waiting writer
 //!   (paper section 3.1: waiting processes must stop waiting).
-//! - [`serve_log`] (backup): hands each read's entries to the front's data
+//! - [`LogSession`] (backup, accepted by `crate::io::front::serve_log`):
+//!   hands each read's entries to the front's data
 //!   path, which applies them to the connection table, and acknowledges
 //!   them, one cumulative ack per batch read.
 //!
@@ -30,10 +31,9 @@ use coral_core::{
 use coral_core::{Epoch, FourTuple, NegotiatedOptions, NodeId};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{oneshot, Notify};
 
-use crate::io::front::{Command, Front, LogApplied};
 use crate::io::logged_io::{LogFuture, ReplyLogger};
 
 /// Largest reply payload put in one `Reply` message.
@@ -461,7 +461,9 @@ pub struct LogServerStats {
     pub foreign: AtomicU64,
 }
 
-/// The backup's side of the log channel: everything [`serve_log`] needs.
+/// The backup's side of the log channel: what each [`LogSession`] needs
+/// (`crate::io::front::serve_log` accepts the connection and hands it to
+/// the front's data path, which owns the table and applies entries).
 #[derive(Clone)]
 pub struct LogServer {
     /// The pre-shared key.
@@ -474,42 +476,10 @@ pub struct LogServer {
     pub epoch: Epoch,
     /// Our `Hello`.
     pub hello: NodeConfig,
-    /// The front's data path, which owns the table and applies entries
-    /// (and, from a takeover's snapshot on, refuses to: nothing is
-    /// acknowledged any more, so the old primary can never write again).
-    pub front: Front,
     /// Counters.
     pub stats: Arc<LogServerStats>,
     /// Decoder rejections by reason (of the latest connection).
     pub rejects: Arc<Mutex<RejectCounters>>,
-}
-
-/// Accept the primary's log connection on `listener` (only from
-/// `ctx.peer`) and hand it to the front's data-path thread, which reads
-/// the entries, applies them to the table it owns and acknowledges them
-/// ([`LogSession`]): no thread hop between the log and the table. Runs
-/// forever.
-pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
-    loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        if from.ip() != std::net::IpAddr::V4(ctx.peer) {
-            ctx.stats.foreign.fetch_add(1, Ordering::Relaxed);
-            drop(stream); // not our primary
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        // Still non-blocking: the thread polls it.
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
-        let session = LogSession::new(stream, &ctx);
-        if !ctx.front.send(Command::LogConn(Box::new(session))) {
-            return; // the front has stopped: nothing can be applied
-        }
-    }
 }
 
 /// Once the snapshot stopped acknowledgements the primary is taken for
@@ -518,6 +488,24 @@ pub async fn serve_log(listener: TcpListener, ctx: LogServer) {
 /// retransmitted on the survivor's timer for minutes.
 fn close_silently(fd: RawFd) {
     let _ = crate::io::repair::set_repair(fd, true);
+}
+
+/// What applying one batch of log entries did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogApplied {
+    /// False once the node stopped acknowledging: nothing was applied, and
+    /// the channel must close.
+    pub acking: bool,
+    /// The highest entry id applied (to acknowledge), if any.
+    pub ack: Option<u64>,
+    /// The batch had a `Hello` (to answer).
+    pub hello: bool,
+    /// Messages applied.
+    pub applied: u64,
+    /// Replies logged.
+    pub replies: u64,
+    /// Entries for connections the table does not know.
+    pub unknown: u64,
 }
 
 /// The backup's end of one log connection, driven by the front's
@@ -539,7 +527,8 @@ pub struct LogSession {
 }
 
 impl LogSession {
-    fn new(stream: std::net::TcpStream, ctx: &LogServer) -> LogSession {
+    /// The session of `stream`, an accepted connection from the primary.
+    pub(crate) fn new(stream: std::net::TcpStream, ctx: &LogServer) -> LogSession {
         LogSession {
             stream,
             enc: Encoder::new(ctx.key.clone(), ctx.me, ctx.epoch, crate::clock::unix_ns()),
