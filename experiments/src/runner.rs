@@ -247,15 +247,9 @@ fn run_rep(
     let cpu_start = crate::measure::CpuSample::take(&cgroups);
     argv.push("--out".into());
     argv.push(paths.load.clone().into());
-    let log = std::fs::File::create(dir.join("load.log"))?;
-    let mut cmd = live.backend.command(live.state(), "client", &argv)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let started = Instant::now();
     let clients = format!("{} clients", v.load.clients);
     record(&paths.runner_events, "client", "load-start", clients)?;
-    let mut child = cmd.spawn().context("start coral-load")?;
+    let (mut child, started) = spawn_load(&live, &argv, dir)?;
     let mut load = LoadGuard(Some(&mut child));
     let mut live = Some(live);
 
@@ -271,8 +265,7 @@ fn run_rep(
     let detail = format!("coral-load {status}");
     record(&paths.runner_events, "client", "load-end", detail)?;
     if !status.success() {
-        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
-        bail!("coral-load failed ({status}): {}", text.trim());
+        return Err(load_failed(status, dir));
     }
     tear_down(live.take(), &st.prefix, &paths.runner_events)?;
     results(&paths, fault_at, (&cpu_start, &cpu_end))
@@ -491,6 +484,29 @@ fn join_and_second_fault(
         inject_planned(l, f)?;
     }
     Ok(())
+}
+
+/// Start coral-load in the client host with `argv`, its output in
+/// `dir/load.log`; returns the process and when it started.
+pub(crate) fn spawn_load(
+    live: &Live,
+    argv: &[OsString],
+    dir: &Path,
+) -> Result<(std::process::Child, Instant)> {
+    let log = std::fs::File::create(dir.join("load.log"))?;
+    let mut cmd = live.backend.command(live.state(), "client", argv)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let started = Instant::now();
+    let child = cmd.spawn().context("start coral-load")?;
+    Ok((child, started))
+}
+
+/// The error for a coral-load that exited with `status`, quoting its log.
+pub(crate) fn load_failed(status: std::process::ExitStatus, dir: &Path) -> anyhow::Error {
+    let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
+    anyhow::anyhow!("coral-load failed ({status}): {}", text.trim())
 }
 
 /// Kills coral-load if the rep ends early (error, interrupt).

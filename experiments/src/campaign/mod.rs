@@ -19,7 +19,7 @@ pub mod plan;
 
 use crate::catalog::{LoadOptions, Shape};
 use crate::live::{self, UpOptions};
-use crate::runner::{load_argv, record, sleep_until, LoadGuard};
+use crate::runner::{load_argv, load_failed, record, sleep_until, spawn_load, LoadGuard};
 use crate::services::{AppMode, CoralOptions, ServiceOptions};
 use crate::topology::{self, Live};
 use anyhow::{bail, Context, Result};
@@ -28,7 +28,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, info_span, warn};
@@ -319,13 +318,7 @@ fn run_trial(
     let capture = capture::Capture::start(&live, &vips, dir)?;
     let load_dir = dir.join("load");
     let argv = trial_argv(load_bin, &st.service_urls, p, &load_dir);
-    let log = std::fs::File::create(dir.join("load.log"))?;
-    let mut cmd = live.backend.command(&st, "client", &argv)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("start coral-load")?;
+    let (mut child, started) = spawn_load(&live, &argv, dir)?;
     let mut load = LoadGuard(Some(&mut child));
     record(&runner_events, "client", "load-start", p.shape_label())?;
 
@@ -354,8 +347,7 @@ fn run_trial(
     let capture = capture.map(capture::Capture::stop).transpose()?;
     live.down()?;
     if !status.success() {
-        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
-        bail!("coral-load failed ({status}): {}", text.trim());
+        return Err(load_failed(status, dir));
     }
     faultinject::events::merge_sorted(
         &[&runner_events, &state_dir.join("events.csv")],

@@ -16,7 +16,7 @@ pub mod attacks;
 
 use crate::catalog::{LoadOptions, Shape};
 use crate::live::{self, UpOptions};
-use crate::runner::{load_argv, sleep_until, LoadGuard};
+use crate::runner::{load_argv, load_failed, sleep_until, spawn_load, LoadGuard};
 use crate::services::{coral as coral_service, AppMode, CoralOptions, ServiceOptions};
 use crate::topology;
 use anyhow::{bail, Context, Result};
@@ -25,7 +25,6 @@ use faultinject::events::Event;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use workload::records::RequestRecord;
@@ -264,13 +263,7 @@ fn attack_live_pair(
         argv.push(k.into());
         argv.push(v.into());
     }
-    let log = std::fs::File::create(dir.join("load.log"))?;
-    let mut cmd = live.backend.command(&st, "client", &argv)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("start coral-load")?;
+    let (mut child, started) = spawn_load(&live, &argv, dir)?;
     let mut load = LoadGuard(Some(&mut child));
     sleep_until(started + Duration::from_secs_f64(LEAD_S), cancel)?;
 
@@ -282,8 +275,7 @@ fn attack_live_pair(
     let status = load.wait(limit, "its duration, drain and 30 s", cancel)?;
     live.down()?;
     if !status.success() {
-        let text = std::fs::read_to_string(dir.join("load.log")).unwrap_or_default();
-        bail!("coral-load failed ({status}): {}", text.trim());
+        return Err(load_failed(status, dir));
     }
     let records = summary::read_requests_csv(load_dir.join("requests.csv"))?;
     let events = faultinject::events::read_events(&state_dir.join("events.csv"))?;
