@@ -28,7 +28,7 @@ EXPERIMENTS=(
   scale-sweep
   reply-size-sweep
   lb-compare
-  # 50 randomized single faults against fresh pairs (20 with --quick).
+  # 50 randomized single faults against fresh pairs (10 with --quick).
   fault-campaign
   # Every attack of a hostile LAN host at a live pair under load.
   hostile-input

@@ -231,7 +231,7 @@ pub struct RunArgs {
     /// only that mode's variants run.
     #[arg(long, value_name = "inproc|cgi")]
     pub app: Option<AppMode>,
-    /// fault-campaign only: trials to run (default: 20 with --quick, else 50).
+    /// fault-campaign only: trials to run (default: 10 with --quick, else 50).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub trials: Option<u32>,
     /// fault-campaign only: seed of the first trial; trial i has seed S+i,

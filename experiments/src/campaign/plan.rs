@@ -19,7 +19,7 @@ pub const NAME: &str = "fault-campaign";
 /// Trials of a full campaign (`make reproduce`), unless `--trials` says.
 pub const TRIALS_FULL: u32 = 50;
 /// Trials of a QUICK campaign.
-pub const TRIALS_QUICK: u32 = 20;
+pub const TRIALS_QUICK: u32 = 10;
 /// First trial seed, unless `--seed` says.
 pub const DEFAULT_SEED: u64 = 1;
 
