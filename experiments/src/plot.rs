@@ -19,6 +19,7 @@
 //! Text uses the DejaVu Sans font embedded in the binary, never system fonts.
 
 pub mod data;
+pub mod double_fault;
 pub mod figures;
 pub mod lb;
 pub mod stats;
@@ -415,6 +416,15 @@ pub fn run(a: PlotArgs) -> Result<i32> {
                 Err(e) => {
                     failures += 1;
                     bar.suspend(|| error!("{} figures: {e:#}", exp.name));
+                }
+            }
+        }
+        if exp.name == double_fault::EXPERIMENT {
+            match double_fault::plot(&a.out, exp) {
+                Ok(files) => written += files.len(),
+                Err(e) => {
+                    failures += 1;
+                    bar.suspend(|| error!("{} figure: {e:#}", exp.name));
                 }
             }
         }

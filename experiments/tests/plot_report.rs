@@ -276,6 +276,70 @@ fn synthetic_tree(root: &Path) {
         );
     }
     reliability_sources(root);
+    double_fault(root);
+}
+
+/// `double-fault`: 8 clients for 7 s at 5 ms a request; server-a killed at
+/// 1.5 s (every client stalls 300 ms, client 0's request fails), the spare
+/// joins at 3 s (restored at 3.02 s), server-b killed at 5 s (200 ms stall,
+/// no error).
+fn double_fault(root: &Path) {
+    let dir = root.join("double-fault/single-role-spare/rep-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = |ms: u64| T0 + ms * MS;
+    let mut recs = Vec::new();
+    for client in 0..8u32 {
+        let (mut t, mut seq) = (at(0) + u64::from(client) * 100_000, 0);
+        while t < at(7000) {
+            let mut end = t + 5 * MS;
+            let mut failed = false;
+            for (f, stall, fails) in [(1500, 300, client == 0), (5000, 200, false)] {
+                if t <= at(f) && end > at(f) {
+                    end = at(f + stall);
+                    failed = fails;
+                }
+            }
+            recs.push((client, seq, t, end, failed));
+            t = end + 50_000;
+            seq += 1;
+        }
+    }
+    std::fs::write(dir.join("requests.csv"), requests_csv(&recs)).unwrap();
+    let ev = format!(
+        "t_unix_ns,host,source,event,detail\n\
+         {},server-a,faultinject,kill,SIGKILL\n\
+         {},server-b,coral,join-accepted,node=3 epoch=3\n\
+         {},server-b,coral,integration,total=1.5\n\
+         {},server-b,faultinject,kill,SIGKILL\n",
+        at(1500),
+        at(3000),
+        at(3020),
+        at(5000)
+    );
+    std::fs::write(dir.join("events.csv"), ev).unwrap();
+    let errors = recs.iter().filter(|r| r.4).count() as u64;
+    let summary = Summary {
+        schema_version: 1,
+        requests: recs.len() as u64,
+        ok: recs.len() as u64 - errors,
+        errors,
+        max_stall_ms: 300.0,
+        p50_ms: 5.0,
+        p99_ms: 5.0,
+        throughput_rps: 1000.0,
+        fault_at_unix_ns: Some(at(1500)),
+        run_start_unix_ns: T0 - 500 * MS,
+        warmup_end_unix_ns: T0 + 500 * MS,
+        run_end_unix_ns: T0 + 7000 * MS,
+        integration: Some([("total".to_string(), 1.5)].into()),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(&summary).unwrap();
+    v["vulnerability_ms"] = serde_json::json!(1520.0);
+    std::fs::write(dir.join("summary.json"), v.to_string()).unwrap();
+    let config = serde_json::json!({"experiment": "double-fault", "variant": "single-role-spare",
+        "rep": 1, "quick": true, "service": "coral", "clients": 8, "size": 1024, "app": "cgi"});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
 
 /// The Reliability section's three sources, as their writers write them:
@@ -417,6 +481,22 @@ fn plot_and_report_from_a_synthetic_tree() {
         f3.contains("failed request (1 in this panel)"),
         "the one reset is not drawn"
     );
+    // double-fault: both faults, the join and the window on one timeline.
+    check_png(&top.join("double-fault-single-role-spare.png"));
+    let d = svg(&top.join("double-fault-single-role-spare.svg"));
+    for label in [
+        "first fault (t = 2 s)",
+        "join accepted (t = 3.5 s)",
+        "fault tolerance restored (t = 3.52 s)",
+        "second fault (t = 5.5 s)",
+        "window of vulnerability (1520 ms)",
+        "failed request (1)",
+    ] {
+        assert!(
+            d.contains(label),
+            "{label} missing from the double-fault figure"
+        );
+    }
     // No fault in baseline: no zoom, no fault line.
     let b = svg(&figs.join("baseline-one-server-latency.svg"));
     assert!(!b.contains("zoom on the fault") && !b.contains("fault injected"));
@@ -572,6 +652,42 @@ fn plot_and_report_from_a_synthetic_tree() {
         "{md}"
     );
     assert!(md.contains("120 s in total"), "{md}");
+    // double-fault: the clients in each phase, and the figure.
+    let df = md
+        .split("## A second fault after reintegration")
+        .nth(1)
+        .expect("double-fault section");
+    for row in [
+        "| single-role-spare | 1 | 1520 | 1.5 |",
+        "| single-role-spare | before the first fault | 1 | 1000 |",
+        "| single-role-spare | window of vulnerability | 1 | 1520 |",
+        "| single-role-spare | duplex again | 1 | 1980 |",
+        "| single-role-spare | after the second fault | 1 | 2000 |",
+    ] {
+        assert!(df.contains(row), "{row} missing:\n{df}");
+    }
+    let phase = |name: &str| -> Vec<String> {
+        let head = format!("| single-role-spare | {name} |");
+        let line = df.lines().find(|l| l.starts_with(&head)).unwrap();
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    // Cells: 1 variant, 2 phase, 3 reps, 4 duration, 5 rps, 6 p50, 7 p99, 8 errors, 9 stall.
+    let (w, s2) = (
+        phase("window of vulnerability"),
+        phase("after the second fault"),
+    );
+    // The stall: 300 ms (200 at the second fault) from the last completion
+    // before the fault, up to 5 ms more, and client 0's retry after its error.
+    let ms = |c: &str| c.parse::<f64>().unwrap();
+    assert_eq!(w[8], "1", "{df}");
+    assert!((300.0..=311.0).contains(&ms(&w[9])), "{df}");
+    assert_eq!(s2[8], "0", "{df}");
+    assert!((200.0..=206.0).contains(&ms(&s2[9])), "{df}");
+    assert_eq!(phase("duplex again")[8], "0");
+    assert!(
+        df.contains("](../paper-figures/double-fault-single-role-spare.png)"),
+        "{df}"
+    );
     for absent in [
         "## Fig. 3",
         "load balancers",

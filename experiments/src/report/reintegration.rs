@@ -4,10 +4,13 @@
 //! restored: the survivor's `integration` event, summary.json
 //! `vulnerability_ms`), the integration total, and what the clients saw
 //! through every fault and the join (errors, reconnects, lost requests,
-//! digest mismatches, summed over repetitions).
+//! digest mismatches, summed over repetitions); for `double-fault` also
+//! the clients' throughput and latency in each phase of the run (split at
+//! the two faults and the restoration) and the experiment's figure.
 
 use super::{cell, fmt_spread, Ctx};
 use crate::plot::data::Experiment;
+use crate::plot::double_fault;
 use crate::plot::stats::Spread;
 use std::fmt::Write as _;
 
@@ -67,6 +70,80 @@ pub(super) fn md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
         ctx.root(),
         exp.name
     );
+    if exp.name == double_fault::EXPERIMENT {
+        phases_md(ctx, exp, md);
+    }
+}
+
+/// Per variant and phase of `double-fault`: what the clients saw (medians
+/// over repetitions, spread in parentheses), then the figure.
+fn phases_md(ctx: &Ctx, exp: &Experiment, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "**The clients across both faults**, by phase (median over repetitions, spread in parentheses):\n\n\
+         | variant | phase | reps | duration (ms) | throughput (req/s) | p50 (ms) | p99 (ms) | errors | longest stall (ms) |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mut problems = Vec::new();
+    for v in &exp.variants {
+        let mut reps = Vec::new();
+        for r in &v.reps {
+            match double_fault::analyze(r) {
+                Ok(a) => reps.push(a),
+                Err(e) => problems.push(format!("{}/rep-{}: {e:#}", v.name, r.n)),
+            }
+        }
+        for name in double_fault::PHASES {
+            let ps: Vec<&double_fault::Phase> = reps
+                .iter()
+                .filter_map(|a| a.phases.iter().find(|p| p.name == name))
+                .collect();
+            if ps.is_empty() {
+                continue;
+            }
+            let col = |f: fn(&double_fault::Phase) -> f64| {
+                let xs: Vec<f64> = ps.iter().map(|p| f(p)).collect();
+                Spread::of(&xs).map(|s| fmt_spread(&s)).unwrap_or_default()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {name} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&v.name),
+                ps.len(),
+                col(|p| (p.span.1 - p.span.0) as f64 / 1e6),
+                col(|p| p.rps),
+                col(|p| p.p50_ms),
+                col(|p| p.p99_ms),
+                col(|p| p.errors as f64),
+                col(|p| p.stall_ms),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nPhases: warm-up end to the first fault; the window of vulnerability (to the first `integration` event); duplex again (to the second fault); after it, to the run's end. Throughput counts completions in the phase, latencies the requests started in it, a stall is counted in the phase where it ends. Source: `{}/{}/*/rep-*/{{requests.csv,events.csv,summary.json}}`.\n",
+        ctx.root(),
+        exp.name
+    );
+    for p in &problems {
+        let _ = writeln!(md, "- could not analyse {p}");
+    }
+    for v in &exp.variants {
+        let png = ctx
+            .figures
+            .join(format!("{}.png", double_fault::stem(&v.name)));
+        if png.is_file() {
+            let rep = v.typical_rep().map(|r| r.n).unwrap_or(0);
+            let rel = super::relative_path(ctx.out_dir, &png);
+            let _ = writeln!(
+                md,
+                "![{} / {}: throughput and latency across both faults (rep-{rep})]({})\n",
+                exp.name,
+                v.name,
+                rel.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
