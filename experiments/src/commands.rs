@@ -60,7 +60,7 @@ pub struct UpArgs {
     /// Name prefix of every namespace (default: a fresh `cx` + 4 hex digits).
     #[arg(long)]
     pub prefix: Option<String>,
-    /// Limit every LAN switch port to this rate in Mbit/s (tbf; the paper: 100).
+    /// Limit every LAN switch port to this rate in Mbit/s (htb with a DSCP EF band; the paper: 100).
     #[arg(long, value_name = "MBIT")]
     pub lan_mbit: Option<u32>,
     /// CPU quota of each server host, in CPUs (cgroup v1; e.g. 0.5).
@@ -211,7 +211,7 @@ pub struct RunArgs {
     /// Print the plan (runs, estimated seconds) and run nothing.
     #[arg(long)]
     pub plan: bool,
-    /// Limit every LAN switch port to this rate in Mbit/s (tbf).
+    /// Limit every LAN switch port to this rate in Mbit/s (htb with a DSCP EF band).
     #[arg(long, value_name = "MBIT")]
     pub lan_mbit: Option<u32>,
     /// CPU quota of each server host, in CPUs (cgroup v1).

@@ -1,5 +1,5 @@
 //! Paper-faithful run conditions (docs/DESIGN.md sections 7 and 8): a 100 Mb/s
-//! switched LAN (`tbf` on switch ports) and a server capacity set by a
+//! switched LAN (`htb` on switch ports, with a priority band for DSCP EF) and a server capacity set by a
 //! cgroup v1 CPU quota that covers every process of a server host.
 //!
 //! `tc` is called as a command (no well-kept crate covers qdiscs); cgroups
@@ -50,7 +50,7 @@ pub const BRIDGE_NF_CALL: u8 = 0;
 /// The conditions of one run, recorded in its `config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
-    /// Rate limit of every switch port in Mbit/s (`tbf`); `None` = unlimited.
+    /// Rate limit of every switch port in Mbit/s ([`LanQdisc`]); `None` = unlimited.
     pub lan_mbit: Option<u32>,
     /// CPU quota of each server host as a fraction of one core
     /// (0.5 = half a core); `None` = no quota.
@@ -77,7 +77,8 @@ impl Conditions {
     /// the fixed testbed settings that shape every number (`bridge_nf_call`,
     /// the switch's bridge netfilter hooks: off on netns, on for a Docker
     /// bridge, whose isolation chain needs them; `cfs_period_us`, the CFS
-    /// period of the quota, null without one).
+    /// period of the quota, null without one; `lan_qdisc`, the switch ports'
+    /// queueing discipline, null without a rate limit).
     pub fn recorded(&self, topology: &str) -> serde_json::Value {
         let nf = if topology == "docker" {
             1
@@ -89,33 +90,119 @@ impl Conditions {
             "server_cpu": self.server_cpu,
             "bridge_nf_call": nf,
             "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
+            "lan_qdisc": self.lan_mbit.map(|m| LanQdisc::new(m).describe()),
         })
     }
 }
 
-/// Limit egress of `dev` inside namespace `netns` to `mbit` Mbit/s with a
-/// token bucket filter sized for that rate.
+/// How long the data band of a switch port may queue at the port's rate:
+/// 20 ms, the bound the port's FIFO had before it had a priority band.
+pub const LAN_QUEUE_MS: u64 = 20;
+
+/// The DSCP that gets the priority band of a switch port: EF (46), which the
+/// node's heartbeat socket sets. The switch trusts DSCP, as a managed switch
+/// with a strict-priority queue for EF does.
+pub const LAN_PRIORITY_DSCP: u8 = 46;
+
+/// The queueing discipline of a rate-limited switch port, as the `tc`
+/// commands that build it and as `config.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanQdisc {
+    /// Port rate in Mbit/s.
+    pub mbit: u32,
+    /// Bucket depth of the port (bytes): at least one 64 KB offloaded frame
+    /// plus a little, so TSO/GSO frames pass.
+    pub burst: u64,
+    /// Byte limit of the data band's FIFO: [`LAN_QUEUE_MS`] at the port
+    /// rate, never less than the burst.
+    pub data_limit: u64,
+}
+
+impl LanQdisc {
+    /// The qdisc for a port of `mbit` Mbit/s.
+    pub fn new(mbit: u32) -> LanQdisc {
+        let bytes_per_s = u64::from(mbit) * 1_000_000 / 8;
+        let burst = (bytes_per_s / 250).max(96 * 1024);
+        let data_limit = (bytes_per_s * LAN_QUEUE_MS / 1000).max(burst);
+        LanQdisc {
+            mbit,
+            burst,
+            data_limit,
+        }
+    }
+
+    /// The `tc` argument lists that build the qdisc on `dev` (after any old
+    /// root qdisc is deleted): an `htb` root shaped to the port rate with two
+    /// classes, 1:10 (priority 0, DSCP EF, classified by a `u32` filter on
+    /// the TOS byte) and 1:20 (priority 1, everything else, the default).
+    /// HTB serves the lower priority first whenever both have packets, so a
+    /// heartbeat waits for at most the frame on the wire, never for the
+    /// data band's queue. 1:10 is guaranteed a tenth of the rate (heartbeats
+    /// need well under 1 %) and both may borrow up to the full rate.
+    pub fn tc_commands(&self, dev: &str) -> Vec<Vec<String>> {
+        let kbit = u64::from(self.mbit) * 1000;
+        let prio_kbit = (kbit / 10).max(8);
+        let data_kbit = kbit.saturating_sub(prio_kbit).max(8);
+        let (burst, limit) = (self.burst, self.data_limit);
+        let tos = u32::from(LAN_PRIORITY_DSCP) << 2;
+        [
+            format!("qdisc add dev {dev} root handle 1: htb default 20"),
+            format!(
+                "class add dev {dev} parent 1: classid 1:1 htb rate {kbit}kbit \
+                 burst {burst} cburst {burst} quantum 1514"
+            ),
+            format!(
+                "class add dev {dev} parent 1:1 classid 1:10 htb rate {prio_kbit}kbit \
+                 ceil {kbit}kbit quantum 1514 prio 0"
+            ),
+            format!(
+                "class add dev {dev} parent 1:1 classid 1:20 htb rate {data_kbit}kbit \
+                 ceil {kbit}kbit burst {burst} cburst {burst} quantum 1514 prio 1"
+            ),
+            format!("qdisc add dev {dev} parent 1:10 handle 10: pfifo limit 100"),
+            format!("qdisc add dev {dev} parent 1:20 handle 20: bfifo limit {limit}"),
+            format!(
+                "filter add dev {dev} parent 1: protocol ip prio 1 u32 \
+                 match ip tos {tos:#04x} 0xfc flowid 1:10"
+            ),
+        ]
+        .iter()
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .collect()
+    }
+
+    /// The one-line description `config.json` records as
+    /// `conditions.lan_qdisc`.
+    pub fn describe(&self) -> String {
+        format!(
+            "htb {}mbit: DSCP EF band first, data band bfifo {} B",
+            self.mbit, self.data_limit
+        )
+    }
+}
+
+/// Limit egress of `dev` inside namespace `netns` to `mbit` Mbit/s, with a
+/// strict-priority band for DSCP EF ahead of a data band that queues at
+/// most [`LAN_QUEUE_MS`] ([`LanQdisc`]).
 pub fn apply_lan_rate(netns: &str, dev: &str, mbit: u32) -> Result<()> {
-    // Burst: at least one 64 KB offloaded frame plus a little, so TSO/GSO
-    // frames pass; latency bound keeps the queue short (a switch port).
-    let burst = (u64::from(mbit) * 1_000_000 / 8 / 250).max(96 * 1024);
-    let out = faultinject::netns::command_in(netns, "tc", &[])?
-        .args(["qdisc", "replace", "dev", dev, "root", "tbf"])
-        .args([
-            "rate",
-            &format!("{mbit}mbit"),
-            "burst",
-            &burst.to_string(),
-            "latency",
-            "20ms",
-        ])
-        .output()
-        .context("running tc")?;
-    if !out.status.success() {
-        bail!(
-            "tc qdisc replace dev {dev} (netns {netns}) tbf rate {mbit}mbit failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let q = LanQdisc::new(mbit);
+    // Replacing the root with another kind would keep nothing of the old
+    // tree; deleting first makes the call repeatable (no qdisc yet: ignored).
+    let _ = faultinject::netns::command_in(netns, "tc", &[])?
+        .args(["qdisc", "del", "dev", dev, "root"])
+        .output();
+    for args in q.tc_commands(dev) {
+        let out = faultinject::netns::command_in(netns, "tc", &[])?
+            .args(&args)
+            .output()
+            .context("running tc")?;
+        if !out.status.success() {
+            bail!(
+                "tc {} (netns {netns}) failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
     Ok(())
 }
@@ -328,6 +415,38 @@ mod tests {
             Conditions::default().recorded("docker")["bridge_nf_call"],
             1
         );
+    }
+
+    #[test]
+    fn lan_qdisc_puts_ef_first_and_bounds_the_data_band_at_20ms() {
+        let q = LanQdisc::new(100);
+        assert_eq!(q.burst, 96 * 1024);
+        // 20 ms at 12.5 MB/s.
+        assert_eq!(q.data_limit, 250_000);
+        // A slow port still queues one offloaded frame.
+        assert_eq!(LanQdisc::new(10).data_limit, 96 * 1024);
+        let cmds: Vec<String> = q.tc_commands("p-x").iter().map(|c| c.join(" ")).collect();
+        assert_eq!(cmds[0], "qdisc add dev p-x root handle 1: htb default 20");
+        assert!(cmds.iter().any(
+            |c| c.contains("classid 1:10 htb rate 10000kbit ceil 100000kbit")
+                && c.ends_with("prio 0")
+        ));
+        assert!(cmds
+            .iter()
+            .any(|c| c.contains("classid 1:20 htb rate 90000kbit") && c.ends_with("prio 1")));
+        assert!(cmds
+            .iter()
+            .any(|c| c == "qdisc add dev p-x parent 1:20 handle 20: bfifo limit 250000"));
+        assert!(cmds
+            .iter()
+            .any(|c| c.ends_with("u32 match ip tos 0xb8 0xfc flowid 1:10")));
+        let r = Conditions {
+            lan_mbit: Some(100),
+            server_cpu: None,
+        }
+        .recorded("netns");
+        assert_eq!(r["lan_qdisc"], q.describe());
+        assert!(Conditions::default().recorded("netns")["lan_qdisc"].is_null());
     }
 
     #[test]

@@ -822,7 +822,7 @@ fn settings_md(ctx: &Ctx, md: &mut String) {
 /// The testbed settings the paper's hardware had without saying so, with the
 /// values found in the tree and why they are set so.
 fn testbed_md(ctx: &Ctx, md: &mut String) {
-    const ROWS: [(&str, &str, &str); 2] = [
+    const ROWS: [(&str, &str, &str); 3] = [
         (
             "cfs_period_us",
             "CFS period of the server CPU quota (µs)",
@@ -841,6 +841,14 @@ fn testbed_md(ctx: &Ctx, md: &mut String) {
              hooks as if routed, about 28 % of a log round trip here. A real switch runs none, so \
              they are 0 in the switch namespace, for every service alike.",
         ),
+        (
+            "lan_qdisc",
+            "queueing on the shaped switch ports",
+            "A plain FIFO at the port rate made heartbeats wait behind downloads and the log \
+             channel for up to its 20 ms bound, and the pair declared each other failed. A \
+             switch that trusts DSCP serves EF (the heartbeats) first; the data band still \
+             holds 20 ms at the port rate.",
+        ),
     ];
     let mut out = String::new();
     for (key, label, why) in ROWS {
@@ -851,7 +859,14 @@ fn testbed_md(ctx: &Ctx, md: &mut String) {
                     if let Some(x) = data::config_lookup(&rep.config, &[key]) {
                         seen.insert(data::json_text(x));
                     } else if data::config_has_key(&rep.config, &[key]) {
-                        seen.insert("none (no quota)".to_string());
+                        seen.insert(
+                            if key == "lan_qdisc" {
+                                "none (no rate limit)"
+                            } else {
+                                "none (no quota)"
+                            }
+                            .to_string(),
+                        );
                     }
                 }
             }

@@ -81,6 +81,12 @@ fn netns_table1_failover_quick_fills_the_breakdown() {
         assert_eq!(c["conditions"]["server_cpu"], 0.5);
         assert_eq!(c["conditions"]["cfs_period_us"], 10_000);
         assert_eq!(c["conditions"]["bridge_nf_call"], 0);
+        assert!(
+            c["conditions"]["lan_qdisc"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("htb 100mbit")),
+            "{c}"
+        );
         assert_eq!(c["fault"]["host"], cut);
     }
     assert!(

@@ -277,7 +277,25 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
         .output()
         .unwrap();
     let q = String::from_utf8_lossy(&q.stdout);
-    assert!(q.contains("tbf") && q.contains("100Mbit"), "{q}");
+    assert!(q.contains("htb 1: root"), "{q}");
+    assert!(q.contains("bfifo 20: parent 1:20 limit 250000b"), "{q}");
+    let c = Command::new("tc")
+        .args([
+            "-n",
+            &format!("{prefix}-switch"),
+            "class",
+            "show",
+            "dev",
+            "p-server-a",
+        ])
+        .output()
+        .unwrap();
+    let c = String::from_utf8_lossy(&c.stdout);
+    assert!(c.contains("class htb 1:1 root rate 100Mbit"), "{c}");
+    assert!(
+        c.contains("class htb 1:10 parent 1:1 leaf 10: prio 0"),
+        "{c}"
+    );
     let cg = v["hosts"]["server-a"]["cgroup"]
         .as_str()
         .unwrap()

@@ -24,8 +24,8 @@
 //!   (inside, `/proc/sys` is read-only): the netns topology's set, plus the
 //!   direct-routing ones a CoRAL primary needs on the server hosts.
 //! - A link cut sets the container's host-side veth down (in the root
-//!   namespace: the engine's, [`engine_netns`]); the LAN rate is a `tbf`
-//!   on the same veth (traffic towards the host, as on a switch port).
+//!   namespace: the engine's, [`engine_netns`]); the LAN rate is the
+//!   switch port's qdisc ([`crate::conditions::LanQdisc`]) on the same veth (traffic towards the host, as on a switch port).
 //! - A partition is the netns switch's bridge-family rule in the engine's
 //!   namespace, its label prefixed with the topology's ([`partition_label`]).
 //! - Every container and network carries the label [`LABEL_PREFIX`], every

@@ -409,8 +409,8 @@ pub trait Topology {
     /// an error if `cancel` becomes true.
     fn build(&self, h: &mut StateHandle, cancel: &AtomicBool) -> Result<()>;
 
-    /// Limits every LAN switch port to `mbit` Mbit/s (`tbf`, the paper's
-    /// 100 Mb/s switched LAN).
+    /// Limits every LAN switch port to `mbit` Mbit/s (the paper's 100 Mb/s
+    /// switched LAN; [`crate::conditions::LanQdisc`]: DSCP EF first).
     fn set_lan_rate(&self, h: &mut StateHandle, mbit: u32) -> Result<()>;
 
     /// Puts `host`'s service processes (started after this) under a CPU
