@@ -24,6 +24,9 @@ have_sbin haproxy || need+=(haproxy)
 have_sbin nginx || need+=(nginx)
 have_sbin keepalived || need+=(keepalived)
 have_sbin bpftool || need+=(bpftool)
+# The netns topology gives each LAN host's interface a NAPI thread of its
+# own (GRO on, the switch port's TSO off: experiments/src/conditions.rs).
+have_sbin ethtool || need+=(ethtool)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root or install them" >&2

@@ -1,9 +1,11 @@
 //! Paper-faithful run conditions (docs/DESIGN.md sections 7 and 8): a 100 Mb/s
 //! switched LAN (`htb` on switch ports, with a priority band for DSCP EF) and a server capacity set by a
-//! cgroup v1 CPU quota that covers every process of a server host.
+//! cgroup v1 CPU quota that covers every process of a server host, and a
+//! receive path each host pays for itself (a NAPI kernel thread per LAN
+//! host, in the host's group).
 //!
-//! `tc` is called as a command (no well-kept crate covers qdiscs); cgroups
-//! are plain files under `/sys/fs/cgroup/cpu`.
+//! `tc` and `ethtool` are called as commands (no well-kept crate covers
+//! qdiscs or device features); cgroups and `threaded` are plain files.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,101 @@ pub fn cfs_period_quota(cores: f64) -> (u64, u64) {
 /// netns topology sets them: 0, like a real switch (recorded in
 /// `config.json`; a Docker bridge runs them: 1).
 pub const BRIDGE_NF_CALL: u8 = 0;
+
+/// How a LAN host of the netns topology receives (`host_rx` in
+/// `config.json`): `"napi_thread"`, each host's interface receives in a NAPI
+/// kernel thread of its own, which joins the host's CPU group. Without it a
+/// veth receive runs in the sender's context (the sender's `send()` runs the
+/// receiver's whole stack), so a host pays for its peers' receive paths and
+/// an unreplicated server's receive is paid by its unquota'd client
+/// (docs/DESIGN.md section 7). A Docker topology receives in the sender
+/// (`"sender"`).
+pub const HOST_RX: &str = "napi_thread";
+
+/// Serialises the creation of NAPI threads across the kit's runs: a new
+/// thread is told from the others by appearing while its device is switched
+/// over (every LAN host's device is called `eth0`, so its name alone does
+/// not tell).
+const NAPI_LOCK: &str = "/run/lock/coral-exp-napi.lock";
+
+/// The pids of the NAPI kernel threads (`napi/<dev>-<id>`) that exist now.
+fn napi_threads() -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.starts_with("napi/"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn run_in(netns: &str, program: &str, args: &[&str]) -> Result<()> {
+    let out = faultinject::netns::command_in(netns, program, args)?
+        .output()
+        .with_context(|| format!("running {program} (is it installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} (netns {netns}) failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Makes `dev` in namespace `host_ns` receive in a NAPI kernel thread of
+/// its own and returns that thread's pid (see [`HOST_RX`]); `port` in
+/// `switch_ns` is the switch's end of the same link.
+///
+/// A veth hands a frame to its peer's NAPI (instead of running the
+/// receive in the sender) only when the peer has GRO on and the sending
+/// device does no TCP segmentation offload, so the switch's port sends
+/// without TSO (the switch segments a large frame; the host's GRO joins
+/// it again). `threaded` moves the poll from softirq to a kernel thread,
+/// which can join a CPU group. The host still sends with TSO, and its
+/// send still runs the bridge in its own context (the switch's cost is
+/// small; the receive beyond it is the next host's).
+pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &str) -> Result<u32> {
+    run_in(switch_ns, "ethtool", &["-K", port, "tso", "off"])?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(NAPI_LOCK)
+        .with_context(|| format!("open {NAPI_LOCK}"))?;
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {NAPI_LOCK}"))?;
+    let before = napi_threads();
+    run_in(host_ns, "ethtool", &["-K", dev, "gro", "on"])?;
+    // /sys/class/net follows the namespace sysfs was mounted in, not the
+    // writer's: `ip netns exec` mounts the namespace's own.
+    let write = format!("echo 1 > /sys/class/net/{dev}/threaded");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", host_ns, "sh", "-c", &write])
+        .output()
+        .context("running ip netns exec")?;
+    if !out.status.success() {
+        bail!(
+            "threaded NAPI on {dev} (netns {host_ns}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let new: Vec<u32> = napi_threads()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    match new.as_slice() {
+        [pid] => Ok(*pid),
+        _ => bail!(
+            "threaded NAPI on {dev} (netns {host_ns}): expected one new napi thread, found {new:?}"
+        ),
+    }
+}
 
 /// The conditions of one run, recorded in its `config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,6 +188,7 @@ impl Conditions {
             "bridge_nf_call": nf,
             "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
             "lan_qdisc": self.lan_mbit.map(|m| LanQdisc::new(m).describe()),
+            "host_rx": if topology == "docker" { "sender" } else { HOST_RX },
         })
     }
 }
@@ -414,6 +512,11 @@ mod tests {
         assert_eq!(
             Conditions::default().recorded("docker")["bridge_nf_call"],
             1
+        );
+        assert_eq!(r["host_rx"], "napi_thread");
+        assert_eq!(
+            Conditions::default().recorded("docker")["host_rx"],
+            "sender"
         );
     }
 

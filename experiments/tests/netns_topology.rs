@@ -316,6 +316,33 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
     };
     assert_eq!(read("cpu.cfs_period_us"), "10000");
     assert_eq!(read("cpu.cfs_quota_us"), "5000");
+    // The host receives in a NAPI thread of its own, inside its CPU group
+    // (its receive path is charged to it, not to the sender).
+    let rx = v["hosts"]["server-a"]["rx_thread"]
+        .as_u64()
+        .expect("rx_thread");
+    let comm = std::fs::read_to_string(format!("/proc/{rx}/comm")).unwrap();
+    assert!(comm.starts_with("napi/eth0-"), "{comm}");
+    let tasks = read("tasks");
+    assert!(tasks.lines().any(|l| l.trim() == rx.to_string()), "{tasks}");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-server-a"), "cat"])
+        .arg("/sys/class/net/eth0/threaded")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-switch")])
+        .args(["ethtool", "-k", "p-server-a"])
+        .output()
+        .unwrap();
+    let k = String::from_utf8_lossy(&o.stdout);
+    assert!(k.contains("tcp-segmentation-offload: off"), "{k}");
+    let ran = || -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{rx}/schedstat")).unwrap();
+        s.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let before = ran();
     // The switch is a plain switch: no bridge netfilter hooks, neither by the
     // namespace's sysctls (they start at 1 in every new namespace when
     // br_netfilter is in the kernel) nor by the bridge's own options.
@@ -345,6 +372,10 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
     assert!(t
         .fetch("http://192.0.2.11/cgi-bin/webstone", 1000)
         .is_some());
+    // The fetch's frames to server-a ran in that thread (its run time
+    // grew), which is still in the group afterwards.
+    assert!(ran() > before, "the receive thread never ran");
+    assert!(read("tasks").lines().any(|l| l.trim() == rx.to_string()));
     coral_ok(&["down", "--state", state]);
     assert!(!std::path::Path::new(&cg).exists(), "cgroup left behind");
     // Nonsense conditions: a clear error, nothing created.

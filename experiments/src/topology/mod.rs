@@ -66,6 +66,11 @@ pub struct HostInfo {
     /// Whether it sits on the LAN switch (can be partitioned there).
     #[serde(default)]
     pub on_switch: bool,
+    /// The kernel thread that runs its interface's receive path, where the
+    /// topology gives it one (netns LAN hosts); it joins the host's CPU
+    /// group with the host's processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_thread: Option<u32>,
 }
 
 /// A resource the topology created (bookkeeping for `down`).

@@ -280,6 +280,19 @@ impl Topology for Netns {
         link_client(&prefix)?;
         // 4. Addresses and routes of the LAN hosts.
         address_lan(&prefix, cancel)?;
+        // 5. Each LAN host receives in a kernel thread of its own.
+        for (host, _, dev) in LAN_HOSTS {
+            check_cancel(cancel)?;
+            let pid = crate::conditions::receive_in_own_thread(
+                &ns_name(&prefix, host),
+                dev,
+                &ns_name(&prefix, "switch"),
+                &switch_port(host),
+            )?;
+            if let Some(hi) = h.state.hosts.get_mut(host) {
+                hi.rx_thread = Some(pid);
+            }
+        }
         h.save()?;
         Ok(())
     }
@@ -300,6 +313,10 @@ impl Topology for Netns {
         let g = crate::conditions::CpuGroup::create(&name, cores)?;
         if let Some(hi) = h.state.hosts.get_mut(host) {
             hi.cgroup = Some(g.path.to_string_lossy().into_owned());
+            if let Some(pid) = hi.rx_thread {
+                g.add_pid(pid)
+                    .with_context(|| format!("move {host}'s receive thread into its CPU group"))?;
+            }
         }
         h.save()
     }
