@@ -7,8 +7,8 @@
 //! acceptance (toward the simplex node, in the granted epoch), then, once
 //! the simplex node released the address, `StartFronting` (the pre-started
 //! front switches from idle to forwarding and answers ARP from then on)
-//! and `SendGratuitousArp`; the [`Joiner`] is told the address is fronted
-//! and answers `JoinComplete`. This module carries those steps out and
+//! and `SendGratuitousArp`, then `JoinReady`: the [`Joiner`] is told the
+//! address is fronted and answers `JoinComplete`. This module carries those steps out and
 //! writes the new server's events: `join-accepted` (as the joiner saw it),
 //! `joined` once every address is fronted, and `join-failed` or
 //! `join-rolled-back` (the node then stops: exit status 1).
@@ -215,10 +215,12 @@ impl Joining {
                 _ => Err(anyhow!("the front is not running")),
             },
             Action::SendGratuitousArp { vip } => {
-                let r = announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
-                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"));
-                self.joiner.on_fronting(vip);
-                r
+                announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
+                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"))
+            }
+            Action::JoinReady { vip } => {
+                self.joiner.on_ready(vip);
+                Ok(())
             }
             _ => return None,
         };

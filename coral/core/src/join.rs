@@ -12,7 +12,10 @@
 //! loopback. Once the address left its LAN interface it tells the new server
 //! (`VipReleased`), which starts fronting the address (ARP, gratuitous ARP
 //! confirmed by a ping) and answers `JoinComplete`; both sides are then
-//! duplex.
+//! duplex. In dual role the simplex node may instead hand an address's
+//! primary role over: it offers it at once (`VipReleased`), the new server,
+//! already serving it from loopback, answers `JoinComplete`, and only then
+//! does the simplex node become its front (docs/DESIGN.md 6).
 //!
 //! ```text
 //!  new server                         simplex node                 witness
@@ -735,8 +738,10 @@ impl Joiner {
         }
     }
 
-    /// The shell fronts `vip` now (front started, gratuitous ARP confirmed).
-    pub fn on_fronting(&mut self, vip: Ipv4Addr) {
+    /// The shell did this node's part of the join for `vip`
+    /// ([`crate::Action::JoinReady`]: fronting and announced, or, for an
+    /// address this node will be primary for, serving it from loopback).
+    pub fn on_ready(&mut self, vip: Ipv4Addr) {
         let JoinerState::Accepted { epoch } = self.state else {
             return;
         };

@@ -238,6 +238,10 @@ pub enum Input {
     /// the join connection or timed out): the simplex node serves alone
     /// again, the new server stops.
     JoinAborted,
+    /// The connections this node kept at a hand-over
+    /// ([`Action::KeepSimplexFlows`]) have all ended: its lease for the
+    /// address goes.
+    SimplexFlowsEnded,
 }
 
 /// Where a service address is configured.
@@ -359,6 +363,29 @@ pub enum Action {
         /// Address.
         vip: Ipv4Addr,
     },
+    /// Simplex node handing the address's primary role to the new server:
+    /// offer it now (`VipReleased`); this node serves the address alone
+    /// until the new server answers that it is ready.
+    OfferPrimary {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// Simplex node handing the address over: the connections of the
+    /// address open now stay on this node to their end. The front passes
+    /// every frame of a flow with a local socket to the local stack,
+    /// unrecorded (everything else it records and forwards to the new
+    /// primary); their replies leave under this node's lease.
+    KeepSimplexFlows {
+        /// Address.
+        vip: Ipv4Addr,
+    },
+    /// New server: its part of the join for the address is done (fronting
+    /// and announced, or ready to serve as primary): tell the simplex node
+    /// (`JoinComplete`).
+    JoinReady {
+        /// Address.
+        vip: Ipv4Addr,
+    },
     /// The mode changed (for the event log; no work).
     ModeChanged {
         /// Address.
@@ -388,6 +415,9 @@ impl Action {
             | Action::Fence { vip }
             | Action::StartFronting { vip }
             | Action::CloseSimplexConnectionsAfterNextResponse { vip }
+            | Action::OfferPrimary { vip }
+            | Action::KeepSimplexFlows { vip }
+            | Action::JoinReady { vip }
             | Action::ModeChanged { vip, .. } => Some(vip),
             Action::StopHeartbeats
             | Action::StartHeartbeats
@@ -446,6 +476,11 @@ pub struct VipMachine {
     /// Primary gone simplex: when to claim the address on the LAN (the
     /// backup's front answers ARP under its own lease until then).
     claim_at: Option<Instant>,
+    /// Serving alone: at a join, hand the primary role to the new server
+    /// and become the address's front (dual role; [`VipMachine::hand_over_at_join`]).
+    hand_over: bool,
+    /// A backup still serving the connections it kept at a hand-over.
+    kept_flows: bool,
 }
 
 impl VipMachine {
@@ -463,6 +498,8 @@ impl VipMachine {
             join_accepted: false,
             arbitrated: true,
             claim_at: None,
+            hand_over: false,
+            kept_flows: false,
         }
     }
 
@@ -481,6 +518,8 @@ impl VipMachine {
             join_accepted: false,
             arbitrated: true,
             claim_at: None,
+            hand_over: false,
+            kept_flows: false,
         }
     }
 
@@ -499,6 +538,8 @@ impl VipMachine {
             join_accepted: false,
             arbitrated: true,
             claim_at: None,
+            hand_over: false,
+            kept_flows: false,
         }
     }
 
@@ -511,6 +552,14 @@ impl VipMachine {
     pub fn without_witness(mut self) -> Self {
         self.arbitrated = false;
         self
+    }
+
+    /// At the next accepted join, hand this address's primary role to the
+    /// new server and become its front (the dual-role move of one address;
+    /// docs/DESIGN.md 6), instead of staying its primary. Set on a node
+    /// whose configured role for the address is backup.
+    pub fn hand_over_at_join(&mut self, yes: bool) {
+        self.hand_over = yes;
     }
 
     /// The service address.
@@ -551,9 +600,16 @@ impl VipMachine {
             (VipMode::Duplex | VipMode::WaitingForGrant { .. }, Role::Primary) => Some(refreshed),
             // A rolled-back join: the lease of the join, no longer extended.
             (VipMode::WaitingForGrant { .. }, Role::Sole) => Some(refreshed),
-            (VipMode::Joining, _) if self.join_accepted && self.join_role == Role::Primary => {
+            // Accepted: the joiner that will be primary, and the simplex
+            // node (lapses with the new server's heartbeats, also while it
+            // hands the address over).
+            (VipMode::Joining, role)
+                if self.join_accepted
+                    && (self.join_role == Role::Primary || role == Role::Sole) =>
+            {
                 Some(refreshed)
             }
+            (VipMode::Duplex, Role::Backup) if self.kept_flows => Some(refreshed),
             _ => None,
         }
     }
@@ -626,6 +682,7 @@ impl VipMachine {
             },
             Input::JoinCompleted => self.on_join_completed(),
             Input::JoinAborted => self.on_join_aborted(now),
+            Input::SimplexFlowsEnded => self.kept_flows = false,
         }
     }
 
@@ -701,9 +758,14 @@ impl VipMachine {
                     },
                     Action::GoSimplex { vip },
                 ]);
+                // A hand-over rolled back before it completed never took
+                // the address off the LAN: nothing to claim.
+                let handed = self.role == Role::Sole && self.join_role == Role::Backup;
                 self.role = Role::Sole;
                 self.set_mode(VipMode::Simplex);
-                self.claim_at = Some(voice_at);
+                if !handed {
+                    self.claim_at = Some(voice_at);
+                }
             }
         }
         self.poll_timers(now);
@@ -730,6 +792,24 @@ impl VipMachine {
     fn accept_join(&mut self, epoch: Epoch) {
         let vip = self.vip;
         self.epoch = self.epoch.max(epoch);
+        if self.hand_over {
+            // Still serving alone, under a lease the new server's
+            // heartbeats extend; the role is offered at once.
+            self.actions.extend([
+                Action::StartHeartbeats,
+                Action::SetLease {
+                    vip,
+                    lease: Lease::Refreshed {
+                        timeout_ms: self.timing.lease_timeout_ms(),
+                    },
+                },
+                Action::OfferPrimary { vip },
+            ]);
+            self.join_role = Role::Backup;
+            self.join_accepted = true;
+            self.set_mode(VipMode::Joining);
+            return;
+        }
         self.actions.extend([
             Action::StartLogChannel,
             Action::StartHeartbeats,
@@ -789,6 +869,28 @@ impl VipMachine {
         let vip = self.vip;
         self.join_accepted = false;
         match (self.role, self.join_role) {
+            // Handing over: the new primary is ready. Open connections stay
+            // here (frames to the local stack, replies under the lease);
+            // the kernel keeps the address on loopback only; the front
+            // answers ARP and forwards everything else.
+            (Role::Sole, Role::Backup) => {
+                self.actions.extend([
+                    Action::KeepSimplexFlows { vip },
+                    Action::AddVip {
+                        vip,
+                        iface: Iface::Loopback,
+                    },
+                    Action::StartFronting { vip },
+                    Action::RemoveVip {
+                        vip,
+                        iface: Iface::Lan,
+                    },
+                    Action::SendGratuitousArp { vip },
+                    Action::CloseSimplexConnectionsAfterNextResponse { vip },
+                ]);
+                self.role = Role::Backup;
+                self.kept_flows = true;
+            }
             (Role::Sole, _) => {
                 self.actions
                     .push_back(Action::CloseSimplexConnectionsAfterNextResponse { vip });
@@ -798,9 +900,10 @@ impl VipMachine {
                 self.actions.extend([
                     Action::StartFronting { vip },
                     Action::SendGratuitousArp { vip },
+                    Action::JoinReady { vip },
                 ]);
             }
-            _ => {}
+            _ => self.actions.push_back(Action::JoinReady { vip }),
         }
         self.set_mode(VipMode::Duplex);
     }
@@ -1308,7 +1411,8 @@ mod tests {
             drain(&mut n, t(3)),
             vec![
                 Action::StartFronting { vip: VIP },
-                Action::SendGratuitousArp { vip: VIP }
+                Action::SendGratuitousArp { vip: VIP },
+                Action::JoinReady { vip: VIP }
             ]
         );
         assert_eq!(
@@ -1334,6 +1438,163 @@ mod tests {
             node: NodeId(3),
             epoch: Epoch(4)
         }));
+    }
+
+    /// The simplex node that took over the address it fronted, and a new
+    /// server that will be the address's primary (dual role).
+    fn hand_over_pair() -> (VipMachine, VipMachine) {
+        let mut s = VipMachine::duplex(VIP, NodeId(2), Role::Backup, Epoch(2), timing());
+        s.handle(t(0), Input::PeerFailed { last_heard: t(0) });
+        s.handle(t(1), Input::GrantReceived { epoch: Epoch(3) });
+        drain(&mut s, t(40));
+        assert_eq!((s.mode(), s.role()), (&VipMode::Simplex, Role::Sole));
+        s.hand_over_at_join(true);
+        let n = VipMachine::joining(VIP, NodeId(3), Role::Primary, timing());
+        (s, n)
+    }
+
+    #[test]
+    fn hand_over_moves_the_primary_role_and_keeps_the_open_connections() {
+        let refreshed = Lease::Refreshed { timeout_ms: 26 };
+        let (mut s, mut n) = hand_over_pair();
+        // Accepted: still serving alone, under a lease the new server's
+        // heartbeats extend; the role offered at once; nothing moves yet.
+        s.handle(t(50), Input::JoinAccepted { epoch: Epoch(4) });
+        assert_eq!(
+            drain(&mut s, t(50)),
+            vec![
+                Action::StartHeartbeats,
+                Action::SetLease {
+                    vip: VIP,
+                    lease: refreshed
+                },
+                Action::OfferPrimary { vip: VIP },
+            ]
+        );
+        assert_eq!((s.mode(), s.role()), (&VipMode::Joining, Role::Sole));
+        assert_eq!(s.lease(), Some(refreshed));
+        assert_eq!(s.new_connection_mode(), Some(ConnMode::Simplex));
+        // The new server: primary from loopback at acceptance, ready at
+        // the offer, with nothing to front.
+        n.handle(t(51), Input::JoinAccepted { epoch: Epoch(4) });
+        assert_eq!(
+            drain(&mut n, t(51)),
+            vec![
+                Action::StartHeartbeats,
+                Action::StartLogChannel,
+                Action::SetLease {
+                    vip: VIP,
+                    lease: refreshed
+                },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Loopback
+                },
+            ]
+        );
+        n.handle(t(52), Input::JoinCompleted);
+        assert_eq!(drain(&mut n, t(52)), vec![Action::JoinReady { vip: VIP }]);
+        assert_eq!(
+            (n.mode(), n.role(), n.lease()),
+            (&VipMode::Duplex, Role::Primary, Some(refreshed))
+        );
+        assert_eq!(n.new_connection_mode(), Some(ConnMode::Duplex));
+        // The new primary is ready: the open connections stay (kept before
+        // anything moves), the address onto loopback before it leaves the
+        // LAN, the front started before the kernel stops answering ARP.
+        s.handle(t(53), Input::JoinCompleted);
+        assert_eq!(
+            drain(&mut s, t(53)),
+            vec![
+                Action::KeepSimplexFlows { vip: VIP },
+                Action::AddVip {
+                    vip: VIP,
+                    iface: Iface::Loopback
+                },
+                Action::StartFronting { vip: VIP },
+                Action::RemoveVip {
+                    vip: VIP,
+                    iface: Iface::Lan
+                },
+                Action::SendGratuitousArp { vip: VIP },
+                Action::CloseSimplexConnectionsAfterNextResponse { vip: VIP },
+            ]
+        );
+        assert_eq!((s.mode(), s.role()), (&VipMode::Duplex, Role::Backup));
+        assert_eq!(s.new_connection_mode(), Some(ConnMode::Duplex));
+        // Kept connections still answer under the refreshed lease until
+        // they end; then the backup holds none.
+        assert_eq!(s.lease(), Some(refreshed));
+        s.handle(t(60), Input::SimplexFlowsEnded);
+        assert_eq!(s.lease(), None);
+        assert!(drain(&mut s, t(60)).is_empty());
+        // Both nodes in the join's epoch; the next fault fails over as
+        // ever: the new front takes over from the new primary.
+        assert_eq!((s.epoch(), n.epoch()), (Epoch(4), Epoch(4)));
+        s.handle(t(100), Input::PeerFailed { last_heard: t(60) });
+        let a = drain(&mut s, t(100));
+        assert_eq!(a[0], Action::SnapshotAndStopAckingLog { vip: VIP });
+        assert!(a.contains(&Action::AskWitness {
+            vip: VIP,
+            node: NodeId(2),
+            epoch: Epoch(5)
+        }));
+    }
+
+    #[test]
+    fn a_hand_over_rolled_back_before_it_completed_claims_nothing() {
+        let (mut s, _) = hand_over_pair();
+        s.handle(t(50), Input::JoinAccepted { epoch: Epoch(4) });
+        drain(&mut s, t(50));
+        s.handle(t(60), Input::JoinAborted);
+        assert_eq!(
+            drain(&mut s, t(60)),
+            vec![
+                Action::StopHeartbeats,
+                Action::StopLogChannel,
+                Action::AskWitness {
+                    vip: VIP,
+                    node: NodeId(2),
+                    epoch: Epoch(5)
+                },
+            ]
+        );
+        s.handle(t(61), Input::GrantReceived { epoch: Epoch(5) });
+        // The address never left the LAN: permanent again, writers
+        // released, and no move at the claim instant or after it.
+        assert_eq!(
+            drain(&mut s, t(61)),
+            vec![
+                Action::SetLease {
+                    vip: VIP,
+                    lease: Lease::Permanent
+                },
+                Action::GoSimplex { vip: VIP },
+            ]
+        );
+        assert!(drain(&mut s, t(1000)).is_empty());
+        assert_eq!((s.mode(), s.role()), (&VipMode::Simplex, Role::Sole));
+        // A later join hands the address over again.
+        s.handle(t(2000), Input::JoinAccepted { epoch: Epoch(6) });
+        assert!(drain(&mut s, t(2000)).contains(&Action::OfferPrimary { vip: VIP }));
+    }
+
+    #[test]
+    fn without_hand_over_a_simplex_node_keeps_the_primary_role() {
+        let (mut s, _) = hand_over_pair();
+        s.hand_over_at_join(false);
+        s.handle(t(50), Input::JoinAccepted { epoch: Epoch(4) });
+        let a = drain(&mut s, t(50));
+        assert!(!a.contains(&Action::OfferPrimary { vip: VIP }), "{a:?}");
+        s.handle(t(53), Input::JoinCompleted);
+        assert_eq!(
+            drain(&mut s, t(53)),
+            vec![Action::CloseSimplexConnectionsAfterNextResponse { vip: VIP }]
+        );
+        assert_eq!(s.role(), Role::Primary);
+        // SimplexFlowsEnded means nothing to a primary.
+        s.handle(t(54), Input::SimplexFlowsEnded);
+        assert_eq!(s.lease(), Some(Lease::Refreshed { timeout_ms: 26 }));
     }
 
     #[test]

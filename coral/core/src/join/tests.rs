@@ -170,11 +170,12 @@ fn join_runs_both_sides_to_duplex_and_times_every_step() {
         drain_m(&mut nm, t(17)),
         vec![
             Action::StartFronting { vip: VIP },
-            Action::SendGratuitousArp { vip: VIP }
+            Action::SendGratuitousArp { vip: VIP },
+            Action::JoinReady { vip: VIP }
         ]
     );
     // Fronting (ARP confirmed): JoinComplete.
-    joiner.on_fronting(VIP);
+    joiner.on_ready(VIP);
     let complete = JoinMsg::JoinComplete {
         vip: VIP,
         epoch: Epoch(3),
@@ -217,6 +218,191 @@ fn join_runs_both_sides_to_duplex_and_times_every_step() {
     assert_eq!(sm.new_connection_mode(), Some(ConnMode::Duplex));
     assert!(!acc.in_progress());
     assert_eq!(acc.next_deadline(), None);
+}
+
+/// The two machines of one node in dual role: the address it will be
+/// primary for first.
+const VIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+
+/// Carries out a machine's actions as the simplex node's shell does for the
+/// join: the address offered or off the LAN tells the acceptor; returns
+/// the actions.
+fn shell_s(acc: &mut JoinAcceptor, m: &mut VipMachine, now: Instant) -> Vec<Action> {
+    let acts = drain_m(m, now);
+    for a in &acts {
+        match *a {
+            Action::OfferPrimary { vip }
+            | Action::RemoveVip {
+                vip,
+                iface: Iface::Lan,
+            } => acc.on_released(now, vip),
+            Action::StartHeartbeats => acc.on_tasks_started(now),
+            _ => {}
+        }
+    }
+    acts
+}
+
+/// The same for the new server: its part done, the joiner is told.
+fn shell_n(j: &mut Joiner, m: &mut VipMachine, now: Instant) -> Vec<Action> {
+    let acts = drain_m(m, now);
+    for a in &acts {
+        if let Action::JoinReady { vip } = *a {
+            j.on_ready(vip);
+        }
+    }
+    acts
+}
+
+/// Delivers the acceptor's messages to the joiner and the joiner's to the
+/// acceptor, machine inputs to the machines (by address), until both are
+/// quiet; returns every machine action, by node.
+fn run_pair(
+    acc: &mut JoinAcceptor,
+    joiner: &mut Joiner,
+    sm: &mut [VipMachine; 2],
+    nm: &mut [VipMachine; 2],
+    now: Instant,
+) -> (Vec<Action>, Vec<Action>) {
+    let (mut s_acts, mut n_acts) = (Vec::new(), Vec::new());
+    let by = |ms: &mut [VipMachine; 2], vip: Ipv4Addr| {
+        ms.iter_mut().position(|m| m.vip() == vip).unwrap()
+    };
+    loop {
+        let mut quiet = true;
+        for a in drain_a(acc, now) {
+            quiet = false;
+            match a {
+                JoinAction::Send { msg, .. } => joiner.on_message(S, msg),
+                JoinAction::Machine { vip, input } => {
+                    let i = by(sm, vip);
+                    sm[i].handle(now, input)
+                }
+                JoinAction::AskWitness { vip, epoch } => acc.on_grant(now, vip, epoch),
+                _ => {}
+            }
+        }
+        for m in sm.iter_mut() {
+            s_acts.extend(shell_s(acc, m, now));
+        }
+        for a in drain_j(joiner, now) {
+            quiet = false;
+            match a {
+                JoinAction::Send { msg, .. } => acc.on_message(now, 7, N, 200, msg, SIMPLEX),
+                JoinAction::Machine { vip, input } => {
+                    let i = by(nm, vip);
+                    nm[i].handle(now, input)
+                }
+                _ => {}
+            }
+        }
+        for m in nm.iter_mut() {
+            n_acts.extend(shell_n(joiner, m, now));
+        }
+        if quiet {
+            return (s_acts, n_acts);
+        }
+    }
+}
+
+#[test]
+fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
+    let timing = Timing::new(10 * MS, 3);
+    let two = |node| NodeConfig {
+        vips: vec![VIP, VIP2],
+        ..cfg(node)
+    };
+    // The simplex node took over VIP (which it fronted) and serves VIP2 it
+    // was primary for; the new server will be primary for VIP, front of VIP2.
+    let mut moved = VipMachine::simplex(VIP, S, Epoch(2), timing);
+    moved.hand_over_at_join(true);
+    let mut sm = [moved, VipMachine::simplex(VIP2, S, Epoch(2), timing)];
+    let mut nm = [
+        VipMachine::joining(VIP, N, Role::Primary, timing),
+        VipMachine::joining(VIP2, N, Role::Backup, timing),
+    ];
+    let mut acc = JoinAcceptor::new(two(S), DEFAULT_JOIN_TIMEOUT_NS);
+    let mut joiner = Joiner::new(two(N), t(0), DEFAULT_JOIN_TIMEOUT_NS);
+    for a in drain_j(&mut joiner, t(0)) {
+        if let JoinAction::Send { msg, .. } = a {
+            acc.on_message(t(1), 7, N, 100, msg, SIMPLEX);
+        }
+    }
+    let (s_acts, n_acts) = run_pair(&mut acc, &mut joiner, &mut sm, &mut nm, t(2));
+    // Both addresses granted in the join's epoch, then completed.
+    assert!(!acc.in_progress());
+    assert_eq!(joiner.state(), JoinerState::Joined { epoch: Epoch(3) });
+    let roles: Vec<_> = sm
+        .iter()
+        .chain(&nm)
+        .map(|m| (m.mode(), m.role(), m.epoch()))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (&VipMode::Duplex, Role::Backup, Epoch(3)),
+            (&VipMode::Duplex, Role::Primary, Epoch(3)),
+            (&VipMode::Duplex, Role::Primary, Epoch(3)),
+            (&VipMode::Duplex, Role::Backup, Epoch(3)),
+        ]
+    );
+    // The moved address: the new server serves it from loopback before
+    // the simplex node keeps its flows and starts fronting it; nobody puts
+    // it on a LAN interface, and the old node's lease stays refreshed for
+    // the kept connections.
+    let pos = |acts: &[Action], a: Action| acts.iter().position(|x| *x == a).unwrap();
+    let n_lo = pos(
+        &n_acts,
+        Action::AddVip {
+            vip: VIP,
+            iface: Iface::Loopback,
+        },
+    );
+    let n_ready = pos(&n_acts, Action::JoinReady { vip: VIP });
+    assert!(n_lo < n_ready);
+    let keep = pos(&s_acts, Action::KeepSimplexFlows { vip: VIP });
+    let s_lo = pos(
+        &s_acts,
+        Action::AddVip {
+            vip: VIP,
+            iface: Iface::Loopback,
+        },
+    );
+    let front = pos(&s_acts, Action::StartFronting { vip: VIP });
+    let off = pos(
+        &s_acts,
+        Action::RemoveVip {
+            vip: VIP,
+            iface: Iface::Lan,
+        },
+    );
+    assert!(keep < s_lo && s_lo < front && front < off, "{s_acts:?}");
+    assert!(!n_acts.contains(&Action::StartFronting { vip: VIP }));
+    for acts in [&s_acts, &n_acts] {
+        assert!(!acts.iter().any(|a| matches!(
+            a,
+            Action::AddVip {
+                iface: Iface::Lan,
+                ..
+            }
+        )));
+    }
+    assert_eq!(
+        sm[0].lease(),
+        Some(Lease::Refreshed {
+            timeout_ms: timing.lease_timeout_ms()
+        })
+    );
+    // The other address: the ordinary join (the new server fronts it).
+    assert!(n_acts.contains(&Action::StartFronting { vip: VIP2 }));
+    assert!(s_acts.contains(&Action::RemoveVip {
+        vip: VIP2,
+        iface: Iface::Lan
+    }));
+    // Both addresses' open connections end after their next reply.
+    for vip in [VIP, VIP2] {
+        assert!(s_acts.contains(&Action::CloseSimplexConnectionsAfterNextResponse { vip }));
+    }
 }
 
 #[test]
