@@ -31,6 +31,27 @@ pub const CFS_PERIOD_US: u64 = 10_000;
 /// The smallest quota the kernel accepts, in microseconds (1 ms).
 pub const CFS_MIN_QUOTA_US: u64 = 1_000;
 
+/// Real-time period of a server host's CPU group, in microseconds: 10 ms,
+/// like [`CFS_PERIOD_US`], so a throttled real-time thread waits at most
+/// one period minus its runtime.
+pub const RT_PERIOD_US: u64 = 10_000;
+
+/// Real-time runtime of a server host's CPU group per [`RT_PERIOD_US`], in
+/// microseconds: what lets the node's heartbeat thread run `SCHED_FIFO`
+/// inside a quota'd group (cgroup v1 RT group scheduling gives a new group
+/// none, and the kernel then refuses `SCHED_FIFO` to its threads). 1 ms per
+/// 10 ms: the heartbeat thread used 5-7 % of a core at 5 ms heartbeats
+/// (release and debug builds alike), so this is a ceiling with room, not
+/// the thread's share; real-time time is not charged to the CFS quota. The
+/// groups' runtimes must fit in the root's (95 % of each period): nine
+/// server hosts at a time; a group created when less is left gets the
+/// largest halving of this that fits, down to [`RT_MIN_RUNTIME_US`].
+pub const RT_RUNTIME_US: u64 = 1_000;
+
+/// The least real-time runtime a group is given before it is given none
+/// (its heartbeat thread then runs at nice -10, as without RT budget).
+pub const RT_MIN_RUNTIME_US: u64 = 125;
+
 /// The (period, quota) in microseconds for a quota of `cores` CPUs: the
 /// period is [`CFS_PERIOD_US`], stretched only where the quota would fall
 /// below [`CFS_MIN_QUOTA_US`] (under 0.1 core), so the ratio is always
@@ -175,7 +196,9 @@ impl Conditions {
     /// the switch's bridge netfilter hooks: off on netns, on for a Docker
     /// bridge, whose isolation chain needs them; `cfs_period_us`, the CFS
     /// period of the quota, null without one; `lan_qdisc`, the switch ports'
-    /// queueing discipline, null without a rate limit).
+    /// queueing discipline, null without a rate limit; `rt_period_us` and
+    /// `rt_runtime_us`, the real-time budget asked for each quota'd group,
+    /// null without a quota).
     pub fn recorded(&self, topology: &str) -> serde_json::Value {
         let nf = if topology == "docker" {
             1
@@ -189,6 +212,8 @@ impl Conditions {
             "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
             "lan_qdisc": self.lan_mbit.map(|m| LanQdisc::new(m).describe()),
             "host_rx": if topology == "docker" { "sender" } else { HOST_RX },
+            "rt_period_us": self.server_cpu.map(|_| RT_PERIOD_US),
+            "rt_runtime_us": self.server_cpu.map(|_| RT_RUNTIME_US),
         })
     }
 }
@@ -335,7 +360,58 @@ impl CpuGroup {
         let (period, quota) = cfs_period_quota(cores);
         g.write("cpu.cfs_period_us", &period.to_string())?;
         g.write("cpu.cfs_quota_us", &quota.to_string())?;
+        g.grant_rt()?;
         Ok(g)
+    }
+
+    /// Give the group its real-time budget ([`RT_RUNTIME_US`] per
+    /// [`RT_PERIOD_US`]), or the largest halving of it that the parent still
+    /// has room for (a warning says so), or none (a warning too). Without
+    /// RT group scheduling in the kernel there is nothing to give.
+    fn grant_rt(&self) -> Result<()> {
+        if !self.path.join("cpu.rt_runtime_us").exists() {
+            return Ok(());
+        }
+        // A reused group may hold a runtime the new period cannot; zero first.
+        self.write("cpu.rt_runtime_us", "0")?;
+        self.write("cpu.rt_period_us", &RT_PERIOD_US.to_string())?;
+        let mut runtime = RT_RUNTIME_US;
+        while runtime >= RT_MIN_RUNTIME_US {
+            match self.write("cpu.rt_runtime_us", &runtime.to_string()) {
+                Ok(()) => {
+                    if runtime < RT_RUNTIME_US {
+                        tracing::warn!(
+                            "{}: real-time runtime {runtime} us per {RT_PERIOD_US} us, not \
+                             {RT_RUNTIME_US}: the other cpu groups hold the rest",
+                            self.path.display()
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(_) => runtime /= 2,
+            }
+        }
+        tracing::warn!(
+            "{}: no real-time runtime left under {} (the other cpu groups hold it all); \
+             heartbeat threads in this group will run at nice -10",
+            self.path.display(),
+            self.path
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// The group's real-time runtime per [`CpuGroup::rt_period_us`], in
+    /// microseconds (0: none; `SCHED_FIFO` is refused inside the group).
+    pub fn rt_runtime_us(&self) -> Result<i64> {
+        self.read_num("cpu.rt_runtime_us")
+    }
+
+    /// The group's real-time period, in microseconds.
+    pub fn rt_period_us(&self) -> Result<i64> {
+        self.read_num("cpu.rt_period_us")
     }
 
     fn write(&self, file: &str, value: &str) -> Result<()> {
@@ -347,9 +423,10 @@ impl CpuGroup {
     /// for writing: a child writes `0` to each before it execs, so it starts
     /// inside the group. Moving a running process in later fails (EINVAL)
     /// once one of its threads runs a real-time policy, as the node's
-    /// heartbeat thread does where permitted (cgroup v1 with RT group
-    /// scheduling: a group has no real-time runtime by default); inside the
-    /// group that thread is refused `SCHED_FIFO` and takes a nice value.
+    /// heartbeat thread does, unless the group has real-time runtime for it
+    /// (cgroup v1 with RT group scheduling); joining before exec keeps the
+    /// order simple: the thread asks for `SCHED_FIFO` already inside the
+    /// group, and gets it from the group's budget ([`RT_RUNTIME_US`]).
     pub fn procs_files(&self) -> Result<Vec<fs::File>> {
         let mut paths = vec![self.path.join("cgroup.procs")];
         paths.extend(self.acct_path().map(|a| a.join("cgroup.procs")));
@@ -506,9 +583,12 @@ mod tests {
         }
         .recorded("netns");
         assert_eq!(r["cfs_period_us"], 10_000);
+        assert_eq!(r["rt_period_us"], RT_PERIOD_US);
+        assert_eq!(r["rt_runtime_us"], RT_RUNTIME_US);
         assert_eq!(r["bridge_nf_call"], 0);
         assert_eq!(r["server_cpu"], 0.1);
         assert!(Conditions::default().recorded("netns")["cfs_period_us"].is_null());
+        assert!(Conditions::default().recorded("netns")["rt_runtime_us"].is_null());
         assert_eq!(
             Conditions::default().recorded("docker")["bridge_nf_call"],
             1
@@ -552,6 +632,42 @@ mod tests {
         assert!(Conditions::default().recorded("netns")["lan_qdisc"].is_null());
     }
 
+    /// A process that joins the group between fork and exec (as every
+    /// process of a server host does) may still switch to `SCHED_FIFO`:
+    /// the group's real-time runtime is what the kernel checks.
+    #[test]
+    fn a_process_started_inside_the_group_gets_sched_fifo() {
+        use std::os::unix::process::CommandExt;
+        let name = format!("coral-test-rt-{}", std::process::id());
+        let g = CpuGroup::create(&name, 0.1).expect("cgroup v1 cpu controller (run as root)");
+        assert!(g.rt_runtime_us().unwrap() > 0);
+        let procs = g.procs_files().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        // `chrt -f 10 CMD` calls sched_setscheduler(SCHED_FIFO, 10) on itself
+        // and then execs CMD, which prints its own policy and group.
+        cmd.args([
+            "-c",
+            "chrt -f 10 sh -c 'chrt -p $$; grep :cpu: /proc/$$/cgroup'",
+        ]);
+        // SAFETY: write(2) is async-signal-safe; the files were opened
+        // before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                for f in &procs {
+                    nix::unistd::write(f, b"0").map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let _ = g.remove();
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("SCHED_FIFO"), "{text}");
+        assert!(text.contains(&format!("/{name}")), "{text}");
+    }
+
     #[test]
     fn bad_cgroup_names_are_refused() {
         let root = Path::new(CPU_CGROUP_ROOT);
@@ -566,6 +682,13 @@ mod tests {
         let g = CpuGroup::create(&name, 0.25).expect("cgroup v1 cpu controller (run as root)");
         assert_eq!(g.period_us().unwrap(), 10_000);
         assert_eq!(g.quota_us().unwrap(), 2_500);
+        assert_eq!(g.rt_period_us().unwrap(), RT_PERIOD_US as i64);
+        // The full budget, or a halving of it if other groups hold the rest.
+        let rt = g.rt_runtime_us().unwrap();
+        assert!(
+            (RT_MIN_RUNTIME_US as i64..=RT_RUNTIME_US as i64).contains(&rt),
+            "{rt}"
+        );
         let mut child = std::process::Command::new("sleep")
             .arg("10")
             .spawn()

@@ -207,10 +207,19 @@ fn netns_every_process_of_a_coral_server_host_is_in_its_cpu_group() {
             if pids.is_empty() {
                 return Err(format!("{host} runs no process"));
             }
+            let mut fifo = 0;
             for p in pids {
                 if !procs.lines().any(|l| l.trim() == p) {
                     return Err(format!("{host}: pid {p} is outside {cg} ({procs})"));
                 }
+                fifo += heartbeat_threads_in_fifo(&p);
+            }
+            // The group's real-time budget lets the node's heartbeat thread
+            // run SCHED_FIFO inside the quota (without it: nice -10).
+            if fifo != 1 {
+                return Err(format!(
+                    "{host}: {fifo} SCHED_FIFO heartbeat threads in {cg}, want 1"
+                ));
             }
         }
         Ok(())
@@ -218,4 +227,25 @@ fn netns_every_process_of_a_coral_server_host_is_in_its_cpu_group() {
     let r = check();
     let _ = coral(&["down", "--state", &state]);
     r.unwrap();
+}
+
+/// How many threads of process `pid` named `coral-heartbeat` run under
+/// `SCHED_FIFO` (policy 1, field 41 of /proc/PID/task/TID/stat).
+fn heartbeat_threads_in_fifo(pid: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised command name start at field 3.
+            let policy = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(41 - 3))
+                .unwrap_or("");
+            comm.trim() == "coral-heartbeat" && policy == "1"
+        })
+        .count()
 }
