@@ -39,6 +39,7 @@
 #define CFG_WAKEUP_PER_RECORD 1
 #define CFG_REFUSE_NEW_CONNS 2
 #define CFG_HAVE_VERDICTS 4
+#define CFG_PASS_LOCAL 8
 
 #define KIND_FORWARDED 0
 #define KIND_HELD 1
@@ -58,6 +59,8 @@ enum counter {
 	C_WATCHED,       // idle mode: recorded, passed to the local stack
 	C_SYN_REFUSED,   // new connection refused (table full)
 	C_IDLE_PASS,     // idle mode: passed to the local stack unrecorded
+	C_LOCAL_PASS,    // forward mode: a flow with a local socket (kept at a
+	                 // hand-over), passed to the local stack unrecorded
 	C_MAX,
 };
 
@@ -189,6 +192,37 @@ static __always_inline int record_counted(struct __sk_buff *skb, __u32 kind, __u
 	return r;
 }
 
+// A frame of a TCP flow that has a socket on this node (not a listener):
+// a connection this node kept when it handed the address's primary role
+// over. Pure SYNs are never local: new connections go to the primary.
+static __always_inline int local_flow(struct __sk_buff *skb, __u32 saddr, __u32 daddr, __u32 ihl)
+{
+	struct {
+		__u16 sport;
+		__u16 dport;
+		__u32 seq;
+		__u32 ack;
+		__u8 off;
+		__u8 flags;
+	} __attribute__((packed)) t;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + ihl, &t, sizeof(t)) < 0)
+		return 0;
+	if ((t.flags & 0x12) == 0x02)
+		return 0;
+	struct bpf_sock_tuple tuple = {};
+	tuple.ipv4.saddr = saddr;
+	tuple.ipv4.daddr = daddr;
+	tuple.ipv4.sport = t.sport;
+	tuple.ipv4.dport = t.dport;
+	struct bpf_sock *sk =
+		bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	int local = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return local;
+}
+
 static __always_inline int handle(struct __sk_buff *skb)
 {
 	struct {
@@ -263,6 +297,11 @@ static __always_inline int handle(struct __sk_buff *skb)
 		if (record_counted(skb, KIND_HELD, wake) == 0)
 			count(C_HELD);
 		return TC_ACT_SHOT;
+	}
+	if ((flags & CFG_PASS_LOCAL) && h.ip.protocol == IPPROTO_TCP &&
+	    local_flow(skb, h.ip.saddr, dst, (h.ip.ihl & 0xf) * 4)) {
+		count(C_LOCAL_PASS);
+		return TC_ACT_OK;
 	}
 	if (verdict == VERDICT_RECORD_ONLY) {
 		if (record_counted(skb, KIND_RECORD_ONLY, wake) == 0)

@@ -540,3 +540,105 @@ fn netns_ebpf_front_load_errors_name_what_is_missing() {
         "the error names the capability: {err}"
     );
 }
+
+/// A server on the front's own node answering with its name.
+const NAMED_SERVER: &str = r#"
+import http.server,sys
+name=sys.argv[1].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version='HTTP/1.1'
+    def do_GET(self):
+        self.send_response(200);self.send_header('Content-Length',str(len(name)));self.end_headers();self.wfile.write(name)
+    def log_message(self,*a): pass
+http.server.ThreadingHTTPServer(('192.0.2.100',80),H).serve_forever()
+"#;
+
+/// A keep-alive connection answered once, then (after a line on stdin)
+/// again on the same connection and once on a new one; prints who
+/// answered each, or the error.
+const OLD_AND_NEW: &str = r#"
+import http.client,sys
+def get(c):
+    c.request('GET','/?n=1');r=c.getresponse();return r.read().decode()
+old=http.client.HTTPConnection('192.0.2.100',80,timeout=3)
+print('first', get(old), flush=True)
+sys.stdin.readline()
+for name,c in (('old',old),('new',http.client.HTTPConnection('192.0.2.100',80,timeout=3))):
+    try: print(name, get(c), flush=True)
+    except Exception as e: print(name, 'error', type(e).__name__, flush=True)
+"#;
+
+/// The hand-over of a dual-role join on the front's side: the backup (b)
+/// served a keep-alive connection itself, then starts fronting the address
+/// for the new primary (a). With `pass_local`, the kept connection's next
+/// request is still answered by b (its frames go to b's own stack,
+/// unrecorded) while a new connection goes to a; without it, the kept
+/// connection's frames are forwarded to a, whose kernel has no socket for
+/// them and resets it.
+fn hand_over(tag: &str, pass_local: bool) -> (String, coral::io::ebpf_front::EbpfCounters) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = lan(tag);
+    common::sh(&[
+        "ip",
+        "-n",
+        &l.b,
+        "addr",
+        "add",
+        &format!("{VIP}/32"),
+        "dev",
+        "lo",
+    ]);
+    let mut b_server = Command::new("ip")
+        .args(["netns", "exec", &l.b, "python3", "-c", NAMED_SERVER, "b"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&common::sh(&["ip", "netns", "exec", &l.b, "ss", "-tln"]).stdout)
+        .contains(&format!("{VIP}:80"))
+    {
+        assert!(Instant::now() < deadline, "b's server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &l.c, "python3", "-c", OLD_AND_NEW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "first b", "before the hand-over b serves");
+    let mut front = load(&l, 16 << 20);
+    front.pass_local_flows(pass_local).unwrap();
+    writeln!(client.stdin.take().unwrap()).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let _ = client.wait();
+    let _ = b_server.kill();
+    let _ = b_server.wait();
+    (rest.join("; "), front.counters().unwrap())
+}
+
+#[test]
+fn netns_ebpf_front_passes_the_connections_kept_at_a_hand_over_to_the_local_stack() {
+    let (text, c) = hand_over("ebk", true);
+    eprintln!("kept: {text}; {c:?}");
+    assert_eq!(text, "old b; new x", "{c:?}");
+    assert!(
+        c.local_pass >= 2,
+        "the kept connection's request and ACKs: {c:?}"
+    );
+    assert!(
+        c.forwarded >= 3,
+        "the new connection's handshake and request: {c:?}"
+    );
+    // Without the rule the kept connection is forwarded and reset.
+    let (text, c) = hand_over("ebn", false);
+    eprintln!("not kept: {text}; {c:?}");
+    assert!(
+        text.starts_with("old error") && text.ends_with("new x"),
+        "{text} {c:?}"
+    );
+    assert_eq!(c.local_pass, 0, "{c:?}");
+}

@@ -38,6 +38,7 @@ const PROG_NAME: &str = "coral_front";
 const CFG_WAKEUP_PER_RECORD: u32 = 1;
 const CFG_REFUSE_NEW_CONNS: u32 = 2;
 const CFG_HAVE_VERDICTS: u32 = 4;
+const CFG_PASS_LOCAL: u32 = 8;
 const REC_HDR_LEN: usize = 8;
 
 /// Default ring size: 16 MiB (a power of two; the program reserves each
@@ -147,6 +148,9 @@ pub struct EbpfCounters {
     pub syn_refused: u64,
     /// Idle mode: frames passed to the kernel unrecorded.
     pub idle_pass: u64,
+    /// Forward mode: frames of a flow with a local socket (kept at a
+    /// hand-over), passed to the local stack unrecorded.
+    pub local_pass: u64,
 }
 
 /// The program's own CPU time, from the kernel's BPF statistics.
@@ -427,6 +431,19 @@ impl EbpfFront {
         self.write_cfg()
     }
 
+    /// In forward mode, pass every frame of a TCP flow that has a socket on
+    /// this node (not a listener; never a pure SYN) to the local stack,
+    /// unrecorded: the connections this node kept when it handed the
+    /// address's primary role over.
+    pub fn pass_local_flows(&mut self, pass: bool) -> io::Result<()> {
+        if pass {
+            self.prog_cfg.flags |= CFG_PASS_LOCAL;
+        } else {
+            self.prog_cfg.flags &= !CFG_PASS_LOCAL;
+        }
+        self.write_cfg()
+    }
+
     /// Refuse (drop unrecorded) SYNs of connections without a verdict,
     /// while the table is full.
     pub fn refuse_new_conns(&mut self, refuse: bool) -> io::Result<()> {
@@ -562,7 +579,7 @@ impl EbpfFront {
 
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> io::Result<EbpfCounters> {
-        let mut v = [0u64; 12];
+        let mut v = [0u64; 13];
         for (i, slot) in v.iter_mut().enumerate() {
             let per_cpu = self
                 .counters
@@ -583,6 +600,7 @@ impl EbpfFront {
             watched: v[9],
             syn_refused: v[10],
             idle_pass: v[11],
+            local_pass: v[12],
         })
     }
 
