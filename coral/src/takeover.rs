@@ -274,7 +274,7 @@ impl Restored {
     /// (accepted sockets register in [`primary::serve`]).
     fn new(mut state: TakeoverState, close_mark: u32) -> io::Result<Restored> {
         let filler = wants_filler(&state);
-        let stream = repair::build_in_repair(&spec_of(&mut state, close_mark))?;
+        let stream = repair::build_in_repair_nonblocking(&spec_of(&mut state, close_mark))?;
         let live = live_conns::register(stream.as_raw_fd());
         Ok(Restored {
             tuple: state.tuple,
@@ -287,20 +287,23 @@ impl Restored {
         })
     }
 
-    /// Leave repair mode and write the [`FILLER`]: the kernel's window
-    /// probe and the filler both draw an ACK from the client, so call it
-    /// once the lease and the address are in place (before, the node's own
-    /// lease drops them). Until the filler is written the socket's next
-    /// sequence number is one below the client's acknowledgement, so the
-    /// kernel drops client segments as acknowledging unsent data: write it
-    /// before any client segment is re-injected.
+    /// Leave repair mode and write the [`FILLER`]: the filler draws an ACK
+    /// from the client (without it, the kernel's window probe on leaving
+    /// repair mode does; with it the probe is left out, one segment and
+    /// one client ACK less per socket), so call it once the lease and the
+    /// address are in place (before, the node's own lease drops them).
+    /// Until the filler is written the socket's next sequence number is
+    /// one below the client's acknowledgement, so the kernel drops client
+    /// segments as acknowledging unsent data: write it before any client
+    /// segment is re-injected. The socket is non-blocking from its
+    /// creation.
     pub fn leave_repair(&mut self) -> io::Result<()> {
         use std::io::Write;
-        repair::leave_repair(self.stream.as_raw_fd())?;
-        self.stream.set_nonblocking(true)?;
+        let fd = self.stream.as_raw_fd();
         if !self.filler {
-            return Ok(());
+            return repair::leave_repair(fd);
         }
+        repair::leave_repair_quietly(fd)?;
         match self.stream.write(&FILLER)? {
             1 => Ok(()),
             // A fresh socket's empty send buffer always takes one byte.
@@ -459,10 +462,8 @@ fn hand_off(r: Restored, to: &Serving) {
         written,
         ..
     } = r;
-    let mut stream = match stream
-        .set_nonblocking(true)
-        .and_then(|_| tokio::net::TcpStream::from_std(stream))
-    {
+    // Non-blocking since it was built.
+    let mut stream = match tokio::net::TcpStream::from_std(stream) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%tuple, "handing over: {e}");

@@ -19,7 +19,8 @@
 //!    the forced reuse, and a listener on the service port must still bind).
 //!    A takeover does this step later ([`build_in_repair`], then
 //!    [`leave_repair`]): leaving repair mode sends a window probe, which is
-//!    dropped unless the address is local and leased by then.
+//!    dropped unless the address is local and leased by then
+//!    ([`leave_repair_quietly`] leaves without it).
 //!
 //! Bytes that must still reach the client are NOT put into the repair send
 //! queue (they would count as already sent and wait for a retransmission
@@ -182,6 +183,11 @@ fn step<T>(what: &'static str, r: io::Result<T>) -> io::Result<T> {
     r.map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
+/// `TCP_REPAIR` value: leave repair mode without the window probe
+/// (`TCP_REPAIR_OFF_NO_WP` in include/uapi/linux/tcp.h; the libc crate
+/// lacks it on Linux).
+const TCP_REPAIR_OFF_NO_WP: libc::c_int = -1;
+
 /// Switch repair mode on or off for a socket.
 pub fn set_repair(fd: RawFd, on: bool) -> io::Result<()> {
     sockopt::set(
@@ -217,7 +223,22 @@ pub fn build_repaired_socket(spec: &RepairSpec) -> io::Result<TcpStream> {
 /// [`leave_repair`], whose window probe should find the address local and
 /// leased.
 pub fn build_in_repair(spec: &RepairSpec) -> io::Result<TcpStream> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    build(spec, Type::STREAM)
+}
+
+/// [`build_in_repair`], the socket non-blocking from its creation (one
+/// system call less than setting it afterwards): what a takeover hands to
+/// the async runtime.
+pub fn build_in_repair_nonblocking(spec: &RepairSpec) -> io::Result<TcpStream> {
+    build(spec, Type::STREAM.nonblocking())
+}
+
+/// Steps 1 to 7 with the fewest system calls: the queue selector is left
+/// on the receive queue after its sequence is set (only `send` in repair
+/// mode reads it, and the receive queue is the one filled next), so no
+/// `TCP_NO_QUEUE` between the steps.
+fn build(spec: &RepairSpec, ty: Type) -> io::Result<TcpStream> {
+    let sock = Socket::new(Domain::IPV4, ty, Some(Protocol::TCP))?;
     let fd = sock.as_raw_fd();
     set_repair(fd, true)?;
     set_queue_seqs(fd, spec.send_seq, spec.recv_seq)?;
@@ -241,6 +262,24 @@ pub fn build_in_repair(spec: &RepairSpec) -> io::Result<TcpStream> {
 /// client answers with an ACK), then `SO_REUSEADDR`.
 pub fn leave_repair(fd: RawFd) -> io::Result<()> {
     set_repair(fd, false)?;
+    allow_reuse(fd)
+}
+
+/// Step 8 without the window probe (`TCP_REPAIR_OFF_NO_WP`): for a socket
+/// that draws its client's ACK otherwise (a takeover's filler byte,
+/// written right after), so the client is not asked twice.
+pub fn leave_repair_quietly(fd: RawFd) -> io::Result<()> {
+    sockopt::set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR,
+        &TCP_REPAIR_OFF_NO_WP,
+        "TCP_REPAIR off, no window probe",
+    )?;
+    allow_reuse(fd)
+}
+
+fn allow_reuse(fd: RawFd) -> io::Result<()> {
     // Leaving repair mode resets the forced reuse to "no reuse"; allow reuse
     // again so a listener on the same service port can be bound afterwards
     // (step 7). Only now: set during repair mode it breaks the forced reuse.
@@ -253,7 +292,8 @@ pub fn leave_repair(fd: RawFd) -> io::Result<()> {
     )
 }
 
-/// Step 2: where the send queue and the receive queue start.
+/// Step 2: where the send queue and the receive queue start. The selector
+/// stays on the receive queue (for step 6).
 fn set_queue_seqs(fd: RawFd, send_seq: u32, recv_seq: u32) -> io::Result<()> {
     for (queue, seq, what) in [
         (TCP_SEND_QUEUE, send_seq, "TCP_QUEUE_SEQ send"),
@@ -262,7 +302,7 @@ fn set_queue_seqs(fd: RawFd, send_seq: u32, recv_seq: u32) -> io::Result<()> {
         set_queue(fd, queue)?;
         sockopt::set(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, &seq, what)?;
     }
-    set_queue(fd, TCP_NO_QUEUE)
+    Ok(())
 }
 
 /// Step 3: `IP_TRANSPARENT`, `SO_MARK`, bind, the MSS, connect.
@@ -325,10 +365,9 @@ fn set_options(fd: RawFd, spec: &RepairSpec) -> io::Result<()> {
     Ok(())
 }
 
-/// Step 6: the unanswered request bytes into the receive queue.
+/// Step 6: the unanswered request bytes into the receive queue (the queue
+/// selector is on it since step 2; a send there never blocks).
 fn fill_receive_queue(sock: &Socket, data: &[u8]) -> io::Result<()> {
-    let fd = sock.as_raw_fd();
-    set_queue(fd, TCP_RECV_QUEUE)?;
     let mut off = 0;
     while off < data.len() {
         let n = step("fill receive queue", sock.send(&data[off..]))?;
@@ -340,7 +379,7 @@ fn fill_receive_queue(sock: &Socket, data: &[u8]) -> io::Result<()> {
         }
         off += n;
     }
-    set_queue(fd, TCP_NO_QUEUE)
+    Ok(())
 }
 
 /// Read the kernel's view of a live connection. Puts the socket into repair
