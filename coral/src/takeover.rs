@@ -57,7 +57,7 @@ use crate::io::adopt::Adopter;
 use crate::io::afpacket::PacketSocket;
 use crate::io::front::{Command, Front, Mode};
 use crate::io::heartbeat::{HeartbeatCmd, HeartbeatHandle};
-use crate::io::inject::{inject, raw_inject_socket};
+use crate::io::inject::{inject, inject_all, raw_inject_socket};
 use crate::io::leases::Leases;
 use crate::io::live_conns::{self, LiveConn};
 use crate::io::logchan::LogClient;
@@ -610,25 +610,20 @@ impl Takeover {
             .collect();
         if !held.is_empty() || !carry.is_empty() {
             let fd = raw_inject_socket()?;
-            for pkt in &carry {
-                if inject(&fd, pkt, *self.vip.ip()).is_ok() {
-                    self.report.carried_over += 1;
-                }
-            }
-            for frame in &held {
-                let Ok(p) = parse_frame(frame) else { continue };
-                let FramePayload::Tcp(seg) = p.payload else {
-                    continue;
-                };
-                let Some(from) = self.points.get(&seg.client_tuple()) else {
-                    continue;
-                };
-                if let Some(pkt) = seg.ipv4_packet_from(*from) {
-                    if inject(&fd, &pkt, seg.dst_ip).is_ok() {
-                        self.report.reinjected += 1;
-                    }
-                }
-            }
+            let vip = *self.vip.ip();
+            let carry: Vec<_> = carry.into_iter().map(|p| (p, vip)).collect();
+            self.report.carried_over += inject_all(&fd, &carry);
+            let late: Vec<_> = held
+                .iter()
+                .filter_map(|frame| {
+                    let FramePayload::Tcp(seg) = parse_frame(frame).ok()?.payload else {
+                        return None;
+                    };
+                    let from = self.points.get(&seg.client_tuple())?;
+                    Some((seg.ipv4_packet_from(*from)?, seg.dst_ip))
+                })
+                .collect();
+            self.report.reinjected += inject_all(&fd, &late);
         }
         self.report.step("reinject", t);
         Ok(())
