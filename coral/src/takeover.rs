@@ -274,7 +274,7 @@ impl Restored {
     /// (accepted sockets register in [`primary::serve`]).
     fn new(mut state: TakeoverState, close_mark: u32) -> io::Result<Restored> {
         let filler = wants_filler(&state);
-        let stream = repair::build_in_repair_nonblocking(&spec_of(&mut state, close_mark))?;
+        let stream = repair::build_in_repair_for_takeover(&spec_of(&mut state, close_mark))?;
         let live = live_conns::register(stream.as_raw_fd());
         Ok(Restored {
             tuple: state.tuple,
@@ -647,8 +647,8 @@ impl Takeover {
         }
         self.watch_handshakes(ctx)?;
         let t = self.report.step("handoff", t);
-        let listener =
-            primary::listen(self.vip).with_context(|| format!("listening on {}", self.vip))?;
+        let listener = primary::listen_beside(self.vip)
+            .with_context(|| format!("listening on {}", self.vip))?;
         tokio::spawn(primary::serve(
             listener,
             serving.logger,

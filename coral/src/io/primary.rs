@@ -58,12 +58,28 @@ fn tuple_of(peer: SocketAddr, local: SocketAddr) -> Option<FourTuple> {
 /// with sockets rebuilt by `TCP_REPAIR` (which carry forced reuse) after a
 /// takeover.
 pub fn listen(addr: std::net::SocketAddrV4) -> std::io::Result<TcpListener> {
+    listen_with(addr, false)
+}
+
+/// [`listen`] on a service address whose port already holds a takeover's
+/// rebuilt sockets (`SO_REUSEPORT` on both sides,
+/// [`crate::io::repair::build_in_repair_for_takeover`]): the kernel then
+/// skips checking the listener against each of them, a scan that grew with
+/// their number.
+pub fn listen_beside(addr: std::net::SocketAddrV4) -> std::io::Result<TcpListener> {
+    listen_with(addr, true)
+}
+
+fn listen_with(addr: std::net::SocketAddrV4, reuse_port: bool) -> std::io::Result<TcpListener> {
     let s = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::V4(addr).into())?;
     s.listen(1024)?;
