@@ -356,8 +356,9 @@ pub fn restore_late(
     };
     ctx.events
         .record("handshake-restored", &r.tuple.to_string());
+    let serving = Serving::of(ctx);
     match write_unacked(&mut r) {
-        Ok(_) => hand_off(r, &Serving::of(ctx)),
+        Ok(_) => serve_when_readable(hand_off(r, &serving).into_iter().collect(), &serving),
         Err(e) => tail_unwritable(&ctx.events, r.tuple, r.tail().len(), &e),
     }
 }
@@ -450,10 +451,15 @@ impl Serving {
     }
 }
 
+/// A rebuilt connection with every logged reply byte written, waiting for
+/// its client ([`serve_when_readable`]).
+type Waiting = (tokio::net::TcpStream, LiveConn, FourTuple);
+
 /// Step 5, second half: give a rebuilt connection to the HTTP server once
 /// the rest of its unacknowledged reply bytes are written (nudged and
-/// fenced meanwhile like any served connection: it is registered).
-fn hand_off(r: Restored, to: &Serving) {
+/// fenced meanwhile like any served connection: it is registered). One
+/// with nothing left to write is returned, for [`serve_when_readable`].
+fn hand_off(r: Restored, to: &Serving) -> Option<Waiting> {
     let Restored {
         tuple,
         stream,
@@ -467,21 +473,62 @@ fn hand_off(r: Restored, to: &Serving) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%tuple, "handing over: {e}");
-            return;
+            return None;
         }
     };
+    if written == unacked.len() {
+        return Some((stream, live, tuple));
+    }
     let _ = stream.set_nodelay(true);
     let (logger, app, mark) = (to.logger.clone(), to.app.clone(), to.mark);
-    if written == unacked.len() {
-        primary::spawn_connection(stream, live, tuple, logger, None, app, mark);
-        return;
-    }
     let events = to.events.clone();
     tokio::spawn(async move {
         let tail = &unacked[written..];
         match write_tail(&mut stream, tail, &live.nudge()).await {
             Ok(()) => primary::spawn_connection(stream, live, tuple, logger, None, app, mark),
             Err(e) => tail_unwritable(&events, tuple, tail.len(), &e),
+        }
+    });
+    None
+}
+
+/// Rebuilt connections with nothing left to write wait in one task until
+/// their client sends something (a request, a FIN, a reset: anything that
+/// makes the socket readable; bytes already in the receive queue make it
+/// readable at once), and only then become a connection task of the HTTP
+/// server. A task per connection at once cost the takeover a spawn and an
+/// HTTP server's set-up for each of thousands of idle keep-alive
+/// connections, on the same two cores as the rest of the transition.
+/// While waiting each is registered (fence) and answers its nudge here, as
+/// its own task does once it serves.
+fn serve_when_readable(waiting: Vec<Waiting>, to: &Serving) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    if waiting.is_empty() {
+        return;
+    }
+    let (logger, app, mark) = (to.logger.clone(), to.app.clone(), to.mark);
+    tokio::spawn(async move {
+        let mut set: FuturesUnordered<_> = waiting
+            .into_iter()
+            .map(|(stream, live, tuple)| async move {
+                let nudge = live.nudge();
+                let fd = stream.as_raw_fd();
+                // Readable or failed: either way the server's task sees it.
+                let _ = std::future::poll_fn(|cx| {
+                    if nudge.take(cx) {
+                        if let Err(e) = live_conns::elicit_ack(fd) {
+                            tracing::warn!(%tuple, "eliciting an ACK while waiting: {e}");
+                        }
+                    }
+                    stream.poll_read_ready(cx)
+                })
+                .await;
+                (stream, live, tuple)
+            })
+            .collect();
+        while let Some((stream, live, tuple)) = set.next().await {
+            let _ = stream.set_nodelay(true);
+            primary::spawn_connection(stream, live, tuple, logger.clone(), None, app.clone(), mark);
         }
     });
 }
@@ -635,16 +682,18 @@ impl Takeover {
     pub fn hand_over(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
         let serving = Serving::of(ctx);
+        let mut waiting = Vec::with_capacity(self.restored.len());
         for mut r in std::mem::take(&mut self.restored) {
             self.report.unacked_bytes += r.unacked.len();
             match write_unacked(&mut r) {
-                Ok(_) => hand_off(r, &serving),
+                Ok(_) => waiting.extend(hand_off(r, &serving)),
                 Err(e) => {
                     self.report.tails_unwritable += 1;
                     tail_unwritable(&ctx.events, r.tuple, r.tail().len(), &e);
                 }
             }
         }
+        serve_when_readable(waiting, &serving);
         self.watch_handshakes(ctx)?;
         let t = self.report.step("handoff", t);
         let listener = primary::listen_beside(self.vip)
