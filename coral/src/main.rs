@@ -95,6 +95,7 @@ fn main() {
             raise_nofile_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_park(coral::io::logchan::flush_deferred)
                 .build()?;
             rt.block_on(coral::node::run(cfg))
         }),
@@ -129,6 +130,7 @@ fn main() {
             raise_nofile_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_park(coral::io::logchan::flush_deferred)
                 .build()?;
             let r = rt.block_on(coral::node::join(cfg, to));
             if let Err(e) = &r {

@@ -41,16 +41,20 @@ pub const MAX_REPLY_PART: usize = 15 << 20;
 
 /// The wire side of the primary's channel: entries are encoded straight
 /// into `out` as they are logged, numbered in that order (cumulative acks
-/// rely on it), and written by whoever finds the socket idle: the logging
-/// connection's own task in the common case (no thread hop), or the
-/// flusher task when a write would block. Everything pending at a write
-/// goes in that one write.
+/// rely on it), and written by whoever finds the socket idle: the runtime
+/// worker that logged them when it runs out of work ([`flush_deferred`]),
+/// the logging connection's own task where no worker does, or the flusher
+/// task when a write would block. Everything pending at a write goes in
+/// that one write.
 struct Wire {
     enc: Encoder,
     /// The next entry's id.
     next_id: u64,
     /// Encoded frames not yet taken by the socket.
     out: Vec<u8>,
+    /// `out` holds entries left for a runtime worker to write when it runs
+    /// out of work ([`flush_deferred`]), not bytes a blocked write left.
+    deferred: bool,
     sink: Sink,
 }
 
@@ -75,6 +79,7 @@ impl Wire {
         let Sink::Open(half) = &self.sink else {
             return false;
         };
+        self.deferred = false;
         let mut done = 0;
         let blocked = loop {
             if done == self.out.len() {
@@ -162,6 +167,7 @@ impl LogClient {
                 enc,
                 next_id: 1,
                 out,
+                deferred: false,
                 sink: Sink::Connecting,
             }),
             flush: Notify::new(),
@@ -233,22 +239,21 @@ impl LogClient {
         if matches!(wire.sink, Sink::Dead) {
             return;
         }
-        // Bytes already waiting mean a write is blocked (the flusher
-        // writes them) or the channel is not connected yet.
-        let idle = wire.out.is_empty();
+        // Bytes already waiting, unless deferred, mean a write is blocked
+        // (the flusher writes them) or the channel is not connected yet.
+        let idle = wire.out.is_empty() || wire.deferred;
         let Wire { enc, out, .. } = &mut *wire;
         if !encode(enc, id, out) || !idle {
             return;
         }
-        if wire.try_flush() {
-            self.shared.flush.notify_one();
+        // On a worker that writes what is deferred when it runs out of
+        // work, the entries the other connections log meanwhile go in the
+        // same write (one send, one ack, one wake-up of the ack reader).
+        if wire.out.len() < DEFER_BELOW && defer(&self.shared) {
+            wire.deferred = true;
+            return;
         }
-        if matches!(wire.sink, Sink::Dead) {
-            self.shared.connected.store(false, Ordering::Release);
-            self.shared.fd.store(-1, Ordering::Release);
-            // The flusher holds the socket: it ends, and the socket closes.
-            self.shared.flush.notify_one();
-        }
+        write_now(&self.shared, &mut wire);
     }
 
     /// Stop waiting for the backup: every waiting writer is released now and
@@ -378,6 +383,65 @@ async fn client_task(key: Key, cfg: LogClientConfig, shared: Arc<ClientShared>) 
     }
 }
 
+/// Writes what `wire` holds now; wakes the flusher if the socket did not
+/// take it all, or to close it if the write failed.
+fn write_now(shared: &ClientShared, wire: &mut Wire) {
+    if wire.try_flush() {
+        shared.flush.notify_one();
+    }
+    if matches!(wire.sink, Sink::Dead) {
+        shared.connected.store(false, Ordering::Release);
+        shared.fd.store(-1, Ordering::Release);
+        // The flusher holds the socket: it ends, and the socket closes.
+        shared.flush.notify_one();
+    }
+}
+
+/// Entries are deferred only while the pending bytes stay below this; a
+/// larger batch (or a large reply) is written at once.
+const DEFER_BELOW: usize = 32 * 1024;
+
+thread_local! {
+    /// Whether this thread is a runtime worker that calls
+    /// [`flush_deferred`] before it parks (set by its first park).
+    static PARKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Channels with entries deferred by this thread.
+    static DEFERRED: std::cell::RefCell<Vec<Arc<ClientShared>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Leaves `shared`'s pending entries for this thread's next
+/// [`flush_deferred`], if this thread calls it; false: write them now.
+fn defer(shared: &Arc<ClientShared>) -> bool {
+    if !PARKS.with(|p| p.get()) {
+        return false;
+    }
+    DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if !d.iter().any(|x| Arc::ptr_eq(x, shared)) {
+            d.push(shared.clone());
+        }
+    });
+    true
+}
+
+/// Writes the log entries this thread deferred, every channel's pending
+/// entries in one write each. Install it as the runtime's
+/// `on_thread_park` hook: a worker then writes the entries of every reply
+/// it produced in one burst of work just before it waits for more, instead
+/// of one write (and one ack, and one wake-up of the ack reader) per
+/// reply. A runtime without the hook writes each entry at once.
+pub fn flush_deferred() {
+    PARKS.with(|p| p.set(true));
+    let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    for shared in pending {
+        let mut wire = shared.wire.lock().expect("wire");
+        if wire.deferred {
+            write_now(&shared, &mut wire);
+        }
+    }
+}
+
 /// Keeps `w` (the writer of entry `id`) waiting for the backup's ack, or
 /// releases it at once in simplex mode. Decided under the waiters' lock, as
 /// [`LogClient::go_simplex`] takes them, so no waiter is parked after the
@@ -459,6 +523,9 @@ pub struct LogServerStats {
     pub rejected: AtomicU64,
     /// Connections refused because they did not come from the peer.
     pub foreign: AtomicU64,
+    /// Acks written: one per read that held entries, so `entries / acks`
+    /// is how many entries the primary put in one write.
+    pub acks: AtomicU64,
 }
 
 /// The backup's side of the log channel: what each [`LogSession`] needs
@@ -602,6 +669,7 @@ impl LogSession {
             let _ = self.enc.encode(&hello, &mut self.out);
         }
         if let Some(id) = applied.ack {
+            self.stats.acks.fetch_add(1, Ordering::Relaxed);
             let _ = self
                 .enc
                 .encode(&Message::Log(LogMsg::LogAck { id }), &mut self.out);
