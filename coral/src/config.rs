@@ -15,6 +15,7 @@
 //! # front_fallback = true      # if the eBPF program fails to load, run the packet front
 //! # front_ring_bytes = 16777216  # eBPF: the ring's size (a power of two, at least 4096)
 //! # adopt_flooded = false      # default true: a primary adopts frames flooded for its dead front
+//! # hand_over_at_join = true   # dual role: hand the address it fronts to the next joiner
 //! # cgi_program = "/usr/local/bin/webstone-cgi"  # default: beside this executable
 //! # log_requests = true       # one stdout line per executed request (its id)
 //!
@@ -193,6 +194,12 @@ pub struct Config {
     /// from a configuration file.
     #[serde(default)]
     pub rejoin: bool,
+    /// Dual role: once serving alone, hand the primary role of each
+    /// address configured `backup` here to the next server that joins, and
+    /// front it (docs/DESIGN.md 6). The joiner must be configured primary
+    /// for those addresses. Off: the joiner fronts every address.
+    #[serde(default)]
+    pub hand_over_at_join: bool,
     /// How long a rejoining node keeps trying, seconds.
     #[serde(default = "default_rejoin_s")]
     pub rejoin_s: u64,
@@ -413,6 +420,10 @@ role = "primary"
         assert_eq!((c.app, c.cgi_program), (AppMode::Inproc, None));
         assert_eq!((c.front, c.front_fallback), (FrontKind::Ebpf, false));
         assert!(!c.log_requests, "request lines are opt-in");
+        assert!(
+            !c.hand_over_at_join,
+            "a joiner fronts every address unless asked"
+        );
         let c =
             Config::parse(&GOOD.replace("lan = \"eth0\"", "lan = \"eth0\"\nlog_requests = true"))
                 .unwrap();

@@ -19,13 +19,14 @@
 //! address moves), the log server's listener and task, and the JOIN
 //! connection. Nothing is forked or exec'd on the integration path.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use coral_core::{
-    Action, Instant as CoreInstant, JoinAction, JoinEvent, Joiner, JoinerState, NodeConfig, NodeId,
-    VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
+    Action, Iface, Instant as CoreInstant, JoinAction, JoinEvent, Joiner, JoinerState, NodeConfig,
+    NodeId, VipStatus, DEFAULT_JOIN_TIMEOUT_NS,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -34,6 +35,9 @@ use crate::io::announce;
 use crate::io::front::{Command, Mode};
 use crate::io::heartbeat::HeartbeatHandle;
 use crate::io::join::{JoinLink, JoinWriter, JoinerInput};
+use crate::io::logchan::{LogClient, LogClientConfig};
+use crate::io::logged_io::ReplyLogger;
+use crate::io::{netcfg, primary};
 use crate::reintegration::{record, HeartbeatSpec};
 use crate::takeover::TakeoverCtx;
 
@@ -59,6 +63,12 @@ pub struct Joining {
     failure: Option<String>,
     /// `join-accepted` is written once (one accept per address).
     recorded_accept: bool,
+    /// This node's `Hello` (for the log channel of an address it will be
+    /// primary for).
+    hello: NodeConfig,
+    /// Service port of every address, and the LAN interface's name.
+    ports: std::collections::HashMap<Ipv4Addr, u16>,
+    lan: String,
 }
 
 impl Joining {
@@ -71,9 +81,13 @@ impl Joining {
         me: NodeConfig,
         hb: HeartbeatSpec,
         now: CoreInstant,
+        service: (std::collections::HashMap<Ipv4Addr, u16>, String),
     ) -> Joining {
         let (writer, rx) = link.into_node();
         Joining {
+            hello: me.clone(),
+            ports: service.0,
+            lan: service.1,
             joiner: Joiner::new(me, now, DEFAULT_JOIN_TIMEOUT_NS),
             writer,
             rx,
@@ -197,13 +211,21 @@ impl Joining {
     /// if it is not.
     pub async fn act(
         &mut self,
-        ctx: &TakeoverCtx,
+        ctx: &mut TakeoverCtx,
         hb: &mut HeartbeatHandle,
         vips: Vec<VipStatus>,
         action: Action,
     ) -> Option<Result<()>> {
         let r = match action {
             Action::StartHeartbeats => self.start_heartbeats(hb, vips).await,
+            // An address this node will be primary for (a dual-role join
+            // handing it over): the log channel to the simplex node, then
+            // the address on loopback and its listener.
+            Action::StartLogChannel => self.start_log(ctx),
+            Action::AddVip {
+                vip,
+                iface: Iface::Loopback,
+            } => self.serve_primary(ctx, vip).await,
             Action::StopHeartbeats => {
                 hb.stop().await;
                 Ok(())
@@ -225,6 +247,48 @@ impl Joining {
             _ => return None,
         };
         Some(r)
+    }
+
+    fn start_log(&mut self, ctx: &mut TakeoverCtx) -> Result<()> {
+        let JoinerState::Accepted { epoch } = self.joiner.state() else {
+            return Err(anyhow!("a log channel before the join was accepted"));
+        };
+        let client = LogClient::start(
+            self.hb.key.clone(),
+            LogClientConfig {
+                local: *self.hb.local.ip(),
+                backup: SocketAddrV4::new(self.peer, ctx.log_port),
+                node: self.hb.node,
+                epoch,
+                hello: self.hello.clone(),
+            },
+        );
+        ctx.log_client = Some(client);
+        Ok(())
+    }
+
+    async fn serve_primary(&mut self, ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<()> {
+        let client = ctx
+            .log_client
+            .clone()
+            .ok_or_else(|| anyhow!("no log channel for {vip}"))?;
+        let port = *self
+            .ports
+            .get(&vip)
+            .ok_or_else(|| anyhow!("no service port for {vip}"))?;
+        netcfg::primary_sysctls(&self.lan)?;
+        ctx.nc.add_addr(ctx.lo.index, vip, 32).await?;
+        let addr = SocketAddrV4::new(vip, port);
+        let listener = primary::listen(addr).with_context(|| format!("listening on {addr}"))?;
+        let logger: Arc<dyn ReplyLogger> = Arc::new(client.clone());
+        tokio::spawn(primary::serve(
+            listener,
+            logger,
+            Some(client),
+            ctx.app.clone(),
+            ctx.close_mark,
+        ));
+        Ok(())
     }
 
     async fn start_heartbeats(

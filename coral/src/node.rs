@@ -320,7 +320,7 @@ impl Node {
     async fn act_join(&mut self, i: usize, action: Action) -> Option<Result<()>> {
         let st = self.machines.statuses();
         if let Some(j) = &mut self.joining {
-            if let Some(r) = j.act(&self.ctx, &mut self.hb, st.clone(), action).await {
+            if let Some(r) = j.act(&mut self.ctx, &mut self.hb, st.clone(), action).await {
                 return Some(r);
             }
         }
@@ -329,8 +329,13 @@ impl Node {
             .act(&mut self.ctx, &mut self.hb, st, action)
             .await?;
         if let Action::CloseSimplexConnectionsAfterNextResponse { .. } = action {
-            // Joined: this node is the address's primary from now on.
-            self.machines.slot(i).role = ServiceRole::Primary;
+            // Joined: this node is the address's primary from now on, or
+            // its front if it handed the address over.
+            let slot = self.machines.slot(i);
+            slot.role = match slot.machine.role() {
+                coral_core::Role::Backup => ServiceRole::Backup,
+                _ => ServiceRole::Primary,
+            };
         }
         Some(r)
     }

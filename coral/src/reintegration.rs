@@ -30,7 +30,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::clock::Clock;
 use crate::events::EventLog;
-use crate::io::front::Front;
+use crate::io::front::{Command, Front, Mode};
 use crate::io::heartbeat::{self, HeartbeatEvent, HeartbeatHandle, LeaseTargets};
 use crate::io::join::{self, JoinInput, JoinLink, JoinServer};
 use crate::io::leases::Leases;
@@ -190,6 +190,12 @@ pub struct Joins {
     epoch: Epoch,
     /// Addresses whose rollback steps are being carried out.
     rolling_back: HashSet<Ipv4Addr>,
+    /// Addresses whose primary role is being handed to the new server
+    /// (dual role), until their front is announced.
+    handing: HashSet<Ipv4Addr>,
+    /// The front kept for a hand-over (`hand_over_at_join`): it takes the
+    /// new server's log from the accept on.
+    log_front: Option<Front>,
     /// How long each of this shell's join steps took (ms, summed over
     /// addresses), written as `join-shell-steps` beside `integration`.
     shell_ms: BTreeMap<&'static str, f64>,
@@ -219,8 +225,16 @@ impl Joins {
             peer: None,
             epoch: Epoch(0),
             rolling_back: HashSet::new(),
+            handing: HashSet::new(),
+            log_front: None,
             shell_ms: BTreeMap::new(),
         })
+    }
+
+    /// Accept the log connection of a new server that will be primary of
+    /// an address this node hands over, in the front whose log peer this is.
+    pub fn hand_over_log_to(&mut self, front: Front) {
+        self.log_front = Some(front);
     }
 
     /// The next input from the JOIN listener.
@@ -293,6 +307,12 @@ impl Joins {
                         self.epoch = *epoch;
                         self.server.set_epoch(*epoch);
                         self.peer = self.server.peer(conn).map(|p| (*p.ip(), self.peer_node()));
+                        // A new primary (an address handed over) opens its
+                        // log channel as soon as it reads the accept.
+                        if let (Some(f), Some((ip, _))) = (&self.log_front, self.peer) {
+                            *f.log_peer.lock().unwrap_or_else(|e| e.into_inner()) = ip;
+                            f.send(Command::ResumeLog);
+                        }
                     }
                     if let Err(e) = self.server.send(conn, msg) {
                         tracing::error!("{e:#}");
@@ -363,6 +383,31 @@ impl Joins {
                 self.acceptor.on_released(ctx.clock.now(), vip);
                 r
             }
+            // The hand-over of a dual-role join: the role offered at once;
+            // at the new primary's JoinComplete the open connections are
+            // kept (the front passes their frames to this node's stack),
+            // the front forwards everything else to the new primary.
+            Action::OfferPrimary { vip } => {
+                self.handing.insert(vip);
+                let r = self.front_new_primary(ctx).await;
+                self.acceptor.on_released(ctx.clock.now(), vip);
+                r
+            }
+            Action::KeepSimplexFlows { .. } => match &ctx.front {
+                Some(f) if f.send(Command::PassLocalFlows(true)) => Ok(()),
+                _ => Err(anyhow!("no front to keep the open connections")),
+            },
+            Action::StartFronting { vip } if self.handing.contains(&vip) => match &ctx.front {
+                Some(f) if f.send(Command::Mode(Mode::Forward)) => Ok(()),
+                _ => Err(anyhow!("the front has stopped")),
+            },
+            // The front's MAC is this node's, as the router has it: a
+            // gratuitous ARP only (a ping from the address would be
+            // answered to the new primary, which holds it now).
+            Action::SendGratuitousArp { vip } if self.handing.remove(&vip) => {
+                announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
+                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"))
+            }
             Action::CloseSimplexConnectionsAfterNextResponse { vip } => {
                 primary::join_duplex(ctx.log_client.clone());
                 let n = live_conns::end_all_after_next_response();
@@ -428,6 +473,26 @@ impl Joins {
             .start(peer, node, self.epoch, vips, ctx.log_client.clone())?;
         self.acceptor.on_tasks_started(ctx.clock.now());
         Ok(())
+    }
+
+    /// Ready the front for the new server as the primary of an address
+    /// handed over (still idle: frames go to this node's stack until the
+    /// new primary is ready): its MAC (the JOIN connection taught it to
+    /// the kernel), its log connection accepted and acknowledged, a fresh
+    /// table.
+    async fn front_new_primary(&mut self, ctx: &TakeoverCtx) -> Result<()> {
+        let (peer, _) = self.peer.ok_or_else(|| anyhow!("no joining peer"))?;
+        let mac = ctx
+            .nc
+            .neighbour_mac(ctx.lan.index, peer)
+            .await?
+            .ok_or_else(|| anyhow!("no neighbour entry for the new server {peer}"))?;
+        let f = ctx.front.as_ref().ok_or_else(|| anyhow!("no front"))?;
+        if f.send(Command::PrimaryMac(mac)) {
+            Ok(())
+        } else {
+            Err(anyhow!("the front has stopped"))
+        }
     }
 
     async fn onto_loopback(&mut self, ctx: &TakeoverCtx, vip: Ipv4Addr) -> Result<()> {

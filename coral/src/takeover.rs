@@ -189,6 +189,10 @@ pub struct TakeoverCtx {
     pub events: EventLog,
     /// How the node rejoins its peer after fencing itself, if configured.
     pub rejoin: Option<crate::rejoin::Rejoin>,
+    /// Keep the front (idle) after a takeover: a dual-role join will hand
+    /// the address to a new primary and this node fronts it again
+    /// (`hand_over_at_join`).
+    pub keep_front: bool,
 }
 
 impl TakeoverCtx {
@@ -728,7 +732,7 @@ impl Takeover {
         let _g = self.span.enter();
         ctx.announce(*self.vip.ip(), &mut self.report);
         self.report.nudged = live_conns::nudge_all();
-        if let Some(f) = ctx.front.clone() {
+        if let Some(f) = ctx.front.clone().filter(|_| !ctx.keep_front) {
             tokio::spawn(async move {
                 for _ in 0..100 {
                     if !f.call(Command::Watching).await.unwrap_or(false) {

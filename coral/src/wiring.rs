@@ -267,11 +267,11 @@ async fn front_side(
             b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0,
         ));
     }
+    *f.log_peer.lock().unwrap_or_else(|e| e.into_inner()) = primary;
     tokio::spawn(serve_log(
         listener,
         LogServer {
             key: b.key.clone(),
-            peer: primary,
             me: NodeId(b.cfg.node_id),
             epoch: START_EPOCH,
             hello: hello(&b.cfg, &b.timing),
@@ -442,10 +442,11 @@ fn machines(b: &Base, joining: bool) -> Machines {
                 ServiceRole::Primary => Role::Primary,
                 ServiceRole::Backup => Role::Backup,
             };
-            let m = match joining {
+            let mut m = match joining {
                 true => VipMachine::joining(s.vip, me, role, b.timing),
                 false => VipMachine::duplex(s.vip, me, role, START_EPOCH, b.timing),
             };
+            m.hand_over_at_join(!joining && role == Role::Backup && b.cfg.hand_over_at_join);
             let m = if b.cfg.witness.is_some() {
                 m
             } else {
@@ -528,6 +529,7 @@ fn wired(b: &Base, c: Common, s: Started, joining: bool) -> Wired {
             outside: b.cfg.outside,
             events: b.events.clone(),
             rejoin: crate::rejoin::Rejoin::from_config(&b.cfg),
+            keep_front: b.cfg.hand_over_at_join,
         },
         grants: s.witness.0,
         hb: s.hb,
@@ -559,6 +561,10 @@ pub async fn start(cfg: Config) -> Result<Wired> {
         b.cfg.lan.clone(),
     )
     .await?;
+    let mut joins = joins;
+    if let Some(f) = front.0.as_ref().filter(|_| b.cfg.hand_over_at_join) {
+        joins.hand_over_log_to(f.clone());
+    }
     let started = Started {
         front,
         adopt,
@@ -579,9 +585,6 @@ pub async fn start(cfg: Config) -> Result<Wired> {
 /// accepted.
 pub async fn start_joining(cfg: Config, to: SocketAddrV4) -> Result<(Wired, Joining)> {
     let b = base(cfg).await?;
-    if !b.primaries.is_empty() {
-        bail!("a joining node fronts every address: give each service role = \"backup\"");
-    }
     let c = common(&b)?;
     let me = NodeId(b.cfg.node_id);
     let link = JoinLink::connect(to, b.key.clone(), me).await?;
@@ -589,7 +592,15 @@ pub async fn start_joining(cfg: Config, to: SocketAddrV4) -> Result<(Wired, Join
     let (spec, heartbeat) = heartbeat_spec(&b, &c.leases, front.0.as_ref());
     let witness = witness_link(&b).await?;
     let hello = hello(&b.cfg, &b.timing);
-    let joining = Joining::start(link, *to.ip(), hello.clone(), spec.clone(), b.clock.now());
+    let ports = b.cfg.service.iter().map(|s| (s.vip, s.port)).collect();
+    let joining = Joining::start(
+        link,
+        *to.ip(),
+        hello.clone(),
+        spec.clone(),
+        b.clock.now(),
+        (ports, b.cfg.lan.clone()),
+    );
     let joins = Joins::start(
         spec,
         hello,

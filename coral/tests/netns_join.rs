@@ -4,7 +4,8 @@
 //! reply), a mismatching configuration (named), and rolls back a joiner
 //! that goes away after acceptance (through the witness), serving its open
 //! keep-alive connection throughout. A spare joins the survivor of a failover under load, and
-//! the service survives a second fault on the joined node.
+//! the service survives a second fault on the joined node; in dual role the
+//! spare takes one address's primary role over and the survivor fronts it.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::duplex::{coral_bin, sibling, Duplex, PY_READ_REPLY, VIP, WITNESS};
+use common::duplex::{coral_bin, sibling, Duplex, PY_READ_REPLY, VIP, VIP2, WITNESS};
 
 const SPARE: &str = "192.0.2.13";
 const SIMPLEX_JOIN: &str = "192.0.2.12:7014";
@@ -171,11 +172,18 @@ fn spawn_joiner(d: &Duplex, ns: &str, cfg: &Path) -> std::process::Child {
 
 /// coral-load in the client namespace: 8 keep-alive clients for `secs`.
 fn spawn_load(d: &Duplex, secs: u64) -> (std::process::Child, PathBuf) {
+    spawn_load_on(d, &[VIP], secs)
+}
+
+/// The same, the clients spread over `vips`.
+fn spawn_load_on(d: &Duplex, vips: &[&str], secs: u64) -> (std::process::Child, PathBuf) {
     let out_dir = d.dir.path().join("load");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &d.c])
-        .arg(sibling("coral-load"))
-        .args(["--url", &format!("http://{VIP}/cgi-bin/webstone")])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &d.c]).arg(sibling("coral-load"));
+    for v in vips {
+        cmd.args(["--url", &format!("http://{v}/cgi-bin/webstone")]);
+    }
+    let child = cmd
         .args(["--clients", "8", "--duration-s", &secs.to_string()])
         .args(["--warmup-s", "0", "--timeout-s", "20", "--out"])
         .arg(&out_dir)
@@ -281,3 +289,112 @@ def get(s):
     served, _ = read_reply(s)
     return served
 "#;
+
+/// The spare of a dual-role pair: node 3, joining server-b as the primary
+/// of [`VIP`] (server-a's before it failed) and the front of [`VIP2`].
+fn dual_spare_config(dir: &Path, hb_ms: u64) -> PathBuf {
+    let p = dir.join("spare.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"spare\"\nnode_id = 3\nlan = \"eth0\"\nkey_file = \"{}\"\nheartbeat_ms = {hb_ms}\n\
+             misses = 3\nwitness = \"{WITNESS}\"\nevents = \"{}\"\noutside = \"192.0.2.1\"\n\
+             [peer]\nnode_id = 2\naddr = \"192.0.2.12\"\n\
+             [[service]]\nvip = \"{VIP}\"\nrole = \"primary\"\n\
+             [[service]]\nvip = \"{VIP2}\"\nrole = \"backup\"\n",
+            dir.join("key").display(),
+            dir.join("spare-events.csv").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The dual-role join that moves one address (docs/DESIGN.md 6): server-a
+/// is killed under 8 keep-alive clients on both addresses, server-b serves
+/// both alone; the spare joins it and becomes the primary of server-a's
+/// address, server-b its front (and still the primary of the other, which
+/// the spare fronts). Connections server-b served alone stay on it (its
+/// front passes their frames to its own stack) and end after their next
+/// reply with `Connection: close`; then server-b is killed too and the
+/// spare serves both. No client error, reconnect or lost request.
+#[test]
+fn netns_dual_role_join_moves_one_address_then_the_service_survives_a_second_fault() {
+    let mut d = Duplex::start_dual("tjd", 50, 3, "hand_over_at_join = true\n");
+    let s = d.ns.add("s");
+    d.ns.plug(&s, &format!("{SPARE}/24"), &d.sw, "s");
+    let dir = d.dir.path().to_path_buf();
+    let spare = dual_spare_config(&dir, 50);
+    let (load, out_dir) = spawn_load_on(&d, &[VIP, VIP2], 14);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    d.nodes[1].kill().unwrap();
+    wait_event(&d, "server-b", ",takeover,");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let joiner = spawn_joiner(&d, &s, &spare);
+    d.nodes.push(joiner);
+    wait_event(&d, "server-b", ",integration,");
+    wait_event(&d, "spare", ",joined,");
+    let sb = d.events("server-b");
+    assert!(!sb.contains(",join-rolled-back,"), "{}", d.logs());
+    assert!(!sb.contains(",action-error,"), "{}", d.logs());
+    assert!(
+        !d.events("spare").contains(",action-error,"),
+        "{}",
+        d.logs()
+    );
+    eprintln!("integration: {:?}", integration_rows(&sb));
+    // server-b fronts the moved address now, still primary of the other.
+    assert!(
+        sb.contains(&format!("mode,vip={VIP} from=Joining to=Duplex"))
+            && sb.contains(&format!("mode,vip={VIP2} from=Joining to=Duplex")),
+        "{}",
+        d.logs()
+    );
+
+    // New connections to the moved address reach the spare; then the
+    // second fault.
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    d.nodes[0].kill().unwrap();
+    wait_event(&d, "spare", ",takeover,");
+
+    let out = load.wait_with_output().unwrap();
+    let ctx = format!("{}\n{}", String::from_utf8_lossy(&out.stderr), d.logs());
+    assert!(out.status.success(), "coral-load: {ctx}");
+    let summary: serde_json::Value = common::duplex::load_summary(&out_dir);
+    let ctx = format!("{summary}\n{ctx}");
+    assert_eq!(summary["errors"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(summary["reconnects"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(summary["digest_mismatches"].as_u64(), Some(0), "{ctx}");
+    assert_eq!(summary["requests_lost"].as_u64(), Some(0), "{ctx}");
+    let mut rdr = csv::Reader::from_path(out_dir.join("requests.csv")).unwrap();
+    let h: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    for client in 0..8 {
+        let last = recs
+            .iter()
+            .filter(|r| &r[col("client")] == client.to_string().as_str())
+            .max_by_key(|r| r[col("seq")].parse::<u64>().unwrap())
+            .map(|r| r[col("served_by")].to_string());
+        assert_eq!(last.as_deref(), Some("spare"), "client {client}: {ctx}");
+    }
+    // Before the second fault the spare served the moved address (its
+    // primary), server-b the other.
+    let served = |vip: &str, by: &str| {
+        recs.iter()
+            .filter(|r| r[col("url")].contains(vip) && &r[col("served_by")] == by)
+            .filter(|r| r[col("end_unix_ns")].parse::<u64>().unwrap() < second)
+            .count()
+    };
+    let (moved, other) = (served(VIP, "spare"), served(VIP2, "server-b"));
+    eprintln!("before the second fault: {moved} replies from the spare on {VIP}, {other} from server-b on {VIP2}");
+    assert!(moved > 0 && other > 0, "{ctx}");
+    assert_eq!(served(VIP2, "spare"), 0, "{ctx}");
+    eprintln!("max_stall_ms={}", summary["max_stall_ms"]);
+}

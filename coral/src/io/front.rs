@@ -142,6 +142,15 @@ pub enum Command {
     Watching(oneshot::Sender<bool>),
     /// Answered once every earlier command is done.
     Barrier(oneshot::Sender<()>),
+    /// A new primary's log comes (the hand-over of a dual-role join):
+    /// acknowledge log entries again, with a fresh table.
+    ResumeLog,
+    /// Forward to this primary MAC from now on.
+    PrimaryMac([u8; 6]),
+    /// In forward mode, pass frames of flows with a local socket to the
+    /// local stack unrecorded (eBPF front only; the connections kept at a
+    /// hand-over).
+    PassLocalFlows(bool),
     /// Stop the thread (the eBPF program is detached, the socket closed).
     Retire,
 }
@@ -213,6 +222,9 @@ pub struct FrontConfig {
 pub struct Front {
     /// Counters.
     pub stats: Arc<FrontStats>,
+    /// The primary whose log connections [`serve_log`] accepts (changed
+    /// when a dual-role join hands an address over to a new primary).
+    pub log_peer: Arc<std::sync::Mutex<std::net::Ipv4Addr>>,
     tx: Sender<Command>,
     waker: Arc<Waker>,
     kind: FrontKind,
@@ -262,6 +274,7 @@ impl Front {
             .spawn(move || engine.run(poll))?;
         Ok(Front {
             stats,
+            log_peer: Arc::new(std::sync::Mutex::new(std::net::Ipv4Addr::UNSPECIFIED)),
             tx,
             waker,
             kind,
@@ -507,6 +520,28 @@ impl Engine {
             Command::Barrier(reply) => {
                 let _ = reply.send(());
             }
+            Command::ResumeLog => {
+                self.rec.acking = true;
+                self.rec.table = ConnTable::new(TableConfig::default());
+            }
+            Command::PrimaryMac(mac) => {
+                self.rec.primary = EthernetAddress(mac);
+                if let Source::Ebpf { prog, .. } = &mut self.source {
+                    if let Err(e) = prog.set_primary_mac(mac) {
+                        tracing::warn!("front: setting the primary's MAC: {e}");
+                    }
+                }
+            }
+            Command::PassLocalFlows(pass) => match &mut self.source {
+                Source::Ebpf { prog, .. } => {
+                    if let Err(e) = prog.pass_local_flows(pass) {
+                        tracing::warn!("front: passing local flows: {e}");
+                    }
+                }
+                Source::Packet(_) => {
+                    tracing::warn!("front: the packet front cannot pass local flows")
+                }
+            },
         }
     }
 
@@ -828,7 +863,7 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 /// Accept the primary's log connection on `listener` (only from
-/// `ctx.peer`) and hand it to `front`'s data-path thread, which reads the
+/// `front.log_peer`) and hand it to `front`'s data-path thread, which reads the
 /// entries, applies them to the table it owns and acknowledges them
 /// ([`LogSession`]): no thread hop between the log and the table. Runs
 /// until the front has stopped.
@@ -838,7 +873,8 @@ pub async fn serve_log(listener: tokio::net::TcpListener, ctx: LogServer, front:
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        if from.ip() != std::net::IpAddr::V4(ctx.peer) {
+        let peer = *front.log_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if from.ip() != std::net::IpAddr::V4(peer) {
             ctx.stats.foreign.fetch_add(1, Ordering::Relaxed);
             drop(stream); // not our primary
             continue;

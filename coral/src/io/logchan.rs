@@ -535,8 +535,6 @@ pub struct LogServerStats {
 pub struct LogServer {
     /// The pre-shared key.
     pub key: Key,
-    /// Only connections from this address (the primary) are served.
-    pub peer: Ipv4Addr,
     /// Our node id.
     pub me: NodeId,
     /// Epoch stamped on our frames.

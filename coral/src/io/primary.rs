@@ -139,7 +139,8 @@ pub fn join_duplex(client: Option<LogClient>) {
 /// Accept and serve connections on `listener` forever. With `log` (duplex),
 /// every connection is reported to the backup with its negotiated options
 /// before it is served; `logger` decides when a reply may be written.
-/// Without `log`, a log channel set by [`join_duplex`] takes its place.
+/// Without `log`, or once `log` went simplex, a log channel set by
+/// [`join_duplex`] takes its place.
 pub async fn serve(
     listener: TcpListener,
     logger: Arc<dyn ReplyLogger>,
@@ -162,9 +163,12 @@ pub async fn serve(
         let Some(tuple) = stream.local_addr().ok().and_then(|l| tuple_of(peer, l)) else {
             continue;
         };
+        // A listener whose own channel went simplex (its backup failed:
+        // dual role, the survivor's own address) takes a joined server's
+        // channel too.
         let joined = match &log {
-            Some(_) => None,
-            None => JOINED.lock().expect("joined").clone(),
+            Some(c) if !c.is_simplex() => None,
+            _ => JOINED.lock().expect("joined").clone(),
         };
         let (logger, log) = match joined {
             Some(c) => (Arc::new(c.clone()) as Arc<dyn ReplyLogger>, Some(c)),
