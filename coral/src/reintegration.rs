@@ -123,6 +123,12 @@ pub(crate) fn hello(cfg: &crate::config::Config, timing: &Timing) -> NodeConfig 
             })
             .collect(),
         software: format!("coral {}", env!("CARGO_PKG_VERSION")),
+        primary_for: cfg
+            .service
+            .iter()
+            .filter(|s| s.role == crate::config::ServiceRole::Primary)
+            .map(|s| s.vip)
+            .collect(),
     }
 }
 
@@ -231,9 +237,15 @@ impl Joins {
         })
     }
 
-    /// Accept the log connection of a new server that will be primary of
-    /// an address this node hands over, in the front whose log peer this is.
-    pub fn hand_over_log_to(&mut self, front: Front) {
+    /// Hand `vips` (those this node fronted before its peer failed) to a
+    /// joiner that asks to be their primary; `front`, kept after the
+    /// takeover, fronts them again and takes the joiner's log.
+    pub fn may_hand_over(&mut self, vips: Vec<Ipv4Addr>, front: Front) {
+        let acceptor = std::mem::replace(
+            &mut self.acceptor,
+            JoinAcceptor::new(self.hello.clone(), DEFAULT_JOIN_TIMEOUT_NS),
+        );
+        self.acceptor = acceptor.may_hand_over(vips);
         self.log_front = Some(front);
     }
 

@@ -442,11 +442,10 @@ fn machines(b: &Base, joining: bool) -> Machines {
                 ServiceRole::Primary => Role::Primary,
                 ServiceRole::Backup => Role::Backup,
             };
-            let mut m = match joining {
+            let m = match joining {
                 true => VipMachine::joining(s.vip, me, role, b.timing),
                 false => VipMachine::duplex(s.vip, me, role, START_EPOCH, b.timing),
             };
-            m.hand_over_at_join(!joining && role == Role::Backup && b.cfg.hand_over_at_join);
             let m = if b.cfg.witness.is_some() {
                 m
             } else {
@@ -563,7 +562,8 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     .await?;
     let mut joins = joins;
     if let Some(f) = front.0.as_ref().filter(|_| b.cfg.hand_over_at_join) {
-        joins.hand_over_log_to(f.clone());
+        let backups = b.fronted.iter().map(|s| s.vip).collect();
+        joins.may_hand_over(backups, f.clone());
     }
     let started = Started {
         front,

@@ -45,6 +45,7 @@ async fn start() -> (LogClient, TcpListener) {
                 vips: vec![],
                 kernel: vec![],
                 software: "test".into(),
+                primary_for: vec![],
             },
         },
     );
@@ -212,6 +213,7 @@ fn entries_logged_in_one_burst_of_work_go_in_one_write_when_the_worker_parks() {
                     vips: vec![],
                     kernel: vec![],
                     software: "test".into(),
+                    primary_for: vec![],
                 },
             },
         );

@@ -236,6 +236,9 @@ pub struct JoinAcceptor {
     granted: Epoch,
     session: Option<Session>,
     actions: VecDeque<JoinAction>,
+    /// Addresses this node may hand over to a joiner that asks to be their
+    /// primary (dual role; [`JoinAcceptor::may_hand_over`]).
+    handable: BTreeSet<Ipv4Addr>,
 }
 
 impl JoinAcceptor {
@@ -249,7 +252,16 @@ impl JoinAcceptor {
             granted: Epoch(0),
             session: None,
             actions: VecDeque::new(),
+            handable: BTreeSet::new(),
         }
+    }
+
+    /// Let a joiner become the primary of these addresses (those this node
+    /// fronted before its peer failed, in dual role); a joiner asking for
+    /// any other is refused (`ConfigMismatch`).
+    pub fn may_hand_over(mut self, vips: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+        self.handable = vips.into_iter().collect();
+        self
     }
 
     /// The new server of the join in progress (or just completed).
@@ -371,6 +383,17 @@ impl JoinAcceptor {
         if mine != theirs {
             mismatches.insert(0, format!("vips: {:?} != {:?}", self.me.vips, cfg.vips));
         }
+        let refused: Vec<_> = cfg
+            .primary_for
+            .iter()
+            .filter(|v| !self.handable.contains(v) || !self.me.vips.contains(v))
+            .collect();
+        if !refused.is_empty() {
+            mismatches.push(format!(
+                "primary_for: this node hands over {:?}, not {refused:?}",
+                self.handable
+            ));
+        }
         if !mismatches.is_empty() {
             let detail = mismatches.join("; ");
             return self.refuse(conn, node, JoinRefuseReason::ConfigMismatch, detail);
@@ -422,6 +445,7 @@ impl JoinAcceptor {
             unreleased: self.me.vips.iter().copied().collect(),
         };
         let (conn, node) = (s.conn, s.peer.node);
+        let handed = s.peer.primary_for.clone();
         for &vip in &self.me.vips {
             self.actions.push_back(JoinAction::Send {
                 conn,
@@ -435,6 +459,12 @@ impl JoinAcceptor {
         self.actions
             .push_back(JoinAction::Event(JoinEvent::Accepted { node, epoch }));
         for &vip in &self.me.vips {
+            if handed.contains(&vip) {
+                self.actions.push_back(JoinAction::Machine {
+                    vip,
+                    input: Input::HandOverAtJoin,
+                });
+            }
             self.actions.push_back(JoinAction::Machine {
                 vip,
                 input: Input::JoinAccepted { epoch },

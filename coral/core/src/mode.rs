@@ -238,6 +238,10 @@ pub enum Input {
     /// the join connection or timed out): the simplex node serves alone
     /// again, the new server stops.
     JoinAborted,
+    /// The join about to be accepted hands this address's primary role to
+    /// the new server (it asked for it, and this node may hand it over):
+    /// given just before [`Input::JoinAccepted`]; a simplex node only.
+    HandOverAtJoin,
     /// The connections this node kept at a hand-over
     /// ([`Action::KeepSimplexFlows`]) have all ended: its lease for the
     /// address goes.
@@ -556,8 +560,8 @@ impl VipMachine {
 
     /// At the next accepted join, hand this address's primary role to the
     /// new server and become its front (the dual-role move of one address;
-    /// docs/DESIGN.md 6), instead of staying its primary. Set on a node
-    /// whose configured role for the address is backup.
+    /// docs/DESIGN.md 6), instead of staying its primary. The join
+    /// protocol sets it per join ([`Input::HandOverAtJoin`]).
     pub fn hand_over_at_join(&mut self, yes: bool) {
         self.hand_over = yes;
     }
@@ -683,6 +687,11 @@ impl VipMachine {
             Input::JoinCompleted => self.on_join_completed(),
             Input::JoinAborted => self.on_join_aborted(now),
             Input::SimplexFlowsEnded => self.kept_flows = false,
+            Input::HandOverAtJoin => {
+                if self.mode == VipMode::Simplex {
+                    self.hand_over = true;
+                }
+            }
         }
     }
 
@@ -915,6 +924,8 @@ impl VipMachine {
             return;
         }
         self.join_accepted = false;
+        // The next join decides again whether it takes the address over.
+        self.hand_over = false;
         self.actions
             .extend([Action::StopHeartbeats, Action::StopLogChannel]);
         if self.role != Role::Sole {
@@ -1574,9 +1585,23 @@ mod tests {
         );
         assert!(drain(&mut s, t(1000)).is_empty());
         assert_eq!((s.mode(), s.role()), (&VipMode::Simplex, Role::Sole));
-        // A later join hands the address over again.
+        // A later join hands the address over only if it asks again.
         s.handle(t(2000), Input::JoinAccepted { epoch: Epoch(6) });
-        assert!(drain(&mut s, t(2000)).contains(&Action::OfferPrimary { vip: VIP }));
+        assert!(!drain(&mut s, t(2000)).contains(&Action::OfferPrimary { vip: VIP }));
+        s.handle(t(2001), Input::JoinAborted);
+        s.handle(t(2002), Input::GrantReceived { epoch: Epoch(7) });
+        drain(&mut s, t(3000));
+        s.handle(t(3001), Input::HandOverAtJoin);
+        s.handle(t(3001), Input::JoinAccepted { epoch: Epoch(8) });
+        assert!(drain(&mut s, t(3001)).contains(&Action::OfferPrimary { vip: VIP }));
+        // Not in duplex: a machine that is not serving alone ignores it.
+        let mut d = VipMachine::duplex(VIP, NodeId(1), Role::Primary, Epoch(2), timing());
+        d.handle(t(1), Input::HandOverAtJoin);
+        d.handle(t(2), Input::PeerFailed { last_heard: t(0) });
+        d.handle(t(3), Input::GrantReceived { epoch: Epoch(3) });
+        drain(&mut d, t(100));
+        d.handle(t(101), Input::JoinAccepted { epoch: Epoch(4) });
+        assert!(!drain(&mut d, t(101)).contains(&Action::OfferPrimary { vip: VIP }));
     }
 
     #[test]

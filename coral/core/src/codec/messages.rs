@@ -68,6 +68,10 @@ pub struct NodeConfig {
     pub kernel: Vec<(String, String)>,
     /// Software version string.
     pub software: String,
+    /// Addresses this node is configured primary for (a joiner asking to
+    /// take them over from a simplex node in dual role; at most
+    /// [`MAX_VIPS`]).
+    pub primary_for: Vec<Ipv4Addr>,
 }
 
 impl NodeConfig {
@@ -112,6 +116,7 @@ impl NodeConfig {
         check_len(self.vips.len(), MAX_VIPS, "vips")?;
         check_len(self.kernel.len(), MAX_KERNEL_SETTINGS, "kernel")?;
         check_len(self.software.len(), MAX_STR, "software")?;
+        check_len(self.primary_for.len(), MAX_VIPS, "primary_for")?;
         w.node(self.node);
         w.u64(self.heartbeat_interval_ns);
         w.u32(self.misses);
@@ -127,6 +132,10 @@ impl NodeConfig {
             w.str(v);
         }
         w.str(&self.software);
+        w.u16(self.primary_for.len() as u16);
+        for v in &self.primary_for {
+            w.ip(*v);
+        }
         Ok(())
     }
 
@@ -148,6 +157,11 @@ impl NodeConfig {
             ));
         }
         let software = r.str("software", MAX_STR)?;
+        let n = r.count("primary_for", MAX_VIPS)?;
+        let mut primary_for = Vec::with_capacity(n);
+        for _ in 0..n {
+            primary_for.push(r.ip()?);
+        }
         Ok(NodeConfig {
             node,
             heartbeat_interval_ns,
@@ -155,6 +169,7 @@ impl NodeConfig {
             vips,
             kernel,
             software,
+            primary_for,
         })
     }
 }

@@ -83,6 +83,7 @@ fn largest_messages_fit_default_limits() {
         vips: vec![Ipv4Addr::LOCALHOST; MAX_VIPS],
         kernel: vec![(long.clone(), long.clone()); MAX_KERNEL_SETTINGS],
         software: long,
+        primary_for: vec![Ipv4Addr::LOCALHOST; MAX_VIPS],
     };
     let vips = vec![
         VipStatus {
@@ -494,6 +495,7 @@ fn config_mismatches_named() {
             ("net.ipv4.tcp_sack".into(), "1".into()),
         ],
         software: "x".into(),
+        primary_for: vec![],
     };
     let mut b = a.clone();
     b.node = NodeId(2);
@@ -586,15 +588,19 @@ fn arb_config() -> impl Strategy<Value = NodeConfig> {
         prop::collection::vec(arb_ip(), 0..=MAX_VIPS),
         prop::collection::vec((arb_str(), arb_str()), 0..8),
         arb_str(),
+        prop::collection::vec(arb_ip(), 0..=MAX_VIPS),
     )
-        .prop_map(|(n, h, k, vips, kernel, software)| NodeConfig {
-            node: NodeId(n),
-            heartbeat_interval_ns: h,
-            misses: k,
-            vips,
-            kernel,
-            software,
-        })
+        .prop_map(
+            |(n, h, k, vips, kernel, software, primary_for)| NodeConfig {
+                node: NodeId(n),
+                heartbeat_interval_ns: h,
+                misses: k,
+                vips,
+                kernel,
+                software,
+                primary_for,
+            },
+        )
 }
 
 fn arb_mode() -> impl Strategy<Value = ModeTag> {

@@ -24,6 +24,7 @@ fn cfg(node: NodeId) -> NodeConfig {
             ("net.ipv4.tcp_timestamps".into(), "1".into()),
         ],
         software: "coral test".into(),
+        primary_for: vec![],
     }
 }
 
@@ -305,24 +306,86 @@ fn run_pair(
     }
 }
 
+/// A node of the dual-role pair: both addresses, primary for `primary_for`.
+fn two(node: NodeId, primary_for: &[Ipv4Addr]) -> NodeConfig {
+    NodeConfig {
+        vips: vec![VIP, VIP2],
+        primary_for: primary_for.to_vec(),
+        ..cfg(node)
+    }
+}
+
+#[test]
+fn a_joiner_is_primary_only_for_what_the_simplex_node_hands_over() {
+    // Asking for the address the simplex node keeps: refused, named.
+    let mut acc = JoinAcceptor::new(two(S, &[VIP2]), DEFAULT_JOIN_TIMEOUT_NS).may_hand_over([VIP]);
+    acc.on_message(
+        t(1),
+        1,
+        N,
+        10,
+        JoinMsg::JoinRequest(two(N, &[VIP2])),
+        SIMPLEX,
+    );
+    let (reason, detail) = refusal(&drain_a(&mut acc, t(1))).expect("refused");
+    assert_eq!(reason, JoinRefuseReason::ConfigMismatch);
+    assert!(detail.contains("primary_for"), "{detail}");
+    // A node that hands nothing over refuses any.
+    let mut acc = JoinAcceptor::new(two(S, &[VIP2]), DEFAULT_JOIN_TIMEOUT_NS);
+    acc.on_message(
+        t(2),
+        2,
+        N,
+        11,
+        JoinMsg::JoinRequest(two(N, &[VIP])),
+        SIMPLEX,
+    );
+    assert!(refusal(&drain_a(&mut acc, t(2))).is_some());
+    // A joiner that asks for nothing (one that rejoins fronting every
+    // address) joins the ordinary way: no address is handed over.
+    let mut acc = JoinAcceptor::new(two(S, &[VIP2]), DEFAULT_JOIN_TIMEOUT_NS).may_hand_over([VIP]);
+    acc.on_message(t(3), 3, N, 12, JoinMsg::JoinRequest(two(N, &[])), SIMPLEX);
+    for a in drain_a(&mut acc, t(3)) {
+        if let JoinAction::AskWitness { vip, epoch } = a {
+            acc.on_grant(t(4), vip, epoch);
+        }
+    }
+    let acts = drain_a(&mut acc, t(4));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        JoinAction::Machine {
+            input: Input::JoinAccepted { .. },
+            ..
+        }
+    )));
+    assert!(
+        !acts.iter().any(|a| matches!(
+            a,
+            JoinAction::Machine {
+                input: Input::HandOverAtJoin,
+                ..
+            }
+        )),
+        "{acts:?}"
+    );
+}
+
 #[test]
 fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
     let timing = Timing::new(10 * MS, 3);
-    let two = |node| NodeConfig {
-        vips: vec![VIP, VIP2],
-        ..cfg(node)
-    };
     // The simplex node took over VIP (which it fronted) and serves VIP2 it
-    // was primary for; the new server will be primary for VIP, front of VIP2.
-    let mut moved = VipMachine::simplex(VIP, S, Epoch(2), timing);
-    moved.hand_over_at_join(true);
-    let mut sm = [moved, VipMachine::simplex(VIP2, S, Epoch(2), timing)];
+    // was primary for; the new server asks to be primary for VIP, front of
+    // VIP2.
+    let mut sm = [
+        VipMachine::simplex(VIP, S, Epoch(2), timing),
+        VipMachine::simplex(VIP2, S, Epoch(2), timing),
+    ];
     let mut nm = [
         VipMachine::joining(VIP, N, Role::Primary, timing),
         VipMachine::joining(VIP2, N, Role::Backup, timing),
     ];
-    let mut acc = JoinAcceptor::new(two(S), DEFAULT_JOIN_TIMEOUT_NS);
-    let mut joiner = Joiner::new(two(N), t(0), DEFAULT_JOIN_TIMEOUT_NS);
+    let mut acc = JoinAcceptor::new(two(S, &[VIP2]), DEFAULT_JOIN_TIMEOUT_NS).may_hand_over([VIP]);
+    let mut joiner = Joiner::new(two(N, &[VIP]), t(0), DEFAULT_JOIN_TIMEOUT_NS);
     for a in drain_j(&mut joiner, t(0)) {
         if let JoinAction::Send { msg, .. } = a {
             acc.on_message(t(1), 7, N, 100, msg, SIMPLEX);
