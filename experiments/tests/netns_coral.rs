@@ -169,3 +169,75 @@ fn netns_coral_exp_join_the_spare_after_a_kill_and_refusals() {
     wait_row(&t, "spare", ",takeover,");
     assert_eq!(t.fetch_within(&url, 1000, 5).as_deref(), Some("spare"));
 }
+
+/// `coral-exp join` in dual role: after server-a is killed, the spare
+/// joins server-b as the primary of server-a's address (server-b fronts it
+/// again) and the front of the other; new connections to that address are
+/// served by the spare, the other's by server-b; when server-b is killed
+/// the spare serves both.
+#[test]
+fn netns_coral_exp_join_in_dual_role_moves_one_address_to_the_spare() {
+    let t = Topo {
+        dir: tempfile::tempdir().unwrap(),
+        prefix: test_prefix(),
+    };
+    let st = t.state().to_string();
+    coral_ok(&[
+        "up",
+        "--service",
+        "coral",
+        "--dual-role",
+        "--state",
+        &st,
+        "--prefix",
+        &t.prefix,
+    ]);
+    let j = t.json();
+    let urls: Vec<String> = j["service_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(urls.len(), 2, "{j}");
+    coral_ok(&["fault", "--state", &st, "kill", "server-a"]);
+    wait_row(&t, "server-b", ",takeover,");
+    let out = coral_ok(&["join", "--state", &st, "spare"]);
+    assert!(out.contains("join spare: joined server-b"), "{out}");
+    let j = t.json();
+    let role = |h: &str, vip: &str| -> String {
+        j["hosts"][h]["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vip"] == vip)
+            .map(|r| r["role"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (moved, other) = ("192.0.2.100", "192.0.2.101");
+    assert_eq!(
+        (role("spare", moved), role("spare", other)),
+        ("primary".into(), "backup".into()),
+        "{j}"
+    );
+    assert_eq!(
+        (role("server-b", moved), role("server-b", other)),
+        ("backup".into(), "primary".into()),
+        "{j}"
+    );
+    assert!(
+        urls[0].contains(moved) && urls[1].contains(other),
+        "{urls:?}"
+    );
+    assert_eq!(t.fetch_within(&urls[0], 1000, 5).as_deref(), Some("spare"));
+    assert_eq!(
+        t.fetch_within(&urls[1], 1000, 5).as_deref(),
+        Some("server-b")
+    );
+
+    coral_ok(&["fault", "--state", &st, "kill", "server-b"]);
+    wait_row(&t, "spare", ",takeover,");
+    for u in &urls {
+        assert_eq!(t.fetch_within(u, 1000, 5).as_deref(), Some("spare"), "{u}");
+    }
+}

@@ -257,6 +257,11 @@ fn node_toml(sh: &Shared<'_>, node: &NodePlan, h: &HostInfo, p: &HostInfo) -> St
     let _ = writeln!(toml, "front = \"{}\"", c.front.as_str());
     // A node that loses a race for an address rejoins its peer.
     toml.push_str("rejoin = true\n");
+    // Dual role: once alone, hand the address it fronted to a new server
+    // that joins as its primary (coral-exp join does).
+    if !node.fronts.is_empty() && !node.primary_for.is_empty() {
+        toml.push_str("hand_over_at_join = true\n");
+    }
     if c.log_requests {
         toml.push_str("log_requests = true\n");
     }

@@ -9,8 +9,11 @@
 //! and the service addresses on its interfaces. HOST's configuration is the
 //! simplex node's (key, H, K, witness, application, front, events) with
 //! HOST's identity, the simplex node as its peer and every service address
-//! fronted; `coral join` runs there until the topology goes down. The
-//! join's Table 2 rows are the simplex node's `integration` event.
+//! fronted, except in dual role (the simplex node hands over the address
+//! it fronted before the fault): HOST is configured primary for that one
+//! and the simplex node becomes its front; `coral join` runs there until
+//! the topology goes down. The join's Table 2 rows are the simplex node's
+//! `integration` event.
 
 use crate::measure::{integration_breakdown, read_events};
 use crate::services::coral::config_path;
@@ -69,7 +72,8 @@ pub fn join(
     reachable(backend, &st, host, &simplex, &to)?;
     let vips = clean_host(backend, &st, host, &dir, &simplex)?;
     let cfg = dir.join(format!("{host}.toml"));
-    let toml = joiner_config(&dir, &simplex, &st, host, id, &vips)?;
+    let moved = moved_vips(&std::fs::read_to_string(config_path(&dir, &simplex))?);
+    let toml = joiner_config(&dir, &simplex, &st, host, id, &vips, &moved)?;
     std::fs::write(&cfg, toml).with_context(|| format!("write {}", cfg.display()))?;
     let log = dir.join(format!("{host}.join.log"));
     let _ = std::fs::remove_file(&log);
@@ -96,7 +100,7 @@ pub fn join(
     )
     .with_context(|| format!("coral join on {host}"))?;
     wait_joined(&dir.join("events.csv"), host, pid, &log, since, cancel)?;
-    set_roles(&mut h.state, host, &simplex, &vips);
+    set_roles(&mut h.state, host, &simplex, &vips, &moved);
     h.save()?;
     let events = read_events(&dir.join("events.csv"))?;
     let after: Vec<_> = events
@@ -202,6 +206,7 @@ fn joiner_config(
     host: &str,
     id: u32,
     vips: &[String],
+    moved: &[String],
 ) -> Result<String> {
     let text = std::fs::read_to_string(config_path(dir, simplex))?;
     let h = st.host(host)?;
@@ -229,12 +234,36 @@ fn joiner_config(
         p.addr, p.mac
     );
     for v in vips {
+        let role = if moved.contains(v) {
+            "primary"
+        } else {
+            "backup"
+        };
         let _ = writeln!(
             toml,
-            "\n[[service]]\nvip = \"{v}\"\nport = 80\nrole = \"backup\""
+            "\n[[service]]\nvip = \"{v}\"\nport = 80\nrole = \"{role}\""
         );
     }
     Ok(toml)
+}
+
+/// The addresses a simplex node configured with `hand_over_at_join` hands
+/// to a joiner (those it is configured `backup` for), from its
+/// configuration's text; none without the setting.
+fn moved_vips(text: &str) -> Vec<String> {
+    if !text.lines().any(|l| l.trim() == "hand_over_at_join = true") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut vip = None;
+    for l in text.lines().map(str::trim) {
+        if let Some(v) = l.strip_prefix("vip = ") {
+            vip = Some(v.trim_matches('"').to_string());
+        } else if l == "role = \"backup\"" {
+            out.extend(vip.take());
+        }
+    }
+    out
 }
 
 /// Wait for HOST's `joined` event (after `since`); a node that stops first
@@ -271,16 +300,57 @@ fn wait_joined(
 }
 
 /// After the join: HOST fronts every address, the simplex node is primary.
-fn set_roles(st: &mut TopologyState, host: &str, simplex: &str, vips: &[String]) {
-    for (h, role) in [(host, "backup"), (simplex, "primary")] {
+fn set_roles(st: &mut TopologyState, host: &str, simplex: &str, vips: &[String], moved: &[String]) {
+    for (h, joiner) in [(host, true), (simplex, false)] {
         if let Some(info) = st.hosts.get_mut(h) {
             info.roles = vips
                 .iter()
                 .map(|v| Role {
                     vip: v.clone(),
-                    role: role.into(),
+                    role: if moved.contains(v) == joiner {
+                        "primary"
+                    } else {
+                        "backup"
+                    }
+                    .into(),
                 })
                 .collect();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUAL_B: &str = "name = \"server-b\"\nhand_over_at_join = true\n[peer]\nnode_id = 1\n\n\
+        [[service]]\nvip = \"192.0.2.100\"\nport = 80\nrole = \"backup\"\n\n\
+        [[service]]\nvip = \"192.0.2.101\"\nport = 80\nrole = \"primary\"\n";
+
+    #[test]
+    fn the_moved_address_is_the_one_the_simplex_node_fronted_in_dual_role() {
+        assert_eq!(moved_vips(DUAL_B), ["192.0.2.100"]);
+        // Single role, or dual role without the setting: nothing moves.
+        assert!(moved_vips(&DUAL_B.replace("hand_over_at_join = true\n", "")).is_empty());
+        let single = "[[service]]\nvip = \"192.0.2.100\"\nrole = \"primary\"\n";
+        assert!(moved_vips(single).is_empty());
+    }
+
+    #[test]
+    fn roles_after_a_dual_role_join() {
+        let mut st = TopologyState::new("netns", "coral", "t");
+        for h in ["spare", "server-b"] {
+            st.hosts.insert(h.into(), Default::default());
+        }
+        let vips = ["192.0.2.100".to_string(), "192.0.2.101".to_string()];
+        fn roles(st: &TopologyState, h: &str) -> Vec<String> {
+            st.hosts[h].roles.iter().map(|r| r.role.clone()).collect()
+        }
+        set_roles(&mut st, "spare", "server-b", &vips, &vips[..1]);
+        assert_eq!(roles(&st, "spare"), ["primary", "backup"]);
+        assert_eq!(roles(&st, "server-b"), ["backup", "primary"]);
+        set_roles(&mut st, "spare", "server-b", &vips, &[]);
+        assert_eq!(roles(&st, "spare"), ["backup", "backup"]);
+        assert_eq!(roles(&st, "server-b"), ["primary", "primary"]);
     }
 }
