@@ -158,11 +158,47 @@ pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &s
         .filter(|p| !before.contains(p))
         .collect();
     match new.as_slice() {
-        [pid] => Ok(*pid),
+        [pid] => {
+            set_rx_thread_fifo(*pid, true)?;
+            Ok(*pid)
+        }
         _ => bail!(
             "threaded NAPI on {dev} (netns {host_ns}): expected one new napi thread, found {new:?}"
         ),
     }
+}
+
+/// `SCHED_FIFO` priority of a host's NAPI receive thread: below the node's
+/// heartbeat thread (10), above every ordinary process.
+pub const RX_THREAD_FIFO: i32 = 5;
+
+/// Put a host's NAPI receive thread `pid` under `SCHED_FIFO`
+/// ([`RX_THREAD_FIFO`]) or back under `SCHED_OTHER`.
+///
+/// A veth receive used to run in the sender's softirq, at once; in a kernel
+/// thread of ordinary priority it waits for a CPU like any process, and on
+/// a loaded host a heartbeat then waited with it: an idle pair at 5 ms x 3
+/// heartbeats declared each other failed 8 and 12 times in 30 s (load 5-7),
+/// 0 and 4 times with the thread at `SCHED_FIFO` (docs/DESIGN.md 4). A
+/// quota'd host's thread goes back to `SCHED_OTHER` when it joins the host's
+/// group, so its receive stays under the host's quota.
+pub fn set_rx_thread_fifo(pid: u32, fifo: bool) -> Result<()> {
+    let (policy, prio) = if fifo {
+        (libc::SCHED_FIFO, RX_THREAD_FIFO)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: `param` is live for the call; a bad pid is an error return.
+    if unsafe { libc::sched_setscheduler(pid as libc::pid_t, policy, &param) } != 0 {
+        bail!(
+            "scheduling policy of receive thread {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 /// The conditions of one run, recorded in its `config.json`.
@@ -198,7 +234,9 @@ impl Conditions {
     /// period of the quota, null without one; `lan_qdisc`, the switch ports'
     /// queueing discipline, null without a rate limit; `rt_period_us` and
     /// `rt_runtime_us`, the real-time budget asked for each quota'd group,
-    /// null without a quota).
+    /// null without a quota; `rx_thread_fifo`, the `SCHED_FIFO` priority of
+    /// a host's receive thread outside a quota group (ordinary inside one),
+    /// null on Docker).
     pub fn recorded(&self, topology: &str) -> serde_json::Value {
         let nf = if topology == "docker" {
             1
@@ -212,6 +250,7 @@ impl Conditions {
             "cfs_period_us": self.server_cpu.map(|c| cfs_period_quota(c).0),
             "lan_qdisc": self.lan_mbit.map(|m| LanQdisc::new(m).describe()),
             "host_rx": if topology == "docker" { "sender" } else { HOST_RX },
+            "rx_thread_fifo": if topology == "docker" { None } else { Some(RX_THREAD_FIFO) },
             "rt_period_us": self.server_cpu.map(|_| RT_PERIOD_US),
             "rt_runtime_us": self.server_cpu.map(|_| RT_RUNTIME_US),
         })

@@ -325,6 +325,18 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
     assert!(comm.starts_with("napi/eth0-"), "{comm}");
     let tasks = read("tasks");
     assert!(tasks.lines().any(|l| l.trim() == rx.to_string()), "{tasks}");
+    // Inside the quota as an ordinary thread; a host without a quota
+    // receives at SCHED_FIFO (policy 1, field 41 of /proc/PID/stat).
+    let policy = |pid: u64| -> String {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = st.rsplit_once(')').unwrap().1;
+        rest.split_whitespace().nth(41 - 3).unwrap().to_string()
+    };
+    assert_eq!(policy(rx), "0");
+    let router_rx = v["hosts"]["router"]["rx_thread"]
+        .as_u64()
+        .expect("rx_thread");
+    assert_eq!(policy(router_rx), "1");
     let o = Command::new("ip")
         .args(["netns", "exec", &format!("{prefix}-server-a"), "cat"])
         .arg("/sys/class/net/eth0/threaded")

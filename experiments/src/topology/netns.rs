@@ -314,6 +314,9 @@ impl Topology for Netns {
         if let Some(hi) = h.state.hosts.get_mut(host) {
             hi.cgroup = Some(g.path.to_string_lossy().into_owned());
             if let Some(pid) = hi.rx_thread {
+                // Under the quota as an ordinary thread, not on the group's
+                // real-time budget.
+                crate::conditions::set_rx_thread_fifo(pid, false)?;
                 g.add_pid(pid)
                     .with_context(|| format!("move {host}'s receive thread into its CPU group"))?;
             }
