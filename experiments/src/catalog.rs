@@ -44,7 +44,8 @@
 //!   Table 2's rows from the survivor's `integration` event (QUICK 3
 //!   repetitions, full 20).
 //! - `double-fault` (the issue's, not the paper's): the same, then the
-//!   survivor killed too: the service carries on from the spare.
+//!   survivor killed too: the service carries on from the spare; single
+//!   role and dual role (the spare takes server-a's address over).
 //! - `false-detection` (not the paper's; [`false_detection`]): long
 //!   fault-free runs that count false detections under the loads that
 //!   provoked them, at 10 and 5 ms x 3 heartbeats.
@@ -241,10 +242,12 @@ pub fn experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
     Ok((variants, shape))
 }
 
-/// `double-fault` (not in the paper): single-role CoRAL under the 8
-/// clients; server-a killed at 1.5 s, the spare joins server-b at 3 s,
-/// server-b killed at 5 s: the service carries on from the spare. The
-/// window of vulnerability (first fault to fault tolerance restored) is
+/// `double-fault` (not in the paper): CoRAL under the 8 clients, single
+/// role (`single-role-spare`) and dual role (`dual-role-spare`: the spare
+/// becomes the primary of server-a's address, server-b its front);
+/// server-a killed at 1.5 s, the spare joins server-b at 3 s, server-b
+/// killed at 5 s: the service carries on from the spare. The window of
+/// vulnerability (first fault to fault tolerance restored) is
 /// `vulnerability_ms` in summary.json.
 fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
     let s = shape(quick, (7.0, 0.5, 1), (7.0, 0.5, 5));
@@ -254,18 +257,23 @@ fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
         at_s,
         restart_after_s: None,
     };
-    let mut v = coral(
-        "single-role-spare",
-        false,
-        CoralOptions::default().heartbeat_ms,
-    );
-    v.fault = Some(kill("server-a", 1.5));
-    v.join = Some(JoinPlan {
-        host: "spare".into(),
-        at_s: 3.0,
-    });
-    v.second_fault = Some(kill("server-b", 5.0));
-    (vec![v], s)
+    let variant = |name: &str, dual: bool| {
+        let mut v = coral(name, dual, CoralOptions::default().heartbeat_ms);
+        v.fault = Some(kill("server-a", 1.5));
+        v.join = Some(JoinPlan {
+            host: "spare".into(),
+            at_s: 3.0,
+        });
+        v.second_fault = Some(kill("server-b", 5.0));
+        v
+    };
+    (
+        vec![
+            variant("single-role-spare", false),
+            variant("dual-role-spare", true),
+        ],
+        s,
+    )
 }
 
 /// `false-detection` (not in the paper): fault-free single-role CoRAL with
@@ -694,6 +702,8 @@ mod tests {
         );
         assert!(f.at_s < j.at_s && j.at_s + 1.0 < g.at_s && g.at_s + 1.0 < s.duration_s);
         assert_eq!((f.host.as_str(), g.host.as_str()), ("server-a", "server-b"));
+        let dual: Vec<bool> = v.iter().map(|x| x.coral.dual_role).collect();
+        assert_eq!(dual, [false, true]);
         assert!(experiment("nope", true).is_err());
         let (v, s) = experiment("lb-compare", true).unwrap();
         assert_eq!(v.len(), 7);
