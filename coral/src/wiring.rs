@@ -562,8 +562,17 @@ pub async fn start(cfg: Config) -> Result<Wired> {
     .await?;
     let mut joins = joins;
     if let Some(f) = front.0.as_ref().filter(|_| b.cfg.hand_over_at_join) {
-        let backups = b.fronted.iter().map(|s| s.vip).collect();
-        joins.may_hand_over(backups, f.clone());
+        // Only the eBPF front passes the kept connections to this node's
+        // stack: with the packet front they would be forwarded and reset.
+        if f.kind() == FrontKind::Ebpf {
+            let backups = b.fronted.iter().map(|s| s.vip).collect();
+            joins.may_hand_over(backups, f.clone());
+        } else {
+            b.events.record(
+                "hand-over-unavailable",
+                "the packet front cannot keep the open connections: a joiner fronts every address",
+            );
+        }
     }
     let started = Started {
         front,

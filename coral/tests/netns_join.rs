@@ -320,7 +320,9 @@ fn dual_spare_config(dir: &Path, hb_ms: u64) -> PathBuf {
 /// spare serves both. No client error, reconnect or lost request.
 #[test]
 fn netns_dual_role_join_moves_one_address_then_the_service_survives_a_second_fault() {
-    let mut d = Duplex::start_dual("tjd", 50, 3, "hand_over_at_join = true\n");
+    // The eBPF front (whatever CORAL_TEST_FRONT says): it keeps the
+    // survivor's open connections.
+    let mut d = Duplex::start_dual("tjd", 50, 3, "hand_over_at_join = true\nfront = \"ebpf\"\n");
     let s = d.ns.add("s");
     d.ns.plug(&s, &format!("{SPARE}/24"), &d.sw, "s");
     let dir = d.dir.path().to_path_buf();
@@ -397,4 +399,36 @@ fn netns_dual_role_join_moves_one_address_then_the_service_survives_a_second_fau
     assert!(moved > 0 && other > 0, "{ctx}");
     assert_eq!(served(VIP2, "spare"), 0, "{ctx}");
     eprintln!("max_stall_ms={}", summary["max_stall_ms"]);
+}
+
+/// With the packet front the survivor cannot keep its open connections at
+/// a hand-over, so it hands nothing over: a joiner asking to be primary of
+/// an address is refused, naming it.
+#[test]
+fn netns_dual_role_hand_over_needs_the_ebpf_front() {
+    let mut d = Duplex::start_dual(
+        "tjp",
+        50,
+        3,
+        "hand_over_at_join = true\nfront = \"packet\"\n",
+    );
+    let s = d.ns.add("s");
+    d.ns.plug(&s, &format!("{SPARE}/24"), &d.sw, "s");
+    let spare = dual_spare_config(d.dir.path(), 50);
+    assert!(
+        d.events("server-b").contains(",hand-over-unavailable,"),
+        "{}",
+        d.logs()
+    );
+    d.nodes[1].kill().unwrap();
+    wait_event(&d, "server-b", ",takeover,");
+    std::thread::sleep(Duration::from_millis(300));
+    let o = join(&s, &spare);
+    assert!(!o.status.success(), "{}", d.logs());
+    assert!(
+        stderr(&o).contains("primary_for"),
+        "{}\n{}",
+        stderr(&o),
+        d.logs()
+    );
 }

@@ -259,7 +259,11 @@ fn node_toml(sh: &Shared<'_>, node: &NodePlan, h: &HostInfo, p: &HostInfo) -> St
     toml.push_str("rejoin = true\n");
     // Dual role: once alone, hand the address it fronted to a new server
     // that joins as its primary (coral-exp join does).
-    if !node.fronts.is_empty() && !node.primary_for.is_empty() {
+    // (eBPF front only: it keeps the survivor's open connections.)
+    if !node.fronts.is_empty()
+        && !node.primary_for.is_empty()
+        && c.front == crate::services::Front::Ebpf
+    {
         toml.push_str("hand_over_at_join = true\n");
     }
     if c.log_requests {
