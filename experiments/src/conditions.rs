@@ -115,18 +115,37 @@ fn run_in(netns: &str, program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// GRO and threaded NAPI on `dev` in namespace `netns`.
+fn threaded_napi(netns: &str, dev: &str) -> Result<()> {
+    run_in(netns, "ethtool", &["-K", dev, "gro", "on"])?;
+    // /sys/class/net follows the namespace sysfs was mounted in, not the
+    // writer's: `ip netns exec` mounts the namespace's own.
+    let write = format!("echo 1 > /sys/class/net/{dev}/threaded");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "sh", "-c", &write])
+        .output()
+        .context("running ip netns exec")?;
+    if !out.status.success() {
+        bail!(
+            "threaded NAPI on {dev} (netns {netns}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Makes `dev` in namespace `host_ns` receive in a NAPI kernel thread of
 /// its own and returns that thread's pid (see [`HOST_RX`]); `port` in
 /// `switch_ns` is the switch's end of the same link.
 ///
 /// A veth hands a frame to its peer's NAPI (instead of running the
 /// receive in the sender) only when the peer has GRO on and the sending
-/// device does no TCP segmentation offload, so the switch's port sends
-/// without TSO (the switch segments a large frame; the host's GRO joins
-/// it again). `threaded` moves the poll from softirq to a kernel thread,
-/// which can join a CPU group. The host still sends with TSO, and its
-/// send still runs the bridge in its own context (the switch's cost is
-/// small; the receive beyond it is the next host's).
+/// device does no TCP segmentation offload, so both ends of the link send
+/// without TSO (a large send is segmented in software by its sender and
+/// joined again by the receiver's GRO). `threaded` moves the poll from
+/// softirq to a kernel thread, which can join a CPU group. The switch's
+/// port gets a thread of its own too, left in no host's group, so the
+/// bridge and the port's qdisc run there, not in the sending host.
 pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &str) -> Result<u32> {
     run_in(switch_ns, "ethtool", &["-K", port, "tso", "off"])?;
     let lock = fs::OpenOptions::new()
@@ -138,32 +157,30 @@ pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &s
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .with_context(|| format!("lock {NAPI_LOCK}"))?;
+    // The switch's port first: its thread stays out of every host's group
+    // (a switch costs its hosts nothing) and runs at the receive threads'
+    // priority, so frames do not wait in the switch behind processes.
+    run_in(host_ns, "ethtool", &["-K", dev, "tso", "off"])?;
     let before = napi_threads();
-    run_in(host_ns, "ethtool", &["-K", dev, "gro", "on"])?;
-    // /sys/class/net follows the namespace sysfs was mounted in, not the
-    // writer's: `ip netns exec` mounts the namespace's own.
-    let write = format!("echo 1 > /sys/class/net/{dev}/threaded");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", host_ns, "sh", "-c", &write])
-        .output()
-        .context("running ip netns exec")?;
-    if !out.status.success() {
-        bail!(
-            "threaded NAPI on {dev} (netns {host_ns}): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    threaded_napi(switch_ns, port)?;
+    set_rx_thread_fifo(new_thread(&before, switch_ns, port)?, true)?;
+    let before = napi_threads();
+    threaded_napi(host_ns, dev)?;
+    let pid = new_thread(&before, host_ns, dev)?;
+    set_rx_thread_fifo(pid, true)?;
+    Ok(pid)
+}
+
+/// The one NAPI thread that is not in `before` (made for `dev` in `netns`).
+fn new_thread(before: &[u32], netns: &str, dev: &str) -> Result<u32> {
     let new: Vec<u32> = napi_threads()
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();
     match new.as_slice() {
-        [pid] => {
-            set_rx_thread_fifo(*pid, true)?;
-            Ok(*pid)
-        }
+        [pid] => Ok(*pid),
         _ => bail!(
-            "threaded NAPI on {dev} (netns {host_ns}): expected one new napi thread, found {new:?}"
+            "threaded NAPI on {dev} (netns {netns}): expected one new napi thread, found {new:?}"
         ),
     }
 }

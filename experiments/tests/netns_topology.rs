@@ -350,6 +350,21 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
         .unwrap();
     let k = String::from_utf8_lossy(&o.stdout);
     assert!(k.contains("tcp-segmentation-offload: off"), "{k}");
+    // The switch's port receives in its own thread too, outside the
+    // host's group, and the host sends without TSO so that port takes it.
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-switch"), "cat"])
+        .arg("/sys/class/net/p-server-a/threaded")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-server-a")])
+        .args(["ethtool", "-k", "eth0"])
+        .output()
+        .unwrap();
+    let k = String::from_utf8_lossy(&o.stdout);
+    assert!(k.contains("tcp-segmentation-offload: off"), "{k}");
     let ran = || -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{rx}/schedstat")).unwrap();
         s.split_whitespace().next().unwrap().parse().unwrap()
