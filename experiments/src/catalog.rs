@@ -39,10 +39,11 @@
 //!   survivor rebuilds server-a's connections and takes the address server-a
 //!   fronted) and single role with the backup cut (the primary takes the
 //!   address: where it really moves); full adds single role, primary cut.
-//! - `table2-integration`: reintegration (paper 3.2, Table 2): single role,
-//!   the primary killed, the spare joins the survivor under the 8 clients;
-//!   Table 2's rows from the survivor's `integration` event (QUICK 3
-//!   repetitions, full 20).
+//! - `table2-integration`: reintegration (paper 3.2, Table 2): the primary
+//!   killed, the spare joins the survivor under the 8 clients, single role
+//!   and dual role (the spare becomes the primary of the address the killed
+//!   node fronted); Table 2's rows from the survivor's `integration` event
+//!   (QUICK 3 repetitions per variant, full 20).
 //! - `double-fault` (the issue's, not the paper's): the same, then the
 //!   survivor killed too: the service carries on from the spare; single
 //!   role and dual role (the spare takes server-a's address over).
@@ -521,24 +522,36 @@ fn table1_failover(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
     (v, s)
 }
 
-/// Table 2: a spare joins the survivor of a killed primary under load.
+/// Table 2: a spare joins the survivor of a killed primary under load,
+/// single role (`single-role-spare-joins`) and in the paper's dual-role
+/// configuration (`dual-role-spare-joins`: the spare becomes the primary
+/// of the address server-a fronted, server-b its front).
 fn table2_integration(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
     // The primary killed at 1.5 s; the spare joins the survivor
     // 1.5 s later, under the 8 clients (Table 2 from the simplex
     // node's `integration` event).
     let s = shape(quick, (5.0, 0.5, 3), (5.0, 0.5, 20));
-    let mut v = coral("single-role-spare-joins", false, hb);
-    v.fault = Some(FaultPlan {
-        kind: "kill".into(),
-        host: "server-a".into(),
-        at_s: 1.5,
-        restart_after_s: None,
-    });
-    v.join = Some(JoinPlan {
-        host: "spare".into(),
-        at_s: 3.0,
-    });
-    (vec![v], s)
+    let variant = |name: &str, dual: bool| {
+        let mut v = coral(name, dual, hb);
+        v.fault = Some(FaultPlan {
+            kind: "kill".into(),
+            host: "server-a".into(),
+            at_s: 1.5,
+            restart_after_s: None,
+        });
+        v.join = Some(JoinPlan {
+            host: "spare".into(),
+            at_s: 3.0,
+        });
+        v
+    };
+    (
+        vec![
+            variant("single-role-spare-joins", false),
+            variant("dual-role-spare-joins", true),
+        ],
+        s,
+    )
 }
 
 /// Table 3: CoRAL's overhead against one and two unreplicated servers, CPU-
@@ -692,8 +705,20 @@ mod tests {
         assert_eq!(s.reps, 5);
         let (v, s) = experiment("table2-integration", false).unwrap();
         assert_eq!(s.reps, 20, "the issue asks for at least 20");
-        let (f, j) = (v[0].fault.as_ref().unwrap(), v[0].join.as_ref().unwrap());
-        assert!(f.at_s > s.warmup_s && f.at_s + 1.0 <= j.at_s && j.at_s + 1.0 < s.duration_s);
+        let names: Vec<&str> = v.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["single-role-spare-joins", "dual-role-spare-joins"]);
+        let dual: Vec<bool> = v.iter().map(|x| x.coral.dual_role).collect();
+        assert_eq!(dual, [false, true]);
+        for x in &v {
+            let (f, j) = (x.fault.as_ref().unwrap(), x.join.as_ref().unwrap());
+            assert!(f.at_s > s.warmup_s && f.at_s + 1.0 <= j.at_s && j.at_s + 1.0 < s.duration_s);
+            assert_eq!((f.host.as_str(), j.host.as_str()), ("server-a", "spare"));
+        }
+        let (q, qs) = experiment("table2-integration", true).unwrap();
+        assert!(
+            q.len() == 2 && qs.reps <= 5,
+            "QUICK: at most 5 repetitions per variant"
+        );
         let (v, s) = experiment("double-fault", true).unwrap();
         let (f, j, g) = (
             v[0].fault.as_ref().unwrap(),

@@ -181,4 +181,47 @@ mod tests {
         );
         assert!(r.contains("## A second fault after reintegration"), "{r}");
     }
+
+    #[test]
+    fn table2_shows_single_role_and_dual_role_each_on_its_row() {
+        let t = Tree::new();
+        t.rep(
+            "table2-integration",
+            "single-role-spare-joins",
+            1,
+            &joined(&[("total", 12.0)]),
+            json!({"vulnerability_ms": 1510.0, "join_stall_ms": 5.0}),
+        );
+        t.rep(
+            "table2-integration",
+            "dual-role-spare-joins",
+            1,
+            &joined(&[("total", 20.0)]),
+            json!({"vulnerability_ms": 1520.0, "join_stall_ms": 4.0}),
+        );
+        let r = t.report();
+        let row = |name: &str| {
+            r.lines()
+                .find(|l| l.starts_with(&format!("| {name} |")) && l.contains("| 9 |"))
+                .unwrap_or_else(|| panic!("no {name} row in\n{r}"))
+                .to_string()
+        };
+        assert_eq!(
+            row("single-role-spare-joins"),
+            "| single-role-spare-joins | 1 | 1510 | 12 | 5 | 9 | 0 | 0 | 0 | 0 |"
+        );
+        assert_eq!(
+            row("dual-role-spare-joins"),
+            "| dual-role-spare-joins | 1 | 1520 | 20 | 4 | 9 | 0 | 0 | 0 | 0 |"
+        );
+        // The integration breakdown beside the paper's Table 2: a column each.
+        let head = r
+            .lines()
+            .find(|l| l.starts_with("| step | paper (ms) |"))
+            .unwrap_or_else(|| panic!("no breakdown in\n{r}"));
+        assert!(
+            head.contains("dual-role-spare-joins") && head.contains("single-role-spare-joins"),
+            "{head}"
+        );
+    }
 }

@@ -83,28 +83,72 @@ fn table1(experiments: &[Experiment], values: &[PaperValue]) -> String {
     md
 }
 
+/// The paper's rows of `table` beside one column per variant of `vs`
+/// (their `which` steps of the same key).
+fn breakdown_cols(
+    rows: &[&PaperValue],
+    e: &Experiment,
+    vs: &[&Variant],
+    which: Steps,
+    md: &mut String,
+) {
+    let _ = write!(md, "| operation | paper (ms) |");
+    for v in vs {
+        let _ = write!(
+            md,
+            " ours (ms), `{}/{}` ×{} |",
+            e.name,
+            v.name,
+            v.summaries().count()
+        );
+    }
+    let _ = write!(md, "\n|---|---:|");
+    for _ in vs {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    for r in rows {
+        let _ = write!(md, "| {} | {} |", cell(&r.label), r.value);
+        for v in vs {
+            let ours = steps_of(v, which, &r.key)
+                .map(|s| fmt_spread(&s))
+                .unwrap_or("not measured".into());
+            let _ = write!(md, " {ours} |");
+        }
+        md.push('\n');
+    }
+}
+
 fn table2(experiments: &[Experiment], values: &[PaperValue]) -> String {
     let mut md =
         String::from("# Table 2: integration of a new server with a working simplex server\n\n");
     let rows = paper::table(values, "table2");
+    // Every variant with an integration total, one column each (single
+    // role and the paper's dual-role configuration).
     let found = experiments
         .iter()
         .find(|e| e.name == "table2-integration")
-        .and_then(|e| {
-            e.variants
+        .map(|e| {
+            let vs: Vec<&Variant> = e
+                .variants
                 .iter()
-                .find(|v| steps_of(v, Steps::Integration, "total").is_some())
-                .map(|v| (e, v))
-        });
+                .filter(|v| steps_of(v, Steps::Integration, "total").is_some())
+                .collect();
+            (e, vs)
+        })
+        .filter(|(_, vs)| !vs.is_empty());
     match found {
-        Some((e, v)) => {
-            breakdown_of(&rows, e, v, Steps::Integration, &mut md);
-            if let Some(w) = steps_of(v, Steps::Integration, "witness") {
-                let _ = writeln!(
-                    md,
-                    "\nNot in the paper's table (it had no witness): the witness round trip {} ms, inside the total.",
-                    fmt_spread(&w)
-                );
+        Some((e, vs)) => {
+            breakdown_cols(&rows, e, &vs, Steps::Integration, &mut md);
+            for v in &vs {
+                if let Some(w) = steps_of(v, Steps::Integration, "witness") {
+                    let _ = writeln!(
+                        md,
+                        "\nNot in the paper's table (it had no witness): `{}`'s witness round trip {} ms, inside the total.",
+                        v.name,
+                        fmt_spread(&w)
+                    );
+                }
             }
         }
         None => {
@@ -249,15 +293,32 @@ mod tests {
             "{t3}"
         );
         // Once reintegration results exist, Table 2 is ours beside the paper's.
+        // Single role and dual role, a column each.
         let join = [("total", 12.0), ("task_startup", 7.5), ("witness", 0.4)];
-        t.rep("table2-integration", "join", 1, &joined(&join), json!({}));
+        t.rep(
+            "table2-integration",
+            "single-role-spare-joins",
+            1,
+            &joined(&join),
+            json!({}),
+        );
+        let dual = [("total", 20.0), ("task_startup", 9.5)];
+        t.rep(
+            "table2-integration",
+            "dual-role-spare-joins",
+            1,
+            &joined(&dual),
+            json!({}),
+        );
         let exps = crate::plot::data::load_tree(&t.root()).unwrap();
         write(&dir, &exps, &values).unwrap();
         let t2 = read("table2.md");
         assert!(
             !t2.contains("Not reproduced")
-                && t2.contains("| Fork and Initialize Processes | 6.8 | 7.5 |")
-                && t2.contains("the witness round trip 0.4 ms"),
+                && t2.contains("| operation | paper (ms) | ours (ms), `table2-integration/dual-role-spare-joins` ×1 | ours (ms), `table2-integration/single-role-spare-joins` ×1 |")
+                && t2.contains("| Fork and Initialize Processes | 6.8 | 9.5 | 7.5 |")
+                && t2.contains("| Total | 11.0 | 20 | 12 |")
+                && t2.contains("`single-role-spare-joins`'s witness round trip 0.4 ms"),
             "{t2}"
         );
     }
