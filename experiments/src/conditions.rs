@@ -571,23 +571,30 @@ impl CpuGroup {
                     let _ = fs::write(Path::new(CPUACCT_CGROUP_ROOT).join("cgroup.procs"), pid);
                 }
             }
-            let _ = fs::remove_dir(&acct);
         }
-        // A killed process leaves the group only once the kernel has
-        // finished its exit (rmdir says EBUSY until then): retry for a while.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        loop {
-            match fs::remove_dir(&self.path) {
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EBUSY)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => {
-                    return r.with_context(|| format!("removing {}", self.path.display()));
-                }
+        // A killed process leaves a group only once the kernel has finished
+        // its exit (rmdir says EBUSY until then): both groups are retried.
+        // The cpuacct group's removal used to be tried once, and groups of
+        // nodes killed a moment before stayed behind, empty.
+        let acct = self.acct_path().map(|a| remove_dir_retrying(&a));
+        remove_dir_retrying(&self.path)?;
+        acct.transpose().map(|_| ())
+    }
+}
+
+/// Removes cgroup directory `path`, retrying for up to 3 s while the
+/// kernel says it is busy.
+fn remove_dir_retrying(path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match fs::remove_dir(path) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
+            r => return r.with_context(|| format!("removing {}", path.display())),
         }
     }
 }

@@ -410,6 +410,11 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
     assert!(read("tasks").lines().any(|l| l.trim() == rx.to_string()));
     coral_ok(&["down", "--state", state]);
     assert!(!std::path::Path::new(&cg).exists(), "cgroup left behind");
+    let acct = cg.replace("/sys/fs/cgroup/cpu/", "/sys/fs/cgroup/cpuacct/");
+    assert!(
+        !std::path::Path::new(&acct).exists(),
+        "cpuacct group left behind"
+    );
     // Nonsense conditions: a clear error, nothing created.
     let d2 = tempfile::tempdir().unwrap();
     let o = coral(&[
