@@ -99,6 +99,8 @@ impl Node {
     async fn run(&mut self, mut inputs: Inputs) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // How often the connections kept at a hand-over are counted.
+        let mut kept = tokio::time::interval(Duration::from_millis(100));
         loop {
             // The one timer: the earliest deadline any machine handed out.
             let now = self.ctx.clock.now();
@@ -113,6 +115,11 @@ impl Node {
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = tick.tick() => self.counters.tick(&self.ctx, &self.hb),
+                _ = kept.tick() => {
+                    for vip in self.joins.kept_flows_ended() {
+                        self.feed(Some(vip), Input::SimplexFlowsEnded);
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
                 Some(m) = inputs.witness.recv() => self.on_witness(m),
                 Some(j) = self.joins.recv() => {

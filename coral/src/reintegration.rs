@@ -199,6 +199,9 @@ pub struct Joins {
     /// Addresses whose primary role is being handed to the new server
     /// (dual role), until their front is announced.
     handing: HashSet<Ipv4Addr>,
+    /// Addresses handed over whose open connections this node keeps
+    /// (their frames passed to its stack) until they have all ended.
+    kept: HashSet<Ipv4Addr>,
     /// The front kept for a hand-over (`hand_over_at_join`): it takes the
     /// new server's log from the accept on.
     log_front: Option<Front>,
@@ -232,6 +235,7 @@ impl Joins {
             epoch: Epoch(0),
             rolling_back: HashSet::new(),
             handing: HashSet::new(),
+            kept: HashSet::new(),
             log_front: None,
             shell_ms: BTreeMap::new(),
         })
@@ -247,6 +251,22 @@ impl Joins {
         );
         self.acceptor = acceptor.may_hand_over(vips);
         self.log_front = Some(front);
+    }
+
+    /// The addresses handed over whose kept connections have all ended
+    /// since the last call (none is left with this node as its local
+    /// address; no new one can open here: the front forwards SYNs).
+    pub fn kept_flows_ended(&mut self) -> Vec<Ipv4Addr> {
+        let ended: Vec<Ipv4Addr> = self
+            .kept
+            .iter()
+            .copied()
+            .filter(|v| live_conns::count_on(*v) == 0)
+            .collect();
+        for v in &ended {
+            self.kept.remove(v);
+        }
+        ended
     }
 
     /// The next input from the JOIN listener.
@@ -280,6 +300,8 @@ impl Joins {
     /// The detector declared the peer failed: a join past its acceptance
     /// is rolled back.
     pub fn on_peer_failed(&mut self) {
+        // Connections still kept are the takeover's from now on.
+        self.kept.clear();
         self.acceptor.on_peer_failed();
     }
 
@@ -405,10 +427,33 @@ impl Joins {
                 self.acceptor.on_released(ctx.clock.now(), vip);
                 r
             }
-            Action::KeepSimplexFlows { .. } => match &ctx.front {
-                Some(f) if f.send(Command::PassLocalFlows(true)) => Ok(()),
+            Action::KeepSimplexFlows { vip } => match &ctx.front {
+                Some(f) if f.send(Command::PassLocalFlows(true)) => {
+                    self.kept.insert(vip);
+                    Ok(())
+                }
                 _ => Err(anyhow!("no front to keep the open connections")),
             },
+            // The kept connections have ended: the lease element goes, and
+            // the front passes nothing to the stack once no address keeps
+            // connections.
+            Action::EndKeptFlows { vip } => {
+                let r = ctx.leases.revoke(vip);
+                let pass_off = self.kept.is_empty();
+                if pass_off {
+                    if let Some(f) = &ctx.front {
+                        f.send(Command::PassLocalFlows(false));
+                    }
+                }
+                ctx.events.record(
+                    "kept-flows-ended",
+                    &format!(
+                        "vip={vip} lease_revoked={} pass_local_off={pass_off}",
+                        r.is_ok()
+                    ),
+                );
+                r
+            }
             Action::StartFronting { vip } if self.handing.contains(&vip) => match &ctx.front {
                 Some(f) if f.send(Command::Mode(Mode::Forward)) => Ok(()),
                 _ => Err(anyhow!("the front has stopped")),

@@ -355,9 +355,33 @@ fn netns_dual_role_join_moves_one_address_then_the_service_survives_a_second_fau
         d.logs()
     );
 
-    // New connections to the moved address reach the spare; then the
-    // second fault.
+    // New connections to the moved address reach the spare; the kept
+    // ones end after their next reply, and with them server-b's lease
+    // element for the moved address (the other's stays); then the second
+    // fault.
     std::thread::sleep(Duration::from_millis(2500));
+    let sb = d.events("server-b");
+    assert!(
+        sb.contains(&format!(
+            ",kept-flows-ended,vip={VIP} lease_revoked=true pass_local_off=true"
+        )),
+        "{}",
+        d.logs()
+    );
+    let leases = common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &d.b,
+        "nft",
+        "list set netdev coral_2 lease",
+    ]);
+    let leases = String::from_utf8_lossy(&leases.stdout).to_string();
+    eprintln!(
+        "{:?}",
+        sb.lines().find(|l| l.contains(",kept-flows-ended,"))
+    );
+    assert!(!leases.contains(VIP) && leases.contains(VIP2), "{leases}");
     let second = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

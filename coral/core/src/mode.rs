@@ -383,6 +383,14 @@ pub enum Action {
         /// Address.
         vip: Ipv4Addr,
     },
+    /// The connections kept at a hand-over ([`Action::KeepSimplexFlows`])
+    /// have all ended: this node, the address's backup now, holds no lease
+    /// element for it any more (remove it), and its front stops passing
+    /// local flows to the stack.
+    EndKeptFlows {
+        /// Address.
+        vip: Ipv4Addr,
+    },
     /// New server: its part of the join for the address is done (fronting
     /// and announced, or ready to serve as primary): tell the simplex node
     /// (`JoinComplete`).
@@ -421,6 +429,7 @@ impl Action {
             | Action::CloseSimplexConnectionsAfterNextResponse { vip }
             | Action::OfferPrimary { vip }
             | Action::KeepSimplexFlows { vip }
+            | Action::EndKeptFlows { vip }
             | Action::JoinReady { vip }
             | Action::ModeChanged { vip, .. } => Some(vip),
             Action::StopHeartbeats
@@ -686,7 +695,13 @@ impl VipMachine {
             },
             Input::JoinCompleted => self.on_join_completed(),
             Input::JoinAborted => self.on_join_aborted(now),
-            Input::SimplexFlowsEnded => self.kept_flows = false,
+            Input::SimplexFlowsEnded => {
+                if self.kept_flows {
+                    self.kept_flows = false;
+                    self.actions
+                        .push_back(Action::EndKeptFlows { vip: self.vip });
+                }
+            }
             Input::HandOverAtJoin => {
                 if self.mode == VipMode::Simplex {
                     self.hand_over = true;
@@ -702,6 +717,9 @@ impl VipMachine {
             return;
         }
         let vip = self.vip;
+        // Kept connections still open now are the takeover's: their end
+        // must not take away the lease this node is about to claim.
+        self.kept_flows = false;
         let purpose = match self.role {
             Role::Backup => {
                 self.actions
@@ -1538,7 +1556,13 @@ mod tests {
         assert_eq!(s.lease(), Some(refreshed));
         s.handle(t(60), Input::SimplexFlowsEnded);
         assert_eq!(s.lease(), None);
-        assert!(drain(&mut s, t(60)).is_empty());
+        assert_eq!(
+            drain(&mut s, t(60)),
+            vec![Action::EndKeptFlows { vip: VIP }]
+        );
+        // Said once: a second report of the same end asks for nothing.
+        s.handle(t(61), Input::SimplexFlowsEnded);
+        assert!(drain(&mut s, t(61)).is_empty());
         // Both nodes in the join's epoch; the next fault fails over as
         // ever: the new front takes over from the new primary.
         assert_eq!((s.epoch(), n.epoch()), (Epoch(4), Epoch(4)));
@@ -1550,6 +1574,21 @@ mod tests {
             node: NodeId(2),
             epoch: Epoch(5)
         }));
+    }
+
+    #[test]
+    fn kept_connections_ending_after_a_second_fault_leave_the_takeovers_lease() {
+        let (mut s, _) = hand_over_pair();
+        s.handle(t(50), Input::JoinAccepted { epoch: Epoch(4) });
+        s.handle(t(53), Input::JoinCompleted);
+        drain(&mut s, t(53));
+        // The new primary fails while kept connections are still open:
+        // they become the takeover's, and their end revokes nothing.
+        s.handle(t(100), Input::PeerFailed { last_heard: t(60) });
+        drain(&mut s, t(100));
+        s.handle(t(101), Input::SimplexFlowsEnded);
+        let a = drain(&mut s, t(101));
+        assert!(!a.contains(&Action::EndKeptFlows { vip: VIP }), "{a:?}");
     }
 
     #[test]
@@ -1620,6 +1659,7 @@ mod tests {
         // SimplexFlowsEnded means nothing to a primary.
         s.handle(t(54), Input::SimplexFlowsEnded);
         assert_eq!(s.lease(), Some(Lease::Refreshed { timeout_ms: 26 }));
+        assert!(drain(&mut s, t(54)).is_empty());
     }
 
     #[test]

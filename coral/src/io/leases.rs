@@ -172,6 +172,15 @@ impl Leases {
         Ok(())
     }
 
+    /// `vip`'s lease element goes (it is no longer refreshed): the node
+    /// holds none for the address any more.
+    pub fn revoke(&self, vip: Ipv4Addr) -> Result<()> {
+        let mut g = self.inner.lock().expect("leases");
+        g.refreshed.remove(&vip);
+        g.nft.run(&nft::revoke_lease(&self.fence, vip))?;
+        Ok(())
+    }
+
     /// Fencing: revoke the lease of every address in `vips` at once (the
     /// table and its drop rule stay: the kernel stays silent).
     pub fn revoke_all(&self, vips: &[Ipv4Addr]) -> Result<()> {

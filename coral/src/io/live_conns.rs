@@ -126,6 +126,25 @@ pub fn fds() -> Vec<RawFd> {
     LIVE.lock().expect("live").keys().copied().collect()
 }
 
+/// How many registered connections have `vip` as their local address
+/// (read from each socket; one that cannot be read is counted, so an
+/// address is never said to be free of connections by mistake).
+pub fn count_on(vip: std::net::Ipv4Addr) -> usize {
+    fds()
+        .into_iter()
+        .filter(|&fd| {
+            // SAFETY: the descriptor is registered, so its connection is
+            // open; it is only borrowed for the call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let sock = socket2::SockRef::from(&fd);
+            match sock.local_addr().ok().and_then(|a| a.as_socket_ipv4()) {
+                Some(a) => *a.ip() == vip,
+                None => true,
+            }
+        })
+        .count()
+}
+
 /// Mark every registered connection to end after its next response
 /// (`Connection: close`); returns how many. Run when a new server joined:
 /// every connection served until then is simplex.
@@ -151,6 +170,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::task::{Wake, Waker};
+
+    #[test]
+    fn connections_are_counted_by_their_local_address() {
+        // An address of loopback no other test uses.
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, 23);
+        let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(count_on(ip), 0);
+        let live = register(std::os::fd::AsRawFd::as_raw_fd(&s));
+        assert_eq!(count_on(ip), 1);
+        assert_eq!(count_on(std::net::Ipv4Addr::new(127, 0, 0, 24)), 0);
+        drop(live);
+        assert_eq!(count_on(ip), 0);
+    }
 
     struct Count(AtomicUsize);
     impl Wake for Count {
