@@ -39,14 +39,16 @@ pub const RT_PERIOD_US: u64 = 10_000;
 /// Real-time runtime of a server host's CPU group per [`RT_PERIOD_US`], in
 /// microseconds: what lets the node's heartbeat thread run `SCHED_FIFO`
 /// inside a quota'd group (cgroup v1 RT group scheduling gives a new group
-/// none, and the kernel then refuses `SCHED_FIFO` to its threads). 1 ms per
-/// 10 ms: the heartbeat thread used 5-7 % of a core at 5 ms heartbeats
-/// (release and debug builds alike), so this is a ceiling with room, not
-/// the thread's share; real-time time is not charged to the CFS quota. The
-/// groups' runtimes must fit in the root's (95 % of each period): nine
+/// none, and the kernel then refuses `SCHED_FIFO` to its threads). 2 ms per
+/// 10 ms: the heartbeat thread used 5-7 % of a core at 5 ms heartbeats, in
+/// bursts (softirq work on the way out of its sends is charged to it), and
+/// at 1 ms per 10 ms it was throttled: a pair at 5 ms x 3 and 0.1 core
+/// raced 18-24 times a minute at load 4-5, none with 2 or 4 ms
+/// (docs/DESIGN.md 4). Real-time time is not charged to the CFS quota. The
+/// groups' runtimes must fit in the root's (95 % of each period): four
 /// server hosts at a time; a group created when less is left gets the
 /// largest halving of this that fits, down to [`RT_MIN_RUNTIME_US`].
-pub const RT_RUNTIME_US: u64 = 1_000;
+pub const RT_RUNTIME_US: u64 = 2_000;
 
 /// The least real-time runtime a group is given before it is given none
 /// (its heartbeat thread then runs at nice -10, as without RT budget).

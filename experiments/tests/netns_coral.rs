@@ -81,7 +81,7 @@ fn netns_table1_failover_quick_fills_the_breakdown() {
         assert_eq!(c["conditions"]["server_cpu"], 0.5);
         assert_eq!(c["conditions"]["cfs_period_us"], 10_000);
         assert_eq!(c["conditions"]["bridge_nf_call"], 0);
-        assert_eq!(c["conditions"]["rt_runtime_us"], 1000);
+        assert_eq!(c["conditions"]["rt_runtime_us"], 2000);
         assert_eq!(c["conditions"]["rt_period_us"], 10_000);
         assert!(
             c["conditions"]["lan_qdisc"]
