@@ -278,7 +278,7 @@ fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
 }
 
 /// `false-detection` (not in the paper): fault-free single-role CoRAL with
-/// a witness and `rejoin = true`, each run 10 minutes (QUICK: 1), under the
+/// a witness and `rejoin = true`, each run 10 minutes (QUICK: 20 s), under the
 /// two loads that provoked false detections: 1 MB replies two at a time
 /// from each of the 8 client slots (16 closed-loop keep-alive clients)
 /// without a CPU quota (the 100 Mb/s LAN as everywhere), and 1 KB replies
@@ -287,7 +287,7 @@ fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
 /// most one in 10 minutes). summary.json counts `false_detections`,
 /// `lease_lapses`, `fences`, `rejoins` and the heartbeat one-way delay.
 pub fn false_detection(quick: bool) -> (Vec<Variant>, Shape) {
-    let s = shape(quick, (60.0, 1.0, 1), (600.0, 1.0, 1));
+    let s = shape(quick, (20.0, 1.0, 1), (600.0, 1.0, 1));
     let mut v = Vec::new();
     for h in [10u64, 5] {
         let mut big = coral(&format!("hb-{h:03}ms-1mb-no-quota"), false, h);
@@ -748,7 +748,7 @@ mod tests {
         assert_eq!((s.duration_s, s.reps), (600.0, 1));
         assert_eq!(
             experiment("false-detection", true).unwrap().1.duration_s,
-            60.0
+            20.0
         );
         let names: Vec<&str> = v.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(
