@@ -24,6 +24,33 @@ pub mod figures;
 pub mod lb;
 pub mod stats;
 
+/// Request records for the plot modules' unit tests.
+#[cfg(test)]
+pub(crate) mod test_records {
+    use workload::records::{ErrorKind, RequestRecord};
+
+    /// A request of `client` from `start_ms` to `end_ms` (Unix ms), failed
+    /// with `err` or answered with 10 verified bytes.
+    pub fn rec(client: u32, start_ms: u64, end_ms: u64, err: Option<ErrorKind>) -> RequestRecord {
+        RequestRecord {
+            client,
+            seq: start_ms,
+            start_unix_ns: start_ms * 1_000_000,
+            end_unix_ns: end_ms * 1_000_000,
+            latency_us: (end_ms - start_ms) * 1000,
+            status: if err.is_none() { 200 } else { 0 },
+            bytes: if err.is_none() { 10 } else { 0 },
+            digest_ok: err.is_none(),
+            error_kind: err,
+            url: String::new(),
+            local_port: 1,
+            new_connection: false,
+            served_by: String::new(),
+            lost: false,
+        }
+    }
+}
+
 use anyhow::{Context, Result};
 use clap::Args;
 use plotters::prelude::*;

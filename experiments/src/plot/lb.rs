@@ -460,6 +460,7 @@ pub fn plot(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::test_records::rec;
     use workload::records::ErrorKind;
 
     #[test]
@@ -494,25 +495,6 @@ mod tests {
                 "zz-other"
             ]
         );
-    }
-
-    fn rec(client: u32, start_ms: u64, end_ms: u64, err: Option<ErrorKind>) -> RequestRecord {
-        RequestRecord {
-            client,
-            seq: start_ms,
-            start_unix_ns: start_ms * 1_000_000,
-            end_unix_ns: end_ms * 1_000_000,
-            latency_us: (end_ms - start_ms) * 1000,
-            status: if err.is_none() { 200 } else { 0 },
-            bytes: if err.is_none() { 10 } else { 0 },
-            digest_ok: err.is_none(),
-            error_kind: err,
-            url: String::new(),
-            local_port: 1,
-            new_connection: false,
-            served_by: String::new(),
-            lost: false,
-        }
     }
 
     #[test]
