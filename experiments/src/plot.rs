@@ -18,6 +18,24 @@
 //! `table2.md` and `table3.md` beside them.
 //! Text uses the DejaVu Sans font embedded in the binary, never system fonts.
 
+/// Writes `<out>/<stem>.png` and `.svg` with the same drawing function
+/// (defined before the submodules, so they draw with it too).
+macro_rules! render_both {
+    ($out:expr, $stem:expr, $size:expr, $draw:path, $data:expr) => {{
+        let png = $out.join(format!("{}.png", $stem));
+        let svg = $out.join(format!("{}.svg", $stem));
+        {
+            let area = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(&area, $data).with_context(|| format!("writing {}", png.display()))?;
+        }
+        {
+            let area = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw(&area, $data).with_context(|| format!("writing {}", svg.display()))?;
+        }
+        vec![png, svg]
+    }};
+}
+
 pub mod data;
 pub mod double_fault;
 pub mod figures;
@@ -186,23 +204,6 @@ pub fn experiment_peaks(
     } else {
         (one, two)
     }
-}
-
-/// Writes `<out>/<stem>.png` and `.svg` with the same drawing function.
-macro_rules! render_both {
-    ($out:expr, $stem:expr, $size:expr, $draw:path, $data:expr) => {{
-        let png = $out.join(format!("{}.png", $stem));
-        let svg = $out.join(format!("{}.svg", $stem));
-        {
-            let area = BitMapBackend::new(&png, $size).into_drawing_area();
-            $draw(&area, $data).with_context(|| format!("writing {}", png.display()))?;
-        }
-        {
-            let area = SVGBackend::new(&svg, $size).into_drawing_area();
-            $draw(&area, $data).with_context(|| format!("writing {}", svg.display()))?;
-        }
-        vec![png, svg]
-    }};
 }
 
 /// Most successful points drawn in each panel of a latency figure; above

@@ -422,17 +422,13 @@ pub fn plot(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
         };
         let f = figure(&exp.name, &v.name, rep)
             .with_context(|| format!("{}/{} rep-{}", exp.name, v.name, rep.n))?;
-        let (png, svg) = (
-            out.join(format!("{}.png", stem(&v.name))),
-            out.join(format!("{}.svg", stem(&v.name))),
-        );
-        let size = (1500u32, 900u32);
-        draw(&BitMapBackend::new(&png, size).into_drawing_area(), &f)
-            .with_context(|| format!("writing {}", png.display()))?;
-        draw(&SVGBackend::new(&svg, size).into_drawing_area(), &f)
-            .with_context(|| format!("writing {}", svg.display()))?;
-        files.push(png);
-        files.push(svg);
+        files.extend(render_both!(
+            out,
+            stem(&v.name),
+            (1500u32, 900u32),
+            draw,
+            &f
+        ));
     }
     Ok(files)
 }

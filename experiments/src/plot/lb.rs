@@ -437,22 +437,12 @@ pub fn plot(out: &Path, exp: &Experiment) -> Result<Vec<PathBuf>> {
         (STALL_STEM, (1500u32, 700u32)),
         (TIMELINE_STEM, (1500, 700)),
     ] {
-        let png = out.join(format!("{stem}.png"));
-        let svg = out.join(format!("{stem}.svg"));
         if stem == STALL_STEM {
-            draw_stall(&BitMapBackend::new(&png, size).into_drawing_area(), &rows)
-                .with_context(|| format!("writing {}", png.display()))?;
-            draw_stall(&SVGBackend::new(&svg, size).into_drawing_area(), &rows)
-                .with_context(|| format!("writing {}", svg.display()))?;
+            files.extend(render_both!(out, stem, size, draw_stall, &rows));
         } else {
             let f = (lines.clone(), restore_s);
-            draw_timelines(&BitMapBackend::new(&png, size).into_drawing_area(), &f)
-                .with_context(|| format!("writing {}", png.display()))?;
-            draw_timelines(&SVGBackend::new(&svg, size).into_drawing_area(), &f)
-                .with_context(|| format!("writing {}", svg.display()))?;
+            files.extend(render_both!(out, stem, size, draw_timelines, &f));
         }
-        files.push(png);
-        files.push(svg);
     }
     Ok(files)
 }
