@@ -79,20 +79,20 @@ impl NetCfg {
     }
 
     /// Remove `addr/prefix` from interface `index` (succeeds if absent).
+    /// One request: the kernel's "no such address" answer is the absent
+    /// case (a listing first cost a second round trip on the join's and
+    /// the takeover's path).
     pub async fn del_addr(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-        if !self.has_addr(index, addr).await? {
-            return Ok(());
-        }
         let msg = AddressMessageBuilder::<Ipv4Addr>::new()
             .index(index)
             .address(addr, prefix)
             .build();
-        self.handle
-            .address()
-            .del(msg)
-            .execute()
-            .await
-            .with_context(|| format!("removing {addr}/{prefix} from interface {index}"))
+        match self.handle.address().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EADDRNOTAVAIL => {
+                Ok(())
+            }
+            r => r.with_context(|| format!("removing {addr}/{prefix} from interface {index}")),
+        }
     }
 
     /// The IPv4 addresses of interface `index`, in the kernel's order.
