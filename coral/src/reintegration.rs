@@ -461,9 +461,13 @@ impl Joins {
             // The front's MAC is this node's, as the router has it: a
             // gratuitous ARP only (a ping from the address would be
             // answered to the new primary, which holds it now).
+            // The last step of the hand-over: Table 2 ends here (sent or
+            // not: a failure is the action's error event).
             Action::SendGratuitousArp { vip } if self.handing.remove(&vip) => {
-                announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
-                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"))
+                let r = announce::gratuitous_arp(&ctx.arp_sock, vip, ctx.lan.mac)
+                    .map_err(|e| anyhow!("gratuitous ARP for {vip}: {e}"));
+                self.acceptor.on_handed_over(ctx.clock.now(), vip);
+                r
             }
             Action::CloseSimplexConnectionsAfterNextResponse { vip } => {
                 primary::join_duplex(ctx.log_client.clone());
@@ -563,8 +567,8 @@ impl Joins {
     }
 }
 
-/// The name of a join step before completion in `join-shell-steps` (ms);
-/// `None` for the steps at completion and rollback.
+/// The name of a join step in `join-shell-steps` (ms); `None` for the
+/// steps of a rollback and those after Table 2 ends.
 fn step_name(a: &Action) -> Option<&'static str> {
     match a {
         Action::StartLogChannel => Some("log_channel_ms"),
@@ -572,6 +576,9 @@ fn step_name(a: &Action) -> Option<&'static str> {
         Action::SetLease { .. } => Some("lease_ms"),
         Action::AddVip { .. } => Some("loopback_ms"),
         Action::RemoveVip { .. } => Some("lan_ms"),
+        Action::OfferPrimary { .. } => Some("offer_ms"),
+        Action::KeepSimplexFlows { .. } | Action::StartFronting { .. } => Some("front_ms"),
+        Action::SendGratuitousArp { .. } => Some("announce_ms"),
         _ => None,
     }
 }

@@ -39,7 +39,10 @@
 //! again). Frames that fail authentication or replay a request already seen
 //! close the connection with nothing sent (the sender cannot be trusted to
 //! read a refusal). Every step is timed on the simplex node and reported as
-//! the rows of the paper's Table 2 ([`JoinSteps`]).
+//! the rows of the paper's Table 2 ([`JoinSteps`]), from the request to both
+//! nodes duplex: with an address handed over, that is once the simplex node
+//! has carried out its own steps after the last `JoinComplete` and
+//! announced its front of the address ([`JoinAcceptor::on_handed_over`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -76,12 +79,16 @@ pub struct JoinSteps {
     /// Accept sent to the log channel and heartbeats running (the paper's
     /// "fork and initialize processes": nothing is forked here).
     pub task_startup_ns: u64,
-    /// Tasks running to the new server's `JoinComplete`: the address off the
-    /// LAN interface, `VipReleased` sent, the new front's ARP and its
-    /// confirming ping, `JoinComplete` received (the paper's "identity
+    /// Tasks running to the address moved and confirmed on both sides: the
+    /// address off the LAN interface, `VipReleased` sent, the new front's
+    /// ARP, `JoinComplete` received and, for an address handed over (dual
+    /// role), this node's own steps after it: the address onto loopback,
+    /// fronted, off the LAN interface and announced
+    /// ([`JoinAcceptor::on_handed_over`]) (the paper's "identity
     /// restoration").
     pub identity_restoration_ns: u64,
-    /// Request read off the connection to both nodes duplex.
+    /// Request read off the connection to both nodes duplex: the last
+    /// `JoinComplete`, or the last address handed over announced.
     pub total_ns: u64,
 }
 
@@ -213,6 +220,38 @@ enum Phase {
     },
 }
 
+/// A join whose new server has completed every address, while this node
+/// carries out its own steps for the addresses it handed over (dual role):
+/// the join is over (a second one is refused as not simplex), but Table 2
+/// ends only once they are done.
+#[derive(Debug, Clone)]
+struct HandingOver {
+    node: NodeId,
+    epoch: Epoch,
+    received: Instant,
+    witness_ns: u64,
+    accepted: Instant,
+    tasks: Instant,
+    /// Handed-over addresses whose front is not announced yet.
+    pending: BTreeSet<Ipv4Addr>,
+}
+
+impl HandingOver {
+    /// Table 2, ending `now`.
+    fn steps(&self, now: Instant) -> JoinSteps {
+        JoinSteps {
+            config_exchange_ns: self
+                .accepted
+                .since_ns(self.received)
+                .saturating_sub(self.witness_ns),
+            witness_ns: self.witness_ns,
+            task_startup_ns: self.tasks.since_ns(self.accepted),
+            identity_restoration_ns: now.since_ns(self.tasks),
+            total_ns: now.since_ns(self.received),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Session {
     conn: JoinConn,
@@ -221,6 +260,9 @@ struct Session {
     epoch: Epoch,
     deadline: Instant,
     phase: Phase,
+    /// Addresses handed over whose front this node announced already (its
+    /// hand-over can end before the new server completed the others).
+    announced: BTreeSet<Ipv4Addr>,
 }
 
 /// The simplex node's side: accepts at most one new server at a time.
@@ -235,6 +277,8 @@ pub struct JoinAcceptor {
     /// a join was abandoned before the machines saw the epoch.
     granted: Epoch,
     session: Option<Session>,
+    /// The last join's hand-over, until this node's steps are done.
+    handing_over: Option<HandingOver>,
     actions: VecDeque<JoinAction>,
     /// Addresses this node may hand over to a joiner that asks to be their
     /// primary (dual role; [`JoinAcceptor::may_hand_over`]).
@@ -251,6 +295,7 @@ impl JoinAcceptor {
             seen: BTreeMap::new(),
             granted: Epoch(0),
             session: None,
+            handing_over: None,
             actions: VecDeque::new(),
             handable: BTreeSet::new(),
         }
@@ -414,6 +459,7 @@ impl JoinAcceptor {
                 asked: now,
                 pending: self.me.vips.iter().copied().collect(),
             },
+            announced: BTreeSet::new(),
         });
     }
 
@@ -550,21 +596,63 @@ impl JoinAcceptor {
         if !incomplete.is_empty() {
             return;
         }
-        let steps = JoinSteps {
-            config_exchange_ns: accepted.since_ns(s.received).saturating_sub(*witness_ns),
+        let h = HandingOver {
+            node: s.peer.node,
+            epoch: s.epoch,
+            received: s.received,
             witness_ns: *witness_ns,
-            task_startup_ns: tasks.since_ns(*accepted),
-            identity_restoration_ns: now.since_ns(*tasks),
-            total_ns: now.since_ns(s.received),
+            accepted: *accepted,
+            tasks: *tasks,
+            pending: s
+                .peer
+                .primary_for
+                .iter()
+                .copied()
+                .filter(|v| self.me.vips.contains(v) && !s.announced.contains(v))
+                .collect(),
         };
-        let (node, epoch) = (s.peer.node, s.epoch);
         self.session = None;
+        if h.pending.is_empty() {
+            self.complete(&h, now);
+        } else {
+            self.handing_over = Some(h);
+        }
+    }
+
+    fn complete(&mut self, h: &HandingOver, now: Instant) {
         self.actions
             .push_back(JoinAction::Event(JoinEvent::Completed {
-                node,
-                epoch,
-                steps,
+                node: h.node,
+                epoch: h.epoch,
+                steps: h.steps(now),
             }));
+    }
+
+    /// This node announced its front of `vip`, an address it handed over
+    /// at the join just completed (the last of its steps there: address
+    /// onto loopback, fronted, off the LAN interface, gratuitous ARP). Once
+    /// every such address is, the join's Table 2 is written.
+    pub fn on_handed_over(&mut self, now: Instant, vip: Ipv4Addr) {
+        if let Some(s) = &mut self.session {
+            // The new server has not completed every address yet.
+            s.announced.insert(vip);
+            return;
+        }
+        let Some(h) = &mut self.handing_over else {
+            return;
+        };
+        if !h.pending.remove(&vip) || !h.pending.is_empty() {
+            return;
+        }
+        if let Some(h) = self.handing_over.take() {
+            self.complete(&h, now);
+        }
+    }
+
+    /// True between the new server's last `JoinComplete` and this node's
+    /// last hand-over step ([`JoinAcceptor::on_handed_over`]).
+    pub fn handing_over(&self) -> bool {
+        self.handing_over.is_some()
     }
 
     /// The heartbeat detector declared the new server failed. Once the join
@@ -573,6 +661,9 @@ impl JoinAcceptor {
     /// lease would lapse and the node fall silent. Before acceptance the
     /// detection is about the old peer, and nothing is undone.
     pub fn on_peer_failed(&mut self) {
+        // A hand-over cut short by the new primary's failure never ends
+        // duplex: no Table 2 for it.
+        self.handing_over = None;
         if self
             .session
             .as_ref()

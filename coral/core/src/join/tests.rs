@@ -370,17 +370,15 @@ fn a_joiner_is_primary_only_for_what_the_simplex_node_hands_over() {
     );
 }
 
-#[test]
-fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
-    let timing = Timing::new(10 * MS, 3);
-    // The simplex node took over VIP (which it fronted) and serves VIP2 it
-    // was primary for; the new server asks to be primary for VIP, front of
-    // VIP2.
-    let mut sm = [
+/// A dual-role pair at a join: the simplex node took over VIP (which it
+/// fronted) and serves VIP2 it was primary for; the new server asks to be
+/// primary for VIP, front of VIP2; its request read at t(1).
+fn dual_role_join(timing: Timing) -> (JoinAcceptor, Joiner, [VipMachine; 2], [VipMachine; 2]) {
+    let sm = [
         VipMachine::simplex(VIP, S, Epoch(2), timing),
         VipMachine::simplex(VIP2, S, Epoch(2), timing),
     ];
-    let mut nm = [
+    let nm = [
         VipMachine::joining(VIP, N, Role::Primary, timing),
         VipMachine::joining(VIP2, N, Role::Backup, timing),
     ];
@@ -391,6 +389,13 @@ fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
             acc.on_message(t(1), 7, N, 100, msg, SIMPLEX);
         }
     }
+    (acc, joiner, sm, nm)
+}
+
+#[test]
+fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
+    let timing = Timing::new(10 * MS, 3);
+    let (mut acc, mut joiner, mut sm, mut nm) = dual_role_join(timing);
     let (s_acts, n_acts) = run_pair(&mut acc, &mut joiner, &mut sm, &mut nm, t(2));
     // Both addresses granted in the join's epoch, then completed.
     assert!(!acc.in_progress());
@@ -466,6 +471,96 @@ fn dual_role_join_hands_one_address_over_and_fronts_the_other() {
     for vip in [VIP, VIP2] {
         assert!(s_acts.contains(&Action::CloseSimplexConnectionsAfterNextResponse { vip }));
     }
+}
+
+#[test]
+fn a_dual_role_join_is_timed_to_the_simplex_node_announcing_its_front() {
+    let timing = Timing::new(10 * MS, 3);
+    let (mut acc, mut joiner, mut sm, mut nm) = dual_role_join(timing);
+    // Request at t(1); accepted, tasks up, released and completed at t(2).
+    run_pair(&mut acc, &mut joiner, &mut sm, &mut nm, t(2));
+    assert_eq!(joiner.state(), JoinerState::Joined { epoch: Epoch(3) });
+    // The new server is duplex, but this node's own steps for the moved
+    // address (onto loopback, fronted, off the LAN, announced) are not
+    // done: no Table 2 yet, and no join in progress either.
+    assert!(acc.handing_over() && !acc.in_progress());
+    assert_eq!(acc.next_deadline(), None);
+    // The address this node keeps ends nothing.
+    acc.on_handed_over(t(6), VIP2);
+    assert!(acc.handing_over());
+    assert!(drain_a(&mut acc, t(6)).is_empty());
+    // The moved address's front announced at t(9): the total ends there.
+    acc.on_handed_over(t(9), VIP);
+    assert!(!acc.handing_over());
+    // Asked at the request (1), granted at 2.
+    let steps = JoinSteps {
+        config_exchange_ns: 0,
+        witness_ns: MS,
+        task_startup_ns: 0,
+        identity_restoration_ns: 7 * MS,
+        total_ns: 8 * MS,
+    };
+    assert_eq!(
+        drain_a(&mut acc, t(9)),
+        vec![JoinAction::Event(JoinEvent::Completed {
+            node: N,
+            epoch: Epoch(3),
+            steps
+        })]
+    );
+    acc.on_handed_over(t(10), VIP);
+    assert!(drain_a(&mut acc, t(10)).is_empty());
+}
+
+#[test]
+fn a_hand_over_done_before_the_last_join_complete_ends_nothing_later() {
+    let timing = Timing::new(10 * MS, 3);
+    let (mut acc, _, _, _) = dual_role_join(timing);
+    let grants: Vec<_> = drain_a(&mut acc, t(2))
+        .into_iter()
+        .filter_map(|a| match a {
+            JoinAction::AskWitness { vip, epoch } => Some((vip, epoch)),
+            _ => None,
+        })
+        .collect();
+    for (vip, epoch) in grants {
+        acc.on_grant(t(3), vip, epoch);
+    }
+    acc.on_tasks_started(t(4));
+    acc.on_released(t(4), VIP);
+    acc.on_released(t(5), VIP2);
+    drain_a(&mut acc, t(5));
+    // The moved address completes first and this node announces its front
+    // at 7, before the new server completes the other address at 9.
+    let complete = |vip| JoinMsg::JoinComplete {
+        vip,
+        epoch: Epoch(3),
+    };
+    acc.on_message(t(6), 7, N, 101, complete(VIP), SIMPLEX);
+    acc.on_handed_over(t(7), VIP);
+    acc.on_message(t(9), 7, N, 102, complete(VIP2), SIMPLEX);
+    assert!(!acc.handing_over());
+    let done = drain_a(&mut acc, t(9));
+    assert!(
+        done.iter().any(|a| matches!(
+            a,
+            JoinAction::Event(JoinEvent::Completed { steps, .. }) if steps.total_ns == 8 * MS
+        )),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn a_hand_over_cut_by_the_new_primary_failing_writes_no_table_2() {
+    let timing = Timing::new(10 * MS, 3);
+    let (mut acc, mut joiner, mut sm, mut nm) = dual_role_join(timing);
+    run_pair(&mut acc, &mut joiner, &mut sm, &mut nm, t(2));
+    assert!(acc.handing_over());
+    acc.on_peer_failed();
+    assert!(!acc.handing_over());
+    acc.on_handed_over(t(9), VIP);
+    // Nothing to roll back either: the join had completed.
+    assert!(drain_a(&mut acc, t(9)).is_empty());
 }
 
 #[test]
