@@ -69,6 +69,8 @@ pub struct Joining {
     /// Service port of every address, and the LAN interface's name.
     ports: std::collections::HashMap<Ipv4Addr, u16>,
     lan: String,
+    /// The heartbeat thread runs toward the simplex node.
+    hb_started: bool,
 }
 
 impl Joining {
@@ -96,6 +98,7 @@ impl Joining {
             sent: Instant::now(),
             failure: None,
             recorded_accept: false,
+            hb_started: false,
         }
     }
 
@@ -299,6 +302,11 @@ impl Joining {
         let JoinerState::Accepted { epoch } = self.joiner.state() else {
             return Err(anyhow!("heartbeats before the join was accepted"));
         };
+        // Every address's machine asks; one thread serves them all.
+        if self.hb_started {
+            return Ok(());
+        }
+        self.hb_started = true;
         hb.stop().await;
         *hb = self
             .hb
