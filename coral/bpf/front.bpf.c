@@ -12,7 +12,7 @@
 // unrecorded: the client retransmits it.
 //
 // The program decides nothing user space could decide: the mode (forward,
-// hold, idle), the addresses, the MACs and the per-connection verdicts are
+// hold, hold-data, idle), the addresses, the MACs and the per-connection verdicts are
 // all set by user space in maps. Every other frame (ARP, the log channel,
 // heartbeats, anything not to a fronted address) passes to the kernel
 // untouched.
@@ -31,6 +31,7 @@
 #define MODE_FORWARD 0
 #define MODE_HOLD 1
 #define MODE_IDLE 2
+#define MODE_HOLD_DATA 3
 
 #define VERDICT_RECORD_ONLY 1
 #define VERDICT_DROP 2
@@ -61,6 +62,8 @@ enum counter {
 	C_IDLE_PASS,     // idle mode: passed to the local stack unrecorded
 	C_LOCAL_PASS,    // forward mode: a flow with a local socket (kept at a
 	                 // hand-over), passed to the local stack unrecorded
+	C_HOLD_ACK_PASS, // hold-data mode: a pure ACK of a flow with a local
+	                 // socket, passed to the local stack unrecorded
 	C_MAX,
 };
 
@@ -223,6 +226,22 @@ static __always_inline int local_flow(struct __sk_buff *skb, __u32 saddr, __u32 
 	return local;
 }
 
+// A TCP segment that carries nothing but an acknowledgement (and window
+// and options): no payload, no SYN, FIN or RST.
+static __always_inline int pure_ack(struct __sk_buff *skb, __u32 ihl, __u32 tot_len)
+{
+	struct {
+		__u8 skip[12];
+		__u8 off;
+		__u8 flags;
+	} __attribute__((packed)) t;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + ihl, &t, sizeof(t)) < 0)
+		return 0;
+	if ((t.flags & 0x17) != 0x10)
+		return 0;
+	return tot_len == ihl + (__u32)(t.off >> 4) * 4;
+}
+
 static __always_inline int handle(struct __sk_buff *skb)
 {
 	struct {
@@ -293,7 +312,20 @@ static __always_inline int handle(struct __sk_buff *skb)
 		count(C_VERDICT_DROP);
 		return TC_ACT_SHOT;
 	}
-	if (mode == MODE_HOLD) {
+	if (mode == MODE_HOLD_DATA && h.ip.protocol == IPPROTO_TCP) {
+		// The lease and the address are in place (a takeover's step 4):
+		// a bare ACK for a rebuilt socket goes to it now rather than
+		// being held and re-injected. Data, SYN, FIN and RST are still
+		// held, and so is everything of a flow without a socket (a
+		// handshake's last ACK included: the table must see it).
+		__u32 ihl = (h.ip.ihl & 0xf) * 4;
+		if (ihl >= 20 && pure_ack(skb, ihl, bpf_ntohs(h.ip.tot_len)) &&
+		    local_flow(skb, h.ip.saddr, dst, ihl)) {
+			count(C_HOLD_ACK_PASS);
+			return TC_ACT_OK;
+		}
+	}
+	if (mode == MODE_HOLD || mode == MODE_HOLD_DATA) {
 		if (record_counted(skb, KIND_HELD, wake) == 0)
 			count(C_HELD);
 		return TC_ACT_SHOT;

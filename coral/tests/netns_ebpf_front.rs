@@ -642,3 +642,130 @@ fn netns_ebpf_front_passes_the_connections_kept_at_a_hand_over_to_the_local_stac
     );
     assert_eq!(c.local_pass, 0, "{c:?}");
 }
+
+/// b's server for the hold-data test: one connection; "ok" to its first
+/// line, then "ping" for every line on b's stdin.
+const PINGER: &str = r#"
+import socket,sys
+s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+s.bind(('192.0.2.100',80));s.listen()
+c,_=s.accept();c.recv(100);c.sendall(b'ok\n')
+for _ in sys.stdin: c.sendall(b'ping\n')
+"#;
+
+/// The client of the hold-data test: "hi", prints the answer; then for
+/// each line on its stdin prints the next line from b ("ping"), and sends
+/// "pong" once its stdin says so.
+const PONGER: &str = r#"
+import socket,sys
+s=socket.create_connection(('192.0.2.100',80),timeout=5);f=s.makefile('rb')
+s.sendall(b'hi\n');print('first', f.readline().decode().strip(), flush=True)
+for line in sys.stdin:
+    if line.startswith('pong'): s.sendall(b'pong\n');print('sent', flush=True)
+    else: print('got', f.readline().decode().strip(), flush=True)
+"#;
+
+/// Send-Q and Recv-Q of b's one established connection on the address.
+fn b_queues(l: &Lan) -> (u64, u64) {
+    let out = common::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &l.b,
+        "ss",
+        "-tnH",
+        "state",
+        "established",
+        "sport",
+        "=",
+        ":80",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert!(f.len() >= 2, "one connection on b: {text}");
+    (f[1].parse().unwrap(), f[0].parse().unwrap())
+}
+
+/// A takeover's step 4 (docs/DESIGN.md 5): in hold-data mode a bare ACK
+/// of a connection with a socket on the front's node reaches that socket
+/// unrecorded, while the client's data is still recorded and held.
+#[test]
+fn netns_ebpf_front_hold_data_passes_bare_acks_of_local_sockets_and_holds_data() {
+    use std::io::{BufRead, BufReader, Write};
+    let l = lan("ebd");
+    common::sh(&[
+        "ip",
+        "-n",
+        &l.b,
+        "addr",
+        "add",
+        &format!("{VIP}/32"),
+        "dev",
+        "lo",
+    ]);
+    let mut b_server = Command::new("ip")
+        .args(["netns", "exec", &l.b, "python3", "-c", PINGER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&common::sh(&["ip", "netns", "exec", &l.b, "ss", "-tln"]).stdout)
+        .contains(&format!("{VIP}:80"))
+    {
+        assert!(Instant::now() < deadline, "b's server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &l.c, "python3", "-c", PONGER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_client = client.stdin.take().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first ok");
+
+    let mut front = load(&l, 16 << 20);
+    front
+        .switch_mode(Mode::HoldData, Duration::from_secs(1), |_, _| {})
+        .expect("hold-data mode");
+    assert_eq!(front.mode().unwrap(), Mode::HoldData);
+    // b sends; the client's ACK must reach b's socket: its send queue
+    // empties (held, the ACK would never arrive and "ping" stay queued).
+    writeln!(b_server.stdin.as_mut().unwrap()).unwrap();
+    writeln!(to_client, "next").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got ping");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b_queues(&l).0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the client's ACK never reached b: {:?}",
+            front.counters().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = front.counters().unwrap();
+    assert!(c.hold_ack_pass >= 1, "{c:?}");
+    assert_eq!(c.forwarded, 0, "{c:?}");
+
+    // The client's data is held: recorded, never delivered to b.
+    writeln!(to_client, "pong").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "sent");
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !held.iter().any(|f: &Vec<u8>| f.ends_with(b"pong\n")) {
+        assert!(Instant::now() < deadline, "the data was not held");
+        front.drain(usize::MAX, |kind, frame| {
+            assert_eq!(kind, RecordKind::Held);
+            held.push(frame.to_vec());
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b_queues(&l).1, 0, "nothing of the held data reached b");
+    drop(to_client);
+    let _ = client.kill();
+    let _ = client.wait();
+    let _ = b_server.kill();
+    let _ = b_server.wait();
+}

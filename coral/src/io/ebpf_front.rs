@@ -55,6 +55,10 @@ pub enum Mode {
     /// The address is local now: pass frames to the kernel; only those of
     /// connections with [`ConnVerdict::Watch`] are still recorded.
     Idle = 2,
+    /// Takeover with the lease and the address in place: as [`Mode::Hold`],
+    /// but a pure ACK (no payload, no SYN, FIN or RST) of a connection
+    /// with a socket on this node passes to the kernel unrecorded.
+    HoldData = 3,
 }
 
 /// A per-connection decision, precomputed by user space from the table.
@@ -151,6 +155,9 @@ pub struct EbpfCounters {
     /// Forward mode: frames of a flow with a local socket (kept at a
     /// hand-over), passed to the local stack unrecorded.
     pub local_pass: u64,
+    /// [`Mode::HoldData`]: pure ACKs of a flow with a local socket, passed
+    /// to the local stack unrecorded.
+    pub hold_ack_pass: u64,
 }
 
 /// The program's own CPU time, from the kernel's BPF statistics.
@@ -407,6 +414,7 @@ impl EbpfFront {
         Ok(match self.mode.get(&0, 0).map_err(io::Error::other)? {
             0 => Mode::Forward,
             1 => Mode::Hold,
+            3 => Mode::HoldData,
             _ => Mode::Idle,
         })
     }
@@ -579,7 +587,7 @@ impl EbpfFront {
 
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> io::Result<EbpfCounters> {
-        let mut v = [0u64; 13];
+        let mut v = [0u64; 14];
         for (i, slot) in v.iter_mut().enumerate() {
             let per_cpu = self
                 .counters
@@ -601,6 +609,7 @@ impl EbpfFront {
             syn_refused: v[10],
             idle_pass: v[11],
             local_pass: v[12],
+            hold_ack_pass: v[13],
         })
     }
 

@@ -682,7 +682,7 @@ impl Recorder {
                 }
                 match self.mode {
                     Mode::Forward => self.record_and_forward(sock, buf),
-                    Mode::Hold => {
+                    Mode::Hold | Mode::HoldData => {
                         self.record(frame);
                         self.hold(&buf[VnetHdr::LEN..]);
                     }
