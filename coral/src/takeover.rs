@@ -19,10 +19,11 @@
 //!    fence) as it is built and stays in repair mode, silent.
 //! 3. `SetLease` ([`Takeover::lease`]) and `AddVip` ([`Takeover::add_address`]):
 //!    lease the address in the fence, add it to the LAN interface.
-//! 4. `InjectLateFrames` ([`Takeover::reinject`]): every socket leaves
-//!    repair mode now that it is leased and local (before, the node's own
-//!    lease dropped the window probe) and writes a filler byte that gives
-//!    the kernel an RTT sample ([`FILLER`]); then inject the client's
+//! 4. `InjectLateFrames` ([`Takeover::reinject`]): the front passes bare
+//!    ACKs of rebuilt connections to the kernel (hold-data); every socket
+//!    leaves repair mode now that it is leased and local (before, the
+//!    node's own lease dropped the window probe) and writes a filler byte
+//!    whose ACK gives the kernel an RTT sample ([`FILLER`]); then inject the client's
 //!    out-of-order data and FIN the front recorded, and the client data
 //!    held since the snapshot past each socket's receive point (the kernel
 //!    dropped it while the address was not local).
@@ -635,13 +636,26 @@ impl Takeover {
         Ok(())
     }
 
-    /// Step 4 (the lease and the address are in place now): every rebuilt
-    /// socket leaves repair mode, so the kernel's window probe reaches the
-    /// client; then the client segments each socket must still see (its
+    /// Step 4 (the lease and the address are in place now): the front
+    /// lets bare ACKs of rebuilt connections through ([`Mode::HoldData`]),
+    /// every rebuilt socket leaves repair mode and writes its filler, so
+    /// the client's ACK reaches the socket at once; then the front holds no
+    /// more, and the client segments each socket must still see (its
     /// carry-over, then data held since the snapshot past its receive
     /// point) are injected.
     pub async fn reinject(&mut self, ctx: &TakeoverCtx) -> Result<()> {
         let t = Instant::now();
+        let front = ctx.front()?;
+        // Each filler draws one ACK from its client: let bare ACKs of
+        // rebuilt connections reach their sockets directly rather than
+        // holding each for re-injection (eBPF front; the packet front holds
+        // on). Data, FIN, SYN and RST are still held. A bare ACK that
+        // reaches a socket before its filler is dropped by the kernel
+        // (until then it acknowledges unsent data): a window update lost,
+        // which the nudge after the gratuitous ARP asks again of every
+        // socket with bytes to send (docs/DESIGN.md 5, step 4).
+        front.send(Command::Mode(Mode::HoldData));
+        front.call(Command::Barrier).await?;
         let report = &mut self.report;
         self.restored.retain_mut(|r| match r.leave_repair() {
             Ok(()) => true,
@@ -651,7 +665,6 @@ impl Takeover {
                 false
             }
         });
-        let front = ctx.front()?;
         front.send(Command::Mode(Mode::Idle));
         let held = front.call(Command::TakeHeld).await?;
         let carry: Vec<Vec<u8>> = self
