@@ -171,7 +171,7 @@ fn fence_and_leases(b: &Base) -> Result<Arc<Leases>> {
         fence,
         Duration::from_nanos(b.timing.lease_timeout_ns()),
         Duration::from_nanos(b.timing.margin_ns),
-    ));
+    )?);
     for s in &b.primaries {
         leases
             .start_refreshed(s.vip)

@@ -188,3 +188,75 @@ fn netns_no_lease_no_segments() {
     // The table comes out cleanly.
     run_nft(&p.server, nft::remove_table(&p.cfg));
 }
+
+/// The heartbeat thread's refresh path (one nfnetlink batch, no
+/// libnftables): the element it writes is the one the kernel enforces, with
+/// the expiry it asked for; left alone it lapses and segments stop; a
+/// refresh lets the retransmission through again.
+#[test]
+fn netns_a_lease_refreshed_over_netlink_expires_when_the_heartbeat_said() {
+    use coral::io::leases::Leases;
+    let p = setup("flr");
+    let vip: std::net::Ipv4Addr = "192.0.2.2".parse().unwrap();
+    let listener = common::in_netns(&p.server, || TcpListener::bind("192.0.2.2:7000").unwrap());
+    let cfg = p.cfg.clone();
+    // The node's one clock and its leases, kept on one thread in the
+    // server's namespace: (refreshes, errors, the set as nft lists it).
+    let refresh = move |until_ms: u64| {
+        let cfg = cfg.clone();
+        move || {
+            let clock = coral::clock::Clock::new();
+            let leases = Leases::new(
+                Nft::open().unwrap(),
+                cfg,
+                Duration::from_millis(400),
+                Duration::from_millis(4),
+            )
+            .expect("leases");
+            leases.start_refreshed(vip).unwrap();
+            leases.extend_to(coral_core::Instant(until_ms * 1_000_000), &clock);
+            let listed = leases.run("list set netdev coral_fence lease\n").unwrap();
+            (
+                leases.refreshes.load(std::sync::atomic::Ordering::Relaxed),
+                leases
+                    .refresh_errors
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                listed,
+            )
+        }
+    };
+    // A long lease: the element carries the expiry the refresh asked for
+    // (200 ms, rounded up to whole 4 ms jiffies within the 4 ms margin).
+    let (ok, errors, listed) = common::in_netns(&p.server, refresh(200));
+    assert_eq!((ok, errors), (1, 0), "one refresh, no error");
+    assert!(
+        listed.contains("192.0.2.2 timeout 400ms expires"),
+        "{listed}"
+    );
+    let expires: u64 = listed
+        .split("expires ")
+        .nth(1)
+        .and_then(|r| r.split("ms").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("an expiry in {listed}"));
+    assert!(
+        (150..=204).contains(&expires),
+        "expires {expires} ms: {listed}"
+    );
+    let mut c = connect_from(&p.client);
+    let (mut s, _) = listener.accept().unwrap();
+    s.write_all(b"one").unwrap();
+    assert_eq!(read_some(&mut c).unwrap(), b"one");
+
+    // Lapsed (not refreshed past its expiry): nothing leaves.
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"two").unwrap();
+    assert!(timed_out(&read_some(&mut c)), "a lapsed lease is silent");
+
+    // Refreshed again over netlink: the retransmission gets out.
+    let (ok, errors, _) = common::in_netns(&p.server, refresh(5_000));
+    assert_eq!((ok, errors), (1, 0));
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(read_some(&mut c).unwrap(), b"two");
+    run_nft(&p.server, nft::remove_table(&p.cfg));
+}

@@ -20,6 +20,7 @@
 //! - [`logchan`]: the log channel (primary client, backup server).
 //! - [`logged_io`]: log before write, the primary's connection wrapper.
 //! - [`netcfg`]: addresses, neighbours and sysctls (rtnetlink, /proc/sys).
+//! - [`nfnl`]: the lease refresh's own nfnetlink batch (no libnftables).
 //! - [`nft`]: the crash fence and the kernel-enforced lease (libnftables).
 //! - [`primary`]: the application on kernel TCP behind log-before-write.
 //! - [`repair`]: `TCP_REPAIR` rebuilds of live connections, silent closes.
@@ -41,6 +42,7 @@ pub mod live_conns;
 pub mod logchan;
 pub mod logged_io;
 pub mod netcfg;
+pub mod nfnl;
 pub mod nft;
 pub mod primary;
 pub mod repair;

@@ -126,6 +126,10 @@ impl Drop for Nft {
     }
 }
 
+/// The name of the lease set in the node's netdev table (the heartbeat
+/// thread refreshes its elements over nfnetlink, [`crate::io::nfnl`]).
+pub const LEASE_SET: &str = "lease";
+
 /// The nftables table a node's fence lives in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FenceConfig {
@@ -210,23 +214,6 @@ pub fn refresh_lease(cfg: &FenceConfig, vip: Ipv4Addr, timeout: Duration) -> Str
     )
 }
 
-/// Command granting or refreshing a lease on `vip` with timeout `timeout`
-/// that expires in `left` (at most `timeout`): for refreshes anchored at the
-/// arrival of the heartbeat that justified them.
-pub fn refresh_lease_until(
-    cfg: &FenceConfig,
-    vip: Ipv4Addr,
-    timeout: Duration,
-    left: Duration,
-) -> String {
-    let t = ms(timeout);
-    let e = ms(left.min(timeout));
-    format!(
-        "add element netdev {} lease {{ {vip} timeout {t}ms expires {e}ms }}\n",
-        cfg.table
-    )
-}
-
 /// Command making the lease on `vip` permanent (simplex after a witness
 /// grant): the element is replaced by one without a timeout.
 pub fn permanent_lease(cfg: &FenceConfig, vip: Ipv4Addr) -> String {
@@ -291,23 +278,5 @@ mod tests {
             Duration::from_micros(10),
         );
         assert!(c.contains("timeout 1ms"), "{c}");
-    }
-
-    #[test]
-    fn anchored_refresh_never_outlasts_its_timeout() {
-        let c = refresh_lease_until(
-            &cfg(),
-            Ipv4Addr::new(192, 0, 2, 100),
-            Duration::from_millis(100),
-            Duration::from_millis(37),
-        );
-        assert!(c.contains("timeout 100ms expires 37ms"), "{c}");
-        let c = refresh_lease_until(
-            &cfg(),
-            Ipv4Addr::new(192, 0, 2, 100),
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-        );
-        assert!(c.contains("expires 100ms"), "{c}");
     }
 }
