@@ -136,20 +136,50 @@ fn threaded_napi(netns: &str, dev: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes `dev` in namespace `host_ns` receive in a NAPI kernel thread of
-/// its own and returns that thread's pid (see [`HOST_RX`]); `port` in
-/// `switch_ns` is the switch's end of the same link.
+/// Queues of each end of a LAN link in the netns topology, each way: queue
+/// 0 carries data, queue 1 the frames marked DSCP EF (the nodes'
+/// heartbeats), chosen on every switch port by `bpf/lan_queue.bpf.c`. A
+/// veth hands a frame to its peer's receive queue of the same number, and
+/// each receive queue has a NAPI thread of its own, so a host receives its
+/// heartbeats in a thread that never waits behind its data (docs/DESIGN.md
+/// 7).
+pub const LAN_QUEUES: u32 = 2;
+
+/// The object built from `bpf/lan_queue.bpf.c` by `build.rs`.
+static LAN_QUEUE_PROGRAM: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lan_queue.bpf.o"));
+
+/// The receive threads of one host's LAN interface (see [`LAN_QUEUES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxThreads {
+    /// Queue 0's thread: everything but heartbeats.
+    pub data: u32,
+    /// Queue 1's thread: frames marked DSCP EF only.
+    pub heartbeat: u32,
+}
+
+/// Makes `dev` in namespace `host_ns` receive in NAPI kernel threads of
+/// its own, one per queue ([`LAN_QUEUES`]), and returns them; `port` in
+/// `switch_ns` is the switch's end of the same link (created with
+/// [`LAN_QUEUES`] queues at both ends).
 ///
 /// A veth hands a frame to its peer's NAPI (instead of running the
 /// receive in the sender) only when the peer has GRO on and the sending
 /// device does no TCP segmentation offload, so both ends of the link send
 /// without TSO (a large send is segmented in software by its sender and
 /// joined again by the receiver's GRO). `threaded` moves the poll from
-/// softirq to a kernel thread, which can join a CPU group. The switch's
-/// port gets a thread of its own too, left in no host's group, so the
-/// bridge and the port's qdisc run there, not in the sending host.
-pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &str) -> Result<u32> {
+/// softirq to kernel threads, which can join a CPU group. The switch's
+/// port gets threads of its own too, left in no host's group, so the
+/// bridge and the port's qdisc run there, not in the sending host; its
+/// egress program sorts heartbeats into queue 1.
+pub fn receive_in_own_thread(
+    host_ns: &str,
+    dev: &str,
+    switch_ns: &str,
+    port: &str,
+) -> Result<RxThreads> {
     run_in(switch_ns, "ethtool", &["-K", port, "tso", "off"])?;
+    steer_heartbeats(switch_ns, port)?;
     let lock = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -159,30 +189,96 @@ pub fn receive_in_own_thread(host_ns: &str, dev: &str, switch_ns: &str, port: &s
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .with_context(|| format!("lock {NAPI_LOCK}"))?;
-    // The switch's port first: its thread stays out of every host's group
-    // (a switch costs its hosts nothing) and runs at the receive threads'
+    // The switch's port first: its threads stay out of every host's group
+    // (a switch costs its hosts nothing) and run at the receive threads'
     // priority, so frames do not wait in the switch behind processes.
     run_in(host_ns, "ethtool", &["-K", dev, "tso", "off"])?;
     let before = napi_threads();
     threaded_napi(switch_ns, port)?;
-    set_rx_thread_fifo(new_thread(&before, switch_ns, port)?, true)?;
+    let port_threads = new_threads(&before);
+    if port_threads.len() != LAN_QUEUES as usize {
+        bail!("threaded NAPI on {port} (netns {switch_ns}): expected {LAN_QUEUES} new napi threads, found {port_threads:?}");
+    }
+    for (_, pid) in port_threads {
+        set_rx_thread_fifo(pid, true)?;
+    }
     let before = napi_threads();
     threaded_napi(host_ns, dev)?;
-    let pid = new_thread(&before, host_ns, dev)?;
-    set_rx_thread_fifo(pid, true)?;
-    Ok(pid)
+    let [data, heartbeat] = queue_threads(&before, host_ns, dev)?;
+    set_rx_thread_fifo(data, true)?;
+    set_rx_thread_fifo(heartbeat, true)?;
+    Ok(RxThreads { data, heartbeat })
 }
 
-/// The one NAPI thread that is not in `before` (made for `dev` in `netns`).
-fn new_thread(before: &[u32], netns: &str, dev: &str) -> Result<u32> {
-    let new: Vec<u32> = napi_threads()
+/// Attach `bpf/lan_queue.bpf.c` to the egress of `port` in `switch_ns`
+/// (a tc filter through netlink, which stays with the port when coral-exp
+/// exits and goes with it when the topology is torn down).
+fn steer_heartbeats(switch_ns: &str, port: &str) -> Result<()> {
+    let dev = port.to_string();
+    faultinject::nl::in_netns(switch_ns, move |_| async move {
+        attach_lan_queue(&dev).map_err(|e| format!("heartbeat queue program on {dev}: {e:#}"))
+    })?;
+    Ok(())
+}
+
+/// Load the queue program and attach it to `dev`'s egress here.
+fn attach_lan_queue(dev: &str) -> Result<()> {
+    use aya::programs::{tc, SchedClassifier, TcAttachType};
+    let mut bpf = aya::Ebpf::load(LAN_QUEUE_PROGRAM).context("loading the program")?;
+    if let Err(e) = tc::qdisc_add_clsact(dev) {
+        // The port's clsact from an earlier attach is fine; anything else is not.
+        let exists = matches!(&e, tc::TcError::NetlinkError(n)
+            if n.raw_os_error() == Some(libc::EEXIST));
+        if !exists {
+            return Err(e).context("adding clsact");
+        }
+    }
+    let prog: &mut SchedClassifier = bpf
+        .program_mut("coral_lan_queue")
+        .context("no coral_lan_queue in the object")?
+        .try_into()?;
+    prog.load().context("loading into the kernel")?;
+    let id = prog
+        .attach_with_options(
+            dev,
+            TcAttachType::Egress,
+            tc::TcAttachOptions::Netlink(tc::NlOptions::default()),
+        )
+        .context("attaching to egress")?;
+    // Kept attached after this process: the filter holds the program.
+    std::mem::forget(prog.take_link(id)?);
+    Ok(())
+}
+
+/// The NAPI threads that are not in `before`, each with the NAPI id that
+/// ends its name (`napi/<dev>-<id>`; none where the kernel's 15-character
+/// thread name cut it off, as for the switch's ports).
+fn new_threads(before: &[u32]) -> Vec<(Option<u64>, u32)> {
+    napi_threads()
         .into_iter()
         .filter(|p| !before.contains(p))
-        .collect();
+        .map(|p| {
+            let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            (
+                comm.trim().rsplit('-').next().and_then(|i| i.parse().ok()),
+                p,
+            )
+        })
+        .collect()
+}
+
+/// The new NAPI threads of `dev` in `netns` (made since `before`), one per
+/// queue ([`LAN_QUEUES`]), in queue order: a device's NAPI ids follow its
+/// queues (checked on this kernel by sending EF and other frames through
+/// the switch's program and counting each thread's runs).
+fn queue_threads(before: &[u32], netns: &str, dev: &str) -> Result<[u32; LAN_QUEUES as usize]> {
+    let mut new = new_threads(before);
+    new.sort_unstable();
     match new.as_slice() {
-        [pid] => Ok(*pid),
+        [(Some(_), q0), (Some(_), q1)] => Ok([*q0, *q1]),
         _ => bail!(
-            "threaded NAPI on {dev} (netns {netns}): expected one new napi thread, found {new:?}"
+            "threaded NAPI on {dev} (netns {netns}): expected {LAN_QUEUES} new napi threads \
+             named by id, found {new:?}"
         ),
     }
 }

@@ -10,7 +10,9 @@
 
 use crate::FaultError;
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::link::{BridgeStpState, InfoData, InfoKind, InfoVeth, LinkFlags};
+use rtnetlink::packet_route::link::{
+    BridgeStpState, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+};
 use rtnetlink::{
     new_connection, Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
@@ -109,7 +111,9 @@ pub async fn add_bridge(h: &Handle, name: &str) -> NlResult<()> {
 }
 
 /// Creates veth `name` here whose peer `peer` (with MAC `peer_mac`) is
-/// created directly inside the namespace `peer_ns` (a /run/netns name).
+/// created directly inside the namespace `peer_ns` (a /run/netns name),
+/// both ends with `queues` transmit and receive queues (a veth hands a
+/// frame to its peer's receive queue of the number it was sent on).
 pub async fn add_veth_to(
     h: &Handle,
     name: &str,
@@ -117,6 +121,7 @@ pub async fn add_veth_to(
     peer: &str,
     peer_mac: [u8; 6],
     peer_ns: &str,
+    queues: u32,
 ) -> NlResult<()> {
     let f = std::fs::File::open(crate::netns::path(peer_ns))
         .map_err(|e| format!("open namespace {peer_ns}: {e}"))?;
@@ -124,9 +129,13 @@ pub async fn add_veth_to(
         .name(peer.to_string())
         .address(peer_mac.to_vec())
         .setns_by_fd(f.as_raw_fd())
+        .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+        .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
         .build();
     let mut b = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(name.to_string())
+        .append_extra_attribute(LinkAttribute::NumTxQueues(queues))
+        .append_extra_attribute(LinkAttribute::NumRxQueues(queues))
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)));
     if let Some(m) = mac {
         b = b.address(m.to_vec());

@@ -71,6 +71,11 @@ pub struct HostInfo {
     /// group with the host's processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rx_thread: Option<u32>,
+    /// The pid of the kernel thread that receives the host's heartbeats
+    /// (frames marked DSCP EF, its LAN interface's queue 1): `SCHED_FIFO`,
+    /// in the host's CPU group, on the group's real-time budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_rx_thread: Option<u32>,
 }
 
 /// A resource the topology created (bookkeeping for `down`).

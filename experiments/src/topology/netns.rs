@@ -20,6 +20,7 @@ use super::{
     check_cancel, HostInfo, LinkEnd, Resource, ServiceSpec, StateHandle, Status, Topology,
     TopologyState,
 };
+use crate::conditions::LAN_QUEUES;
 use anyhow::{bail, Context, Result};
 use faultinject::Fault;
 use std::ffi::OsString;
@@ -283,14 +284,15 @@ impl Topology for Netns {
         // 5. Each LAN host receives in a kernel thread of its own.
         for (host, _, dev) in LAN_HOSTS {
             check_cancel(cancel)?;
-            let pid = crate::conditions::receive_in_own_thread(
+            let rx = crate::conditions::receive_in_own_thread(
                 &ns_name(&prefix, host),
                 dev,
                 &ns_name(&prefix, "switch"),
                 &switch_port(host),
             )?;
             if let Some(hi) = h.state.hosts.get_mut(host) {
-                hi.rx_thread = Some(pid);
+                hi.rx_thread = Some(rx.data);
+                hi.heartbeat_rx_thread = Some(rx.heartbeat);
             }
         }
         h.save()?;
@@ -319,6 +321,24 @@ impl Topology for Netns {
                 crate::conditions::set_rx_thread_fifo(pid, false)?;
                 g.add_pid(pid)
                     .with_context(|| format!("move {host}'s receive thread into its CPU group"))?;
+            }
+            if let Some(pid) = hi.heartbeat_rx_thread {
+                // Heartbeats only: in the group, then on the group's
+                // real-time budget beside the node's heartbeat thread (the
+                // kernel moves a real-time thread only into a group that
+                // has a budget; without one it stays ordinary).
+                crate::conditions::set_rx_thread_fifo(pid, false)?;
+                g.add_pid(pid).with_context(|| {
+                    format!("move {host}'s heartbeat receive thread into its CPU group")
+                })?;
+                if g.rt_runtime_us()? > 0 {
+                    crate::conditions::set_rx_thread_fifo(pid, true)?;
+                } else {
+                    tracing::warn!(
+                        "{host}'s CPU group has no real-time budget: its heartbeats are \
+                         received by an ordinary thread under the quota"
+                    );
+                }
             }
         }
         h.save()
@@ -584,7 +604,7 @@ fn build_switch(prefix: &str) -> Result<()> {
         use faultinject::nl::{add_bridge, add_veth_to, enslave_up};
         add_bridge(&h, BRIDGE).await?;
         for (port, dev, m, host_ns) in &ports {
-            add_veth_to(&h, port, None, dev, *m, host_ns).await?;
+            add_veth_to(&h, port, None, dev, *m, host_ns, LAN_QUEUES).await?;
             enslave_up(&h, port, BRIDGE).await?;
         }
         Ok(())
@@ -602,7 +622,7 @@ fn link_client(prefix: &str) -> Result<()> {
     let router_ns = ns_name(prefix, "router");
     nl(&ns_name(prefix, "client"), move |h| async move {
         use faultinject::nl::{add_veth_to, addr_up, default_route};
-        add_veth_to(&h, "eth0", Some(cmac), "eth0", rmac, &router_ns).await?;
+        add_veth_to(&h, "eth0", Some(cmac), "eth0", rmac, &router_ns, 1).await?;
         addr_up(&h, "eth0", caddr, 24).await?;
         default_route(&h, raddr).await
     })
