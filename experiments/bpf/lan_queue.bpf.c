@@ -36,7 +36,7 @@
 #define QUEUE_DATA 1
 #define QUEUE_HEARTBEAT 2
 
-SEC("tc")
+SEC("classifier")
 int coral_lan_queue(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

@@ -337,6 +337,44 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
         .as_u64()
         .expect("rx_thread");
     assert_eq!(policy(router_rx), "1");
+    // Heartbeats (DSCP EF) arrive on a queue of their own, received by a
+    // real-time thread in the same group: EF datagrams wake it, others
+    // never do (the switch port's egress program sorts them).
+    let hb_rx = v["hosts"]["server-a"]["heartbeat_rx_thread"]
+        .as_u64()
+        .expect("heartbeat_rx_thread");
+    assert_ne!(hb_rx, rx);
+    assert!(tasks.lines().any(|l| l.trim() == hb_rx.to_string()), "{tasks}");
+    assert_eq!(policy(hb_rx), "1");
+    let runs = |pid: u64| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+        s.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let send = |tos: u8| {
+        let code = format!(
+            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IP,socket.IP_TOS,{tos})\n\
+             for i in range(50):\n s.sendto(b'x'*64,('192.0.2.11',9)); time.sleep(0.002)\n"
+        );
+        let o = Command::new("ip")
+            .args(["netns", "exec", &format!("{prefix}-router"), "python3", "-c", &code])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let before = runs(hb_rx);
+    send(0);
+    assert_eq!(runs(hb_rx), before, "plain datagrams stay off the heartbeat queue");
+    send(46 << 2);
+    assert!(runs(hb_rx) > before, "EF datagrams are received by the heartbeat thread");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-switch")])
+        .args(["tc", "filter", "show", "dev", "p-server-a", "egress"])
+        .output()
+        .unwrap();
+    let f = String::from_utf8_lossy(&o.stdout);
+    assert!(f.contains("coral_lan_queue"), "{f}");
     let o = Command::new("ip")
         .args(["netns", "exec", &format!("{prefix}-server-a"), "cat"])
         .arg("/sys/class/net/eth0/threaded")
