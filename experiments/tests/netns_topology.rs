@@ -344,7 +344,10 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
         .as_u64()
         .expect("heartbeat_rx_thread");
     assert_ne!(hb_rx, rx);
-    assert!(tasks.lines().any(|l| l.trim() == hb_rx.to_string()), "{tasks}");
+    assert!(
+        tasks.lines().any(|l| l.trim() == hb_rx.to_string()),
+        "{tasks}"
+    );
     assert_eq!(policy(hb_rx), "1");
     let runs = |pid: u64| -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
@@ -357,7 +360,14 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
              for i in range(50):\n s.sendto(b'x'*64,('192.0.2.11',9)); time.sleep(0.002)\n"
         );
         let o = Command::new("ip")
-            .args(["netns", "exec", &format!("{prefix}-router"), "python3", "-c", &code])
+            .args([
+                "netns",
+                "exec",
+                &format!("{prefix}-router"),
+                "python3",
+                "-c",
+                &code,
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -365,9 +375,16 @@ fn netns_conditions_lan_rate_and_cpu_quota_are_applied_and_removed() {
     };
     let before = runs(hb_rx);
     send(0);
-    assert_eq!(runs(hb_rx), before, "plain datagrams stay off the heartbeat queue");
+    assert_eq!(
+        runs(hb_rx),
+        before,
+        "plain datagrams stay off the heartbeat queue"
+    );
     send(46 << 2);
-    assert!(runs(hb_rx) > before, "EF datagrams are received by the heartbeat thread");
+    assert!(
+        runs(hb_rx) > before,
+        "EF datagrams are received by the heartbeat thread"
+    );
     let o = Command::new("ip")
         .args(["netns", "exec", &format!("{prefix}-switch")])
         .args(["tc", "filter", "show", "dev", "p-server-a", "egress"])
