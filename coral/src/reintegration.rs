@@ -211,6 +211,10 @@ pub struct Joins {
     /// The new server and epoch the heartbeat thread was last started
     /// toward by a join.
     hb_toward: Option<(Ipv4Addr, Epoch)>,
+    /// The log channel this node opened toward the new server at the
+    /// join in progress (whether it is connected is written beside
+    /// Table 2).
+    log: Option<LogClient>,
 }
 
 impl Joins {
@@ -242,6 +246,7 @@ impl Joins {
             log_front: None,
             shell_ms: BTreeMap::new(),
             hb_toward: None,
+            log: None,
         })
     }
 
@@ -361,11 +366,17 @@ impl Joins {
                     record(events, &ev);
                     if matches!(ev, JoinEvent::RolledBack { .. }) {
                         self.shell_ms.clear();
+                        self.log = None;
                     }
                     if matches!(ev, JoinEvent::Completed { .. }) {
                         let steps = std::mem::take(&mut self.shell_ms);
-                        let detail: Vec<String> =
+                        let mut detail: Vec<String> =
                             steps.iter().map(|(k, v)| format!("{k}={v:.3}")).collect();
+                        // Table 2 ends with the log channel up: say whether
+                        // it was (connected, the new server's hello read).
+                        if let Some(c) = self.log.take() {
+                            detail.push(format!("log_connected={}", c.is_connected()));
+                        }
                         events.record("join-shell-steps", &detail.join(" "));
                     }
                 }
@@ -520,6 +531,7 @@ impl Joins {
                 hello: self.hello.clone(),
             },
         );
+        self.log = Some(client.clone());
         ctx.log_client = Some(client);
         Ok(())
     }
