@@ -189,12 +189,13 @@ fn netns_no_lease_no_segments() {
     run_nft(&p.server, nft::remove_table(&p.cfg));
 }
 
-/// The heartbeat thread's refresh path (one nfnetlink batch, no
-/// libnftables): the element it writes is the one the kernel enforces, with
-/// the expiry it asked for; left alone it lapses and segments stop; a
-/// refresh lets the retransmission through again.
+/// The lease's netlink path (one nfnetlink batch, no libnftables): the
+/// element a refresh writes is the one the kernel enforces, with the
+/// expiry it asked for; left alone it lapses and segments stop; a refresh
+/// lets the retransmission through again; a grant makes it permanent and
+/// a revocation silences the address at once.
 #[test]
-fn netns_a_lease_refreshed_over_netlink_expires_when_the_heartbeat_said() {
+fn netns_a_lease_changed_over_netlink_is_the_one_the_kernel_enforces() {
     use coral::io::leases::Leases;
     let p = setup("flr");
     let vip: std::net::Ipv4Addr = "192.0.2.2".parse().unwrap();
@@ -258,5 +259,42 @@ fn netns_a_lease_refreshed_over_netlink_expires_when_the_heartbeat_said() {
     assert_eq!((ok, errors), (1, 0));
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(read_some(&mut c).unwrap(), b"two");
+
+    // A grant over netlink: the element loses its timeout and outlives
+    // the refresh's; revoked over netlink: silent at once.
+    let cfg = p.cfg.clone();
+    let change = move |revoke: bool| {
+        let cfg = cfg.clone();
+        move || {
+            let leases = Leases::new(
+                Nft::open().unwrap(),
+                cfg,
+                Duration::from_millis(400),
+                Duration::from_millis(4),
+            )
+            .expect("leases");
+            if revoke {
+                leases.revoke_all(&[vip]).unwrap();
+            } else {
+                leases.start_refreshed(vip).unwrap();
+                leases.make_permanent(vip).unwrap();
+            }
+            leases.run("list set netdev coral_fence lease\n").unwrap()
+        }
+    };
+    let listed = common::in_netns(&p.server, change(false));
+    assert!(
+        listed.contains("elements = { 192.0.2.2 }"),
+        "permanent: {listed}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(b"three").unwrap();
+    assert_eq!(read_some(&mut c).unwrap(), b"three");
+    let listed = common::in_netns(&p.server, change(true));
+    assert!(!listed.contains("192.0.2.2"), "revoked: {listed}");
+    s.write_all(b"four").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(600)))
+        .unwrap();
+    assert!(timed_out(&read_some(&mut c)), "a revoked lease is silent");
     run_nft(&p.server, nft::remove_table(&p.cfg));
 }
