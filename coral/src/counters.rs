@@ -57,13 +57,14 @@ fn row(
     let h = hb.counters();
     let us = |q: f64| h.link.delay.quantile_ns(q).map_or(0, |ns| ns / 1000);
     let mut c = format!(
-        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} nudge_probes={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={} log_acks={}",
+        "hb_sent={} hb_received={} hb_rejected={} hb_stale={} hb_seq_gap={} hb_waits={} hb_own_stalls={} hb_delay_p50_us={} hb_delay_p99_us={} hb_delay_max_us={} lease_extensions={} lease_lapses={} lease_refreshes={} lease_errors={} nudge_probes={} log_entries={} log_replies={} log_unknown_conn={} log_rejected={} log_foreign={} log_acks={}",
         h.link.sent,
         h.link.received,
         h.rejected,
         h.link.stale,
         h.link.seq_gap,
         h.link.waits,
+        h.link.own_stalls,
         us(0.5),
         us(0.99),
         h.link.delay.max_ns() / 1000,

@@ -13,6 +13,15 @@
 //! counted, not treated as misses. Once failed, the peer stays failed until
 //! [`Detector::reset`] (a failed peer rejoins only as a new server): later
 //! heartbeats from it are reported once as [`DetectorEvent::HeardAfterFailure`].
+//!
+//! Silence counts only while this side was running. The shell reports the
+//! start of each of its rounds ([`Detector::on_round`]); a round that starts
+//! more than 1.5 x H after the previous one means this side was stopped
+//! (its thread, or the whole machine with the peer on it), and then the
+//! peer gets one more interval from that round on before it is declared
+//! failed: a peer that was running has its heartbeats queued with their
+//! kernel arrival times (the shell reads them first), and one stopped with
+//! us sends again at once.
 
 use std::collections::VecDeque;
 
@@ -122,6 +131,9 @@ pub struct DetectorStats {
     pub sent: u64,
     /// Failures declared.
     pub failures: u64,
+    /// Rounds that started more than 1.5 x H after the previous one (this
+    /// side was stopped; see [`Detector::on_round`]).
+    pub own_stalls: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +154,11 @@ pub struct Detector {
     sending: bool,
     next_send: Instant,
     last_sent: Option<Instant>,
+    /// The start of the shell's previous round.
+    last_round: Option<Instant>,
+    /// Since when this side has been running without a stop (the failure
+    /// deadline is at least one interval after it).
+    awake_since: Instant,
     events: VecDeque<DetectorEvent>,
     stats: DetectorStats,
 }
@@ -158,9 +175,31 @@ impl Detector {
             sending: true,
             next_send: now,
             last_sent: None,
+            last_round: None,
+            awake_since: now,
             events: VecDeque::new(),
             stats: DetectorStats::default(),
         }
+    }
+
+    /// The shell starts a round at `now` (before it reads what is queued).
+    /// If the previous round started more than 1.5 x H earlier, this side
+    /// was not running in between, so the peer's silence over that time
+    /// proves nothing: it is declared failed no earlier than H after `now`.
+    /// Detection of a real failure is late by at most H, and only after a
+    /// stop of our own; the lease does not depend on it.
+    pub fn on_round(&mut self, now: Instant) {
+        if let Some(prev) = self.last_round {
+            let late = self
+                .cfg
+                .interval_ns
+                .saturating_add(self.cfg.interval_ns / 2);
+            if now.since_ns(prev) > late {
+                self.awake_since = now;
+                self.stats.own_stalls += 1;
+            }
+        }
+        self.last_round = Some(now);
     }
 
     /// Forget the peer (e.g. after a join): as if new at `now`; the peer's
@@ -172,6 +211,7 @@ impl Detector {
         self.events.clear();
         self.sending = true;
         self.next_send = now;
+        self.awake_since = now;
     }
 
     /// Feed one authenticated heartbeat from the peer.
@@ -242,7 +282,8 @@ impl Detector {
             _ => Some(
                 self.last_heard
                     .unwrap_or(self.started)
-                    .plus_ns(self.cfg.failure_timeout_ns()),
+                    .plus_ns(self.cfg.failure_timeout_ns())
+                    .max(self.awake_since.plus_ns(self.cfg.interval_ns)),
             ),
         }
     }
@@ -363,6 +404,74 @@ mod tests {
 
     fn drain(d: &mut Detector, now: Instant) -> Vec<DetectorEvent> {
         std::iter::from_fn(|| d.poll(now)).collect()
+    }
+
+    /// Rounds every `step` ms from `from` to `to` (inclusive), polling
+    /// each; the events seen.
+    fn rounds(d: &mut Detector, from: Instant, to: Instant, step: u64) -> Vec<DetectorEvent> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t <= to {
+            d.on_round(t);
+            out.extend(drain(d, t));
+            t = t.plus_ns(step * MS);
+        }
+        out
+    }
+
+    #[test]
+    fn a_stop_of_our_own_gives_the_peer_one_more_interval() {
+        let (mut d, t0) = det();
+        d.on_heartbeat(t0, Epoch(1), 1);
+        drain(&mut d, t0);
+        rounds(&mut d, t0, t0.plus_ns(10 * MS), 10);
+        // Both sides stopped 100 ms (one machine, say): the first round
+        // after it finds the peer silent far past K x H, but this side was
+        // not running either: no failure yet, one interval of grace.
+        let back = t0.plus_ns(110 * MS);
+        d.on_round(back);
+        assert!(drain(&mut d, back).is_empty());
+        assert_eq!(d.stats().own_stalls, 1);
+        // The peer, stopped with us, sends at once: alive, nothing declared.
+        d.on_heartbeat(back.plus_ns(MS / 10), Epoch(1), 2);
+        assert_eq!(
+            rounds(&mut d, back.plus_ns(MS), back.plus_ns(25 * MS), 1),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_peer_silent_after_our_stop_is_declared_failed_one_interval_later() {
+        let (mut d, t0) = det();
+        d.on_heartbeat(t0, Epoch(1), 1);
+        drain(&mut d, t0);
+        rounds(&mut d, t0, t0.plus_ns(10 * MS), 10);
+        let back = t0.plus_ns(110 * MS);
+        // Nothing from the peer after our stop: failed H after we came
+        // back, not at once, and not later.
+        assert_eq!(rounds(&mut d, back, back.plus_ns(9 * MS), 1), vec![]);
+        let ev = rounds(&mut d, back.plus_ns(10 * MS), back.plus_ns(10 * MS), 1);
+        assert!(
+            matches!(ev.as_slice(), [DetectorEvent::PeerFailed { .. }]),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn rounds_on_time_change_nothing() {
+        let (mut d, t0) = det();
+        d.on_heartbeat(t0, Epoch(1), 1);
+        drain(&mut d, t0);
+        // Rounds every H (and a little late, up to 1.5 x H): failed at
+        // exactly last_heard + K x H, as without rounds.
+        let ev = rounds(&mut d, t0.plus_ns(MS), t0.plus_ns(29 * MS), 14);
+        assert!(ev.is_empty(), "{ev:?}");
+        assert_eq!(d.stats().own_stalls, 0);
+        d.on_round(t0.plus_ns(30 * MS));
+        assert!(matches!(
+            drain(&mut d, t0.plus_ns(30 * MS)).as_slice(),
+            [DetectorEvent::PeerFailed { .. }]
+        ));
     }
 
     #[test]

@@ -209,6 +209,9 @@ pub struct LinkStats {
     pub waits: u64,
     /// [`LinkEvent::LogStalled`] events.
     pub log_stalls: u64,
+    /// Rounds that started late enough to show this side had stopped (the
+    /// peer then got one more interval; [`HeartbeatLink::on_round`]).
+    pub own_stalls: u64,
     /// One-way delay of fresh heartbeats (arrival minus the peer's send
     /// time, both wall clocks: exact when both nodes share a host's clock).
     pub delay: DelayHistogram,
@@ -448,6 +451,14 @@ impl HeartbeatLink {
         let since = *self.waiting_since.get_or_insert(now);
         let bound = MUTUAL_WAIT_MIN_NS.max(3 * self.timing.failure_timeout_ns());
         now.since_ns(since) < bound
+    }
+
+    /// The shell starts a round at `now`, before it reads the datagrams
+    /// queued for it: silence over a stop of our own is not held against
+    /// the peer ([`Detector::on_round`]).
+    pub fn on_round(&mut self, now: Instant) {
+        self.det.on_round(now);
+        self.stats.own_stalls = self.det.stats().own_stalls;
     }
 
     /// Advance to `now` and return the next event, if any.

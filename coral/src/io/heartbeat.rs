@@ -299,6 +299,7 @@ impl Shell {
         raise_priority();
         let mut buf = vec![0u8; 2048];
         while self.take_commands() {
+            self.link.on_round(self.clock.now());
             self.receive_queued(&mut buf);
             if let Some(p) = self.cfg.log.as_ref().and_then(LogClient::progress) {
                 self.link.on_log_progress(self.clock.now(), p.0, p.1, p.2);
