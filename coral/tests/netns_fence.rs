@@ -189,6 +189,18 @@ fn netns_no_lease_no_segments() {
     run_nft(&p.server, nft::remove_table(&p.cfg));
 }
 
+/// The node's leases in this thread's namespace: a 400 ms timeout, 4 ms
+/// of margin.
+fn leases_here(cfg: FenceConfig) -> coral::io::leases::Leases {
+    coral::io::leases::Leases::new(
+        Nft::open().unwrap(),
+        cfg,
+        Duration::from_millis(400),
+        Duration::from_millis(4),
+    )
+    .expect("leases")
+}
+
 /// The lease's netlink path (one nfnetlink batch, no libnftables): the
 /// element a refresh writes is the one the kernel enforces, with the
 /// expiry it asked for; left alone it lapses and segments stop; a refresh
@@ -196,7 +208,6 @@ fn netns_no_lease_no_segments() {
 /// a revocation silences the address at once.
 #[test]
 fn netns_a_lease_changed_over_netlink_is_the_one_the_kernel_enforces() {
-    use coral::io::leases::Leases;
     let p = setup("flr");
     let vip: std::net::Ipv4Addr = "192.0.2.2".parse().unwrap();
     let listener = common::in_netns(&p.server, || TcpListener::bind("192.0.2.2:7000").unwrap());
@@ -207,13 +218,7 @@ fn netns_a_lease_changed_over_netlink_is_the_one_the_kernel_enforces() {
         let cfg = cfg.clone();
         move || {
             let clock = coral::clock::Clock::new();
-            let leases = Leases::new(
-                Nft::open().unwrap(),
-                cfg,
-                Duration::from_millis(400),
-                Duration::from_millis(4),
-            )
-            .expect("leases");
+            let leases = leases_here(cfg);
             leases.start_refreshed(vip).unwrap();
             leases.extend_to(coral_core::Instant(until_ms * 1_000_000), &clock);
             let listed = leases.run("list set netdev coral_fence lease\n").unwrap();
@@ -266,13 +271,7 @@ fn netns_a_lease_changed_over_netlink_is_the_one_the_kernel_enforces() {
     let change = move |revoke: bool| {
         let cfg = cfg.clone();
         move || {
-            let leases = Leases::new(
-                Nft::open().unwrap(),
-                cfg,
-                Duration::from_millis(400),
-                Duration::from_millis(4),
-            )
-            .expect("leases");
+            let leases = leases_here(cfg);
             if revoke {
                 leases.revoke_all(&[vip]).unwrap();
             } else {

@@ -112,9 +112,7 @@ fn netns_a_minute_of_1mb_replies_at_10ms_heartbeats_detects_nothing() {
     for h in ["server-a", "server-b"] {
         let ev = d.events(h);
         for at in detections(&ev) {
-            let near = stops
-                .iter()
-                .any(|(end, _)| end.abs_diff(at) < 300_000_000);
+            let near = stops.iter().any(|(end, _)| end.abs_diff(at) < 300_000_000);
             assert!(
                 near,
                 "{h} detected a failure at {at} with no stop of a CPU near it \

@@ -419,12 +419,19 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_stop_of_our_own_gives_the_peer_one_more_interval() {
+    /// A detector that heard the peer at t0 and ran rounds on time to
+    /// t0 + H.
+    fn heard_then_on_time() -> (Detector, Instant) {
         let (mut d, t0) = det();
         d.on_heartbeat(t0, Epoch(1), 1);
         drain(&mut d, t0);
         rounds(&mut d, t0, t0.plus_ns(10 * MS), 10);
+        (d, t0)
+    }
+
+    #[test]
+    fn a_stop_of_our_own_gives_the_peer_one_more_interval() {
+        let (mut d, t0) = heard_then_on_time();
         // Both sides stopped 100 ms (one machine, say): the first round
         // after it finds the peer silent far past K x H, but this side was
         // not running either: no failure yet, one interval of grace.
@@ -442,10 +449,7 @@ mod tests {
 
     #[test]
     fn a_peer_silent_after_our_stop_is_declared_failed_one_interval_later() {
-        let (mut d, t0) = det();
-        d.on_heartbeat(t0, Epoch(1), 1);
-        drain(&mut d, t0);
-        rounds(&mut d, t0, t0.plus_ns(10 * MS), 10);
+        let (mut d, t0) = heard_then_on_time();
         let back = t0.plus_ns(110 * MS);
         // Nothing from the peer after our stop: failed H after we came
         // back, not at once, and not later.
