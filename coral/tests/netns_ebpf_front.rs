@@ -593,13 +593,7 @@ fn hand_over(tag: &str, pass_local: bool) -> (String, coral::io::ebpf_front::Ebp
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&common::sh(&["ip", "netns", "exec", &l.b, "ss", "-tln"]).stdout)
-        .contains(&format!("{VIP}:80"))
-    {
-        assert!(Instant::now() < deadline, "b's server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(&l.b);
     let mut client = Command::new("ip")
         .args(["netns", "exec", &l.c, "python3", "-c", OLD_AND_NEW])
         .stdin(Stdio::piped())
@@ -709,13 +703,7 @@ fn netns_ebpf_front_hold_data_passes_bare_acks_of_local_sockets_and_holds_data()
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&common::sh(&["ip", "netns", "exec", &l.b, "ss", "-tln"]).stdout)
-        .contains(&format!("{VIP}:80"))
-    {
-        assert!(Instant::now() < deadline, "b's server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(&l.b);
     let mut client = Command::new("ip")
         .args(["netns", "exec", &l.c, "python3", "-c", PONGER])
         .stdin(Stdio::piped())
@@ -768,4 +756,19 @@ fn netns_ebpf_front_hold_data_passes_bare_acks_of_local_sockets_and_holds_data()
     let _ = client.wait();
     let _ = b_server.kill();
     let _ = b_server.wait();
+}
+
+/// Wait (at most 10 s) until a server listens on the service address's
+/// port 80 in namespace `ns`.
+fn wait_for_listener(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&common::sh(&["ip", "netns", "exec", ns, "ss", "-tln"]).stdout)
+        .contains(&format!("{VIP}:80"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server in {ns} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
