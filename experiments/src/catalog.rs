@@ -278,7 +278,7 @@ fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
 }
 
 /// `false-detection` (not in the paper): fault-free single-role CoRAL with
-/// a witness and `rejoin = true`, each run 10 minutes (QUICK: 20 s), under the
+/// a witness and `rejoin = true`, each run 10 minutes (QUICK: 10 s), under the
 /// two loads that provoked false detections: 1 MB replies two at a time
 /// from each of the 8 client slots (16 closed-loop keep-alive clients)
 /// without a CPU quota (the 100 Mb/s LAN as everywhere), and 1 KB replies
@@ -287,7 +287,7 @@ fn double_fault(quick: bool) -> (Vec<Variant>, Shape) {
 /// most one in 10 minutes). summary.json counts `false_detections`,
 /// `lease_lapses`, `fences`, `rejoins` and the heartbeat one-way delay.
 pub fn false_detection(quick: bool) -> (Vec<Variant>, Shape) {
-    let s = shape(quick, (20.0, 1.0, 1), (600.0, 1.0, 1));
+    let s = shape(quick, (10.0, 1.0, 1), (600.0, 1.0, 1));
     let mut v = Vec::new();
     for h in [10u64, 5] {
         let mut big = coral(&format!("hb-{h:03}ms-1mb-no-quota"), false, h);
@@ -466,7 +466,7 @@ fn paper_experiment(name: &str, quick: bool) -> Result<(Vec<Variant>, Shape)> {
 /// whose primary's link is cut half-way, keep-alive and connection per request,
 /// CGI and in-process.
 fn fig2_throughput(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
-    let s = shape(quick, (8.0, 1.0, 1), (20.0, 2.0, 3));
+    let s = shape(quick, (6.0, 1.0, 1), (20.0, 2.0, 3));
     let at = s.duration_s / 2.0;
     let mut ka = coral("coral-keep-alive", true, hb);
     ka.fault = cut("server-a", at);
@@ -557,7 +557,7 @@ fn table2_integration(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
 /// Table 3: CoRAL's overhead against one and two unreplicated servers, CPU-
 /// bound and with ample CPU, CGI and in-process.
 fn table3_overhead(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
-    let s = shape(quick, (6.0, 1.0, 1), (15.0, 2.0, 3));
+    let s = shape(quick, (4.0, 1.0, 1), (15.0, 2.0, 3));
     let mut v = Vec::new();
     // CGI (the paper's application; the caller marks it) and, with
     // the `inproc-` prefix, the cheap in-process application.
@@ -580,7 +580,7 @@ fn table3_overhead(quick: bool, hb: u64) -> (Vec<Variant>, Shape) {
 /// The heartbeat interval swept: a cut at each, and fault-free runs for false
 /// detections.
 fn detection_sweep(quick: bool) -> (Vec<Variant>, Shape) {
-    let s = shape(quick, (4.0, 0.5, 1), (8.0, 1.0, 3));
+    let s = shape(quick, (3.0, 0.5, 1), (8.0, 1.0, 3));
     let mut v = Vec::new();
     for h in [1u64, 5, 10, 50, 100] {
         let mut f = coral(&format!("hb-{h:03}ms-cut"), false, h);
@@ -748,7 +748,7 @@ mod tests {
         assert_eq!((s.duration_s, s.reps), (600.0, 1));
         assert_eq!(
             experiment("false-detection", true).unwrap().1.duration_s,
-            20.0
+            10.0
         );
         let names: Vec<&str> = v.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(

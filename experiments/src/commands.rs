@@ -583,3 +583,54 @@ pub fn run(a: RunArgs) -> Result<i32> {
         front: a.front.map(Front::from),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `make reproduce QUICK=1` must take at most 12 minutes on 2 cores,
+    /// the release build included (206 s from a clean clone on an idle
+    /// machine, plus the package check and the figures, about 20 s). So
+    /// the experiments' QUICK runs get at most 8.4 minutes: their loads,
+    /// plus what a run costs besides its load (0.8 s a run measured over
+    /// the 85 runs of an idle QUICK run). Read from the script's own list,
+    /// so an experiment added there counts at once.
+    #[test]
+    fn quick_reproduce_fits_its_twelve_minutes() {
+        const RUNS_BUDGET_S: f64 = 8.4 * 60.0;
+        const OVERHEAD_PER_RUN_S: f64 = 0.8;
+        let script = include_str!("../../scripts/reproduce.sh");
+        let names: Vec<&str> = script
+            .lines()
+            .skip_while(|l| !l.starts_with("EXPERIMENTS=("))
+            .skip(1)
+            .take_while(|l| l.trim() != ")")
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(names.len() >= 15, "the script's list: {names:?}");
+        let (mut runs, mut load_s) = (0u32, 0.0);
+        for name in names {
+            let (r, s) = match name {
+                campaign::plan::NAME => (
+                    campaign::plan::TRIALS_QUICK,
+                    f64::from(campaign::plan::TRIALS_QUICK) * campaign::plan::DURATION_S,
+                ),
+                hostile::NAME => (1, hostile::DURATION_S),
+                n => {
+                    let (v, shape) = crate::catalog::experiment(n, true).unwrap();
+                    let r = v.len() as u32 * shape.reps;
+                    (r, f64::from(r) * shape.duration_s)
+                }
+            };
+            runs += r;
+            load_s += s;
+        }
+        let total = load_s + f64::from(runs) * OVERHEAD_PER_RUN_S;
+        assert!(
+            total <= RUNS_BUDGET_S,
+            "QUICK runs: {runs} runs, {load_s} s of load, about {total:.0} s in all; \
+             the budget leaves {RUNS_BUDGET_S} s for them"
+        );
+    }
+}
