@@ -263,7 +263,15 @@ static __always_inline int handle(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__u32 mode = *modep;
 	__u32 flags = cfg->flags;
-	__u64 wake = (flags & CFG_WAKEUP_PER_RECORD) ? 0 : BPF_RB_NO_WAKEUP;
+	// Without a wake-up per record the consumer drains on its own
+	// schedule (log entries, a timer); a ring a quarter full wakes it at
+	// once, so a slow timer never lets the ring fill.
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	if (flags & CFG_WAKEUP_PER_RECORD)
+		wake = 0;
+	else if (bpf_ringbuf_query(&CORAL_RING, BPF_RB_AVAIL_DATA) >=
+		 bpf_ringbuf_query(&CORAL_RING, BPF_RB_RING_SIZE) / 4)
+		wake = BPF_RB_FORCE_WAKEUP;
 	count(C_SEEN);
 
 	// The connection's verdict, when user space has set any.

@@ -419,6 +419,57 @@ fn netns_ebpf_front_full_ring_drops_and_never_forwards_unrecorded() {
 }
 
 #[test]
+fn netns_ebpf_front_a_quarter_full_ring_wakes_its_consumer() {
+    use mio::unix::SourceFd;
+    use mio::{Events, Interest, Poll, Token};
+    use std::os::fd::AsRawFd;
+
+    let l = lan("ebq");
+    // 1 MiB: the client's GETs and 300 KB upload fit whole, so nothing
+    // is dropped and nothing is drained until the wake-up.
+    let ring = 1u32 << 20;
+    let mut front = load(&l, ring);
+    // Edge-triggered, as the node's data path polls it: an event comes
+    // only from the program's wake-up. Records are submitted without one
+    // (`Wakeup::Never`), so the GETs' small records wake nobody; the
+    // upload takes the ring past a quarter, which must.
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(
+            &mut SourceFd(&front.as_raw_fd()),
+            Token(0),
+            Interest::READABLE,
+        )
+        .unwrap();
+    let child = client(&l, 30);
+    let mut events = Events::with_capacity(4);
+    poll.poll(&mut events, Some(Duration::from_secs(20)))
+        .unwrap();
+    let c = front.counters().unwrap();
+    let mut bytes = 0usize;
+    front.drain(usize::MAX, |_, frame| bytes += frame.len());
+    assert!(
+        !events.is_empty(),
+        "no wake-up in 20 s with {bytes} bytes of frames in a {ring}-byte ring"
+    );
+    assert_eq!(c.ring_full, 0, "{c:?}");
+    assert!(
+        bytes >= ring as usize / 8,
+        "woken with only {bytes} bytes of frames in the ring"
+    );
+    // The client finishes through a ring drained as the node drains it.
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !waiter.is_finished() {
+        assert!(Instant::now() < deadline, "client did not finish");
+        front.wait(Duration::from_millis(5)).unwrap();
+        front.drain(usize::MAX, |_, _| {});
+    }
+    let out = waiter.join().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sha-equal"));
+}
+
+#[test]
 fn netns_ebpf_front_link_is_gone_when_the_loader_is_killed() {
     let l = lan("ebk");
     let bin = env!("CARGO_BIN_EXE_coral-front");

@@ -165,8 +165,15 @@ pub enum Source {
         prog: Box<EbpfFront>,
         /// ARP requests (and our replies).
         arp: PacketSocket,
-        /// Ring drain interval (the program never wakes us).
+        /// Ring drain interval while frames are held or connections
+        /// watched (a takeover, a late restore): the program does not
+        /// wake us per record.
         poll: Duration,
+        /// Ring drain interval while forwarding (or idle after a
+        /// takeover) with nothing watched: each batch of log entries
+        /// drains the ring first anyway, and a ring a quarter full wakes
+        /// us at once.
+        forward_poll: Duration,
     },
 }
 
@@ -182,7 +189,11 @@ impl Source {
 
     /// The eBPF source: load and attach the program (the error names the
     /// missing capability or kernel feature), and the ARP socket.
-    pub fn ebpf(cfg: &EbpfFrontConfig, poll: Duration) -> Result<Source, LoadError> {
+    pub fn ebpf(
+        cfg: &EbpfFrontConfig,
+        poll: Duration,
+        forward_poll: Duration,
+    ) -> Result<Source, LoadError> {
         let prog = EbpfFront::load(cfg)?;
         let arp = PacketSocket::open_arp(&cfg.lan)
             .map_err(|e| LoadError::new(format!("ARP socket on {}: {e}", cfg.lan)))?;
@@ -190,6 +201,7 @@ impl Source {
             prog: Box::new(prog),
             arp,
             poll,
+            forward_poll,
         })
     }
 
@@ -393,7 +405,16 @@ impl Engine {
         loop {
             let timeout = match &self.source {
                 _ if more => Duration::ZERO,
-                Source::Ebpf { poll, .. } => *poll,
+                Source::Ebpf {
+                    forward_poll, poll, ..
+                } => {
+                    let settled = matches!(self.rec.mode, Mode::Forward | Mode::Idle);
+                    if settled && self.rec.watched.is_empty() {
+                        *forward_poll
+                    } else {
+                        *poll
+                    }
+                }
                 Source::Packet(_) => Duration::from_secs(1),
             };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
