@@ -564,7 +564,7 @@ impl Takeover {
         let span = tracing::info_span!("takeover", vip = %vip.ip());
         let front = ctx.front()?;
         front.send(Command::Mode(Mode::Hold));
-        front.send(Command::ArpUntil(0));
+        front.answer_arp_until(0);
         front.send(Command::StopAcking);
         front.call(Command::Barrier).await?;
         ctx.events.record("log-acks-stopped", "");

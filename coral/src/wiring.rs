@@ -32,9 +32,7 @@ use crate::grants::{Grants, START_EPOCH};
 use crate::io::adopt::{AdoptConfig, Adopter};
 use crate::io::afpacket::PacketSocket;
 use crate::io::ebpf_front::{EbpfFrontConfig, Wakeup};
-use crate::io::front::{
-    serve_log, Command, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source,
-};
+use crate::io::front::{serve_log, Front, FrontConfig, FrontEvent, FrontKind, Mode, Source};
 use crate::io::heartbeat::{HeartbeatEvent, HeartbeatHandle};
 use crate::io::join::JoinLink;
 use crate::io::leases::Leases;
@@ -272,9 +270,7 @@ async fn front_side(
         // The front answers ARP only while heartbeats keep coming (its
         // lease, extended on every fresh heartbeat); one failure timeout
         // to start.
-        f.send(Command::ArpUntil(
-            b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0,
-        ));
+        f.answer_arp_until(b.clock.now().plus_ns(b.timing.failure_timeout_ns()).0);
     }
     *f.log_peer.lock().unwrap_or_else(|e| e.into_inner()) = primary;
     tokio::spawn(serve_log(

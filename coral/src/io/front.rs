@@ -126,9 +126,6 @@ pub enum Command {
     LogConn(Box<LogSession>),
     /// Switch mode; with the eBPF source, wait for runs in flight and drain.
     Mode(Mode),
-    /// Answer ARP for the fronted addresses while the node clock is below
-    /// this (ns); 0 = never.
-    ArpUntil(u64),
     /// Acknowledge no log entry from now on.
     StopAcking,
     /// The shadow state of every connection to one address.
@@ -240,6 +237,11 @@ pub struct Front {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     kind: FrontKind,
+    /// Answer ARP for the fronted addresses while the node clock is below
+    /// this (ns); 0 = never. Shared, not a command: the heartbeat thread
+    /// extends it on every fresh heartbeat, and the data-path thread reads
+    /// it only when an ARP request comes, so an extension wakes nobody.
+    arp_until: Arc<AtomicU64>,
 }
 
 impl Front {
@@ -255,6 +257,7 @@ impl Front {
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(FrontStats::default());
+        let arp_until = Arc::new(AtomicU64::new(u64::MAX));
         let kind = source.kind();
         let engine = Engine {
             source,
@@ -268,7 +271,7 @@ impl Front {
                 events,
                 stats: stats.clone(),
                 mode: cfg.mode,
-                arp_until: u64::MAX,
+                arp_until: arp_until.clone(),
                 acking: true,
                 held: (Vec::new(), 0),
                 watched: HashSet::new(),
@@ -290,7 +293,15 @@ impl Front {
             tx,
             waker,
             kind,
+            arp_until,
         })
+    }
+
+    /// Answer ARP for the fronted addresses while the node clock (ns) is
+    /// below `until`; 0 stops at once. Takes effect at the next ARP
+    /// request, with no wake-up of the data path.
+    pub fn answer_arp_until(&self, until: u64) {
+        self.arp_until.store(until, Ordering::Release);
     }
 
     /// Which frame source runs.
@@ -350,7 +361,7 @@ struct Recorder {
     events: UnboundedSender<FrontEvent>,
     stats: Arc<FrontStats>,
     mode: Mode,
-    arp_until: u64,
+    arp_until: Arc<AtomicU64>,
     acking: bool,
     /// Frames held since `Mode(Hold)`, and their bytes.
     held: (Vec<Vec<u8>>, usize),
@@ -511,7 +522,6 @@ impl Engine {
         match cmd {
             Command::LogConn(_) | Command::Retire => {}
             Command::Mode(m) => self.set_mode(m),
-            Command::ArpUntil(t) => self.rec.arp_until = t,
             Command::StopAcking => {
                 self.rec.acking = false;
                 // The primary may have sent nothing since (it was cut
@@ -803,7 +813,8 @@ impl Recorder {
     /// An ARP frame: answered for a fronted address while the node's ARP
     /// lease lasts and the front is not idle.
     fn on_arp(&mut self, sock: &PacketSocket, frame: &[u8]) {
-        if self.mode == Mode::Idle || self.clock.now().0 >= self.arp_until {
+        let until = self.arp_until.load(Ordering::Acquire);
+        if self.mode == Mode::Idle || self.clock.now().0 >= until {
             return;
         }
         let Ok(eth) = EthernetFrame::new_checked(frame) else {

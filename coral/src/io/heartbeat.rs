@@ -28,7 +28,7 @@ use coral_core::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::{unix_ns, Clock};
-use crate::io::front::{Command, Front};
+use crate::io::front::Front;
 use crate::io::leases::Leases;
 use crate::io::logchan::LogClient;
 use crate::io::sockopt;
@@ -373,7 +373,7 @@ impl Shell {
                 LinkEvent::LeaseUntil(until) => {
                     self.lease.leases.extend_to(until, &self.clock);
                     if let Some(f) = &self.lease.arp {
-                        f.send(Command::ArpUntil(until.0));
+                        f.answer_arp_until(until.0);
                     }
                     continue;
                 }
