@@ -558,8 +558,9 @@ pub struct Takeover {
 }
 
 impl Takeover {
-    /// Step 1: hold frames, stop answering ARP, and stop acknowledging the
-    /// log; the front does these in order, between two log batches.
+    /// Step 1: stop answering ARP (at once: the lease is a shared word),
+    /// then hold frames and stop acknowledging the log, which the front
+    /// does in order, between two log batches.
     pub async fn stop(ctx: &TakeoverCtx, vip: SocketAddrV4) -> Result<Takeover> {
         let span = tracing::info_span!("takeover", vip = %vip.ip());
         let front = ctx.front()?;
