@@ -51,12 +51,11 @@ use crate::takeover::TakeoverCtx;
 /// frames or watches connections.
 const RING_POLL: Duration = Duration::from_millis(2);
 /// The same while it forwards (or idles after a takeover) with nothing
-/// watched. Every batch of log
-/// entries drains the ring before it is applied, and the program wakes the
-/// thread when the ring is a quarter full, so this only bounds how long
-/// client ACKs wait before they trim the logged replies: a timer every
-/// 2 ms was 500 wake-ups a second per node, about half of the front
-/// thread's wake-ups under load.
+/// watched. Every batch of log entries drains the ring before it is
+/// applied, and the program wakes the thread when the ring is a quarter
+/// full, so this only bounds how long client ACKs wait before they trim
+/// the logged replies: a timer every 2 ms was 500 wake-ups a second per
+/// node, about half of the front thread's wake-ups under load.
 const RING_POLL_FORWARD: Duration = Duration::from_millis(50);
 
 /// What the node's loop reads: one receiver per source.
